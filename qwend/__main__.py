@@ -1,0 +1,22 @@
+"""``qwend`` entry point: the daemon, ``--demo``, and ``check-config``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch ``qwend check-config`` or run the daemon."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "check-config":
+        from qwend.checkconfig import main as check_config_main
+
+        return check_config_main(args[1:])
+    from qwend.daemon import main as daemon_main
+
+    return daemon_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

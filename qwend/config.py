@@ -1,0 +1,273 @@
+"""Configuration model: frozen dataclasses for qwend.toml and lanes.d/*.toml.
+
+The dataclasses below are the contract the rest of qwend codes against.
+Parsing and validation (``parse_config``, pure) and file loading
+(``load_config``) live here too; they never import aiohttp or textual.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+DEFAULT_CONFIG_PATH = Path("/etc/qwend/qwend.toml")
+
+
+class TextPolicy(StrEnum):
+    """How the router spreads text requests over text-capable lanes."""
+
+    BALANCED_LONG_TEXT = "balanced_long_text"
+    """The seed's policy: short text to throughput (spill to an idle stable), long text balanced."""
+    LEAST_WORK = "least_work"
+    """Adaptive: pick the lane with the smallest predicted completion time (learned online)."""
+    ROUND_ROBIN = "round_robin"
+    """Baseline: rotate over eligible lanes."""
+    LEAST_OUTSTANDING = "least_outstanding"
+    """Baseline: the eligible lane with the fewest in-flight requests."""
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """A TCP host and port to listen on."""
+
+    host: str
+    """Address to bind; ``127.0.0.1`` keeps a listener on loopback."""
+    port: int
+    """TCP port, 1-65535."""
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """An ``http://`` URL reaching this address (wildcards become loopback)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """``[daemon]``: where qwend keeps its socket, state, logs and lane files."""
+
+    control_socket: Path = Path("/run/qwend/control.sock")
+    """Unix socket of the control API (qwenctl, qwen-tui)."""
+    socket_group: str | None = None
+    """Group owning the control socket (mode 0660); None keeps the daemon's group."""
+    state_dir: Path = Path("/var/lib/qwend")
+    """Where qwend persists the active lane per role and the promotion history."""
+    log_dir: Path = Path("/var/log/qwend")
+    """Per-lane log files (``NAME.log``, ``NAME.log.1`` ...)."""
+    lanes_dir: Path = Path("/etc/qwend/lanes.d")
+    """Directory of one-TOML-file-per-lane definitions (relative paths: to qwend.toml)."""
+    drain_timeout_s: float = 30.0
+    """On shutdown, how long in-flight requests may finish before lanes are stopped."""
+    lane_log_keep: int = 5
+    """How many previous lane logs (``NAME.log.1`` ...) to keep."""
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """``[router]``: the OpenAI-compatible adaptive router in front of the lanes."""
+
+    listen: ListenAddress = ListenAddress("127.0.0.1", 18088)
+    text_policy: TextPolicy = TextPolicy.BALANCED_LONG_TEXT
+    long_text_min_tokens: int = 32
+    """Text requests asking for at least this many tokens are "long"."""
+    max_in_flight_per_lane: int = 8
+    """Admission limit: requests a lane serves at once before others queue."""
+    queue_size: int = 256
+    """Requests that may wait for a lane slot; beyond it the router answers 429."""
+    queue_timeout_s: float = 30.0
+    """How long a request may wait in the queue before a 429."""
+    connect_timeout_s: float = 5.0
+    """TCP connect timeout to a lane."""
+    first_byte_timeout_s: float = 600.0
+    """How long to wait for a lane's response headers (covers prefill)."""
+    request_timeout_s: float = 1800.0
+    """Overall deadline of one proxied request, retries included."""
+    retry_budget: int = 2
+    """Extra attempts on other lanes before the first byte reached the client."""
+    breaker_failure_threshold: int = 5
+    """Consecutive failures that open a lane's circuit breaker."""
+    breaker_cooldown_s: float = 10.0
+    """Time an open breaker waits before letting one probe request through."""
+    upstream_keepalive_s: float = 4.0
+    """Idle keep-alive of pooled lane connections (shorter than the lane's own)."""
+
+
+@dataclass(frozen=True)
+class PublicEndpoint:
+    """One public API port: forwards to the router, or to a role's active lane."""
+
+    listen: ListenAddress
+    target: str
+    """``"router"`` or ``"role:NAME"`` (e.g. ``role:multimodal``)."""
+
+    @property
+    def role(self) -> str | None:
+        """The role this endpoint pins to, or None for the router."""
+        return self.target.removeprefix("role:") if self.target.startswith("role:") else None
+
+
+@dataclass(frozen=True)
+class PublicConfig:
+    """``[public]``: the console and public API ports."""
+
+    console_listen: ListenAddress | None = None
+    """Web console address; None disables the console."""
+    endpoints: tuple[PublicEndpoint, ...] = ()
+    api_keys_file: Path | None = None
+    """File of accepted API keys, one per line; None accepts unauthenticated requests."""
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """``[monitor]``: the npu-smi poller."""
+
+    enabled: bool = True
+    npu_smi: str = "npu-smi"
+    """npu-smi executable (name on PATH or absolute path)."""
+    interval_s: float = 5.0
+    timeout_s: float = 10.0
+    """Hard timeout of one npu-smi run; a hung npu-smi is killed and the view goes stale."""
+    release_wait_s: float = 30.0
+    """Before a lane starts, how long to wait for other processes to release its NPUs' memory."""
+    start_despite_busy_npu: bool = False
+    """Start a lane anyway when its NPUs are still held after ``release_wait_s``."""
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """``[health]`` of a lane: readiness and liveness probing."""
+
+    path: str = "/health"
+    startup_timeout_s: float = 900.0
+    """Readiness deadline; vLLM on an NPU can take many minutes to load."""
+    interval_s: float = 10.0
+    timeout_s: float = 5.0
+    failure_threshold: int = 3
+    """Consecutive failed liveness probes that make a lane unhealthy."""
+    inference_probe: bool = False
+    """Also send a ``max_tokens=1`` completion as a liveness probe."""
+    inference_probe_idle_s: float = 60.0
+    """Skip the inference probe while real traffic succeeded within this window."""
+
+
+@dataclass(frozen=True)
+class StopConfig:
+    """``[stop]`` of a lane."""
+
+    signal: signal.Signals = signal.SIGTERM
+    """Sent to the lane's whole process group first."""
+    timeout_s: float = 30.0
+    """Then SIGKILL after this long."""
+
+
+@dataclass(frozen=True)
+class RestartConfig:
+    """``[restart]`` of a lane: backoff and crash-loop detection."""
+
+    backoff_min_s: float = 1.0
+    backoff_max_s: float = 60.0
+    crash_loop_limit: int = 5
+    """More restarts than this within ``crash_loop_window_s`` put the lane in ``failed``."""
+    crash_loop_window_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """``[capabilities]``: what a lane can serve."""
+
+    text: bool = True
+    image: bool = False
+
+
+@dataclass(frozen=True)
+class LaneConfig:
+    """One lane: a backend inference server process, from ``lanes.d/NAME.toml``."""
+
+    name: str
+    role: str
+    variant: str
+    npus: tuple[int, ...]
+    port: int
+    model: str
+    command: tuple[str, ...]
+    """argv with ``{port}``, ``{npus}``, ``{model}``, ``{name}`` placeholders."""
+    standby: bool = False
+    """A candidate for its role: not routed until promoted."""
+    host: str = "127.0.0.1"
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    health: HealthConfig = HealthConfig()
+    stop: StopConfig = StopConfig()
+    restart: RestartConfig = RestartConfig()
+    capabilities: Capabilities = Capabilities()
+    source: Path | None = None
+    """The file this lane was read from (for messages)."""
+
+    @property
+    def base_url(self) -> str:
+        """Where the lane's HTTP server listens."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def visible_devices(self) -> str:
+        """``ASCEND_RT_VISIBLE_DEVICES`` value: NPUs sorted, comma-separated."""
+        return ",".join(str(n) for n in sorted(self.npus))
+
+    def argv(self) -> list[str]:
+        """The command with placeholders filled."""
+        values = {
+            "port": str(self.port),
+            "npus": self.visible_devices,
+            "model": self.model,
+            "name": self.name,
+        }
+        return [arg.format_map(values) for arg in self.command]
+
+    def spawn_key(self) -> tuple[object, ...]:
+        """Fields whose change requires restarting the process on reload."""
+        return (
+            self.command,
+            tuple(sorted(self.env.items())),
+            self.cwd,
+            self.npus,
+            self.port,
+            self.host,
+            self.model,
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration: qwend.toml plus every lane file."""
+
+    daemon: DaemonConfig = DaemonConfig()
+    router: RouterConfig = RouterConfig()
+    public: PublicConfig = PublicConfig()
+    monitor: MonitorConfig = MonitorConfig()
+    lanes: tuple[LaneConfig, ...] = ()
+    path: Path | None = None
+    """The qwend.toml this was loaded from."""
+
+    def lane(self, name: str) -> LaneConfig:
+        """The lane called ``name``; KeyError when there is none."""
+        for lane in self.lanes:
+            if lane.name == name:
+                return lane
+        raise KeyError(name)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """Roles in order of first appearance."""
+        return tuple(dict.fromkeys(lane.role for lane in self.lanes))
+
+    def default_active(self) -> dict[str, str]:
+        """Role -> the lane configured active (not standby) for it."""
+        return {lane.role: lane.name for lane in self.lanes if not lane.standby}

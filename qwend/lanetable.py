@@ -1,0 +1,83 @@
+"""The routable lane set: what the supervisor publishes and the router reads.
+
+The supervisor owns lane processes; the router owns traffic. They meet here:
+the supervisor replaces the whole tuple of ``RoutableLane`` at once (so a
+promotion or a drain is atomic from the router's point of view) and asks the
+router, through ``TrafficGate``, how much traffic a lane still has in flight.
+Pure: no aiohttp, no textual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class RoutableLane:
+    """One lane as the router sees it."""
+
+    name: str
+    role: str
+    variant: str
+    base_url: str
+    """``http://127.0.0.1:PORT`` of the lane process."""
+    text: bool
+    """Can serve text requests."""
+    image: bool
+    """Can serve requests with image parts."""
+    active: bool
+    """The active lane of its role (standby lanes are never routed)."""
+    accepting: bool
+    """Ready and not draining: may receive new requests."""
+    model: str = ""
+    """The model name the lane serves (``--served-model-name``)."""
+
+
+class LaneTable:
+    """Holds the current lane set; replaced atomically, observed by listeners."""
+
+    def __init__(self, lanes: tuple[RoutableLane, ...] = ()) -> None:
+        self._lanes = lanes
+        self._generation = 0
+        self._listeners: list[Callable[[tuple[RoutableLane, ...]], None]] = []
+
+    def snapshot(self) -> tuple[RoutableLane, ...]:
+        """The current lane set (an immutable tuple, safe to keep)."""
+        return self._lanes
+
+    @property
+    def generation(self) -> int:
+        """Incremented on every replace; lets readers detect change cheaply."""
+        return self._generation
+
+    def replace(self, lanes: tuple[RoutableLane, ...]) -> None:
+        """Swap in a new lane set and tell listeners."""
+        self._lanes = lanes
+        self._generation += 1
+        for listener in tuple(self._listeners):
+            listener(lanes)
+
+    def subscribe(self, listener: Callable[[tuple[RoutableLane, ...]], None]) -> None:
+        """Call ``listener`` with the new set after every replace."""
+        self._listeners.append(listener)
+
+    def get(self, name: str) -> RoutableLane | None:
+        """The lane called ``name`` in the current set, if any."""
+        for lane in self._lanes:
+            if lane.name == name:
+                return lane
+        return None
+
+
+class TrafficGate(Protocol):
+    """What the router tells the supervisor about traffic on a lane."""
+
+    def in_flight(self, lane: str) -> int:
+        """Requests currently being served by ``lane`` (admitted, not finished)."""
+        ...
+
+    async def wait_drained(self, lane: str, timeout: float) -> bool:
+        """Wait until ``lane`` has nothing in flight; False if ``timeout`` passed first."""
+        ...
