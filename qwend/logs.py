@@ -36,9 +36,7 @@ def resolve_format(requested: LogFormat, stream: TextIO, env: Mapping[str, str])
     return LogFormat.CONSOLE if stream.isatty() else LogFormat.JSON
 
 
-def build_processors(
-    fmt: LogFormat, env: Mapping[str, str]
-) -> list[structlog.typing.Processor]:
+def build_processors(fmt: LogFormat, env: Mapping[str, str]) -> list[structlog.typing.Processor]:
     """The structlog processor chain for ``fmt`` (pure, for tests)."""
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,

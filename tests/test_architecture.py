@@ -1,0 +1,104 @@
+"""The dependency rule from DESIGN.md, enforced.
+
+The pure core imports neither aiohttp nor textual; ``qwend`` never imports
+the TUI; qwenctl and qwen-tui reach the daemon only through ``client`` and
+``protocol``. Checked on the import statements of the source, so a lazy
+import inside a function counts too.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PURE_CORE = (
+    "config",
+    "lanes",
+    "routing",
+    "tokens",
+    "compress",
+    "protocol",
+    "npu",
+    "npu_render",
+    "stats",
+    "breaker",
+    "restart",
+    "lanetable",
+    "errors",
+    "ascend_env",
+)
+UI_FRAMEWORKS = ("aiohttp", "textual")
+# What the CLI and TUI may import from qwend: the client, the protocol and pure helpers.
+CLIENT_SIDE_ALLOWED = (
+    "qwend",
+    "qwend.client",
+    "qwend.protocol",
+    "qwend.errors",
+    "qwend.config",
+    "qwend.checkconfig",
+    "qwend.npu",
+    "qwend.npu_render",
+    "qwend.logs",
+    "qwend.cli",
+)
+
+
+def imported_modules(path: Path) -> Iterator[str]:
+    """Every absolute module name imported by the file at ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            yield from (f"{node.module}.{alias.name}" for alias in node.names)
+
+
+def pure_core_files() -> list[Path]:
+    files: list[Path] = []
+    for name in PURE_CORE:
+        files.extend(p for p in [ROOT / "qwend" / f"{name}.py"] if p.exists())
+        files.extend(sorted((ROOT / "qwend").glob(f"{name}_*.py")))
+    return files
+
+
+def top(module: str) -> str:
+    return module.split(".")[0]
+
+
+@pytest.mark.parametrize("path", pure_core_files(), ids=lambda p: p.name)
+def test_pure_core_imports_no_io_framework(path: Path) -> None:
+    bad = sorted({m for m in imported_modules(path) if top(m) in UI_FRAMEWORKS})
+    assert not bad, f"{path.relative_to(ROOT)} is pure core but imports {bad}"
+
+
+def test_pure_core_is_not_empty() -> None:
+    names = {p.stem for p in pure_core_files()}
+    assert {"config", "lanetable", "errors"} <= names
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "qwend").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_qwend_never_imports_the_tui(path: Path) -> None:
+    bad = sorted({m for m in imported_modules(path) if top(m) in ("qwen_tui", "tui")})
+    assert not bad, f"{path.relative_to(ROOT)} imports the TUI: {bad}"
+
+
+def client_side_files() -> list[Path]:
+    return sorted((ROOT / "qwend" / "cli").rglob("*.py")) + sorted((ROOT / "tui").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", client_side_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_cli_and_tui_reach_the_daemon_only_through_the_client(path: Path) -> None:
+    def allowed(module: str) -> bool:
+        return any(module == ok or module.startswith(ok + ".") for ok in CLIENT_SIDE_ALLOWED[1:])
+
+    qwend_imports = {m for m in imported_modules(path) if top(m) == "qwend"}
+    # ``from qwend import x`` yields both "qwend" and "qwend.x": judge the specific one.
+    bad = sorted(m for m in qwend_imports if m != "qwend" and not allowed(m))
+    assert not bad, f"{path.relative_to(ROOT)} imports daemon internals: {bad}"

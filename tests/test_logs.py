@@ -1,0 +1,69 @@
+"""Logging: JSON off a TTY, console on one, no timestamps under journald, lane= on lane lines."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from qwend.logs import LogFormat, configure_logging, lane_logger, resolve_format
+
+
+class FakeTty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_auto_is_json_off_a_terminal() -> None:
+    assert resolve_format(LogFormat.AUTO, io.StringIO(), {}) is LogFormat.JSON
+
+
+def test_auto_is_console_on_a_terminal() -> None:
+    assert resolve_format(LogFormat.AUTO, FakeTty(), {}) is LogFormat.CONSOLE
+
+
+def test_auto_is_json_under_journald_even_on_a_terminal() -> None:
+    assert resolve_format(LogFormat.AUTO, FakeTty(), {"JOURNAL_STREAM": "8:1"}) is LogFormat.JSON
+
+
+def test_explicit_format_wins() -> None:
+    assert resolve_format(LogFormat.CONSOLE, io.StringIO(), {}) is LogFormat.CONSOLE
+
+
+def test_json_lines_carry_lane_and_timestamp() -> None:
+    out = io.StringIO()
+    configure_logging(LogFormat.JSON, stream=out, env={})
+    lane_logger("stable").info("lane_ready", pid=42)
+    record = json.loads(out.getvalue().splitlines()[-1])
+    assert record["lane"] == "stable"
+    assert record["event"] == "lane_ready"
+    assert record["pid"] == 42
+    assert record["level"] == "info"
+    assert "timestamp" in record
+
+
+def test_no_timestamp_under_journald() -> None:
+    out = io.StringIO()
+    configure_logging(LogFormat.JSON, stream=out, env={"JOURNAL_STREAM": "8:1"})
+    lane_logger("mm").warning("lane_unhealthy")
+    record = json.loads(out.getvalue().splitlines()[-1])
+    assert "timestamp" not in record
+    assert record["lane"] == "mm"
+
+
+def test_console_format_is_key_value() -> None:
+    out = io.StringIO()
+    configure_logging(LogFormat.CONSOLE, stream=out, env={"JOURNAL_STREAM": "8:1"})
+    lane_logger("throughput").info("lane_started", port=18087)
+    line = out.getvalue().splitlines()[-1]
+    assert "lane_started" in line
+    assert "lane=throughput" in line
+    assert "port=18087" in line
+
+
+def test_level_filters_lower_records() -> None:
+    out = io.StringIO()
+    configure_logging(LogFormat.JSON, level="warning", stream=out, env={})
+    lane_logger("stable").info("hidden")
+    lane_logger("stable").error("shown")
+    events = [json.loads(line)["event"] for line in out.getvalue().splitlines()]
+    assert events == ["shown"]
