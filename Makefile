@@ -16,6 +16,9 @@ demo: $(STAMP)
 	$(BIN)/qwend --demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
