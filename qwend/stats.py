@@ -1,0 +1,339 @@
+"""Router statistics (pure): sliding-window percentiles, a learned lane model, snapshots.
+
+``Window`` keeps recent ``(time, value)`` samples and answers p50/p95/p99
+over the last ``window_s`` seconds; recording is O(1), sorting happens only
+when a snapshot is asked for. ``LanePerf`` is the online model the
+``least_work`` policy uses: exponentially weighted least squares of prefill
+time per token and inter-token latency against concurrency. ``RouterSnapshot``
+is the frozen picture the control API and the TUI show.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+WINDOW_S = 60.0
+"""Default sliding window of percentiles and tokens/s."""
+MAX_SAMPLES = 2048
+"""Samples kept per series (bounds memory and snapshot cost under heavy load)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    """p50/p95/p99 of one series over the window; None when it has no samples."""
+
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    count: int = 0
+    """Samples in the window."""
+
+
+def percentiles(values: Iterable[float]) -> Percentiles:
+    """Nearest-rank p50/p95/p99 of ``values``."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        return Percentiles()
+
+    def rank(q: float) -> float:
+        return ordered[min(n - 1, max(0, int(q * n + 0.999999) - 1))]
+
+    return Percentiles(rank(0.50), rank(0.95), rank(0.99), n)
+
+
+class Window:
+    """Recent samples of one series, trimmed by age at read time."""
+
+    __slots__ = ("_samples", "window_s")
+
+    def __init__(self, window_s: float = WINDOW_S, max_samples: int = MAX_SAMPLES) -> None:
+        self.window_s = window_s
+        self._samples: deque[tuple[float, float]] = deque(maxlen=max_samples)
+
+    def add(self, now: float, value: float) -> None:
+        """Record one sample taken at ``now`` (monotonic seconds)."""
+        self._samples.append((now, value))
+
+    def values(self, now: float) -> list[float]:
+        """Values recorded within the window before ``now``."""
+        cutoff = now - self.window_s
+        while self._samples and self._samples[0][0] < cutoff:
+            self._samples.popleft()
+        return [value for _, value in self._samples]
+
+    def percentiles(self, now: float) -> Percentiles:
+        """p50/p95/p99 over the window."""
+        return percentiles(self.values(now))
+
+    def total(self, now: float) -> float:
+        """Sum of the values in the window."""
+        return sum(self.values(now))
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyStats:
+    """Latency and throughput of a lane or a class over the window."""
+
+    ttft: Percentiles = Percentiles()
+    """Time to first token (first streamed byte), seconds."""
+    itl: Percentiles = Percentiles()
+    """Mean inter-token latency per request, seconds."""
+    e2e: Percentiles = Percentiles()
+    """End-to-end latency as the router saw it, seconds."""
+    tokens_per_s: float = 0.0
+    """Completion tokens finished in the window divided by the window length."""
+
+
+class Series:
+    """The three latency windows plus a token counter for one lane or class."""
+
+    __slots__ = ("e2e", "itl", "tokens", "ttft")
+
+    def __init__(self, window_s: float = WINDOW_S) -> None:
+        self.ttft = Window(window_s)
+        self.itl = Window(window_s)
+        self.e2e = Window(window_s)
+        self.tokens = Window(window_s)
+
+    def record(
+        self, now: float, ttft: float | None, itl: float | None, e2e: float, tokens: int
+    ) -> None:
+        """One finished request."""
+        if ttft is not None:
+            self.ttft.add(now, ttft)
+        if itl is not None:
+            self.itl.add(now, itl)
+        self.e2e.add(now, e2e)
+        if tokens:
+            self.tokens.add(now, tokens)
+
+    def stats(self, now: float) -> LatencyStats:
+        """Percentiles and tokens/s as of ``now``."""
+        window = self.e2e.window_s
+        return LatencyStats(
+            self.ttft.percentiles(now),
+            self.itl.percentiles(now),
+            self.e2e.percentiles(now),
+            self.tokens.total(now) / window if window > 0 else 0.0,
+        )
+
+
+class _Fit:
+    """Exponentially weighted least squares of y = a + b*x with a constant prior."""
+
+    __slots__ = ("_prior", "_sums", "decay")
+
+    def __init__(self, a: float, b: float, decay: float) -> None:
+        self.decay = decay
+        # The prior: two pseudo-samples (x=1 and x=8) that never fade, weight 0.5 each,
+        # so the fit stays defined when every real sample came at one concurrency.
+        self._prior = [0.0] * 5
+        for x in (1.0, 8.0):
+            self._add(self._prior, x, a + b * x, 0.5)
+        self._sums = [0.0] * 5
+
+    @staticmethod
+    def _add(sums: list[float], x: float, y: float, w: float) -> None:
+        sums[0] += w
+        sums[1] += w * x
+        sums[2] += w * y
+        sums[3] += w * x * x
+        sums[4] += w * x * y
+
+    def observe(self, x: float, y: float) -> None:
+        s = self._sums
+        for i in range(5):
+            s[i] *= self.decay
+        self._add(s, x, y, 1.0)
+
+    def coefficients(self) -> tuple[float, float]:
+        w, sx, sy, sxx, sxy = (p + s for p, s in zip(self._prior, self._sums, strict=True))
+        det = w * sxx - sx * sx
+        b = (w * sxy - sx * sy) / det if det > 1e-12 else 0.0
+        b = max(0.0, b)  # more concurrency never makes a lane faster per request
+        a = max(1e-6, (sy - b * sx) / w)
+        return a, b
+
+    def predict(self, x: float) -> float:
+        a, b = self.coefficients()
+        return a + b * x
+
+    @property
+    def samples(self) -> float:
+        return self._sums[0]
+
+
+PROMPT_OVERHEAD_TOKENS = 64.0
+"""Fixed per-request prefill cost expressed in prompt tokens (scheduling, detokenising)."""
+
+
+class LanePerf:
+    """Online model of one lane: prefill time per token and decode time per token vs load.
+
+    ``ttft(n) = (prompt + 64) * (c + d*n)`` and ``itl(n) = a + b*n`` where ``n``
+    is the number of requests the lane serves at once. Coefficients are fitted
+    by exponentially weighted least squares (half-life ~``half_life`` samples)
+    on top of a weak prior, so a lane nobody has measured yet still gets traffic.
+    """
+
+    __slots__ = ("_itl", "_prefill")
+
+    def __init__(
+        self,
+        *,
+        prefill_s_per_token: float = 0.001,
+        prefill_slope: float = 0.0005,
+        itl_s: float = 0.05,
+        itl_slope: float = 0.005,
+        half_life: float = 32.0,
+    ) -> None:
+        decay = 0.5 ** (1.0 / half_life)
+        self._prefill = _Fit(prefill_s_per_token, prefill_slope, decay)
+        self._itl = _Fit(itl_s, itl_slope, decay)
+
+    def observe_ttft(self, prompt_tokens: int, ttft: float, concurrency: float) -> None:
+        """A streamed request's time to first token at mean concurrency ``concurrency``."""
+        self._prefill.observe(concurrency, ttft / (prompt_tokens + PROMPT_OVERHEAD_TOKENS))
+
+    def observe_itl(self, itl: float, concurrency: float) -> None:
+        """A request's mean inter-token latency at mean concurrency ``concurrency``."""
+        self._itl.observe(concurrency, itl)
+
+    def observe_total(
+        self, prompt_tokens: int, completion_tokens: int, e2e: float, concurrency: float
+    ) -> None:
+        """A non-streamed request: split ``e2e`` into predicted prefill and observed decode."""
+        if completion_tokens <= 0:
+            return
+        decode = e2e - self.ttft(prompt_tokens, concurrency)
+        self._itl.observe(concurrency, max(0.0, decode) / completion_tokens)
+
+    def ttft(self, prompt_tokens: int, n: float) -> float:
+        """Predicted time to first token with ``n`` requests on the lane."""
+        return (prompt_tokens + PROMPT_OVERHEAD_TOKENS) * self._prefill.predict(n)
+
+    def itl(self, n: float) -> float:
+        """Predicted seconds per output token with ``n`` requests on the lane."""
+        return self._itl.predict(n)
+
+    def cost(
+        self, prompt_tokens: int, out_tokens: int, in_flight: int, outstanding: float
+    ) -> float:
+        """Seconds added to the system by one more request: its own time plus the slow-down
+        it inflicts on the ``outstanding`` tokens the lane still has to generate."""
+        n = in_flight + 1
+        own = self.ttft(prompt_tokens, n) + out_tokens * self.itl(n)
+        return own + outstanding * max(0.0, self.itl(n) - self.itl(n - 1))
+
+    @property
+    def samples(self) -> float:
+        """Weight of real (decayed) samples behind the decode fit."""
+        return self._itl.samples
+
+    def view(self) -> PerfView:
+        """The fitted coefficients, for statistics."""
+        c, d = self._prefill.coefficients()
+        a, b = self._itl.coefficients()
+        return PerfView(c, d, a, b, self._itl.samples)
+
+
+@dataclass(frozen=True, slots=True)
+class PerfView:
+    """Learned lane model coefficients (see ``LanePerf``)."""
+
+    prefill_s_per_token: float
+    prefill_slope: float
+    """Extra prefill seconds per token for each additional concurrent request."""
+    itl_s: float
+    """Decode seconds per token, intercept."""
+    itl_slope: float
+    """Extra decode seconds per token for each additional concurrent request."""
+    samples: float
+    """Decayed weight of observations behind the fit."""
+
+
+@dataclass(frozen=True, slots=True)
+class LaneStats:
+    """One lane in a ``RouterSnapshot``."""
+
+    name: str
+    role: str
+    variant: str
+    accepting: bool
+    """Eligible for new requests (active, accepting, breaker not open)."""
+    in_flight: int
+    limit: int
+    """Admission limit (requests at once)."""
+    outstanding_work: float
+    """Expected output tokens of the requests it serves now."""
+    breaker: str
+    """``closed``, ``open`` or ``half_open``."""
+    breaker_failures: int
+    latency: LatencyStats
+    requests: int
+    """Attempts sent to the lane since start."""
+    failures: int
+    """Attempts that failed on the lane (connection errors, 5xx, 429, broken streams)."""
+    retried_away: int
+    """Failed attempts re-sent to another lane."""
+    spills: int
+    """Short text spilled to this lane instead of the throughput lane."""
+    mid_stream_errors: int
+    disconnects: int
+    """Client disconnects while the lane was serving."""
+    perf: PerfView
+
+
+@dataclass(frozen=True, slots=True)
+class ClassStats:
+    """One traffic class (multimodal, short_text, long_text) in a ``RouterSnapshot``."""
+
+    name: str
+    latency: LatencyStats
+    requests: int
+    errors: int
+    """Requests of this class that ended with an error status or error event."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSnapshot:
+    """Everything the router knows about its traffic, at one instant."""
+
+    policy: str
+    long_text_min_tokens: int
+    taken_at: float
+    """Wall-clock time (epoch seconds) of the snapshot."""
+    window_s: float
+    """Sliding window of the percentiles and tokens/s."""
+    lanes: tuple[LaneStats, ...]
+    classes: tuple[ClassStats, ...]
+    in_flight: int
+    queued: int
+    queue_limit: int
+    requests: int
+    """Requests received (after JSON validation)."""
+    retries: int
+    """Extra attempts made on another lane before the first byte."""
+    spills: int
+    rejected_queue_full: int
+    """429 answers: the queue was full or a request waited longer than the queue timeout."""
+    rejected_no_lane: int
+    """503 answers: no lane could serve the request."""
+    mid_stream_errors: int
+    """Streams that ended with an error event after the first byte."""
+    client_disconnects: int
+    bad_requests: int
+
+    def lane(self, name: str) -> LaneStats:
+        """The lane called ``name``; KeyError when absent."""
+        for lane in self.lanes:
+            if lane.name == name:
+                return lane
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able form (control API)."""
+        return asdict(self)
