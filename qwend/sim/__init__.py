@@ -1,0 +1,1 @@
+"""qwend-sim: the built-in lane emulator (OpenAI-compatible server) and a fake npu-smi."""

@@ -1,0 +1,149 @@
+"""``qwend-sim``: ``serve`` (a lane emulator) and ``npu-smi`` (a fake npu-smi).
+
+Data goes to stdout, diagnostics to stderr; ``main(argv, env)`` is injectable
+for tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TextIO
+
+from qwend.logs import LogFormat, configure_logging
+from qwend.sim import npusmi, state
+from qwend.sim.lane import FaultSettings, SimSettings
+from qwend.sim.latency import VARIANTS, profile_for
+
+USAGE_ERROR = 2
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return number
+
+
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return number
+
+
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return number
+
+
+def _add_fault_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("fault injection (times in real seconds, not scaled)")
+    g.add_argument("--fail-startup", action="store_true", help="exit after the model load")
+    g.add_argument("--exit-code", type=int, default=1, help="status of injected exits")
+    g.add_argument("--exit-after-requests", type=int, metavar="N")
+    g.add_argument("--exit-after-seconds", type=_non_negative, metavar="S")
+    g.add_argument("--hang-health", action="store_true", help="/health never answers")
+    g.add_argument("--error-rate", type=_fraction, default=0.0, metavar="F")
+    g.add_argument("--error-status", type=int, choices=(500, 503), default=500)
+    g.add_argument("--stall-after-tokens", type=int, metavar="N", help="streams stop after N")
+    g.add_argument("--leak-npu-memory-s", type=_non_negative, default=0.0, metavar="S")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``qwend-sim`` argument parser."""
+    parser = argparse.ArgumentParser(prog="qwend-sim", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run an emulated Qwen3.5 lane (OpenAI-compatible)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--served-model-name", default="qwen3.5-9b")
+    serve.add_argument("--variant", choices=VARIANTS, default="baseline")
+    serve.add_argument("--lane-name", help="name in logs and in npu-smi state (default: model)")
+    serve.add_argument(
+        "--startup-delay", type=_non_negative, help="model load seconds (default: per variant)"
+    )
+    serve.add_argument("--time-scale", type=_positive, default=1.0, help="divide all delays")
+    serve.add_argument("--max-model-len", type=int, default=32_768)
+    serve.add_argument("--max-num-seqs", type=int, default=32)
+    serve.add_argument("--log-format", choices=[f.value for f in LogFormat], default="auto")
+    serve.add_argument("--log-level", default="info")
+    _add_fault_flags(serve)
+    smi = sub.add_parser("npu-smi", help="fake npu-smi showing the running sim lanes")
+    smi.add_argument("smi_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> SimSettings:
+    """``SimSettings`` from parsed ``serve`` arguments and the environment."""
+    faults = FaultSettings(
+        fail_startup=args.fail_startup,
+        exit_code=args.exit_code,
+        exit_after_requests=args.exit_after_requests,
+        exit_after_seconds=args.exit_after_seconds,
+        hang_health=args.hang_health,
+        error_rate=args.error_rate,
+        error_status=args.error_status,
+        stall_after_tokens=args.stall_after_tokens,
+        leak_npu_memory_s=args.leak_npu_memory_s,
+    )
+    startup = args.startup_delay
+    return SimSettings(
+        host=args.host,
+        port=args.port,
+        served_model_name=args.served_model_name,
+        variant=args.variant,
+        lane_name=args.lane_name or args.served_model_name,
+        startup_delay=profile_for(args.variant).startup_s if startup is None else startup,
+        time_scale=args.time_scale,
+        max_model_len=args.max_model_len,
+        max_num_seqs=args.max_num_seqs,
+        visible_devices=env.get("ASCEND_RT_VISIBLE_DEVICES", ""),
+        state_dir=state.state_dir(env),
+        faults=faults,
+    )
+
+
+def npu_smi(argv: Sequence[str], env: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    """The fake ``npu-smi``: ``info``, ``info -m``, ``info -t usages -i N``."""
+    args = list(argv)
+    if not args or args[0] != "info":
+        err.write(f"{npusmi.USAGE}\n")
+        return USAGE_ERROR
+    opts = args[1:]
+    records = state.read_records(state.state_dir(env))
+    if not opts:
+        out.write(npusmi.render_info(records))
+        return 0
+    if opts == ["-m"]:
+        out.write(npusmi.render_mapping())
+        return 0
+    if len(opts) >= 2 and opts[0] == "-t" and opts[1] == "usages":
+        rest = opts[2:]
+        if len(rest) != 2 or rest[0] != "-i":
+            out.write(npusmi.missing_card_text())
+            return 1
+        if not rest[1].isdigit() or not npusmi.valid_npu(int(rest[1])):
+            out.write(npusmi.invalid_card_text())
+            return 1
+        out.write(npusmi.render_usages(records, int(rest[1])))
+        return 0
+    err.write(f"qwend-sim npu-smi: unsupported arguments {' '.join(opts)!r}\n{npusmi.USAGE}\n")
+    return USAGE_ERROR
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Entry point of the ``qwend-sim`` console script."""
+    environ = os.environ if env is None else env
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.command == "npu-smi":
+        return npu_smi(args.smi_args, environ, sys.stdout, sys.stderr)
+    configure_logging(LogFormat(args.log_format), args.log_level, env=environ)
+    from qwend.sim.serve import serve  # aiohttp only for the server
+
+    return asyncio.run(serve(settings_from_args(args, environ)))

@@ -1,0 +1,138 @@
+"""``qwend-sim serve``: a lane process's life, like ``vllm serve``.
+
+Load the model (the startup delay, HBM filling up in the NPU state record),
+then bind the port and serve; SIGTERM/SIGINT only set a flag, and the main
+coroutine then closes the listener, ends requests and exits 0. Injected faults
+(``--exit-after-*``) end the process abruptly with ``--exit-code``, as a crash
+would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from qwend.logs import lane_logger
+from qwend.sim.app import make_sim_app
+from qwend.sim.lane import SimLane, SimSettings
+
+LOAD_STEPS = 10
+"""How many times the state record is refreshed while the model loads."""
+PUBLISH_INTERVAL_S = 0.2
+"""Most frequent state-record refresh while serving."""
+SHUTDOWN_TIMEOUT_S = 2.0
+"""How long in-flight requests get after SIGTERM before they are cancelled."""
+
+
+async def serve(settings: SimSettings) -> int:
+    """Run one sim lane until SIGTERM/SIGINT; returns the exit status."""
+    log = lane_logger(settings.lane_name, component="sim", pid=os.getpid())
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    lane = SimLane(settings, log, on_exit_request=lambda: _schedule_crash(lane, "requests", 0.05))
+    log.info(
+        "loading model",
+        model=settings.served_model_name,
+        variant=settings.variant,
+        npus=settings.visible_devices or "unset",
+        startup_delay_s=settings.startup_delay,
+        time_scale=settings.time_scale,
+    )
+    if not await _load(lane, stop):
+        lane.unpublish()
+        log.info("stopped during model load")
+        return 0
+    if settings.faults.fail_startup:
+        log.error(
+            "model load failed (injected fault --fail-startup)", exit_code=settings.faults.exit_code
+        )
+        lane.unpublish()
+        return settings.faults.exit_code
+    async with _serving(lane) as bound:
+        if not bound:
+            lane.unpublish()
+            return 1
+        if settings.faults.exit_after_seconds is not None:
+            _schedule_crash(lane, "seconds", settings.faults.exit_after_seconds)
+        await stop.wait()
+        log.info("shutting down", reason="signal")
+    lane.unpublish()
+    log.info("stopped")
+    return 0
+
+
+async def _load(lane: SimLane, stop: asyncio.Event) -> bool:
+    """Sleep the startup delay while "HBM" fills; False if stopped meanwhile."""
+    delay = lane.settings.startup_delay / lane.settings.time_scale
+    for step in range(1, LOAD_STEPS + 1):
+        lane.publish(force=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay / LOAD_STEPS)
+        if stop.is_set():
+            return False
+        lane.loaded_fraction = step / LOAD_STEPS
+    lane.publish(force=True)
+    return True
+
+
+@contextlib.asynccontextmanager
+async def _serving(lane: SimLane) -> AsyncIterator[bool]:
+    """Bind and serve the app; yields False if the port cannot be bound."""
+    s = lane.settings
+    runner = web.AppRunner(
+        make_sim_app(lane),
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, s.host, s.port, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    try:
+        await site.start()
+    except OSError as exc:
+        lane.log.error(
+            "cannot listen; is another process using the port?",
+            host=s.host,
+            port=s.port,
+            error=str(exc),
+        )
+        await runner.cleanup()
+        yield False
+        return
+    lane.log.info("serving", url=f"http://{s.host}:{s.port}", model=s.served_model_name)
+    publisher = asyncio.create_task(_publish_loop(lane), name="sim-state")
+    try:
+        yield True
+    finally:
+        publisher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publisher
+        await runner.cleanup()
+
+
+async def _publish_loop(lane: SimLane) -> None:
+    while True:
+        lane.publish()
+        await asyncio.sleep(PUBLISH_INTERVAL_S)
+
+
+def _schedule_crash(lane: SimLane, why: str, after_s: float) -> None:
+    asyncio.get_running_loop().call_later(after_s, _crash, lane, why)
+
+
+def _crash(lane: SimLane, why: str) -> None:
+    """End the process at once (an injected fault), as a crashing server would."""
+    code = lane.settings.faults.exit_code
+    lane.log.error(f"exiting (injected fault --exit-after-{why})", exit_code=code)
+    lane.unpublish()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
