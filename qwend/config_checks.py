@@ -85,10 +85,10 @@ def check_lane_resources(issues: list[ConfigIssue], drafts: Sequence[LaneDraft])
         for other in active[:index]:
             _clash(issues, d, other, "active lanes cannot share")
     for d in drafts:
-        if not d.standby:
+        if not d.standby or d.role is None:
             continue
         for other in active:
-            if other.role != d.role:
+            if other.role is not None and other.role != d.role:
                 _clash(issues, d, other, f'standby lane of role "{d.role}" cannot share')
 
 
