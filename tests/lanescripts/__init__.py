@@ -1,0 +1,1 @@
+"""Tiny lane programs and LaneConfig factories for supervisor and daemon tests."""
