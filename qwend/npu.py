@@ -36,18 +36,20 @@ from qwend.npu_forms import (
     to_float,
     to_int,
 )
-from qwend.npu_model import Chip, Npu, NpuProcess, NpuReading
+from qwend.npu_model import Chip, LaneProcess, Npu, NpuProcess, NpuReading, NpuView
 
 __all__ = [
     "Chip",
     "ChipDetail",
     "ChipMapping",
     "HealthReport",
+    "LaneProcess",
     "Npu",
     "NpuDetail",
     "NpuProcess",
     "NpuReading",
     "NpuSmiError",
+    "NpuView",
     "Topology",
     "parse_any",
     "parse_detail",

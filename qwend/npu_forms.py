@@ -30,7 +30,7 @@ def error_line(lines: Iterable[str], fallback: str | None = None) -> str:
     """The line to quote when output is not recognised: the most telling complaint.
 
     Prefers a ``dcmi ... failed`` style line, then the first line with an error
-    word, then ``fallback``, then the first non-blank line.
+    word, then the first non-blank line; ``fallback`` when there is no text at all.
     """
     text = [ln.strip() for ln in lines if ln.strip()]
     if not text:
@@ -41,7 +41,7 @@ def error_line(lines: Iterable[str], fallback: str | None = None) -> str:
     for line in text:
         if _ERROR_WORDS.search(line):
             return line
-    return fallback or text[0]
+    return text[0]
 
 
 def not_recognised(what: str, line: str) -> NpuSmiError:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -154,3 +155,49 @@ class NpuReading:
     def process_device(self, proc: NpuProcess) -> int:
         """Device index of the chip a process runs on."""
         return self.device_index(proc.npu, proc.chip)
+
+
+@dataclass(frozen=True)
+class LaneProcess:
+    """A process of the process table, attributed to a lane (or not)."""
+
+    process: NpuProcess
+    """The row as npu-smi printed it."""
+    device: int
+    """Device index of its chip (the numbering of lane ``npus``)."""
+    lane: str | None
+    """The lane whose process tree contains the pid; None for foreign processes."""
+    foreign_to: tuple[str, ...] = ()
+    """Lanes whose NPUs this process holds memory on without being theirs."""
+
+
+@dataclass(frozen=True)
+class NpuView:
+    """What the NPU monitor knows now: the last good reading and what it means for lanes."""
+
+    enabled: bool
+    """False when the monitor is off or npu-smi cannot be found (``error`` says why)."""
+    reading: NpuReading | None
+    """The last good reading; None before the first one."""
+    taken_at: float | None = None
+    """Epoch seconds when ``reading`` was taken."""
+    age_s: float | None = None
+    """Seconds since ``taken_at`` when the view was made."""
+    stale: bool = False
+    """True when the last poll failed (``error``) or the reading is too old."""
+    error: str | None = None
+    """Why the view is stale or the monitor is off (npu-smi timed out, failed, unparsable)."""
+    processes: tuple[LaneProcess, ...] = ()
+    """Every process row, attributed."""
+    lane_npus: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    """Lane -> its configured NPUs (device indexes)."""
+    degraded: Mapping[str, str] = field(default_factory=dict)
+    """Lane -> reason, for lanes one of whose NPUs is not healthy."""
+
+    def foreign_on(self, lane: str) -> tuple[LaneProcess, ...]:
+        """Processes holding memory on ``lane``'s NPUs that are not the lane's own."""
+        return tuple(p for p in self.processes if lane in p.foreign_to)
+
+    def lane_processes(self, lane: str) -> tuple[LaneProcess, ...]:
+        """The lane's own processes on NPUs."""
+        return tuple(p for p in self.processes if p.lane == lane)
