@@ -252,8 +252,8 @@ def parse_lane_file(
     t = top.sub("lane", required=True)
     top.finish()
     draft = LaneDraft(file)
-    if not t.data:
-        return draft
+    if not isinstance(data.get("lane"), Mapping):
+        return draft  # missing or not a table: already reported
     draft.name = t.get("name", NAME, PurePath(file).stem)
     if draft.name is not None and not NAME.pattern.fullmatch(draft.name):  # type: ignore[union-attr]
         t.error("name", f"the file name {show(file)} is not a valid lane name; set lane.name")

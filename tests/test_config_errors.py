@@ -85,6 +85,8 @@ CASES = [
     c("variant-empty", TP, "lane.variant", "", 'expected a variant label, got ""'),
     c("model-missing", TP, "lane.model", DELETE, "missing required key"),
     c("host-invalid", TP, "lane.host", "not a host!", "expected an IP address or hostname"),
+    c("lane-table-empty", STABLE, "lane", {}, "missing required key", "lane.command"),
+    c("lane-not-a-table", STABLE, "lane", 3, "expected a table [lane], got 3"),
     c("lane-unknown-key", TP, "lane.helth", {}, 'did you mean "health"?'),
     c("lane-file-unknown-table", TP, "lanes", {}, 'did you mean "lane"?'),
     c(
