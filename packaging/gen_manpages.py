@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Write man pages for qwend's commands from their argparse parsers.
+
+Each command's parser is looked up as a ``build_parser()`` function in a few
+modules; a command without one is documented from its ``--help`` output. Run with
+the interpreter of the environment the commands are installed in:
+
+    VENV/bin/python -B packaging/gen_manpages.py --version 0.1.0 --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Page:
+    """One man page to write."""
+
+    command: str
+    """Command name, also the page name."""
+    summary: str
+    """One line for the NAME section."""
+    parsers: tuple[str, ...]
+    """``module:function`` candidates returning the command's ArgumentParser."""
+    extra: tuple[tuple[str, str], ...] = ()
+    """Further (SECTION, roff text) pairs."""
+
+
+FILES = (
+    "FILES",
+    ".TP\n/etc/qwend/qwend.toml\nMain configuration: [daemon], [router], [public], [monitor].\n"
+    ".TP\n/etc/qwend/lanes.d/*.toml\nOne file per lane ([lane] table).\n"
+    ".TP\n/usr/share/qwend/examples/\nSeed topology lane files and the qwend\\-sim demo configuration.\n"
+    ".TP\n/run/qwend/control.sock\nControl socket used by qwenctl and qwen\\-tui.\n"
+    ".TP\n/var/lib/qwend\nState: active lane per role, promotion history.\n"
+    ".TP\n/var/log/qwend/LANE.log\nLane output, rotated by qwend on each lane start.\n",
+)
+SOCKET_ENV = (
+    "ENVIRONMENT",
+    ".TP\nQWEND_SOCKET\nControl socket path when \\-\\-socket is not given; then "
+    "/run/qwend/control.sock, then $XDG_RUNTIME_DIR/qwend/control.sock.\n",
+)
+PAGES = (
+    Page(
+        "qwend",
+        "Qwen3.5 serving supervisor and adaptive router for Ascend NPUs",
+        ("qwend.daemon:build_parser", "qwend.__main__:build_parser"),
+        (
+            FILES,
+            (
+                "NOTES",
+                "qwend runs as the systemd service qwend.service; its log is in the journal "
+                "(journalctl \\-u qwend). qwend check\\-config PATH validates a configuration "
+                "(exit status 0 or 2).\n",
+            ),
+        ),
+    ),
+    Page(
+        "qwenctl",
+        "control the qwend daemon: lanes, promotion, status, NPUs",
+        (
+            "qwend.cli.main:build_parser",
+            "qwend.cli:build_parser",
+            "qwend.cli.parser:build_parser",
+        ),
+        (SOCKET_ENV, FILES),
+    ),
+    Page(
+        "qwen-tui",
+        "terminal user interface for the qwend daemon",
+        ("qwen_tui.app:build_parser", "qwen_tui.cli:build_parser"),
+        (SOCKET_ENV,),
+    ),
+    Page(
+        "qwend-sim",
+        "lane emulator and fake npu-smi for testing qwend without NPUs",
+        ("qwend.sim.cli:build_parser",),
+    ),
+)
+
+
+def roff(text: str) -> str:
+    """Escape plain text for roff: backslashes, dashes, leading dots and quotes."""
+    text = text.replace("\\", "\\e").replace("-", "\\-")
+    lines = []
+    for line in text.splitlines():
+        lines.append("\\&" + line if line.startswith((".", "'")) else line)
+    return "\n".join(lines)
+
+
+def find_parser(candidates: Iterable[str]) -> argparse.ArgumentParser | None:
+    """Return the first parser that a candidate ``module:function`` builds."""
+    for spec in candidates:
+        module_name, func_name = spec.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception:  # noqa: BLE001 - a missing or broken module: try the next
+            continue
+        func: Callable[[], object] | None = getattr(module, func_name, None)
+        if func is None:
+            continue
+        parser = func()
+        if isinstance(parser, argparse.ArgumentParser):
+            return parser
+    return None
+
+
+def render_actions(parser: argparse.ArgumentParser) -> list[str]:
+    """Options and positionals of one parser as .TP paragraphs."""
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) or action.help == argparse.SUPPRESS:
+            continue
+        if action.option_strings:
+            metavar = ""
+            if action.nargs != 0:
+                metavar = " " + str(action.metavar or action.dest.upper())
+            names = ", ".join(f"\\fB{roff(o)}\\fR{roff(metavar)}" for o in action.option_strings)
+        else:
+            names = f"\\fI{roff(str(action.metavar or action.dest))}\\fR"
+        help_text = (action.help or "").replace("%(default)s", str(action.default))
+        help_text = help_text.replace("%(prog)s", parser.prog)
+        out.append(f".TP\n{names}\n{roff(help_text)}")
+    return out
+
+
+def subcommands(
+    parser: argparse.ArgumentParser, prefix: str
+) -> list[tuple[str, str, argparse.ArgumentParser]]:
+    """(full name, help, parser) of every subcommand, depth first."""
+    found = []
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help or "" for a in action._choices_actions}
+        for name, sub in action.choices.items():
+            full = f"{prefix} {name}".strip()
+            found.append((full, helps.get(name, sub.description or ""), sub))
+            found.extend(subcommands(sub, full))
+    return found
+
+
+def body_from_parser(parser: argparse.ArgumentParser, command: str) -> str:
+    """SYNOPSIS, DESCRIPTION, OPTIONS and COMMANDS sections of a parser."""
+    usage = parser.format_usage().removeprefix("usage: ").strip()
+    usage = usage.replace(parser.prog, command, 1)
+    parts = [f".SH SYNOPSIS\n.nf\n{roff(usage)}\n.fi"]
+    if parser.description:
+        parts.append(f".SH DESCRIPTION\n{roff(parser.description)}")
+    options = render_actions(parser)
+    if options:
+        parts.append(".SH OPTIONS\n" + "\n".join(options))
+    subs = subcommands(parser, "")
+    if subs:
+        parts.append(".SH COMMANDS")
+        for name, help_text, sub in subs:
+            parts.append(f".SS {roff(name)}\n{roff(help_text)}")
+            parts.extend(a for a in render_actions(sub) if "\\-\\-help" not in a)
+    return "\n".join(parts)
+
+
+def body_from_help(command: str) -> str:
+    """SYNOPSIS from ``COMMAND --help``, verbatim, for commands without a parser hook."""
+    exe = Path(sys.executable).parent / command
+    try:
+        result = subprocess.run(
+            [str(exe), "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "80", "PYTHONDONTWRITEBYTECODE": "1"},
+            check=False,
+        )
+        text = result.stdout.strip() if result.returncode == 0 else ""
+    except OSError:
+        text = ""
+    if not text:
+        return f".SH SYNOPSIS\n\\fB{roff(command)}\\fR [\\fIoptions\\fR]"
+    return f".SH SYNOPSIS\n.nf\n{roff(text)}\n.fi"
+
+
+def render(page: Page, version: str, date: str) -> str:
+    """The whole man page of one command."""
+    parser = find_parser(page.parsers)
+    body = body_from_parser(parser, page.command) if parser else body_from_help(page.command)
+    see_also = ", ".join(f"\\fB{roff(p.command)}\\fR(1)" for p in PAGES if p is not page)
+    sections = [
+        f'.TH {roff(page.command.upper())} 1 "{date}" "qwend {version}" "qwend manual"',
+        f".SH NAME\n{roff(page.command)} \\- {roff(page.summary)}",
+        body,
+        *(f".SH {name}\n{text}" for name, text in page.extra),
+        f".SH SEE ALSO\n{see_also}, \\fBjournalctl\\fR(1), \\fBsystemctl\\fR(1)",
+    ]
+    return "\n".join(sections) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write one COMMAND.1 per page into --out."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--version", required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    stamp = os.environ.get("SOURCE_DATE_EPOCH")
+    when = dt.datetime.fromtimestamp(int(stamp), dt.UTC) if stamp else dt.datetime.now(dt.UTC)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for page in PAGES:
+        text = render(page, args.version, when.strftime("%Y-%m-%d"))
+        (args.out / f"{page.command}.1").write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
