@@ -400,6 +400,8 @@ class EventKind(StrEnum):
     """``LaneStateChange``."""
     PROMOTION = "promotion"
     """``PromotionEvent``."""
+    PROMOTION_ACCEPTED = "promotion_accepted"
+    """``PromotionAccepted``: first line of a promotion's progress stream."""
     PROMOTION_RESULT = "promotion_result"
     """``PromotionRecord``."""
     STATS = "stats"
@@ -422,6 +424,7 @@ class LaneStateChange(Message):
 _EVENT_TYPES: dict[EventKind, type[Message]] = {
     EventKind.LANE: LaneStateChange,
     EventKind.PROMOTION: PromotionEvent,
+    EventKind.PROMOTION_ACCEPTED: PromotionAccepted,
     EventKind.PROMOTION_RESULT: PromotionRecord,
     EventKind.STATS: LanesResponse,
     EventKind.HELLO: DaemonInfo,

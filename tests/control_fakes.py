@@ -7,12 +7,21 @@ the end-to-end tests use the real daemon instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
+from pathlib import Path
+
+from aiohttp import web
 
 from qwend.config import Config, HealthConfig, LaneConfig
 from qwend.errors import LaneError, PreflightError
+from qwend.promotion import Promoter
+from qwend.server.control import create_control_socket, make_control_app, remove_control_socket
+from qwend.server.control_context import ReloadCallback
+from qwend.state import StateStore
 
 
 def lane(
@@ -248,3 +257,87 @@ class FakeMonitor:
 def with_lane(config: Config, name: str, **changes: object) -> Config:
     lanes = tuple(replace(lc, **changes) if lc.name == name else lc for lc in config.lanes)  # type: ignore[arg-type]
     return replace(config, lanes=lanes)
+
+
+class FakeRouter:
+    """stats_snapshot() returning a small RouterSnapshot-shaped object."""
+
+    def __init__(self) -> None:
+        from qwend.stats import LatencyStats, Percentiles
+
+        self.latency = LatencyStats(
+            ttft=Percentiles(0.12, 0.3, 0.4, 10),
+            itl=Percentiles(0.02, 0.03, 0.04, 10),
+            e2e=Percentiles(1.5, 2.5, 3.0, 10),
+            tokens_per_s=42.0,
+        )
+
+    def stats_snapshot(self) -> object:
+        @dataclass(frozen=True)
+        class Lane:
+            name: str
+            in_flight: int
+            requests: int
+            failures: int
+            breaker: str
+            latency: object
+
+        @dataclass(frozen=True)
+        class Snapshot:
+            policy: str
+            lanes: tuple[Lane, ...]
+
+            def to_dict(self) -> dict[str, object]:
+                return {"policy": self.policy, "lanes": [lane.name for lane in self.lanes]}
+
+        return Snapshot("least_work", (Lane("stable", 1, 10, 0, "closed", self.latency),))
+
+
+@dataclass
+class Served:
+    """A control app on a real Unix socket, with its fakes."""
+
+    path: Path
+    supervisor: FakeSupervisor
+    promoter: Promoter
+    app: web.Application
+
+
+@contextlib.asynccontextmanager
+async def serve_control(
+    supervisor: FakeSupervisor | None = None,
+    *,
+    reload_cb: ReloadCallback | None = None,
+    monitor: object | None = None,
+    state_dir: Path | None = None,
+    group: str | None = None,
+) -> AsyncIterator[Served]:
+    """Serve ``make_control_app`` with fakes on a fresh short-path Unix socket."""
+    sup = supervisor or FakeSupervisor(demo_config())
+    store = StateStore(state_dir) if state_dir else None
+    promoter = Promoter(sup, FakeTraffic(), store)
+    with tempfile.TemporaryDirectory(prefix="qc", dir="/tmp") as tmp:
+        path = Path(tmp) / "run" / "control.sock"
+        app = make_control_app(
+            sup,
+            promoter,
+            router=FakeRouter(),
+            monitor=monitor,  # type: ignore[arg-type]
+            reload_cb=reload_cb,
+            version="0.1.0",
+            config_path="/etc/qwend/qwend.toml",
+            control_socket=path,
+            router_url="http://127.0.0.1:18088",
+            npu_renderer=lambda view: ({"npus": list(view)}, f"{len(view)} NPUs\n"),
+            stats_interval_s=0.2,
+        )
+        runner = web.AppRunner(app, shutdown_timeout=2.0)
+        await runner.setup()
+        sock = create_control_socket(path, group)
+        site = web.SockSite(runner, sock)
+        await site.start()
+        try:
+            yield Served(path, sup, promoter, app)
+        finally:
+            await runner.cleanup()
+            remove_control_socket(path)

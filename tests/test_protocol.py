@@ -167,6 +167,7 @@ def test_non_object_is_rejected() -> None:
         (LaneStateChange("a", "ready", "draining", "promotion", 1.0), EventKind.LANE),
         (PROGRESS, EventKind.PROMOTION),
         (RECORD, EventKind.PROMOTION_RESULT),
+        (ACCEPTED, EventKind.PROMOTION_ACCEPTED),
         (LanesResponse(lanes=(LANE,)), EventKind.STATS),
         (DAEMON, EventKind.HELLO),
     ],
