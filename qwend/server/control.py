@@ -9,7 +9,6 @@ logged with the caller's uid and pid (SO_PEERCRED).
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from aiohttp import web
 
 from qwend.errors import LaneError, PromotionConflict, PromotionError, QwendError
 from qwend.logs import get_logger
+from qwend.npu_render import render_view, view_to_dict
 from qwend.promotion import Promoter, Promotion
 from qwend.promotion_plan import UnknownLane
 from qwend.protocol import (
@@ -228,8 +228,7 @@ async def npus(request: web.Request) -> web.Response:
 
 def default_npu_renderer(view: Any) -> tuple[dict[str, Any], str]:
     """Render an NpuView with ``qwend.npu_render`` (the same text qwenctl prints)."""
-    render = importlib.import_module("qwend.npu_render")
-    return render.view_to_dict(view), render.render_view(view)
+    return view_to_dict(view), render_view(view)
 
 
 async def _start_promotion(
