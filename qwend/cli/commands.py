@@ -18,6 +18,7 @@ from qwend.client import ControlClient, PromotionItem, discover_socket
 from qwend.errors import ControlError
 from qwend.protocol import (
     ConfigIssueInfo,
+    Event,
     EventKind,
     ExitStatus,
     LaneAction,
@@ -98,7 +99,7 @@ async def cmd_npus(ctx: Context) -> int:
 
 async def _follow_promotion(ctx: Context, stream: AsyncIterator[PromotionItem]) -> int:
     async for item in stream:
-        ctx.emit_line(item, render.render_promotion_item(item))
+        ctx.emit_line(Event.of(item), render.render_promotion_item(item))
         if isinstance(item, PromotionRecord):
             return exit_status_for_outcome(item.outcome)
     raise ControlError("the daemon ended the promotion stream without a result; see qwenctl status")

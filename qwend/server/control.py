@@ -208,7 +208,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     except ValueError:
         raise ProtocolError("n must be a whole number of lines") from None
     previous = request.query.get("previous", "0") in ("1", "true", "yes")
-    tail = ctx.supervisor.log_tail(name, max(0, n), previous=previous)
+    tail = ctx.supervisor.log_tail(name, n, previous=previous) if n > 0 else []
     if request.query.get("follow", "0") in ("1", "true", "yes") and not previous:
         return await stream_log(request, ctx, name, tail)
     return _json(LogsResponse(lane=name, previous=previous, lines=tuple(tail)))
