@@ -360,6 +360,11 @@ class LaneProcess:
         return self._proc is not None and not self._exited.is_set()
 
     @property
+    def exited(self) -> asyncio.Event:
+        """Set the moment the main process has exited (and was reaped)."""
+        return self._exited
+
+    @property
     def exit_description(self) -> str | None:
         """``exit N`` / ``signal NAME`` once exited."""
         return None if self.returncode is None else describe_returncode(self.returncode)
