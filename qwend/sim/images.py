@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import struct
+import zlib
 from dataclasses import dataclass
 
 
@@ -104,3 +105,29 @@ def _webp(data: bytes) -> ImageInfo:
         width, height = struct.unpack("<HH", data[26:30])
         return _sized("webp", width & 0x3FFF, height & 0x3FFF)
     raise ImageError("WebP image is truncated or of an unknown kind")
+
+
+def solid_png(width: int, height: int, grey: int = 128) -> bytes:
+    """A valid grey PNG of ``width`` x ``height`` (for demos, tests and benchmarks)."""
+
+    row = b"\x00" + bytes([grey]) * width
+    raw = row * height
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            chunk(b"IHDR", header),
+            chunk(b"IDAT", zlib.compress(raw)),
+            chunk(b"IEND", b""),
+        )
+    )
+
+
+def data_url(data: bytes, mime: str = "image/png") -> str:
+    """A base64 ``data:`` URL of ``data``."""
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
