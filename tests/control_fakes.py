@@ -311,12 +311,14 @@ async def serve_control(
     monitor: object | None = None,
     state_dir: Path | None = None,
     group: str | None = None,
+    dir_mode: int = 0o700,
 ) -> AsyncIterator[Served]:
     """Serve ``make_control_app`` with fakes on a fresh short-path Unix socket."""
     sup = supervisor or FakeSupervisor(demo_config())
     store = StateStore(state_dir) if state_dir else None
     promoter = Promoter(sup, FakeTraffic(), store)
     with tempfile.TemporaryDirectory(prefix="qc", dir="/tmp") as tmp:
+        Path(tmp).chmod(dir_mode)
         path = Path(tmp) / "run" / "control.sock"
         app = make_control_app(
             sup,
