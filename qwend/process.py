@@ -38,6 +38,15 @@ PR_SET_PDEATHSIG = 1
 RING_LINES = 2000
 """Lines of lane output kept in memory."""
 CHUNK = 65536
+DAEMON_ONLY_ENV = (
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+)
+"""systemd hands these to qwend alone; a lane must not notify or adopt sockets as qwend."""
 
 _libc: ctypes.CDLL | None
 try:
@@ -84,6 +93,8 @@ def lane_environment(
 ) -> dict[str, str]:
     """inherited + daemon extras + Ascend defaults + lane env + ASCEND_RT_VISIBLE_DEVICES."""
     env = dict(os.environ if inherited is None else inherited)
+    for key in DAEMON_ONLY_ENV:
+        env.pop(key, None)
     env.update(extra or {})
     env.update(ascend_env_defaults(lane.npus, chip_family))
     env.update(lane.env)

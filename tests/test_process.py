@@ -30,7 +30,12 @@ def test_environment_layers_and_visible_devices() -> None:
     lane = make_lane("a", npus=(3, 1), env={"LANE_ONLY": "1", "SHARED": "lane"})
     env = lane_environment(
         lane,
-        inherited={"HOME": "/h", "SHARED": "inherited", "ASCEND_RT_VISIBLE_DEVICES": "7"},
+        inherited={
+            "HOME": "/h",
+            "SHARED": "inherited",
+            "ASCEND_RT_VISIBLE_DEVICES": "7",
+            "NOTIFY_SOCKET": "/run/systemd/notify",
+        },
         extra={"PATH": "/venv/bin:/usr/bin"},
     )
     assert env["ASCEND_RT_VISIBLE_DEVICES"] == "1,3"
@@ -38,6 +43,7 @@ def test_environment_layers_and_visible_devices() -> None:
     assert env["HOME"] == "/h"
     assert env["PATH"] == "/venv/bin:/usr/bin"
     assert env["LANE_ONLY"] == "1"
+    assert "NOTIFY_SOCKET" not in env
 
 
 def test_describe_returncode() -> None:
