@@ -44,6 +44,8 @@ CLIENT_SIDE_ALLOWED = (
     "qwend.npu_render",
     "qwend.logs",
     "qwend.cli",
+    "qwend.__version__",
+    "qwend.npu_model",
 )
 
 
