@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """List the Python distributions bundled in the package's venv with their licences.
 
-    VENV/bin/python -B packaging/bundled_licenses.py SITE_PACKAGES > bundled-licenses.txt
+VENV/bin/python -B packaging/bundled_licenses.py SITE_PACKAGES > bundled-licenses.txt
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 def licence_of(dist: Distribution) -> str:
     """The licence a distribution declares: License-Expression, License, or classifiers."""
     meta = dist.metadata
-    expression = meta.get("License-Expression")
+    expression = meta["License-Expression"]
     if expression:
         return str(expression)
-    declared = (meta.get("License") or "").strip()
+    declared = (meta["License"] or "").strip()
     if declared and "\n" not in declared and len(declared) < 80:
         return declared
     classifiers = [

@@ -39,7 +39,8 @@ FILES = (
     "FILES",
     ".TP\n/etc/qwend/qwend.toml\nMain configuration: [daemon], [router], [public], [monitor].\n"
     ".TP\n/etc/qwend/lanes.d/*.toml\nOne file per lane ([lane] table).\n"
-    ".TP\n/usr/share/qwend/examples/\nSeed topology lane files and the qwend\\-sim demo configuration.\n"
+    ".TP\n/usr/share/qwend/examples/\n"
+    "Seed topology lane files and the qwend\\-sim demo configuration.\n"
     ".TP\n/run/qwend/control.sock\nControl socket used by qwenctl and qwen\\-tui.\n"
     ".TP\n/var/lib/qwend\nState: active lane per role, promotion history.\n"
     ".TP\n/var/log/qwend/LANE.log\nLane output, rotated by qwend on each lane start.\n",
@@ -103,7 +104,7 @@ def find_parser(candidates: Iterable[str]) -> argparse.ArgumentParser | None:
         module_name, func_name = spec.split(":")
         try:
             module = importlib.import_module(module_name)
-        except Exception:  # noqa: BLE001 - a missing or broken module: try the next
+        except Exception:  # a missing or broken module: try the next candidate
             continue
         func: Callable[[], object] | None = getattr(module, func_name, None)
         if func is None:

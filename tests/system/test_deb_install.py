@@ -1,0 +1,44 @@
+"""The Debian package on a real systemd: install, run, reload, watchdog, stop, purge.
+
+Runs packaging/system-test (systemd booted in systemd-nspawn on a cached debootstrap
+rootfs) against the newest dist/qwend_*.deb. Marked ``system``: `make system` builds
+the package first and runs it; it needs root.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SYSTEM_TEST = REPO / "packaging" / "system-test"
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(1200)]
+
+
+def newest_deb() -> Path:
+    """The package under test: the newest dist/qwend_*.deb."""
+    debs = sorted((REPO / "dist").glob("qwend_*.deb"), key=lambda p: p.stat().st_mtime)
+    if not debs:
+        pytest.fail("no dist/qwend_*.deb: run `make deb` (or `make system`) first")
+    return debs[-1]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: debootstrap, systemd-nspawn, nsenter")
+def test_package_installs_runs_and_purges_on_real_systemd() -> None:
+    """Every check of packaging/system-test passes on a freshly booted container."""
+    deb = newest_deb()
+    result = subprocess.run(
+        [str(SYSTEM_TEST), "--deb", str(deb)],
+        capture_output=True,
+        text=True,
+        timeout=1100,
+        check=False,
+    )
+    sys.stderr.write(result.stderr)
+    assert result.returncode == 0, result.stderr[-6000:]
+    assert "all checks passed" in result.stderr
