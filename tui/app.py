@@ -1,0 +1,142 @@
+"""qwen-tui: watch and operate qwend from a terminal on the host."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from textual import work
+from textual.app import App
+
+from qwen_tui.messages import (
+    ActionFinished,
+    DaemonEvent,
+    DaemonUnreachable,
+    LaneActionRequested,
+    LogsRequested,
+    StatusUpdated,
+)
+from qwen_tui.screens.dashboard import DashboardScreen
+from qwen_tui.screens.logs import LogsScreen
+from qwend import __version__
+from qwend.cli.render import result_line
+from qwend.client import ControlClient, discover_socket
+from qwend.errors import QwendError
+from qwend.protocol import LaneAction, NpusResponse, PromotionOutcome, PromotionRecord
+
+
+class QwenTui(App[None]):
+    """Composes the screens and talks to the daemon in workers; widgets never do I/O."""
+
+    TITLE = "qwen-tui"
+    BINDINGS = [("q", "quit", "Quit")]  # noqa: RUF012 - Textual's own convention
+
+    def __init__(self, socket_path: Path, refresh_s: float = 1.0) -> None:
+        super().__init__()
+        self.socket_path = socket_path
+        self.refresh_s = refresh_s
+        self.sub_title = str(socket_path)
+        self.dashboard = DashboardScreen()
+
+    def on_mount(self) -> None:
+        self.push_screen(self.dashboard)
+        self.poll_status()
+        self.watch_events()
+
+    @work(exclusive=True, exit_on_error=False, group="status")
+    async def poll_status(self) -> None:
+        """Refresh status and NPUs every ``refresh_s``; say clearly when qwend is away."""
+        while True:
+            try:
+                async with ControlClient(self.socket_path, timeout_s=10) as client:
+                    while True:
+                        status = await client.status()
+                        npus: NpusResponse | None = None
+                        try:
+                            npus = await client.npus()
+                        except QwendError:
+                            npus = None
+                        self.dashboard.post_message(StatusUpdated(status, npus))
+                        await asyncio.sleep(self.refresh_s)
+            except QwendError as exc:
+                self.dashboard.post_message(DaemonUnreachable(str(exc)))
+                await asyncio.sleep(max(self.refresh_s, 1.0))
+
+    @work(exclusive=True, exit_on_error=False, group="events")
+    async def watch_events(self) -> None:
+        """Stream lane state changes and promotion progress into the event log."""
+        while True:
+            try:
+                async with ControlClient(self.socket_path) as client:
+                    async for event in client.events():
+                        self.dashboard.post_message(DaemonEvent(event))
+            except QwendError:
+                pass
+            await asyncio.sleep(max(self.refresh_s, 1.0))
+
+    def on_lane_action_requested(self, message: LaneActionRequested) -> None:
+        self.run_lane_action(message.lane, message.action)
+
+    def on_logs_requested(self, message: LogsRequested) -> None:
+        self.push_screen(LogsScreen(self.socket_path, message.lane))
+
+    @work(exit_on_error=False, group="actions")
+    async def run_lane_action(self, lane: str, action: str) -> None:
+        """Carry out an operator action; the outcome goes to the event log."""
+        try:
+            async with ControlClient(self.socket_path) as client:
+                if action == "promote":
+                    text, ok = await self._promote(client, lane)
+                else:
+                    result = await client.lane_action(lane, LaneAction(action))
+                    text, ok = f"{action} {lane}: {result.lane.state}", True
+        except QwendError as exc:
+            text, ok = f"{action} {lane} failed: {exc}", False
+        self.dashboard.post_message(ActionFinished(text, ok))
+
+    @staticmethod
+    async def _promote(client: ControlClient, lane: str) -> tuple[str, bool]:
+        final: PromotionRecord | None = None
+        async for item in client.promote(lane):
+            if isinstance(item, PromotionRecord):
+                final = item
+        if final is None:
+            return f"promote {lane}: no result from qwend", False
+        return result_line(final).rstrip(), final.outcome is PromotionOutcome.PROMOTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of qwen-tui (also used to generate its man page)."""
+    parser = argparse.ArgumentParser(
+        prog="qwen-tui",
+        description="Terminal UI for qwend: lanes, live latency, NPUs, events, promotion.",
+        epilog="Socket discovery: --socket, $QWEND_SOCKET, /run/qwend/control.sock, "
+        "$XDG_RUNTIME_DIR/qwend/control.sock.",
+    )
+    parser.add_argument("--socket", help="control socket of the qwend daemon")
+    parser.add_argument(
+        "--refresh", type=float, default=1.0, metavar="S", help="seconds between status refreshes"
+    )
+    parser.add_argument("--version", action="version", version=f"qwen-tui {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Entry point of ``qwen-tui``."""
+    args = build_parser().parse_args(argv)
+    environ = os.environ if env is None else env
+    try:
+        socket_path = discover_socket(args.socket, environ)
+    except QwendError as exc:
+        print(f"qwen-tui: {exc}", file=sys.stderr)
+        return 3
+    QwenTui(socket_path, refresh_s=args.refresh).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""A lane's log: the last lines, then followed live until the screen closes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, RichLog, Static
+
+from qwend.client import ControlClient
+from qwend.errors import QwendError
+
+
+class LogsScreen(Screen[None]):
+    """Follows one lane's output over the control socket."""
+
+    CSS_PATH = "logs.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "app.pop_screen", "Back")]
+
+    def __init__(self, socket_path: Path, lane: str, lines: int = 200) -> None:
+        super().__init__()
+        self.socket_path = socket_path
+        self.lane = lane
+        self.lines = lines
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"log of lane {self.lane} (following)", id="log-title")
+        yield RichLog(id="log", max_lines=5000, wrap=False, markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.follow()
+
+    @work(exclusive=True, exit_on_error=False)
+    async def follow(self) -> None:
+        log = self.query_one("#log", RichLog)
+        try:
+            async with ControlClient(self.socket_path) as client:
+                async for line in client.follow_logs(self.lane, n=self.lines):
+                    log.write(line.line)
+        except QwendError as exc:
+            log.write(f"[log stream ended: {exc}]")
