@@ -149,6 +149,15 @@ async def _generate(request: web.Request, kind: str) -> web.StreamResponse:
     finally:
         if lane.engine.abort(seq):
             lane.log.info("request aborted", request_id=seq.request_id, reason="client gone")
+        else:
+            lane.log.info(
+                "request finished",
+                request_id=seq.request_id,
+                prompt_tokens=parsed.prompt_tokens,
+                completion_tokens=seq.generated,
+                finish_reason=seq.finish_reason,
+                stream=parsed.stream,
+            )
         lane.request_done()
 
 
