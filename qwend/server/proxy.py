@@ -1,0 +1,208 @@
+"""HTTP pieces of the router: OpenAI error bodies, upstream calls, the stream relay.
+
+Nothing here decides where a request goes; ``qwend.server.router`` does. These
+functions move bytes: send one attempt to a lane, copy an SSE stream to the
+client chunk by chunk (no buffering), end a broken stream with an OpenAI-style
+error event, and pull ``usage`` out of a response without decoding all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+
+from aiohttp import ClientError, ClientResponse, web
+
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+"""Lane answers that are re-sent to another lane when nothing reached the client yet."""
+UPSTREAM_ERRORS: tuple[type[BaseException], ...] = (ClientError, TimeoutError, OSError)
+"""Exceptions meaning "the lane failed" while talking to it."""
+LANE_HEADER = "X-Qwend-Lane"
+ATTEMPTS_HEADER = "X-Qwend-Attempts"
+_JSON = "application/json"
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    502: "server_error",
+    503: "service_unavailable_error",
+    504: "timeout_error",
+}
+
+
+def error_body(
+    status: int, message: str, *, param: str | None = None, code: str | None = None
+) -> bytes:
+    """An OpenAI-style error document."""
+    kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    doc = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return json.dumps(doc).encode()
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    retry_after: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    """An OpenAI-style error response (with ``Retry-After`` when given)."""
+    extra = dict(headers or {})
+    if retry_after is not None:
+        extra["Retry-After"] = str(retry_after)
+    return web.Response(
+        status=status,
+        body=error_body(status, message, param=param, code=code),
+        content_type=_JSON,
+        headers=extra,
+    )
+
+
+def error_event(message: str, code: str = "upstream_failed") -> bytes:
+    """An SSE event carrying an OpenAI-style error (the openai package raises APIError on it)."""
+    doc = {"error": {"message": message, "type": "server_error", "param": None, "code": code}}
+    return b"data: " + json.dumps(doc).encode() + b"\n\n"
+
+
+_DECODER = json.JSONDecoder()
+
+
+def find_usage(data: bytes) -> dict[str, object] | None:
+    """The last ``"usage": {...}`` object in ``data`` (a JSON body or SSE tail), decoded alone."""
+    at = data.rfind(b'"usage"')
+    if at < 0:
+        return None
+    start = data.find(b"{", at)
+    if start < 0:
+        return None
+    try:
+        text = data[start:].decode("utf-8", "replace")
+        value, _ = _DECODER.raw_decode(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def usage_tokens(usage: dict[str, object] | None) -> tuple[int, int]:
+    """``(prompt_tokens, completion_tokens)`` of a usage object (0 when absent)."""
+    if not usage:
+        return 0, 0
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (
+        prompt if isinstance(prompt, int) else 0,
+        completion if isinstance(completion, int) else 0,
+    )
+
+
+@dataclass(slots=True)
+class Failure:
+    """A failed attempt that may be retried on another lane (nothing reached the client)."""
+
+    lane: str
+    status: int
+    """Upstream status, or 502 for a connection error."""
+    body: bytes
+    content_type: str
+    retryable: bool
+    breaker_failure: bool
+    """Counts against the lane's breaker (429 does not: the lane is alive, just full)."""
+
+    def response(self, attempts: int) -> web.Response:
+        """The failure as the client gets it when no retry is left: the lane's own error."""
+        headers = {LANE_HEADER: self.lane, ATTEMPTS_HEADER: str(attempts)}
+        if self.status in (429, 503):
+            headers["Retry-After"] = "1"
+        return web.Response(
+            status=self.status, body=self.body, content_type=self.content_type, headers=headers
+        )
+
+
+def connection_failure(lane: str, exc: BaseException, when: str) -> Failure:
+    """A Failure for a lane that could not be reached or broke before answering."""
+    detail = str(exc) or type(exc).__name__
+    message = f"lane {lane!r} failed {when}: {detail}"
+    return Failure(lane, 502, error_body(502, message, code="lane_unavailable"), _JSON, True, True)
+
+
+async def read_failure(lane: str, resp: ClientResponse) -> Failure:
+    """A Failure from a retryable status, keeping the lane's error body."""
+    try:
+        body = await resp.read()
+    except UPSTREAM_ERRORS:
+        body = error_body(resp.status, f"lane {lane!r} answered {resp.status}")
+    ctype = resp.content_type or _JSON
+    return Failure(lane, resp.status, body, ctype, True, resp.status != 429)
+
+
+@dataclass(slots=True)
+class StreamResult:
+    """What a relayed stream looked like, for statistics and the breaker."""
+
+    first_at: float
+    """Monotonic time the first chunk arrived."""
+    last_at: float
+    events: int
+    """SSE ``data:`` events relayed (a proxy for tokens when usage is absent)."""
+    usage: dict[str, object] | None
+    upstream_error: str | None = None
+    """Set when the lane broke mid-stream (an error event was sent to the client)."""
+    client_gone: bool = False
+
+
+async def relay_stream(
+    request: web.Request, resp: ClientResponse, first: bytes, headers: dict[str, str]
+) -> tuple[web.StreamResponse, StreamResult]:
+    """Copy an SSE stream to the client chunk by chunk; ``first`` is already read.
+
+    Never replays: an upstream failure after this point ends the client's stream
+    with an error event. A client that went away ends the relay (the caller
+    closes the upstream connection, which aborts generation on the lane).
+    """
+    out = web.StreamResponse(status=resp.status, headers=headers)
+    out.content_type = "text/event-stream"
+    result = StreamResult(time.monotonic(), 0.0, first.count(b"data:"), None)
+    tail = first
+    try:
+        await out.prepare(request)
+        await out.write(first)
+    except (ConnectionResetError, asyncio.CancelledError) as exc:
+        result.client_gone = True
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        return out, result
+    content = resp.content
+    while True:
+        try:
+            chunk = await content.readany()
+        except UPSTREAM_ERRORS as exc:
+            result.upstream_error = str(exc) or type(exc).__name__
+            break
+        if not chunk:
+            break
+        result.events += chunk.count(b"data:")
+        tail = tail[-512:] + chunk if len(chunk) < 4096 else chunk
+        try:
+            await out.write(chunk)
+        except ConnectionResetError:
+            result.client_gone = True
+            return out, result
+    result.last_at = time.monotonic()
+    result.usage = find_usage(tail)
+    if result.upstream_error is not None:
+        message = (
+            f"the lane failed mid-stream ({result.upstream_error}); the response is incomplete"
+        )
+        try:
+            await out.write(error_event(message))
+        except ConnectionResetError:
+            result.client_gone = True
+            return out, result
+    try:
+        await out.write_eof()
+    except ConnectionResetError:
+        result.client_gone = True
+    return out, result
