@@ -1,0 +1,182 @@
+"""The real ``qwend`` daemon as a subprocess: readiness, signals, reload, orphans."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+import pytest
+from daemonproc import run_daemon, write_config
+from lanescripts.factory import get_json, make_lane, pid_alive
+
+from qwend.daemon import ExitStatus, demo_environment, demo_path
+
+pytestmark = pytest.mark.slow
+
+
+async def test_demo_lanes_reach_ready_with_their_devices(tmp_path: Path) -> None:
+    from qwend.config import load_config
+
+    demo = load_config(demo_path())
+    ports = iter(socket.socket() for _ in demo.lanes)
+    lanes = []
+    for lane, sock in zip(demo.lanes, ports, strict=True):
+        with sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        lanes.append(replace(lane, port=port, health=replace(lane.health, interval_s=1.0)))
+    cfg = write_config(tmp_path / "etc", lanes)
+    env = demo_environment(tmp_path / "run")
+    async with run_daemon(cfg, env=env) as d:
+        ready_msg = d.notifications[d.notifications.index("READY=1") + 1]
+        assert ready_msg.startswith("STATUS=0/3 lanes ready")  # READY before lanes are up
+        await d.wait_notify(lambda m: m == "STATUS=3/3 lanes ready", timeout=60)
+        infos = await d.lanes()
+        for lane in lanes:
+            info = infos[lane.name]
+            if lane.standby:
+                assert info.state == "stopped"
+                continue
+            assert info.state == "ready"
+            models = await get_json(f"{lane.base_url}/v1/models")
+            assert isinstance(models, dict)
+            meta = models["data"][0]["metadata"]
+            assert meta["ascend_rt_visible_devices"] == lane.visible_devices
+            assert meta["lane"] == lane.name
+
+
+async def test_sigterm_exits_0_and_leaves_nothing(tmp_path: Path) -> None:
+    a = make_lane("a", npus=(1, 0), extra=["--spawn-child"])
+    b = make_lane("b", npus=(2,), extra=["--ignore-term"], stop_timeout=2.0)
+    cfg = write_config(tmp_path, [a, b], drain_timeout_s=2.0)
+    async with run_daemon(cfg) as d:
+        await d.wait_notify(lambda m: m == "STATUS=2/2 lanes ready")
+        infos = await d.lanes()
+        env = await get_json(f"{a.base_url}/env")
+        assert isinstance(env, dict)
+        assert env["ASCEND_RT_VISIBLE_DEVICES"] == "0,1"
+        grandchild = env["child_pid"]
+        d.known_pids.add(grandchild)
+        assert infos["a"].pid == env["pid"]
+        started = time.monotonic()
+        d.send(signal.SIGTERM)
+        status = await d.wait_exit(timeout=2.0 + 2.0 + 10.0)
+        elapsed = time.monotonic() - started
+        assert status == ExitStatus.OK
+        assert "STOPPING=1" in d.notifications
+        assert elapsed < 2.0 + 2.0 + 10.0
+        assert d.leftovers() == []
+        assert not pid_alive(grandchild)
+        assert not d.control_socket.exists()
+
+
+async def test_sigkill_of_qwend_takes_every_lane_down_within_2s(tmp_path: Path) -> None:
+    a = make_lane("a", npus=(0,), extra=["--spawn-child"])
+    b = make_lane("b", npus=(1,), extra=["--ignore-term"])
+    cfg = write_config(tmp_path, [a, b])
+    async with run_daemon(cfg) as d:
+        await d.wait_notify(lambda m: m == "STATUS=2/2 lanes ready")
+        await d.lanes()
+        env = await get_json(f"{a.base_url}/env")
+        assert isinstance(env, dict)
+        d.known_pids.add(env["child_pid"])
+        pids = set(d.descendants())
+        assert len(pids) >= 4  # two lanes, a grandchild, the orphan guard
+        d.send(signal.SIGKILL)
+        await d.wait_exit(5)
+        deadline = time.monotonic() + 2.0
+        while left := d.leftovers():
+            assert time.monotonic() < deadline, f"still alive after 2 s: {left}"
+            await asyncio.sleep(0.02)
+
+
+async def test_sighup_restarts_only_the_lane_whose_env_changed(tmp_path: Path) -> None:
+    lanes = [make_lane(n, npus=(i,)) for i, n in enumerate("abc")]
+    cfg = write_config(tmp_path, lanes)
+    async with run_daemon(cfg) as d:
+        await d.wait_notify(lambda m: m == "STATUS=3/3 lanes ready")
+        before = {n: i.pid for n, i in (await d.lanes()).items()}
+        lanes[1] = replace(lanes[1], env={"CHANGED": "yes"})
+        write_config(tmp_path, lanes, runtime=d.control_socket.parent)
+        mark = len(d.notifications)
+        d.send(signal.SIGHUP)
+        await d.wait_notify(lambda m: m == "RELOADING=1", after=mark)
+        assert any(m.startswith("MONOTONIC_USEC=") for m in d.notifications[mark:])
+        await d.wait_notify(lambda m: m == "READY=1", after=mark)
+        infos = await d.wait_lanes({"a": "ready", "b": "ready", "c": "ready"})
+        assert infos["a"].pid == before["a"]
+        assert infos["c"].pid == before["c"]
+        assert infos["b"].pid != before["b"]
+        env = await get_json(f"{lanes[1].base_url}/env")
+        assert isinstance(env, dict) and env["env"]["CHANGED"] == "yes"
+
+
+async def test_sighup_with_a_broken_config_keeps_every_lane(tmp_path: Path) -> None:
+    lanes = [make_lane("a", npus=(0,)), make_lane("b", npus=(1,))]
+    cfg = write_config(tmp_path, lanes)
+    async with run_daemon(cfg) as d:
+        await d.wait_notify(lambda m: m == "STATUS=2/2 lanes ready")
+        before = {n: i.pid for n, i in (await d.lanes()).items()}
+        broken = tmp_path / "lanes.d" / "b.toml"
+        broken.write_text(broken.read_text().replace("npus = [", "npus = ['x', "))
+        mark = len(d.notifications)
+        d.send(signal.SIGHUP)
+        await d.wait_notify(lambda m: "reload failed" in m, after=mark)
+        infos = await d.lanes()
+        assert {n: i.pid for n, i in infos.items()} == before
+        assert {i.state for i in infos.values()} == {"ready"}
+        async with d.client() as client:
+            status = await client.status()
+        errors = status.daemon.config_errors
+        assert errors and any("b.toml" in e.file for e in errors)
+        assert "configuration error" in d.stderr()
+
+
+async def test_watchdog_is_pinged_from_the_loop(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, [make_lane("a")])
+    async with run_daemon(cfg, watchdog_usec=200_000) as d:
+        mark = len(d.notifications)
+        for _ in range(3):
+            await d.wait_notify(lambda m: m == "WATCHDOG=1", after=mark, timeout=5)
+            mark = len(d.notifications)
+
+
+async def test_real_demo_mode_prints_addresses_and_serves(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 18088)) == 0:
+            pytest.skip("the demo's router port 18088 is in use")
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "qwend", "--demo", "--log-format", "json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        lines = [(await asyncio.wait_for(proc.stdout.readline(), 30)).decode() for _ in range(4)]
+        assert "http://127.0.0.1:18088/v1" in lines[0]
+        assert lines[3].strip() == f"export QWEND_SOCKET={tmp_path}/qwend/control.sock"
+        from qwend.client import ControlClient
+
+        deadline = time.monotonic() + 60
+        async with ControlClient(tmp_path / "qwend" / "control.sock") as client:
+            while True:
+                states = {i.name: i.state for i in (await client.lanes()).lanes}
+                if [s for s in states.values() if s == "ready"] == ["ready"] * 3:
+                    break
+                assert time.monotonic() < deadline, states
+                await asyncio.sleep(0.2)
+        kids = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert not [k.pid for k in kids if pid_alive(k.pid)]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

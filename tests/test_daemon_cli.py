@@ -1,0 +1,57 @@
+"""``qwend`` command line and demo wiring, in process (fast)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from daemonproc import write_config
+from lanescripts.factory import make_lane
+
+from qwend.daemon import ExitStatus, Source, demo_environment, demo_path, demo_runtime_dir, main
+
+
+def test_config_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path, [make_lane("a")])
+    (tmp_path / "lanes.d" / "a.toml").write_text("[lane]\nname = 1\n")
+    assert main(["--config", str(cfg), "--log-format", "json"]) == ExitStatus.CONFIG
+    err = capsys.readouterr().err
+    assert "configuration error" in err
+    assert "a.toml" in err
+
+
+def test_missing_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--config", str(tmp_path / "nope.toml")]) == ExitStatus.CONFIG
+    assert "nope.toml" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("qwend ")
+
+
+def test_demo_source_moves_daemon_paths_to_the_runtime_dir(tmp_path: Path) -> None:
+    config = Source(demo_path(), demo_runtime=tmp_path).load()
+    assert config.daemon.control_socket == tmp_path / "control.sock"
+    assert config.daemon.state_dir == tmp_path / "state"
+    assert config.daemon.log_dir == tmp_path / "logs"
+    assert len(config.lanes) >= 3
+    assert all(lane.command[0] == "qwend-sim" for lane in config.lanes)
+
+
+def test_demo_environment_puts_the_interpreter_scripts_first(tmp_path: Path) -> None:
+    env = demo_environment(tmp_path)
+    assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
+    assert env["QWEND_SIM_STATE_DIR"] == str(tmp_path / "sim")
+
+
+def test_demo_runtime_dir_prefers_xdg(tmp_path: Path) -> None:
+    assert demo_runtime_dir({"XDG_RUNTIME_DIR": str(tmp_path)}) == tmp_path / "qwend"
+    other = demo_runtime_dir({})
+    try:
+        assert other.name.startswith("qwend-demo-")
+    finally:
+        other.rmdir()
