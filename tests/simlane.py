@@ -13,22 +13,22 @@ tail of its log.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from qwend.sim import images
+from qwend.sim.images import solid_png
 
 DEFAULT_MODEL = "qwen3.5-9b"
 
@@ -217,25 +217,13 @@ def run_npu_smi(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]
 
 
 def png_bytes(width: int, height: int) -> bytes:
-    """A valid PNG of the given size (grey, 8-bit)."""
-    raw = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
+    """A valid PNG of the given size."""
+    return solid_png(width, height)
 
 
 def data_url(data: bytes, mime: str = "image/png") -> str:
     """A base64 ``data:`` URL of ``data``."""
-    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    return images.data_url(data, mime)
 
 
 def metric_value(base_url: str, name: str) -> float:
