@@ -18,6 +18,8 @@ from pathlib import Path
 from qwend.errors import ConfigError, ConfigIssue
 
 DEFAULT_CONFIG_PATH = Path("/etc/qwend/qwend.toml")
+DEMO_CONFIG_PATH = Path(__file__).parent / "demo" / "qwend.toml"
+"""The embedded demo (package data): the seed topology on ``qwend-sim`` lanes."""
 
 # Only these names are placeholders; other braces (JSON in vLLM flags) stay literal.
 _PLACEHOLDER_RE = re.compile(r"\{(port|npus|model|name)\}")

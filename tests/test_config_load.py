@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import signal
+import tomllib
 from pathlib import Path
 
 import pytest
 from config_fixtures import lane, set_key, valid_lanes, valid_main, write_config
 
 from qwend.config import (
+    DEMO_CONFIG_PATH,
     Config,
     DaemonConfig,
     HealthConfig,
@@ -90,7 +92,20 @@ def test_demo_config_is_the_seed_topology_on_sim_lanes() -> None:
 def test_demo_symlink_points_at_the_packaged_demo() -> None:
     link = REPO / "etc" / "qwend" / "demo"
     assert link.is_symlink()
-    assert DEMO.resolve() == PACKAGED_DEMO.resolve()
+    assert DEMO.resolve() == PACKAGED_DEMO.resolve() == DEMO_CONFIG_PATH.resolve()
+
+
+def test_commented_vllm_alternative_is_valid() -> None:
+    # The vLLM command shown in a comment of stable.toml parses once uncommented.
+    text = (SHIPPED.parent / "lanes.d" / "stable.toml").read_text()
+    start = text.index("# command = [")
+    block = text[start : text.index("# ]", start) + 3]
+    command = tomllib.loads("\n".join(line[2:] for line in block.splitlines()))["command"]
+    data = lane("stable", "baseline", [4], 18084, command=command, model="/m")
+    config = parse_config({}, [("lanes.d/s.toml", data)], main_name="q", base_dir=Path("/"))
+    argv = config.lanes[0].argv()
+    assert argv[:3] == ["vllm", "serve", "/m"]
+    assert '{"cudagraph_mode":"FULL_DECODE_ONLY"}' in argv
 
 
 def test_minimal_config_takes_the_documented_defaults(tmp_path: Path) -> None:
