@@ -329,7 +329,9 @@ def load_config(path: Path) -> Config:
             main, lane_files, main_name=path.name, base_dir=base_dir, partial=bool(issues)
         )
     except ConfigError as error:
-        raise ConfigError([*issues, *error.issues]) from None
+        merged = [*issues, *error.issues]
+        merged.sort(key=lambda issue: (issue.file != path.name, issue.file))
+        raise ConfigError(merged) from None
     if issues:
         raise ConfigError(issues)
     return config

@@ -28,6 +28,7 @@ from qwend.config import (
 )
 from qwend.config_schema import (
     NAME,
+    NAME_RE,
     REQUIRED,
     Bad,
     Bool,
@@ -156,7 +157,10 @@ def parse(
     drafts = [parse_lane_file(issues, name, data, base_dir) for name, data in lane_files]
     check_all(issues, main_name, router, public, endpoint_keys, drafts, partial=partial)
     if issues:
-        raise ConfigError(issues)
+        # Grouped by file (qwend.toml first), each file's issues in the order found.
+        order = {main_name: 0} | {name: i + 1 for i, (name, _) in enumerate(lane_files)}
+        raise ConfigError(sorted(issues, key=lambda issue: order.get(issue.file, len(order))))
+    # No issue was found, so every draft value is present and of its field's type.
     lanes = tuple(LaneConfig(**d.values) for d in drafts)  # type: ignore[arg-type]
     return Config(daemon, router, public, monitor, lanes, base_dir / main_name)
 
@@ -213,7 +217,7 @@ def parse_public(t: Table, base: Path) -> tuple[PublicConfig, list[str]]:
         target = e.get("target", Str('"router" or "role:NAME"'), REQUIRED)
         if target is not None and target != "router":
             role = target.removeprefix("role:")
-            if not target.startswith("role:") or not NAME.pattern.fullmatch(role):  # type: ignore[union-attr]
+            if not target.startswith("role:") or not NAME_RE.fullmatch(role):
                 e.error("target", f'expected "router" or "role:NAME", got {show(target)}')
                 target = None
         e.finish()
@@ -255,7 +259,7 @@ def parse_lane_file(
     if not isinstance(data.get("lane"), Mapping):
         return draft  # missing or not a table: already reported
     draft.name = t.get("name", NAME, PurePath(file).stem)
-    if draft.name is not None and not NAME.pattern.fullmatch(draft.name):  # type: ignore[union-attr]
+    if draft.name is not None and not NAME_RE.fullmatch(draft.name):
         t.error("name", f"the file name {show(file)} is not a valid lane name; set lane.name")
         draft.name = None
     draft.role = t.get("role", NAME, REQUIRED)

@@ -336,6 +336,8 @@ def test_all_errors_are_reported_in_one_run() -> None:
         (MM, "lane.stop.signal"),
         (RV2, "lane.helth"),
     } <= where
+    files = [i.file for i in issues]  # grouped by file, qwend.toml first
+    assert files == sorted(files, key=lambda f: (f != MAIN, f))
     error = ConfigError(issues)
     assert str(error).startswith(f"{len(issues)} configuration errors:")
 
