@@ -79,7 +79,7 @@ def test_exit_after_requests(sim_lane: LaneFactory) -> None:
 
 
 def test_exit_after_seconds(sim_lane: LaneFactory) -> None:
-    lane = sim_lane(extra=["--exit-after-seconds", "0.5"])
+    lane = sim_lane(extra=["--exit-after-seconds", "1.0"])
     assert ask(lane)
     assert lane.wait_exit() == 1
     assert "--exit-after-seconds" in lane.log_text()

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from qwend import __version__
 from qwend.sim.engine import SimSequence, TokenEvent
 from qwend.sim.lane import SimLane
 from qwend.sim.requests import (
@@ -35,6 +36,7 @@ def make_sim_app(lane: SimLane) -> web.Application:
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/tokenize", tokenize)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/version", version)
     app.cleanup_ctx.append(_engine_ctx)
     return app
 
@@ -98,6 +100,11 @@ async def models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": [entry]})
 
 
+async def version(request: web.Request) -> web.Response:
+    """Like vLLM's ``/version``."""
+    return web.json_response({"version": f"{__version__}+qwend-sim"})
+
+
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition."""
     body = request.app[LANE_KEY].metrics.render()
@@ -145,7 +152,11 @@ async def _generate(request: web.Request, kind: str) -> web.StreamResponse:
     try:
         if parsed.stream:
             return await _stream(request, parsed, seq)
-        return await _whole(parsed, seq)
+        response = await _whole(parsed, seq)
+        # Send it now, so an injected exit after this request cannot cut it off.
+        await response.prepare(request)
+        await response.write_eof()
+        return response
     finally:
         if lane.engine.abort(seq):
             lane.log.info("request aborted", request_id=seq.request_id, reason="client gone")
