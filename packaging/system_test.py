@@ -193,11 +193,9 @@ def booted(root: Path, dist: Path) -> Iterator[Container]:
     )
     try:
         container = Container(nspawn, find_init(nspawn.pid))
-        state = container.run("systemctl", "is-system-running", "--wait", timeout=120, check=False)
-        step(f"container up: {state.stdout.strip()}")
-        if state.stdout.strip() not in ("running", "degraded"):
-            raise TestFailure(f"container did not boot: {state.stdout}{state.stderr}")
-        if state.stdout.strip() == "degraded":
+        state = boot_state(container)
+        step(f"container up: {state}")
+        if state == "degraded":
             log(container.run("systemctl", "--failed", "--no-legend", check=False).stdout)
         yield container
     finally:
@@ -211,6 +209,20 @@ def booted(root: Path, dist: Path) -> Iterator[Container]:
                 os.killpg(nspawn.pid, signal.SIGKILL)
             nspawn.wait(timeout=30)
         log_file.close()
+
+
+def boot_state(c: Container, timeout: float = 120) -> str:
+    """Wait until the container's systemd finished booting; its final state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        # Fails with "Failed to connect to bus" until PID 1 listens: retry.
+        result = c.run("systemctl", "is-system-running", "--wait", timeout=timeout, check=False)
+        state = result.stdout.strip()
+        if state in ("running", "degraded"):
+            return state
+        if time.monotonic() > deadline:
+            raise TestFailure(f"container did not boot: {state} {result.stderr}")
+        time.sleep(0.2)
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.5) -> None:
