@@ -104,6 +104,29 @@ def test_state_records_of_dead_pids_are_ignored_unless_leaking(tmp_path: Path) -
     assert len(state.read_records(tmp_path, now=now + 10)) == 1
 
 
+def test_reused_pid_is_not_mistaken_for_the_lane(tmp_path: Path) -> None:
+    me = os.getpid()
+    mine = state.process_start(me)
+    assert mine is not None
+    state.write_record(tmp_path, record(pid=me, started=mine))
+    assert [r.pid for r in state.read_records(tmp_path)] == [me]
+    state.write_record(tmp_path, record(pid=me, started=mine + 1))  # another process, same PID
+    assert state.read_records(tmp_path) == []
+
+
+def test_prune_removes_dead_and_expired_records_only(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    now = time.time()
+    state.write_record(tmp_path, record(pid=os.getpid()))
+    state.write_record(tmp_path, record(pid=int(dead.stdout), leak_until=now + 60))
+    state.write_record(tmp_path, record(pid=1_999_999_999))
+    assert state.prune(tmp_path, now=now) == 1
+    assert len(list(tmp_path.glob("lane-*.json"))) == 2
+    assert state.prune(tmp_path, now=now + 120) == 1
+    assert [p.name for p in tmp_path.glob("lane-*.json")] == [f"lane-{os.getpid()}.json"]
+
+
 def test_state_dir_resolution() -> None:
     assert state.state_dir({"QWEND_SIM_STATE_DIR": "/x/y"}) == Path("/x/y")
     assert state.state_dir({"XDG_RUNTIME_DIR": "/run/user/7"}) == Path("/run/user/7/qwend-sim")

@@ -109,6 +109,7 @@ class SimLane:
         self.requests_done = 0
         self._on_exit_request = on_exit_request
         self._dirty = True
+        self._started_ticks = state.process_start(os.getpid())
         self.metrics = SimMetrics(settings.served_model_name, on_load_change=self.mark_dirty)
         self.engine = Engine(
             self.profile,
@@ -157,7 +158,17 @@ class SimLane:
             hbm_mb=state.hbm_mb(self.loaded_fraction, engine.num_running, engine.context_tokens),
             aicore_pct=state.aicore_pct(engine.step_kind, engine.num_running),
             updated=time.time(),
+            started=self._started_ticks,
         )
+
+    def tidy_state_dir(self) -> None:
+        """Remove records left behind by killed lanes."""
+        try:
+            state.prune(self.settings.state_dir)
+        except OSError as exc:
+            self.log.warning(
+                "cannot tidy sim state", dir=str(self.settings.state_dir), error=str(exc)
+            )
 
     def publish(self, force: bool = False) -> None:
         """Write the state record if the load changed (or ``force``)."""

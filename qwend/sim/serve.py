@@ -38,6 +38,7 @@ async def serve(settings: SimSettings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     lane = SimLane(settings, log, on_exit_request=lambda: _schedule_crash(lane, "requests", 0.05))
+    lane.tidy_state_dir()
     log.info(
         "loading model",
         model=settings.served_model_name,

@@ -51,6 +51,8 @@ class LaneRecord:
     """AI Core utilisation it causes on each of its NPUs."""
     updated: float
     """Epoch seconds of this record."""
+    started: int | None = None
+    """Process start time (clock ticks since boot), to tell a reused PID apart."""
     leak_until: float | None = None
     """After exit: epoch seconds until which its HBM still shows (None: not leaking)."""
 
@@ -64,6 +66,7 @@ class LaneRecord:
         try:
             npus = data["npus"]
             leak = data.get("leak_until")
+            started = data.get("started")
             return cls(
                 pid=int(data["pid"]),  # type: ignore[call-overload]
                 lane=str(data["lane"]),
@@ -73,6 +76,7 @@ class LaneRecord:
                 hbm_mb=int(data["hbm_mb"]),  # type: ignore[call-overload]
                 aicore_pct=int(data["aicore_pct"]),  # type: ignore[call-overload]
                 updated=float(data["updated"]),  # type: ignore[arg-type]
+                started=None if started is None else int(started),  # type: ignore[call-overload]
                 leak_until=None if leak is None else float(leak),  # type: ignore[arg-type]
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -137,35 +141,70 @@ def mark_leaking(directory: Path, record: LaneRecord, seconds: float) -> None:
     write_record(directory, replace(record, leak_until=time.time() + seconds, aicore_pct=0))
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with ``pid`` exists (zombies count as gone)."""
+def process_start(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot (None if unknown)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
+
+
+def pid_alive(pid: int, started: int | None = None) -> bool:
+    """Whether ``pid`` runs and, if ``started`` is given, is the same process (not a reuse).
+
+    Zombies count as gone.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     try:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
     except OSError:
         return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+    fields = stat.rpartition(")")[2].split()
+    if fields[:1] == ["Z"]:
+        return False
+    return started is None or process_start(pid) in (None, started)
+
+
+def _visible(record: LaneRecord, moment: float) -> bool:
+    if record.leak_until is not None:
+        return record.leak_until > moment
+    return pid_alive(record.pid, record.started)
+
+
+def _load(path: Path) -> LaneRecord | None:
+    try:
+        return LaneRecord.from_mapping(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return None
 
 
 def read_records(directory: Path, now: float | None = None) -> list[LaneRecord]:
     """Records of live sim processes and of dead ones still inside their leak window."""
     moment = time.time() if now is None else now
-    records: list[LaneRecord] = []
     if not directory.is_dir():
-        return records
-    for path in sorted(directory.glob("lane-*.json")):
-        try:
-            record = LaneRecord.from_mapping(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            continue
-        if record.leak_until is not None:
-            if record.leak_until > moment:
-                records.append(record)
-        elif pid_alive(record.pid):
-            records.append(record)
-    return records
+        return []
+    loaded = (_load(path) for path in sorted(directory.glob("lane-*.json")))
+    return [r for r in loaded if r is not None and _visible(r, moment)]
+
+
+def prune(directory: Path, now: float | None = None) -> int:
+    """Remove records of dead processes (after their leak window); returns how many.
+
+    Sim lanes killed with SIGKILL leave their file behind; each new lane tidies up.
+    """
+    moment = time.time() if now is None else now
+    removed = 0
+    for path in directory.glob("lane-*.json") if directory.is_dir() else ():
+        record = _load(path)
+        if record is not None and not _visible(record, moment):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
