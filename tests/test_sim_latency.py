@@ -182,3 +182,22 @@ async def test_engine_stop_strings_cut_the_text() -> None:
     assert cut[-1].finish_reason == "stop"
     assert seq.text == text[: text.index(word)]
     assert "".join(e.text for e in cut) == seq.text
+
+
+async def test_engine_queues_beyond_max_num_seqs() -> None:
+    engine = Engine(profile_for("v3"), time_scale=1000, max_num_seqs=2)
+    seqs = [SimSequence(str(i), 20, 0, 4, i) for i in range(4)]
+    task = asyncio.create_task(engine.run())
+    try:
+        for seq in seqs:
+            engine.submit(seq)
+        await seqs[0].events.get()
+        await seqs[1].events.get()
+        assert engine.num_running == 2
+        assert engine.num_waiting == 2
+        await asyncio.wait_for(asyncio.gather(*(drain(s) for s in seqs[2:])), 10)
+        assert all(s.generated == 4 for s in seqs)
+        assert seqs[2].first_token_at is not None and seqs[1].last_token_at is not None
+        assert seqs[2].first_token_at >= seqs[1].last_token_at  # waited for a free slot
+    finally:
+        task.cancel()

@@ -62,6 +62,10 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
             raise
         error = ApiError(exc.status, exc.reason, type="invalid_request_error")
         return web.json_response(error.body(), status=exc.status)
+    except Exception as exc:  # a boundary: a bug becomes a 500 body, not a dropped request
+        request.app[LANE_KEY].log.exception("request failed", path=request.path)
+        error = ApiError(500, f"internal error in qwend-sim: {exc}", type="server_error")
+        return web.json_response(error.body(), status=500)
     return response
 
 
@@ -154,8 +158,9 @@ async def _generate(request: web.Request, kind: str) -> web.StreamResponse:
             return await _stream(request, parsed, seq)
         response = await _whole(parsed, seq)
         # Send it now, so an injected exit after this request cannot cut it off.
-        await response.prepare(request)
-        await response.write_eof()
+        with contextlib.suppress(ConnectionError):
+            await response.prepare(request)
+            await response.write_eof()
         return response
     finally:
         if lane.engine.abort(seq):

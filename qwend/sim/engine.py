@@ -132,6 +132,7 @@ class Engine:
         self._waiting: deque[SimSequence] = deque()
         self._running: list[SimSequence] = []
         self._stalled: set[SimSequence] = set()
+        self._prefilling: SimSequence | None = None
         self._wake = asyncio.Event()
         self._virtual = 0.0
         self._ids = itertools.count(1)
@@ -173,13 +174,17 @@ class Engine:
 
     @property
     def num_running(self) -> int:
-        """Sequences holding a batch slot (decoding or stalled)."""
-        return len(self._running) + len(self._stalled)
+        """Sequences holding a batch slot (in prefill, decoding or stalled)."""
+        return len(self._running) + len(self._stalled) + (self._prefilling is not None)
 
     @property
     def context_tokens(self) -> int:
         """KV-cache tokens held by running sequences."""
-        return sum(s.context_tokens for s in itertools.chain(self._running, self._stalled))
+        active = itertools.chain(self._running, self._stalled, self._active_prefill())
+        return sum(s.context_tokens for s in active)
+
+    def _active_prefill(self) -> tuple[SimSequence, ...]:
+        return () if self._prefilling is None else (self._prefilling,)
 
     def now(self) -> float:
         """The engine's clock (loop time unless injected)."""
@@ -207,8 +212,12 @@ class Engine:
                 await self._wake.wait()
 
     async def _prefill_step(self, seq: SimSequence) -> None:
+        self._prefilling = seq
         self._set_kind("prefill")
-        await self._sleep(self.profile.prefill_s(seq.text_tokens, seq.image_tokens))
+        try:
+            await self._sleep(self.profile.prefill_s(seq.text_tokens, seq.image_tokens))
+        finally:
+            self._prefilling = None
         if seq.done:
             return
         if self._listener is not None:
