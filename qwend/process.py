@@ -289,10 +289,13 @@ class LogRing:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
 
-    async def follow(self) -> AsyncIterator[str]:
-        """New lines as they arrive, until the process output ends."""
+    def follow(self) -> AsyncIterator[str]:
+        """New lines from this call on, until the output ends (registered at once)."""
         queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=10000)
         self._followers.add(queue)
+        return self._drain(queue)
+
+    async def _drain(self, queue: asyncio.Queue[str | None]) -> AsyncIterator[str]:
         try:
             while (line := await queue.get()) is not None:
                 yield line

@@ -262,10 +262,9 @@ class Supervisor:
         lines = runner.ring.tail(n)
         return lines if lines else read_log_tail(path, n)
 
-    async def follow_log(self, name: str) -> AsyncIterator[str]:
-        """New output lines of a lane as they arrive (across restarts)."""
-        async for line in self._runner(name).ring.follow():
-            yield line
+    def follow_log(self, name: str) -> AsyncIterator[str]:
+        """New output lines of a lane as they arrive (across restarts); LaneError if unknown."""
+        return self._runner(name).ring.follow()
 
     def note_traffic_ok(self, name: str) -> None:
         """The router served a request on ``name`` successfully (skips inference probes)."""

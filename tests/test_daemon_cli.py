@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from daemonproc import write_config
 from lanescripts.factory import make_lane
 
 from qwend.daemon import ExitStatus, Source, demo_environment, demo_path, demo_runtime_dir, main
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    # main() configures structlog for a stream capsys closes afterwards.
+    yield
+    structlog.reset_defaults()
 
 
 def test_config_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,3 +64,20 @@ def test_demo_runtime_dir_prefers_xdg(tmp_path: Path) -> None:
         assert other.name.startswith("qwend-demo-")
     finally:
         other.rmdir()
+
+
+def test_busy_router_port_exits_1_with_an_actionable_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = write_config(tmp_path, [make_lane("a")], router_port=port)
+        assert main(["--config", str(cfg), "--log-format", "json"]) == ExitStatus.ERROR
+    out = capsys.readouterr()
+    text = out.err + out.out
+    assert f"cannot listen on 127.0.0.1:{port} for the router" in text
+    assert "[router] listen" in text

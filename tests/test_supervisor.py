@@ -273,3 +273,17 @@ async def test_shutdown_leaves_no_process(make_sup: SupFactory) -> None:
     assert all(isinstance(p, int) and not pid_alive(p) for p in pids)
     assert all(not lane.accepting for lane in sup._table.snapshot())
     assert {s.state for s in sup.snapshots()} == {S.STOPPED}
+
+
+async def test_follow_log_streams_new_lines_and_rejects_unknown_lanes(
+    make_sup: SupFactory,
+) -> None:
+    sup = make_sup(make_lane("a"))
+    with pytest.raises(LaneError):
+        sup.follow_log("nope")
+    lines = sup.follow_log("a")
+    await sup.start()
+    first = await asyncio.wait_for(anext(lines), 10)
+    assert first.startswith("--- qwend: starting lane a")
+    await sup.wait_ready("a", 20)
+    await lines.aclose()  # type: ignore[attr-defined]
