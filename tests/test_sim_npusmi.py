@@ -153,12 +153,17 @@ def test_hbm_and_aicore_follow_load() -> None:
     [
         (["info", "-t", "usages", "-i", "9"], 1, "Invalid card id."),
         (["info", "-t", "usages"], 1, "must input card id"),
+        (["info", "-t", "usages", "-i", "2", "-c", "1"], 1, "Invalid chip id."),
+        (["info", "-i", "2", "-t", "usages", "-c", "0"], 0, "NPU ID                         : 2"),
+        (["info", "-t", "board", "-i", "1"], 2, ""),
     ],
 )
 def test_cli_errors_like_npu_smi(tmp_path: Path, args: list[str], code: int, needle: str) -> None:
     result = run_npu_smi(tmp_path, *args)
     assert result.returncode == code
     assert needle in result.stdout
+    if code == 2:
+        assert "Usage: npu-smi info" in result.stderr
 
 
 def test_running_sim_lane_appears_on_its_npu(

@@ -123,18 +123,33 @@ def npu_smi(argv: Sequence[str], env: Mapping[str, str], out: TextIO, err: TextI
     if opts == ["-m"]:
         out.write(npusmi.render_mapping())
         return 0
-    if len(opts) >= 2 and opts[0] == "-t" and opts[1] == "usages":
-        rest = opts[2:]
-        if len(rest) != 2 or rest[0] != "-i":
-            out.write(npusmi.missing_card_text())
-            return 1
-        if not rest[1].isdigit() or not npusmi.valid_npu(int(rest[1])):
-            out.write(npusmi.invalid_card_text())
-            return 1
-        out.write(npusmi.render_usages(records, int(rest[1])))
-        return 0
+    flags = _pairs(opts)
+    if flags is not None and flags.get("-t") == "usages":
+        return _usages(flags, records, out)
     err.write(f"qwend-sim npu-smi: unsupported arguments {' '.join(opts)!r}\n{npusmi.USAGE}\n")
     return USAGE_ERROR
+
+
+def _pairs(opts: Sequence[str]) -> dict[str, str] | None:
+    """``-t usages -i 3 -c 0`` as a dict, or None if not flag/value pairs."""
+    if len(opts) % 2 or any(o not in ("-t", "-i", "-c") for o in opts[::2]):
+        return None
+    return dict(zip(opts[::2], opts[1::2], strict=True))
+
+
+def _usages(flags: Mapping[str, str], records: Sequence[state.LaneRecord], out: TextIO) -> int:
+    card = flags.get("-i")
+    if card is None:
+        out.write(npusmi.missing_card_text())
+        return 1
+    if not card.isdigit() or not npusmi.valid_npu(int(card)):
+        out.write(npusmi.invalid_card_text())
+        return 1
+    if flags.get("-c", "0") != "0":
+        out.write(f"Invalid chip id.\nError parameter of -c\n{npusmi.USAGE}\n")
+        return 1
+    out.write(npusmi.render_usages(records, int(card)))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
