@@ -287,6 +287,8 @@ class Daemon:
         if interval is not None and self.notifier.enabled:
             self._tasks.append(asyncio.create_task(self.notifier.watchdog_loop(interval)))
         self._tasks.append(asyncio.create_task(self._status_loop(supervisor)))
+        if self._parts.get("router") is not None:
+            self._tasks.append(asyncio.create_task(self._traffic_loop(supervisor)))
 
     async def _status_loop(self, supervisor: Supervisor) -> None:
         queue = supervisor.subscribe()
@@ -300,6 +302,24 @@ class Daemon:
                     last = line
         finally:
             supervisor.unsubscribe(queue)
+
+    async def _traffic_loop(self, supervisor: Supervisor, period: float = 2.0) -> None:
+        # The router counts completed requests per lane; a lane that completes real
+        # requests is alive, so its inference probe is skipped (never kill a busy lane).
+        router = self._parts["router"]
+        done: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(period)
+            try:
+                lanes = router.stats_snapshot().lanes
+            except Exception as exc:  # stats must never take the daemon down
+                _log().warning("router statistics unavailable", error=str(exc))
+                continue
+            for lane in lanes:
+                completed = lane.requests - lane.failures - lane.in_flight
+                if completed > done.get(lane.name, 0):
+                    supervisor.note_traffic_ok(lane.name)
+                done[lane.name] = max(completed, done.get(lane.name, 0))
 
     async def _serve(self) -> None:
         reload_task: asyncio.Task[None] | None = None

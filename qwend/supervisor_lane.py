@@ -63,6 +63,7 @@ class LaneRunner:
         self.lock = asyncio.Lock()
         self._life: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self._live: Liveness | None = None
         self._log = lane_logger(cfg.name, component="supervisor")
 
     @property
@@ -79,6 +80,13 @@ class LaneRunner:
     def started_at(self) -> float | None:
         """Epoch seconds of the current process's spawn."""
         return self.proc.started_at if self.proc is not None and self.proc.running else None
+
+    def reconfigure(self, cfg: LaneConfig) -> None:
+        """New settings that need no restart (health, stop, restart, capabilities ...)."""
+        self.cfg = cfg
+        self.policy.reconfigure(cfg.restart)
+        if self._live is not None:
+            self._live.lane = cfg
 
     # --- state -------------------------------------------------------------
 
@@ -222,6 +230,7 @@ class LaneRunner:
 
     async def _watch(self, proc: LaneProcess) -> str:
         live = Liveness(self.cfg, self._ctx.session(), last_traffic_ok=lambda: self.last_traffic_ok)
+        self._live = live
         live_task = asyncio.create_task(live.run(), name=f"live:{self.name}")
         exit_task = asyncio.create_task(proc.exited.wait(), name=f"exit:{self.name}")
         try:

@@ -60,8 +60,7 @@ async def apply_reload(sup: Supervisor, new: Config) -> ReloadReport:
         runner = runners.get(lane.name)
         if runner is None:
             runner = LaneRunner(lane, sup._context())
-        runner.cfg = lane
-        runner.policy.reconfigure(lane.restart)
+        runner.reconfigure(lane)
         ordered[lane.name] = runner
     sup._runners = ordered
     sup._active = new_active

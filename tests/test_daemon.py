@@ -180,3 +180,44 @@ async def test_real_demo_mode_prints_addresses_and_serves(tmp_path: Path) -> Non
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
+    import openai
+
+    lane = replace(
+        make_lane("s", npus=(0,)),
+        command=(
+            "qwend-sim", "serve", "--host", "127.0.0.1", "--port", "{port}",
+            "--served-model-name", "{model}", "--variant", "v3", "--startup-delay", "0",
+        ),
+    )  # fmt: skip
+    cfg = write_config(tmp_path, [lane], drain_timeout_s=30.0)
+    import tomllib
+
+    router_url = "http://" + tomllib.loads(cfg.read_text())["router"]["listen"] + "/v1"
+    env = demo_environment(tmp_path / "run")
+    async with run_daemon(cfg, env=env) as d:
+        await d.wait_notify(lambda m: m == "STATUS=1/1 lanes ready")
+        client = openai.AsyncOpenAI(base_url=router_url, api_key="x", max_retries=0)
+        try:
+            stream = await client.chat.completions.create(
+                model=lane.model,
+                messages=[{"role": "user", "content": "count slowly"}],
+                max_tokens=48,
+                stream=True,
+            )
+            chunks = 0
+            finish = None
+            async for chunk in stream:
+                chunks += 1
+                if chunks == 2:
+                    d.send(signal.SIGTERM)  # mid-stream: the request must still complete
+                if chunk.choices and chunk.choices[0].finish_reason:
+                    finish = chunk.choices[0].finish_reason
+        finally:
+            await client.close()
+        assert finish is not None
+        assert chunks > 10
+        assert await d.wait_exit(30) == ExitStatus.OK
+        assert d.leftovers() == []
