@@ -124,13 +124,14 @@ def render_actions(parser: argparse.ArgumentParser) -> list[str]:
         if action.option_strings:
             metavar = ""
             if action.nargs != 0:
-                metavar = " " + str(action.metavar or action.dest.upper())
+                choices = "{" + ",".join(map(str, action.choices)) + "}" if action.choices else ""
+                metavar = " " + str(action.metavar or choices or action.dest.upper())
             names = ", ".join(f"\\fB{roff(o)}\\fR{roff(metavar)}" for o in action.option_strings)
         else:
             names = f"\\fI{roff(str(action.metavar or action.dest))}\\fR"
         help_text = (action.help or "").replace("%(default)s", str(action.default))
         help_text = help_text.replace("%(prog)s", parser.prog)
-        out.append(f".TP\n{names}\n{roff(help_text)}")
+        out.append(f".TP\n{names}\n{roff(help_text)}" if help_text else f".TP\n{names}")
     return out
 
 
