@@ -338,10 +338,10 @@ def check_default_config(c: Container) -> None:
 
 def configure_demo(c: Container) -> None:
     """The demo topology on qwend-sim lanes; a short watchdog for the test."""
-    step("configuring the qwend-sim demo lanes and a 5 s watchdog")
+    step("configuring the qwend-sim demo lanes and a 10 s watchdog")
     c.run("sh", "-c", f"cp {DEMO}/qwend.toml /etc/qwend/qwend.toml")
     c.run("sh", "-c", f"cp {DEMO}/lanes.d/*.toml /etc/qwend/lanes.d/")
-    c.write(TEST_DROPIN, "[Service]\nWatchdogSec=5s\nRestartSec=1s\nTimeoutAbortSec=10s\n")
+    c.write(TEST_DROPIN, "[Service]\nWatchdogSec=10s\nRestartSec=1s\nTimeoutAbortSec=10s\n")
     c.run("systemctl", "daemon-reload")
     c.run("qwend", "check-config", "/etc/qwend/qwend.toml")
     c.run("systemctl", "restart", "qwend", timeout=180)
@@ -388,6 +388,28 @@ def check_reload(c: Container) -> None:
     after_main, after = main_pid(c), lane_pids(c)
     if before_main != after_main or before != after:
         raise TestFailure(f"reload changed PIDs: {before_main} {before} -> {after_main} {after}")
+
+
+def check_upgrade(c: Container, deb: Path) -> None:
+    """Reinstalling (the upgrade path) keeps the edited config and the promoted lane."""
+    step("apt-get install --reinstall: config kept, service restarted, promotion persisted")
+    old = main_pid(c)
+    c.run(
+        "apt-get",
+        "install",
+        "--reinstall",
+        "-y",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        f"/debs/{deb.name}",
+        timeout=300,
+    )
+    if "qwend-sim" not in c.out("cat", "/etc/qwend/qwend.toml"):
+        raise TestFailure("the upgrade replaced the edited /etc/qwend/qwend.toml")
+    wait_for("qwend restarted by the upgrade", lambda: main_pid(c) not in (0, old), 60)
+    wait_for("the active lanes after the upgrade", lambda: active_ready(c), 120)
+    if not lanes(c).get("recurrent_v2", {}).get("active"):
+        raise TestFailure("the promotion of recurrent_v2 did not survive the restart")
 
 
 def check_watchdog(c: Container) -> None:
@@ -473,6 +495,7 @@ def run(deb: Path, cache: Path, stop_after_install: bool) -> None:
                 check_sandbox(c)
                 check_promote(c)
                 check_reload(c)
+                check_upgrade(c, deb)
                 check_watchdog(c)
                 check_stop(c)
             check_purge(c)
