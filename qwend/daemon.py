@@ -18,12 +18,10 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import IntEnum
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from aiohttp import web
 
 from qwend import __version__
 from qwend.config import DEFAULT_CONFIG_PATH, Config
+from qwend.daemon_demo import Source, demo_environment, demo_path, demo_runtime_dir
 from qwend.errors import ConfigError, QwendError
 from qwend.lanetable import LaneTable
 from qwend.logs import LogFormat, configure_logging, get_logger
@@ -52,56 +51,6 @@ class ExitStatus(IntEnum):
     """Could not start (listener, socket, state) or failed at run time."""
     CONFIG = 2
     """The configuration is invalid."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where the configuration comes from (reloads read it again)."""
-
-    path: Path
-    demo_runtime: Path | None = None
-    """Set in ``--demo``: the runtime directory replacing the [daemon] paths."""
-
-    def load(self) -> Config:
-        """Read and validate; ConfigError with every issue."""
-        from qwend.config import load_config
-
-        config = load_config(self.path)
-        if self.demo_runtime is None:
-            return config
-        run = self.demo_runtime
-        daemon = replace(
-            config.daemon,
-            control_socket=run / "control.sock",
-            state_dir=run / "state",
-            log_dir=run / "logs",
-        )
-        return replace(config, daemon=daemon)
-
-
-def demo_path() -> Path:
-    """The embedded demo's qwend.toml (package data)."""
-    return Path(str(resources.files("qwend") / "demo" / "qwend.toml"))
-
-
-def demo_runtime_dir(env: dict[str, str] | os._Environ[str]) -> Path:
-    """``$XDG_RUNTIME_DIR/qwend`` when usable, else a new temporary directory."""
-    xdg = env.get("XDG_RUNTIME_DIR")
-    if xdg and os.access(xdg, os.W_OK):
-        path = Path(xdg) / "qwend"
-        path.mkdir(mode=0o700, exist_ok=True)
-        return path
-    return Path(tempfile.mkdtemp(prefix="qwend-demo-"))
-
-
-def demo_environment(runtime: Path) -> dict[str, str]:
-    """What ``--demo`` adds to qwend's and the lanes' environment."""
-    scripts = str(Path(sys.executable).parent)
-    path = os.environ.get("PATH", "")
-    return {
-        "PATH": f"{scripts}{os.pathsep}{path}" if path else scripts,
-        "QWEND_SIM_STATE_DIR": str(runtime / "sim"),
-    }
 
 
 @dataclass

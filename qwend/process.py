@@ -17,7 +17,6 @@ Output goes to ``log_dir/NAME.log`` (the previous starts kept as ``NAME.log.1``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import importlib
 import os
@@ -25,18 +24,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, cast
 
 from qwend.config import LaneConfig
 from qwend.errors import LaneError
-from qwend.logs import get_logger, lane_logger
+from qwend.logs import lane_logger
+from qwend.supervisor_guard import OrphanGuard
+from qwend.supervisor_logs import LogRing, rotate_logs
 
 PR_SET_PDEATHSIG = 1
-RING_LINES = 2000
-"""Lines of lane output kept in memory."""
 CHUNK = 65536
 DAEMON_ONLY_ENV = (
     "NOTIFY_SOCKET",
@@ -138,183 +136,6 @@ def kill_group(pgid: int, sig: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def rotate_logs(path: Path, keep: int) -> None:
-    """NAME.log -> NAME.log.1 -> ... -> NAME.log.KEEP (the oldest dropped)."""
-    for n in range(keep, 0, -1):
-        src = path if n == 1 else path.with_name(f"{path.name}.{n - 1}")
-        if src.exists():
-            src.replace(path.with_name(f"{path.name}.{n}"))
-    oldest = path.with_name(f"{path.name}.{keep + 1}")
-    with contextlib.suppress(FileNotFoundError):
-        oldest.unlink()
-    if keep <= 0:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-
-
-_GUARD_SRC = r"""
-import os, signal, sys
-for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-          signal.SIGUSR2, signal.SIGPIPE):
-    signal.signal(s, signal.SIG_IGN)
-groups = set()
-for line in sys.stdin:
-    line = line.strip()
-    if line[:1] == "+":
-        groups.add(int(line[1:]))
-    elif line[:1] == "-":
-        groups.discard(int(line[1:]))
-for pgid in groups:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except OSError:
-        pass
-"""
-
-
-class OrphanGuard:
-    """A tiny watchdog process that SIGKILLs every lane group when qwend dies.
-
-    It reads ``+PGID``/``-PGID`` lines from a pipe whose only writer is qwend;
-    EOF (qwend exited, crashed or was SIGKILLed) means: kill what is registered.
-    """
-
-    def __init__(self) -> None:
-        self._proc: subprocess.Popen[str] | None = None
-        self._groups: set[int] = set()
-        self._log = get_logger("guard")
-
-    @property
-    def pid(self) -> int | None:
-        """PID of the guard process while it runs."""
-        return self._proc.pid if self._proc is not None else None
-
-    def _ensure(self) -> IO[str] | None:
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            if proc is not None:
-                self._log.warning("orphan guard died; restarting it", status=proc.returncode)
-                if proc.stdin is not None:
-                    with contextlib.suppress(OSError):
-                        proc.stdin.close()
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _GUARD_SRC],
-                stdin=subprocess.PIPE,
-                text=True,
-                start_new_session=True,  # no terminal signals (Ctrl-C must not kill it first)
-                close_fds=True,
-            )
-            self._proc = proc
-            assert proc.stdin is not None
-            for pgid in self._groups:
-                proc.stdin.write(f"+{pgid}\n")
-            proc.stdin.flush()
-        return proc.stdin
-
-    def _send(self, line: str) -> None:
-        stdin = self._ensure()
-        if stdin is None:
-            return
-        try:
-            stdin.write(line + "\n")
-            stdin.flush()
-        except BrokenPipeError:
-            if self._proc is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self._proc.wait(timeout=1.0)
-            self._ensure()  # notices the dead guard, starts a new one with every group
-
-    def register(self, pgid: int) -> None:
-        """Kill group ``pgid`` if qwend dies."""
-        self._groups.add(pgid)
-        self._send(f"+{pgid}")
-
-    def unregister(self, pgid: int) -> None:
-        """The group is gone (or handed over); forget it."""
-        self._groups.discard(pgid)
-        if self._proc is not None:
-            self._send(f"-{pgid}")
-
-    def close(self) -> None:
-        """Stop the guard (it kills whatever is still registered)."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.stdin is not None:
-            with contextlib.suppress(BrokenPipeError):
-                proc.stdin.close()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - guard wedged
-            proc.kill()
-            proc.wait()
-
-
-class LogRing:
-    """The last lines of a lane's output, with live followers."""
-
-    def __init__(self, size: int = RING_LINES) -> None:
-        self._lines: deque[str] = deque(maxlen=size)
-        self._partial = ""
-        self._followers: set[asyncio.Queue[str | None]] = set()
-
-    def feed(self, text: str) -> None:
-        """Add raw output; complete lines go to the ring and followers."""
-        parts = (self._partial + text).split("\n")
-        self._partial = parts.pop()
-        for line in parts:
-            self._push(line)
-
-    def _push(self, line: str) -> None:
-        self._lines.append(line)
-        for queue in self._followers:
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(line)
-
-    def flush(self) -> None:
-        """End of output: emit a trailing partial line."""
-        if self._partial:
-            self._push(self._partial)
-            self._partial = ""
-
-    def tail(self, n: int) -> list[str]:
-        """The last ``n`` lines."""
-        return list(self._lines)[-n:] if n > 0 else []
-
-    def close_followers(self) -> None:
-        """Tell every follower that this output ended."""
-        for queue in self._followers:
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(None)
-
-    def follow(self) -> AsyncIterator[str]:
-        """New lines from this call on, until the output ends (registered at once)."""
-        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=10000)
-        self._followers.add(queue)
-        return self._drain(queue)
-
-    async def _drain(self, queue: asyncio.Queue[str | None]) -> AsyncIterator[str]:
-        try:
-            while (line := await queue.get()) is not None:
-                yield line
-        finally:
-            self._followers.discard(queue)
-
-
-def read_log_tail(path: Path, n: int) -> list[str]:
-    """The last ``n`` lines of a log file (empty when missing)."""
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 256 * n - 4096))
-            data = f.read()
-    except FileNotFoundError:
-        return []
-    lines = data.decode("utf-8", "replace").splitlines()
-    return lines[-n:] if n > 0 else []
 
 
 class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):

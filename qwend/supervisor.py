@@ -21,8 +21,10 @@ from qwend.lanes import CLAIMING, LaneState
 from qwend.lanetable import LaneTable, RoutableLane, TrafficGate
 from qwend.logs import get_logger
 from qwend.preflight import preflight
-from qwend.process import OrphanGuard, lane_environment, read_log_tail
+from qwend.process import lane_environment
+from qwend.supervisor_guard import OrphanGuard
 from qwend.supervisor_lane import LaneContext, LaneRunner
+from qwend.supervisor_logs import read_log_tail
 
 EVENT_QUEUE_SIZE = 1000
 

@@ -24,8 +24,10 @@ from qwend.errors import LaneError
 from qwend.health import Liveness, NotReady, wait_ready
 from qwend.lanes import Effect, Event, LaneState, Transition, transition
 from qwend.logs import lane_logger
-from qwend.process import LaneProcess, LogRing, OrphanGuard
+from qwend.process import LaneProcess
 from qwend.restart import RestartPolicy
+from qwend.supervisor_guard import OrphanGuard
+from qwend.supervisor_logs import LogRing
 
 S = LaneState
 

@@ -16,7 +16,8 @@ import pytest
 from daemonproc import run_daemon, write_config
 from lanescripts.factory import get_json, make_lane, pid_alive
 
-from qwend.daemon import ExitStatus, demo_environment, demo_path
+from qwend.daemon import ExitStatus
+from qwend.daemon_demo import demo_environment, demo_path
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,8 @@ import structlog
 from daemonproc import write_config
 from lanescripts.factory import make_lane
 
-from qwend.daemon import ExitStatus, Source, demo_environment, demo_path, demo_runtime_dir, main
+from qwend.daemon import ExitStatus, main
+from qwend.daemon_demo import Source, demo_environment, demo_path, demo_runtime_dir
 
 
 @pytest.fixture(autouse=True)

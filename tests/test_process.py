@@ -14,16 +14,9 @@ import pytest
 from lanescripts.factory import get_json, make_lane, pid_alive, wait_json
 
 from qwend.errors import LaneError
-from qwend.process import (
-    LaneProcess,
-    LogRing,
-    OrphanGuard,
-    describe_returncode,
-    group_members,
-    lane_environment,
-    read_log_tail,
-    rotate_logs,
-)
+from qwend.process import LaneProcess, describe_returncode, group_members, lane_environment
+from qwend.supervisor_guard import OrphanGuard
+from qwend.supervisor_logs import LogRing, read_log_tail, rotate_logs
 
 
 def test_environment_layers_and_visible_devices() -> None:
@@ -174,7 +167,8 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from lanescripts.factory import make_lane, wait_json, get_json
 from qwend.logs import configure_logging
-from qwend.process import LaneProcess, OrphanGuard, lane_environment
+from qwend.process import LaneProcess, lane_environment
+from qwend.supervisor_guard import OrphanGuard
 
 async def main():
     configure_logging(stream=sys.stderr)

@@ -1,0 +1,92 @@
+"""Lane output: rotated per-start log files and an in-memory ring with followers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections import deque
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+RING_LINES = 2000
+"""Lines of lane output kept in memory."""
+
+
+def rotate_logs(path: Path, keep: int) -> None:
+    """NAME.log -> NAME.log.1 -> ... -> NAME.log.KEEP (the oldest dropped)."""
+    for n in range(keep, 0, -1):
+        src = path if n == 1 else path.with_name(f"{path.name}.{n - 1}")
+        if src.exists():
+            src.replace(path.with_name(f"{path.name}.{n}"))
+    oldest = path.with_name(f"{path.name}.{keep + 1}")
+    with contextlib.suppress(FileNotFoundError):
+        oldest.unlink()
+    if keep <= 0:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+class LogRing:
+    """The last lines of a lane's output, with live followers."""
+
+    def __init__(self, size: int = RING_LINES) -> None:
+        self._lines: deque[str] = deque(maxlen=size)
+        self._partial = ""
+        self._followers: set[asyncio.Queue[str | None]] = set()
+
+    def feed(self, text: str) -> None:
+        """Add raw output; complete lines go to the ring and followers."""
+        parts = (self._partial + text).split("\n")
+        self._partial = parts.pop()
+        for line in parts:
+            self._push(line)
+
+    def _push(self, line: str) -> None:
+        self._lines.append(line)
+        for queue in self._followers:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(line)
+
+    def flush(self) -> None:
+        """End of output: emit a trailing partial line."""
+        if self._partial:
+            self._push(self._partial)
+            self._partial = ""
+
+    def tail(self, n: int) -> list[str]:
+        """The last ``n`` lines."""
+        return list(self._lines)[-n:] if n > 0 else []
+
+    def close_followers(self) -> None:
+        """Tell every follower that this output ended."""
+        for queue in self._followers:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+
+    def follow(self) -> AsyncIterator[str]:
+        """New lines from this call on, until the output ends (registered at once)."""
+        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=10000)
+        self._followers.add(queue)
+        return self._drain(queue)
+
+    async def _drain(self, queue: asyncio.Queue[str | None]) -> AsyncIterator[str]:
+        try:
+            while (line := await queue.get()) is not None:
+                yield line
+        finally:
+            self._followers.discard(queue)
+
+
+def read_log_tail(path: Path, n: int) -> list[str]:
+    """The last ``n`` lines of a log file (empty when missing)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 256 * n - 4096))
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    lines = data.decode("utf-8", "replace").splitlines()
+    return lines[-n:] if n > 0 else []
