@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from fixturepaths import NPU_SMI_FIXTURES
 
 from qwend.ascend_env import FAMILIES, family_of, lane_env_defaults, merged_lane_env
 from qwend.npu import parse_info
 
-FIXTURES = Path("/work/shared/fixtures/npu-smi")
+FIXTURES = NPU_SMI_FIXTURES
 
 
 @pytest.mark.parametrize(

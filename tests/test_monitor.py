@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from fixturepaths import NPU_SMI_FIXTURES
 from structlog.testing import capture_logs
 
 from qwend.config import LaneConfig, MonitorConfig
@@ -20,7 +21,7 @@ from qwend.errors import PreflightError
 from qwend.monitor import NpuMonitor, run_tool
 from qwend.npu import parse_info
 
-FIXTURES = Path("/work/shared/fixtures/npu-smi")
+FIXTURES = NPU_SMI_FIXTURES
 if not FIXTURES.is_dir():
     FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "npu-smi"
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from fixturepaths import NPU_SMI_FIXTURES
 
 from qwend.errors import NpuSmiError
 from qwend.npu import (
@@ -23,9 +23,7 @@ from qwend.npu import (
     parse_topo,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "npu-smi"
-if not FIXTURES.is_dir():  # the repository checked out elsewhere: fixtures next to it
-    FIXTURES = Path("/work/shared/fixtures/npu-smi")
+FIXTURES = NPU_SMI_FIXTURES
 
 
 def text(name: str) -> str:

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fixturepaths import NPU_SMI_FIXTURES
 
 from qwend.errors import NpuSmiError
 from qwend.npu import LaneProcess, NpuView, parse_info
@@ -22,7 +23,7 @@ from qwend.npu_render import (
     view_to_dict,
 )
 
-FIXTURES = Path("/work/shared/fixtures/npu-smi")
+FIXTURES = NPU_SMI_FIXTURES
 A3 = FIXTURES / "a3-910c-ascend910-info-8npu-16chip-8procs-npu24.1.rc3.3.txt"
 ERRORS = {
     "error-info-dcmi-init-failed-8005-container.txt",

@@ -13,15 +13,14 @@ from pathlib import Path
 
 import openai
 import pytest
+from fixturepaths import NPU_SMI_FIXTURES
 from simlane import SimLaneProcess, run_npu_smi, wait_for
 
 from qwend import npu
 from qwend.sim import npusmi, state
 from qwend.sim.state import LaneRecord
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "npu-smi"
-if not FIXTURES.is_dir():  # the repository may live elsewhere than /work/main
-    FIXTURES = Path("/work/shared/fixtures/npu-smi")
+FIXTURES = NPU_SMI_FIXTURES
 
 
 def record(pid: int = 4242, npus: tuple[int, ...] = (3,), **kw: object) -> LaneRecord:
