@@ -243,6 +243,29 @@ async def test_blue_green_promotion_under_load_stops_old_lane(
         assert load.failures == [], load.failures[:5]
         infos = await daemon.wait_lanes({"chunk_v2": "ready", "throughput": "stopped"})
         assert infos["chunk_v2"].active and not infos["throughput"].active
+        await assert_npus_show_lanes(daemon.control_socket, {"mm": 7, "stable": 4, "chunk_v2": 5})
+
+
+async def assert_npus_show_lanes(socket: Path, expected: dict[str, int]) -> None:
+    """``qwenctl npus`` (human and JSON) attributes the sim lanes' processes to their lanes."""
+    async with asyncio.timeout(30):
+        while True:
+            code, out, err = await qwenctl(socket, "npus")
+            assert code == ExitStatus.OK, err
+            rows = [line.split() for line in out.splitlines()]
+            if all(
+                any(row[:1] == [str(npu)] and name in row[-1] for row in rows)
+                for name, npu in expected.items()
+            ):
+                break
+            await asyncio.sleep(0.5)
+    code, out, err = await qwenctl(socket, "npus", "--json")
+    assert code == ExitStatus.OK, err
+    data = json.loads(out)
+    assert data["enabled"] is True
+    text = json.dumps(data["view"])
+    for name in expected:
+        assert name in text
 
 
 async def test_crashing_candidate_is_rolled_back(tmp_path: Path, sim_state_dir: Path) -> None:
