@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from qwend import __version__
-from qwend.config import DEFAULT_CONFIG_PATH, Config
+from qwend.config import DEFAULT_CONFIG_PATH, Config, LaneConfig
 from qwend.daemon_demo import Source, demo_environment, demo_path, demo_runtime_dir
 from qwend.errors import ConfigError, QwendError
 from qwend.lanetable import LaneTable
@@ -98,13 +98,24 @@ class Daemon:
             table,
             active=active,
             traffic=router,
-            pre_start=monitor.pre_start if monitor is not None and monitor.available else None,
+            pre_start=self._pre_start if monitor is not None and monitor.available else None,
             extra_env=self.extra_env,
         )
         self._parts.update(
             store=store, router_app=router_app, router=router, monitor=monitor, sup=supervisor
         )
         return supervisor
+
+    async def _pre_start(self, lane: LaneConfig) -> str | None:
+        # The NPU check polls npu-smi; its chip name picks the Ascend env defaults.
+        monitor = self._parts["monitor"]
+        warning: str | None = await monitor.pre_start(lane)
+        supervisor: Supervisor = self._parts["sup"]
+        reading = monitor.view().reading
+        if supervisor.chip_family is None and reading is not None and reading.npus:
+            supervisor.chip_family = reading.npus[0].name
+            _log().info("chip family for lane environments", chip=supervisor.chip_family)
+        return warning
 
     def _router_app(self, config: Config, table: LaneTable) -> web.Application | None:
         try:

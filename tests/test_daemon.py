@@ -222,3 +222,26 @@ async def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
         assert chunks > 10
         assert await d.wait_exit(30) == ExitStatus.OK
         assert d.leftovers() == []
+
+
+async def test_lane_env_gets_ascend_defaults_of_the_detected_chip(tmp_path: Path) -> None:
+    lane = make_lane("a", npus=(1, 0), env={"OMP_NUM_THREADS": "4"})
+    monitor = {
+        "enabled": True,
+        "npu_smi": "qwend-sim npu-smi",
+        "interval_s": 1,
+        "timeout_s": 5,
+        "release_wait_s": 1,
+    }
+    cfg = write_config(tmp_path, [lane], monitor=monitor)
+    async with run_daemon(cfg, env=demo_environment(tmp_path / "run")) as d:
+        await d.wait_notify(lambda m: m == "STATUS=1/1 lanes ready")
+        info = await get_json(f"{lane.base_url}/env")
+        assert isinstance(info, dict)
+        env = info["env"]
+        assert env["ASCEND_RT_VISIBLE_DEVICES"] == "0,1"
+        assert env["PYTORCH_NPU_ALLOC_CONF"] == "expandable_segments:True"  # 910A default
+        assert env["HCCL_BUFFSIZE"] == "512"  # multi-NPU lane
+        assert "HCCL_OP_EXPANSION_MODE" not in env  # not on 910A
+        assert env["OMP_NUM_THREADS"] == "4"  # the lane's own env wins
+        assert "NOTIFY_SOCKET" not in env
