@@ -13,7 +13,7 @@ from qwend.config import HealthConfig, LaneConfig, RestartConfig, StopConfig
 LANE_SCRIPT = Path(__file__).with_name("lane.py")
 
 FAST_HEALTH = HealthConfig(
-    startup_timeout_s=30.0, interval_s=0.3, timeout_s=1.0, failure_threshold=2
+    startup_timeout_s=30.0, interval_s=0.3, timeout_s=2.0, failure_threshold=2
 )
 FAST_RESTART = RestartConfig(
     backoff_min_s=0.2, backoff_max_s=0.5, crash_loop_limit=3, crash_loop_window_s=60.0
