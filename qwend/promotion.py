@@ -102,6 +102,7 @@ class Promoter:
         self._history_limit = history_limit
         self._subscribers: list[asyncio.Queue[Progress]] = []
         self._ids = itertools.count(1)
+        self._closed = False
 
     def running(self) -> tuple[PromotionAccepted, ...]:
         """Promotions in progress."""
@@ -161,6 +162,8 @@ class Promoter:
     def _begin(
         self, plan: PromotionPlan, caller: Caller | None, timeout: float | None, kind: str
     ) -> Promotion:
+        if self._closed:
+            raise PromotionError("qwend is shutting down; promote again once it is back")
         self._check_free(plan.role)
         pid = f"{plan.role}-{int(time.time())}-{next(self._ids)}"
         accepted = PromotionAccepted(pid, plan.role, plan.incumbent, plan.candidate, plan.mode)
@@ -232,8 +235,15 @@ class Promoter:
             log.error("promotion not persisted", id=record.id, error=str(exc))
 
     async def aclose(self) -> None:
-        """Wait for running promotions (used at shutdown, bounded by the caller)."""
+        """At shutdown: refuse new promotions and cancel running ones.
+
+        Nothing of a cancelled promotion is persisted, so the next daemon start
+        brings back the lanes active before it (the supervisor stops them all).
+        """
+        self._closed = True
         tasks = [p.task for p in self._running.values() if p.task is not None]
+        for task in tasks:
+            task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 

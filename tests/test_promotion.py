@@ -229,3 +229,18 @@ async def test_warmup_runs_before_switch() -> None:
     assert record.outcome is PromotionOutcome.PROMOTED
     assert warmed == ["stable"]
     assert ("stable_green", "warmup") in steps(events)
+
+
+async def test_aclose_cancels_running_promotion_and_refuses_new_ones(tmp_path: Path) -> None:
+    sup = FakeSupervisor(demo_config())
+    sup.ready_gate = asyncio.Event()
+    store = StateStore(tmp_path)
+    promoter = Promoter(sup, FakeTraffic(), store)
+    promotion = promoter.start("recurrent_v2", CALLER)
+    await asyncio.sleep(0)
+    await promoter.aclose()
+    assert promotion.task is not None and promotion.task.cancelled()
+    assert promoter.running() == ()
+    assert not (tmp_path / "state.toml").exists()
+    with pytest.raises(PromotionError, match="shutting down"):
+        promoter.start("stable_green", CALLER)
