@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import importlib
 import os
 import signal
 import subprocess
@@ -28,6 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, cast
 
+from qwend.ascend_env import lane_env_defaults
 from qwend.config import LaneConfig
 from qwend.errors import LaneError
 from qwend.logs import lane_logger
@@ -67,21 +67,6 @@ def _pdeathsig_preexec(parent: int) -> Callable[[], None]:
     return preexec
 
 
-def ascend_env_defaults(npus: tuple[int, ...], chip_family: str | None) -> dict[str, str]:
-    """Ascend runtime defaults for a lane (``qwend.ascend_env.lane_env_defaults``).
-
-    Looked up at run time so this module works before and without that module.
-    """
-    try:
-        module = importlib.import_module("qwend.ascend_env")
-    except ImportError:
-        return {}
-    func = getattr(module, "lane_env_defaults", None)
-    if func is None:
-        return {}
-    return dict(cast(Mapping[str, str], func(npus, chip_family)))
-
-
 def lane_environment(
     lane: LaneConfig,
     *,
@@ -89,12 +74,16 @@ def lane_environment(
     extra: Mapping[str, str] | None = None,
     chip_family: str | None = None,
 ) -> dict[str, str]:
-    """inherited + daemon extras + Ascend defaults + lane env + ASCEND_RT_VISIBLE_DEVICES."""
+    """inherited + daemon extras + Ascend defaults + lane env + ASCEND_RT_VISIBLE_DEVICES.
+
+    The Ascend defaults depend on the chip family (None: not known yet, e.g.
+    before npu-smi answered): see ``qwend.ascend_env``.
+    """
     env = dict(os.environ if inherited is None else inherited)
     for key in DAEMON_ONLY_ENV:
         env.pop(key, None)
     env.update(extra or {})
-    env.update(ascend_env_defaults(lane.npus, chip_family))
+    env.update(lane_env_defaults(lane.npus, chip_family))
     env.update(lane.env)
     env["ASCEND_RT_VISIBLE_DEVICES"] = lane.visible_devices
     return env

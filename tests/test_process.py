@@ -37,6 +37,13 @@ def test_environment_layers_and_visible_devices() -> None:
     assert env["PATH"] == "/venv/bin:/usr/bin"
     assert env["LANE_ONLY"] == "1"
     assert "NOTIFY_SOCKET" not in env
+    a2 = lane_environment(lane, inherited={}, chip_family="910B3")
+    assert a2["HCCL_OP_EXPANSION_MODE"] == "AIV"  # multi-NPU lane on A2
+    assert a2["ASCEND_RT_VISIBLE_DEVICES"] == "1,3"
+    pinned = make_lane("p", npus=(0, 1), env={"HCCL_OP_EXPANSION_MODE": ""})
+    assert (
+        lane_environment(pinned, inherited={}, chip_family="910B3")["HCCL_OP_EXPANSION_MODE"] == ""
+    )
 
 
 def test_describe_returncode() -> None:
