@@ -531,6 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             log("no dist/qwend_*.deb: run `make deb` first")
             return 2
         deb = debs[-1]
+    # SIGTERM (a CI time-out) unwinds through the teardown of the container.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         run(deb.resolve(), args.cache, args.install_only)
     except TestFailure as exc:
