@@ -301,14 +301,18 @@ class Daemon:
     async def _reload_from_signal(self) -> None:
         _log().info("SIGHUP: reloading configuration", path=str(self.source.path))
         control_app = self._parts.get("control_app")
-        if control_app is not None:
-            from qwend.server.control import CONTROL_KEY
+        try:
+            if control_app is not None:
+                from qwend.server.control import CONTROL_KEY
 
-            # Through the control context, so `qwenctl status` shows the errors.
-            await control_app[CONTROL_KEY].reload()
-            return
-        with contextlib.suppress(ConfigError):
-            await self.reload()
+                # Through the control context, so `qwenctl status` shows the errors.
+                await control_app[CONTROL_KEY].reload()
+            else:
+                await self.reload()
+        except ConfigError:
+            pass  # logged by reload(); the old configuration keeps running
+        except Exception:
+            _log().exception("reload failed; the previous configuration may be partly applied")
 
     async def reload(self) -> ReloadReport:
         """Re-read the configuration and apply it; ConfigError keeps the old one."""
@@ -323,12 +327,15 @@ class Daemon:
                 self.notifier.ready(supervisor.status_line() + "; reload failed, see the log")
                 raise
             self._warn_restart_only(new)
-            report = await supervisor.reload(new)
-            router = self._parts.get("router")
-            if router is not None:
-                router.apply_config(new.router)
-            self.config = new
-            self.notifier.ready(supervisor.status_line())
+            try:
+                report = await supervisor.reload(new)
+                router = self._parts.get("router")
+                if router is not None:
+                    router.apply_config(new.router)
+            finally:
+                # systemd waits for READY=1 after RELOADING=1, whatever happened.
+                self.config = supervisor.config
+                self.notifier.ready(supervisor.status_line())
             return report
 
     def _warn_restart_only(self, new: Config) -> None:

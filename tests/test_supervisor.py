@@ -125,6 +125,7 @@ async def test_crash_on_every_start_ends_failed(make_sup: SupFactory) -> None:
     await wait_for_state(events, "a", S.BACKOFF)
 
 
+@pytest.mark.slow
 async def test_hanging_health_makes_the_lane_unhealthy_then_restarts_it(
     make_sup: SupFactory, tmp_path: Path
 ) -> None:
