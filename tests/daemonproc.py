@@ -285,3 +285,5 @@ async def run_daemon(
             with contextlib.suppress(psutil.NoSuchProcess):
                 psutil.Process(pid).kill()
         shutil.rmtree(run, ignore_errors=True)
+        if control.parent.name.startswith("qwd-"):  # made by write_config
+            shutil.rmtree(control.parent, ignore_errors=True)
