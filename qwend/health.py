@@ -61,6 +61,30 @@ async def check_models(session: aiohttp.ClientSession, lane: LaneConfig) -> str 
     return None
 
 
+async def served_models(session: aiohttp.ClientSession, lane: LaneConfig) -> list[str]:
+    """Model ids ``/v1/models`` lists (empty when it cannot be read)."""
+    timeout = aiohttp.ClientTimeout(total=lane.health.timeout_s)
+    try:
+        async with session.get(lane.base_url + "/v1/models", timeout=timeout) as resp:
+            body = await resp.json(content_type=None)
+    except (TimeoutError, aiohttp.ClientError, ValueError):
+        return []
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        return []
+    return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
+
+
+def model_mismatch(lane: LaneConfig, ids: list[str]) -> str | None:
+    """A warning when the lane does not serve the model its config names."""
+    if not ids or lane.model in ids:
+        return None
+    return (
+        f"lane {lane.name} serves {', '.join(ids)} but lane.model is {lane.model!r};"
+        " requests naming the configured model may fail (check --served-model-name)"
+    )
+
+
 async def inference_probe(session: aiohttp.ClientSession, lane: LaneConfig) -> str | None:
     """None when a ``max_tokens=1`` completion succeeds, else why not."""
     timeout = aiohttp.ClientTimeout(total=lane.health.timeout_s)

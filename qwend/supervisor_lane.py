@@ -21,7 +21,7 @@ import aiohttp
 
 from qwend.config import LaneConfig
 from qwend.errors import LaneError
-from qwend.health import Liveness, NotReady, wait_ready
+from qwend.health import Liveness, NotReady, model_mismatch, served_models, wait_ready
 from qwend.lanes import Effect, Event, LaneState, Transition, transition
 from qwend.logs import lane_logger
 from qwend.process import LaneProcess
@@ -227,6 +227,10 @@ class LaneRunner:
             await proc.finish()
             self.last_exit = proc.exit_description
             return f"{proc.exit_description} during start"
+        mismatch = model_mismatch(self.cfg, await served_models(self._ctx.session(), self.cfg))
+        if mismatch is not None:
+            self._log.warning("served model differs from the configuration", warning=mismatch)
+            self.warnings = (*self.warnings, mismatch)
         self.apply(Event.READY)
         return await self._watch(proc)
 

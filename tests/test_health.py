@@ -12,7 +12,14 @@ import pytest
 from aiohttp import web
 
 from qwend.config import HealthConfig, LaneConfig
-from qwend.health import Liveness, NotReady, check_models, wait_ready
+from qwend.health import (
+    Liveness,
+    NotReady,
+    check_models,
+    model_mismatch,
+    served_models,
+    wait_ready,
+)
 
 
 @dataclass
@@ -160,3 +167,17 @@ async def test_failures_do_not_count_while_real_traffic_succeeds() -> None:
         now[0] = 1001.0
         assert not live.record("slow")
         assert live.record("slow")
+
+
+async def test_served_model_mismatch_is_a_warning(fake: tuple[FakeLane, int]) -> None:
+    state, port = fake
+    lane = lane_for(port)
+    state.models = ["other"]
+    async with aiohttp.ClientSession() as session:
+        ids = await served_models(session, lane)
+    assert ids == ["other"]
+    warning = model_mismatch(lane, ids)
+    assert warning is not None
+    assert "serves other but lane.model is 'm'" in warning
+    assert model_mismatch(lane, ["m", "other"]) is None
+    assert model_mismatch(lane, []) is None
