@@ -11,8 +11,10 @@ the interpreter of the environment the commands are installed in:
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime as dt
 import importlib
+import itertools
 import os
 import subprocess
 import sys
@@ -33,6 +35,8 @@ class Page:
     """``module:function`` candidates returning the command's ArgumentParser."""
     extra: tuple[tuple[str, str], ...] = ()
     """Further (SECTION, roff text) pairs."""
+    exit_status: str = ""
+    """``module:Enum`` of the command's exit statuses (member docstrings describe them)."""
 
 
 FILES = (
@@ -74,6 +78,7 @@ PAGES = (
             "qwend.cli.parser:build_parser",
         ),
         (SOCKET_ENV, FILES),
+        "qwend.protocol:ExitStatus",
     ),
     Page(
         "qwen-tui",
@@ -128,7 +133,8 @@ def render_actions(parser: argparse.ArgumentParser) -> list[str]:
                 metavar = " " + str(action.metavar or choices or action.dest.upper())
             names = ", ".join(f"\\fB{roff(o)}\\fR{roff(metavar)}" for o in action.option_strings)
         else:
-            names = f"\\fI{roff(str(action.metavar or action.dest))}\\fR"
+            choices = "{" + ",".join(map(str, action.choices)) + "}" if action.choices else ""
+            names = f"\\fI{roff(str(action.metavar or choices or action.dest))}\\fR"
         help_text = (action.help or "").replace("%(default)s", str(action.default))
         help_text = help_text.replace("%(prog)s", parser.prog)
         out.append(f".TP\n{names}\n{roff(help_text)}" if help_text else f".TP\n{names}")
@@ -162,11 +168,13 @@ def body_from_parser(parser: argparse.ArgumentParser, command: str) -> str:
     if options:
         parts.append(".SH OPTIONS\n" + "\n".join(options))
     subs = subcommands(parser, "")
+    # Options every command shares (--help, --json, --socket ...) are listed once above.
+    common = set(options) | {a for a in render_actions(argparse.ArgumentParser()) if a}
     if subs:
         parts.append(".SH COMMANDS")
         for name, help_text, sub in subs:
             parts.append(f".SS {roff(name)}\n{roff(help_text)}")
-            parts.extend(a for a in render_actions(sub) if "\\-\\-help" not in a)
+            parts.extend(a for a in render_actions(sub) if a not in common)
     return "\n".join(parts)
 
 
@@ -190,17 +198,50 @@ def body_from_help(command: str) -> str:
     return f".SH SYNOPSIS\n.nf\n{roff(text)}\n.fi"
 
 
+def exit_statuses(spec: str) -> str:
+    """An EXIT STATUS section from an IntEnum and its member docstrings, or ''."""
+    module_name, class_name = spec.split(":")
+    try:
+        module = importlib.import_module(module_name)
+        enum = getattr(module, class_name)
+        tree = ast.parse(Path(str(module.__file__)).read_text(encoding="utf-8"))
+    except Exception:  # the enum is optional: no section without it
+        return ""
+    docs: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            body = node.body
+            for first, second in itertools.pairwise(body):
+                if (
+                    isinstance(first, ast.Assign)
+                    and isinstance(first.targets[0], ast.Name)
+                    and isinstance(second, ast.Expr)
+                    and isinstance(second.value, ast.Constant)
+                ):
+                    docs[first.targets[0].id] = str(second.value.value)
+    rows = [
+        f".TP\n{int(member)}\n{roff(member.name)}: {roff(docs.get(member.name, ''))}"
+        for member in enum
+    ]
+    return ".SH EXIT STATUS\n" + "\n".join(rows) if rows else ""
+
+
 def render(page: Page, version: str, date: str) -> str:
     """The whole man page of one command."""
     parser = find_parser(page.parsers)
     body = body_from_parser(parser, page.command) if parser else body_from_help(page.command)
     see_also = ", ".join(f"\\fB{roff(p.command)}\\fR(1)" for p in PAGES if p is not page)
     sections = [
-        f'.TH {roff(page.command.upper())} 1 "{date}" "qwend {version}" "qwend manual"',
-        f".SH NAME\n{roff(page.command)} \\- {roff(page.summary)}",
-        body,
-        *(f".SH {name}\n{text}" for name, text in page.extra),
-        f".SH SEE ALSO\n{see_also}, \\fBjournalctl\\fR(1), \\fBsystemctl\\fR(1)",
+        part
+        for part in [
+            f'.TH {roff(page.command.upper())} 1 "{date}" "qwend {version}" "qwend manual"',
+            f".SH NAME\n{roff(page.command)} \\- {roff(page.summary)}",
+            body,
+            exit_statuses(page.exit_status) if page.exit_status else "",
+            *(f".SH {name}\n{text}" for name, text in page.extra),
+            f".SH SEE ALSO\n{see_also}, \\fBjournalctl\\fR(1), \\fBsystemctl\\fR(1)",
+        ]
+        if part
     ]
     return "\n".join(sections) + "\n"
 
