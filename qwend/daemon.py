@@ -33,6 +33,15 @@ from qwend.daemon_demo import Source, demo_environment, demo_path, demo_runtime_
 from qwend.errors import ConfigError, QwendError
 from qwend.lanetable import LaneTable
 from qwend.logs import LogFormat, configure_logging, get_logger
+from qwend.monitor import NpuMonitor
+from qwend.promotion import Promoter
+from qwend.server.control import (
+    CONTROL_KEY,
+    create_control_socket,
+    make_control_app,
+    remove_control_socket,
+)
+from qwend.server.router import ROUTER_KEY, make_router_app
 from qwend.supervisor import ReloadReport, Supervisor
 from qwend.systemd import Notifier, watchdog_interval
 
@@ -87,11 +96,7 @@ class Daemon:
             _log().warning("startup warning", warning=text)
         table = LaneTable()
         router_app = self._router_app(config, table)
-        router = None
-        if router_app is not None:
-            from qwend.server.router import ROUTER_KEY
-
-            router = router_app[ROUTER_KEY]
+        router = router_app[ROUTER_KEY]
         monitor = self._monitor(config)
         supervisor = Supervisor(
             config,
@@ -117,20 +122,10 @@ class Daemon:
             _log().info("chip family for lane environments", chip=supervisor.chip_family)
         return warning
 
-    def _router_app(self, config: Config, table: LaneTable) -> web.Application | None:
-        try:
-            from qwend.server.router import make_router_app
-        except ImportError:  # pragma: no cover - partial installs
-            _log().warning("router not available; lanes run without the router")
-            return None
+    def _router_app(self, config: Config, table: LaneTable) -> web.Application:
         return make_router_app(config.router, table)
 
-    def _monitor(self, config: Config) -> Any:
-        try:
-            from qwend.monitor import NpuMonitor
-        except ImportError:  # pragma: no cover - partial installs
-            return None
-
+    def _monitor(self, config: Config) -> NpuMonitor:
         def pids() -> dict[str, int]:
             sup = self._parts.get("sup")
             return sup.lane_pids() if sup is not None else {}
@@ -141,12 +136,7 @@ class Daemon:
 
         return NpuMonitor(config.monitor, pids, npus)
 
-    def _control_app(self, supervisor: Supervisor) -> web.Application | None:
-        try:
-            from qwend.promotion import Promoter
-            from qwend.server.control import make_control_app
-        except ImportError:  # pragma: no cover - partial installs
-            return None
+    def _control_app(self, supervisor: Supervisor) -> web.Application:
         config = self.config
         promoter = Promoter(
             supervisor,
@@ -192,8 +182,6 @@ class Daemon:
             _log().info("router listening", url=listen.url)
         control_app = self._control_app(supervisor)
         if control_app is not None:
-            from qwend.server.control import create_control_socket
-
             path = config.daemon.control_socket
             sock = create_control_socket(path, config.daemon.socket_group)
             runner = web.AppRunner(control_app, handle_signals=False, shutdown_timeout=1.0)
@@ -236,8 +224,6 @@ class Daemon:
         assert self.announce is not None
         config = self.config
         lines = [f"qwend demo: router   {config.router.listen.url}/v1"]
-        if config.public.console_listen is not None:
-            lines.append(f"qwend demo: console  {config.public.console_listen.url}/")
         lines.append(f"qwend demo: logs     {config.daemon.log_dir}")
         lines.append(f"export QWEND_SOCKET={config.daemon.control_socket}")
         self.announce("\n".join(lines) + "\n")
@@ -303,8 +289,6 @@ class Daemon:
         control_app = self._parts.get("control_app")
         try:
             if control_app is not None:
-                from qwend.server.control import CONTROL_KEY
-
                 # Through the control context, so `qwenctl status` shows the errors.
                 await control_app[CONTROL_KEY].reload()
             else:
@@ -329,9 +313,9 @@ class Daemon:
             self._warn_restart_only(new)
             try:
                 report = await supervisor.reload(new)
-                router = self._parts.get("router")
-                if router is not None:
-                    router.apply_config(new.router)
+                self._parts["router"].apply_config(new.router)
+                # A reload may change which lane is active for a role: persist it.
+                self._parts["store"].record(supervisor.active_lanes(), None)
             finally:
                 # systemd waits for READY=1 after RELOADING=1, whatever happened.
                 self.config = supervisor.config
@@ -354,13 +338,15 @@ class Daemon:
         self.notifier.stopping()
         control_app = self._parts.get("control_app")
         if control_app is not None:
-            from qwend.server.control import CONTROL_KEY
-
             control_app[CONTROL_KEY].closing.set()
         # Stop accepting: close the router's listening socket; in-flight requests go on.
         router_site = self._parts.get("router_site")
         if router_site is not None:
             await router_site.stop()
+        promoter = self._parts.get("promoter")
+        if promoter is not None:
+            # No promotion may start or go on while lanes are being stopped.
+            await promoter.aclose()
         await supervisor.shutdown(self.config.daemon.drain_timeout_s)
         for task in self._tasks:
             task.cancel()
@@ -371,8 +357,6 @@ class Daemon:
         for runner in self._runners:
             await runner.cleanup()
         if control_app is not None:
-            from qwend.server.control import remove_control_socket
-
             remove_control_socket(self.config.daemon.control_socket)
         _log().info("qwend stopped")
 

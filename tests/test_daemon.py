@@ -160,9 +160,9 @@ async def test_real_demo_mode_prints_addresses_and_serves(tmp_path: Path) -> Non
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        lines = [(await asyncio.wait_for(proc.stdout.readline(), 30)).decode() for _ in range(4)]
+        lines = [(await asyncio.wait_for(proc.stdout.readline(), 30)).decode() for _ in range(3)]
         assert "http://127.0.0.1:18088/v1" in lines[0]
-        assert lines[3].strip() == f"export QWEND_SOCKET={tmp_path}/qwend/control.sock"
+        assert lines[-1].strip() == f"export QWEND_SOCKET={tmp_path}/qwend/control.sock"
         from qwend.client import ControlClient
 
         deadline = time.monotonic() + 60
