@@ -318,19 +318,26 @@ def check_commands(c: Container) -> None:
         c.run(cmd, "--help", timeout=60)
 
 
+def chat(c: Container, model: str) -> str:
+    """POST one chat completion to the router from inside the container: 'STATUS body'."""
+    probe = (
+        "import json, sys, urllib.error, urllib.request\n"
+        "req = urllib.request.Request('http://127.0.0.1:18088/v1/chat/completions',"
+        " data=json.dumps({'model': sys.argv[1], 'max_tokens': 8,"
+        " 'messages': [{'role': 'user', 'content': 'hi'}]}).encode(),"
+        " headers={'Content-Type': 'application/json'})\n"
+        "try:\n    r = urllib.request.urlopen(req, timeout=30)\n"
+        "    print(r.status, r.read().decode()[:300])\n"
+        "except urllib.error.HTTPError as e:\n    print(e.code, e.read().decode()[:300])\n"
+    )
+    return c.out("/usr/lib/qwend/venv/bin/python3", "-c", probe, model)
+
+
 def check_default_config(c: Container) -> None:
     """The shipped config (no lanes) starts; the router answers 503 with a message."""
     step("default config: qwend active with no lanes")
     wait_for("qwend active with the default config", lambda: is_active(c) == "active", 60)
-    probe = (
-        "import urllib.request, urllib.error, json\n"
-        "req = urllib.request.Request('http://127.0.0.1:18088/v1/chat/completions',"
-        " data=json.dumps({'model': 'x', 'messages': [{'role': 'user', 'content': 'hi'}]})"
-        ".encode(), headers={'Content-Type': 'application/json'})\n"
-        "try:\n    urllib.request.urlopen(req, timeout=10); print('200')\n"
-        "except urllib.error.HTTPError as e:\n    print(e.code, e.read().decode()[:300])\n"
-    )
-    answer = c.out("/usr/lib/qwend/venv/bin/python3", "-c", probe)
+    answer = chat(c, "x")
     log(f"router without lanes: {answer}")
     if not answer.startswith("503"):
         raise TestFailure(f"router without lanes answered {answer!r}, expected 503")
@@ -349,6 +356,9 @@ def configure_demo(c: Container) -> None:
         raise TestFailure(f"qwend is {is_active(c)!r} after restart with the demo config")
     wait_for("the active lanes to be ready", lambda: active_ready(c), 120)
     log(c.out("qwenctl", "status"))
+    answer = chat(c, "Qwen3.5-9B")
+    if not answer.startswith("200") or "choices" not in answer:
+        raise TestFailure(f"a chat completion through the router answered {answer!r}")
 
 
 def check_sandbox(c: Container) -> None:
