@@ -124,7 +124,7 @@ class Series:
 class _Fit:
     """Exponentially weighted least squares of y = a + b*x with a constant prior."""
 
-    __slots__ = ("_prior", "_sums", "decay")
+    __slots__ = ("_coef", "_prior", "_sums", "decay")
 
     def __init__(self, a: float, b: float, decay: float) -> None:
         self.decay = decay
@@ -134,6 +134,7 @@ class _Fit:
         for x in (1.0, 8.0):
             self._add(self._prior, x, a + b * x, 0.5)
         self._sums = [0.0] * 5
+        self._coef: tuple[float, float] | None = None
 
     @staticmethod
     def _add(sums: list[float], x: float, y: float, w: float) -> None:
@@ -144,12 +145,20 @@ class _Fit:
         sums[4] += w * x * y
 
     def observe(self, x: float, y: float) -> None:
-        s = self._sums
-        for i in range(5):
-            s[i] *= self.decay
-        self._add(s, x, y, 1.0)
+        d, s = self.decay, self._sums
+        s[0] = s[0] * d + 1.0
+        s[1] = s[1] * d + x
+        s[2] = s[2] * d + y
+        s[3] = s[3] * d + x * x
+        s[4] = s[4] * d + x * y
+        self._coef = None
 
     def coefficients(self) -> tuple[float, float]:
+        if self._coef is None:
+            self._coef = self._fit()
+        return self._coef
+
+    def _fit(self) -> tuple[float, float]:
         w, sx, sy, sxx, sxy = (p + s for p, s in zip(self._prior, self._sums, strict=True))
         det = w * sxx - sx * sx
         b = (w * sxy - sx * sy) / det if det > 1e-12 else 0.0

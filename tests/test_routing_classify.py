@@ -58,10 +58,22 @@ def test_stream_and_include_usage() -> None:
     assert not classify_chat(chat("x", stream=None)).stream
 
 
-def test_estimate_agrees_with_the_shared_tokenizer() -> None:
-    text = "你好世界 hello, world" * 10
-    expected = count_tokens(text) + MESSAGE_OVERHEAD_TOKENS
-    assert classify_chat(chat(text)).prompt_tokens == expected
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Tell me a short story about a cat who learns to fly, in three paragraphs.",
+        "The quick brown fox jumps over the lazy dog. " * 20,
+        "def f(x):\n    return [i * i for i in range(x) if i % 2]\n" * 5,
+    ],
+)
+def test_estimate_is_close_to_the_shared_tokenizer(text: str) -> None:
+    estimate = classify_chat(chat(text)).prompt_tokens - MESSAGE_OVERHEAD_TOKENS
+    assert 0.5 <= estimate / count_tokens(text) <= 1.5
+
+
+def test_non_ascii_counts_about_a_token_per_character() -> None:
+    estimate = classify_chat(chat("你好世界" * 10)).prompt_tokens - MESSAGE_OVERHEAD_TOKENS
+    assert estimate == 40
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import ClientError, ClientResponse, web
@@ -122,10 +123,11 @@ class Failure:
 
 
 def connection_failure(lane: str, exc: BaseException, when: str) -> Failure:
-    """A Failure for a lane that could not be reached or broke before answering."""
+    """A Failure for a lane that could not be reached, broke or timed out before answering."""
     detail = str(exc) or type(exc).__name__
     message = f"lane {lane!r} failed {when}: {detail}"
-    return Failure(lane, 502, error_body(502, message, code="lane_unavailable"), _JSON, True, True)
+    status, code = (504, "lane_timeout") if isinstance(exc, TimeoutError) else (502, "lane_failed")
+    return Failure(lane, status, error_body(status, message, code=code), _JSON, True, True)
 
 
 async def read_failure(lane: str, resp: ClientResponse) -> Failure:
@@ -154,13 +156,19 @@ class StreamResult:
 
 
 async def relay_stream(
-    request: web.Request, resp: ClientResponse, first: bytes, headers: dict[str, str]
+    request: web.Request,
+    resp: ClientResponse,
+    first: bytes,
+    headers: dict[str, str],
+    expired: Callable[[], bool],
 ) -> tuple[web.StreamResponse, StreamResult]:
     """Copy an SSE stream to the client chunk by chunk; ``first`` is already read.
 
     Never replays: an upstream failure after this point ends the client's stream
     with an error event. A client that went away ends the relay (the caller
     closes the upstream connection, which aborts generation on the lane).
+    ``expired()`` tells a deadline cancellation (ends the stream with an error
+    event) from a client disconnect (re-raised).
     """
     out = web.StreamResponse(status=resp.status, headers=headers)
     out.content_type = "text/event-stream"
@@ -180,6 +188,11 @@ async def relay_stream(
             chunk = await content.readany()
         except UPSTREAM_ERRORS as exc:
             result.upstream_error = str(exc) or type(exc).__name__
+            break
+        except asyncio.CancelledError:
+            if not expired():
+                raise
+            result.upstream_error = "the request deadline passed"
             break
         if not chunk:
             break

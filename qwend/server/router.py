@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from functools import partial
 
 from aiohttp import ClientResponse, ClientSession, ClientTimeout, TCPConnector, web
 
@@ -23,26 +22,9 @@ from qwend.config import RouterConfig
 from qwend.lanetable import LaneTable, RoutableLane
 from qwend.logs import get_logger
 from qwend.routing import Decision, PolicyState, RequestClass, RequestSummary, choose
-from qwend.server.admission import Admission, LaneRuntime, QueueFull, QueueTimeout
-from qwend.server.proxy import (
-    ATTEMPTS_HEADER,
-    LANE_HEADER,
-    RETRYABLE_STATUSES,
-    UPSTREAM_ERRORS,
-    Failure,
-    StreamResult,
-    connection_failure,
-    error_response,
-    read_failure,
-    relay_stream,
-)
-from qwend.server.router_stats import (
-    ClassRuntime,
-    RouterCounters,
-    build_snapshot,
-    record_stream,
-    record_whole,
-)
+from qwend.server.admission import Admission, LaneRuntime
+from qwend.server.router_exchange import Exchange
+from qwend.server.router_stats import ClassRuntime, RouterCounters, build_snapshot
 from qwend.stats import RouterSnapshot
 
 log = get_logger("router")
@@ -64,7 +46,8 @@ class Router:
         self.counters = RouterCounters()
         self.classes = {cls: ClassRuntime() for cls in RequestClass}
         self._session: ClientSession | None = None
-        self._watched: dict[asyncio.Task[object], web.Request] = {}
+        self._watched: dict[asyncio.Task[object], Exchange] = {}
+        self.upstream_timeout = ClientTimeout(total=None, sock_connect=config.connect_timeout_s)
         self._watch_wakeup = asyncio.Event()
         lanes.subscribe(self._on_lanes)
         self._on_lanes(lanes.snapshot())
@@ -82,6 +65,7 @@ class Router:
         The listen address and pooled-connection settings apply on the next start.
         """
         self._config = config
+        self.upstream_timeout = ClientTimeout(total=None, sock_connect=config.connect_timeout_s)
         self._admission.queue_size = config.queue_size
         self._admission.queue_timeout_s = config.queue_timeout_s
         for runtime in self._runtimes.values():
@@ -129,6 +113,15 @@ class Router:
         return sum(r.in_flight for r in self._runtimes.values())
 
     @property
+    def admission(self) -> Admission:
+        """The queue in front of the lane slots."""
+        return self._admission
+
+    def runtime(self, name: str) -> LaneRuntime:
+        """The live state of lane ``name`` (KeyError when unknown)."""
+        return self._runtimes[name]
+
+    @property
     def queued(self) -> int:
         """Requests waiting for a slot."""
         return self._admission.queued
@@ -156,7 +149,7 @@ class Router:
             limit=0, keepalive_timeout=self._config.upstream_keepalive_s, ttl_dns_cache=None
         )
         self._session = ClientSession(
-            connector=connector, auto_decompress=False, timeout=ClientTimeout(total=None)
+            connector=connector, auto_decompress=False, timeout=self.upstream_timeout
         )
 
     async def close(self) -> None:
@@ -166,24 +159,30 @@ class Router:
             self._session = None
 
     async def watch_disconnects(self) -> None:
-        """Cancel handlers whose client went away (aborts the upstream request at once).
+        """Every 50 ms: cancel handlers whose client went away or whose time is up.
 
-        aiohttp only cancels handlers itself when the runner was made with
-        ``handler_cancellation=True``; this loop makes the router independent of that.
+        A vanished client aborts its upstream request at once (aiohttp only cancels
+        handlers itself with ``handler_cancellation=True``; this makes the router
+        independent of the runner). Expiry of the first-byte and overall deadlines is
+        checked here too, so no request pays for timers of its own.
         """
         while True:
             if not self._watched:
                 self._watch_wakeup.clear()
                 await self._watch_wakeup.wait()
             await asyncio.sleep(WATCH_INTERVAL_S)
-            for task, request in list(self._watched.items()):
-                transport = request.transport
+            now = time.monotonic()
+            for task, exchange in list(self._watched.items()):
+                transport = exchange.request.transport
                 if transport is None or transport.is_closing():
+                    task.cancel()
+                elif now >= exchange.expires_at and exchange.expired is None:
+                    exchange.expired = "deadline"
                     task.cancel()
 
     # ----- the request path -----
 
-    def _pick(self, summary: RequestSummary, exclude: frozenset[str]) -> Decision:
+    def pick(self, summary: RequestSummary, exclude: frozenset[str]) -> Decision:
         cfg = self._config
         return choose(
             summary,
@@ -194,13 +193,13 @@ class Router:
             exclude=exclude,
         )
 
-    def _grant(self, decision: Decision, work: float) -> None:
+    def grant(self, decision: Decision, work: float) -> None:
         runtime = self._runtimes[decision.lane or ""]
         now = time.monotonic()
         runtime.occupy(now, work)
         runtime.breaker.on_attempt(now)
 
-    def _ungrant(self, decision: Decision, work: float) -> None:
+    def ungrant(self, decision: Decision, work: float) -> None:
         runtime = self._runtimes.get(decision.lane or "")
         if runtime is not None:
             runtime.release(time.monotonic(), work)
@@ -211,196 +210,20 @@ class Router:
         self, request: web.Request, path: str, body: bytes, summary: RequestSummary
     ) -> web.StreamResponse:
         """Route, forward and relay one completion request."""
-        cfg = self._config
-        start = time.monotonic()
-        deadline = start + cfg.request_timeout_s
-        klass = self.classes[summary.request_class(cfg.long_text_min_tokens)]
-        klass.requests += 1
-        self.counters.requests += 1
-        work = float(summary.expected_output)
-        task = asyncio.current_task()
-        if task is not None:
-            if not self._watched:
-                self._watch_wakeup.set()
-            self._watched[task] = request
+        exchange = Exchange(self, request, path, body, summary)
+        task = exchange.task
+        if not self._watched:
+            self._watch_wakeup.set()
+        self._watched[task] = exchange
         try:
-            response = await self._route(request, path, body, summary, klass, start, deadline, work)
+            return await exchange.run()
         except asyncio.CancelledError:
             self.counters.client_disconnects += 1
             raise
         finally:
-            if task is not None:
-                self._watched.pop(task, None)
-        if response.status >= 400:
-            klass.errors += 1
-        return response
+            self._watched.pop(task, None)
 
-    async def _route(
-        self,
-        request: web.Request,
-        path: str,
-        body: bytes,
-        summary: RequestSummary,
-        klass: ClassRuntime,
-        start: float,
-        deadline: float,
-        work: float,
-    ) -> web.StreamResponse:
-        tried: list[str] = []
-        last: Failure | None = None
-        while True:
-            exclude = frozenset(tried)
-            try:
-                decision = await self._admission.admit(
-                    partial(self._pick, summary, exclude),
-                    lambda d: self._grant(d, work),
-                    lambda d: self._ungrant(d, work),
-                    deadline - time.monotonic(),
-                )
-            except QueueFull:
-                self.counters.rejected_queue_full += 1
-                return error_response(
-                    429,
-                    f"the router's queue is full ({self._admission.queue_size} requests waiting);"
-                    " retry later",
-                    code="queue_full",
-                    retry_after=1,
-                )
-            except QueueTimeout:
-                self.counters.rejected_queue_full += 1
-                return error_response(
-                    429,
-                    "no lane slot became free within the queue timeout; retry later",
-                    code="queue_timeout",
-                    retry_after=1,
-                )
-            if decision.lane is None:
-                if last is not None:
-                    return last.response(len(tried))
-                self.counters.rejected_no_lane += 1
-                return error_response(
-                    503, decision.message, code="no_lane_available", retry_after=5
-                )
-            runtime = self._runtimes[decision.lane]
-            tried.append(runtime.name)
-            if decision.spilled:
-                self.counters.spills += 1
-                runtime.counters.spills += 1
-            outcome = await self._attempt(
-                request, runtime, path, body, summary, klass, start, deadline, len(tried), work
-            )
-            if not isinstance(outcome, Failure):
-                return outcome
-            last = outcome
-            if len(tried) > self._config.retry_budget or time.monotonic() >= deadline:
-                return outcome.response(len(tried))
-            runtime.counters.retried_away += 1
-            self.counters.retries += 1
-
-    def _headers(self, request: web.Request) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        for name in _FORWARD_HEADERS:
-            value = request.headers.get(name)
-            if value is not None:
-                headers[name] = value
-        return headers
-
-    async def _attempt(
-        self,
-        request: web.Request,
-        lane: LaneRuntime,
-        path: str,
-        body: bytes,
-        summary: RequestSummary,
-        klass: ClassRuntime,
-        start: float,
-        deadline: float,
-        attempts: int,
-        work: float,
-    ) -> web.StreamResponse | Failure:
-        """One try on one lane; its slot is already claimed and is released here."""
-        cfg = self._config
-        began = time.monotonic()
-        integral0 = lane.integral_now(began)
-        resp: ClientResponse | None = None
-        verdict: bool | None = None  # True ok, False lane failure, None neutral
-        try:
-            timeout = ClientTimeout(
-                total=max(0.001, deadline - began),
-                sock_connect=cfg.connect_timeout_s,
-                sock_read=cfg.first_byte_timeout_s,
-            )
-            try:
-                resp = await self.session.post(
-                    lane.lane.base_url + path,
-                    data=body,
-                    headers=self._headers(request),
-                    timeout=timeout,
-                )
-            except UPSTREAM_ERRORS as exc:
-                verdict = False
-                return connection_failure(lane.name, exc, "to connect or answer")
-            status = resp.status
-            if status in RETRYABLE_STATUSES:
-                failure = await read_failure(lane.name, resp)
-                verdict = False if failure.breaker_failure else None
-                return failure
-            headers = {LANE_HEADER: lane.name, ATTEMPTS_HEADER: str(attempts)}
-            if summary.stream and status == 200 and resp.content_type == "text/event-stream":
-                try:
-                    first = await resp.content.readany()
-                except UPSTREAM_ERRORS as exc:
-                    verdict = False
-                    return connection_failure(lane.name, exc, "before its first token")
-                if not first:
-                    verdict = False
-                    return connection_failure(lane.name, EOFError("empty stream"), "at once")
-                headers["Cache-Control"] = "no-cache"
-                headers["X-Accel-Buffering"] = "no"
-                verdict, out, result = await self._relay(request, resp, first, headers, lane, klass)
-                record_stream(lane, klass, summary, start, began, integral0, result)
-                return out
-            try:
-                data = await resp.read()
-            except UPSTREAM_ERRORS as exc:
-                verdict = False
-                return connection_failure(lane.name, exc, "while answering")
-            verdict = status < 500
-            if status == 200:
-                record_whole(lane, klass, summary, start, began, integral0, data)
-            ctype = resp.headers.get("Content-Type", "application/json")
-            headers["Content-Type"] = ctype
-            return web.Response(status=status, body=data, headers=headers)
-        except asyncio.CancelledError:
-            lane.counters.disconnects += 1
-            verdict = None
-            raise
-        finally:
-            self._finish(lane, resp, verdict, work)
-
-    async def _relay(
-        self,
-        request: web.Request,
-        resp: ClientResponse,
-        first: bytes,
-        headers: dict[str, str],
-        lane: LaneRuntime,
-        klass: ClassRuntime,
-    ) -> tuple[bool | None, web.StreamResponse, StreamResult]:
-        out, result = await relay_stream(request, resp, first, headers)
-        if result.client_gone:
-            lane.counters.disconnects += 1
-            self.counters.client_disconnects += 1
-            return None, out, result
-        if result.upstream_error is not None:
-            lane.counters.mid_stream_errors += 1
-            self.counters.mid_stream_errors += 1
-            klass.errors += 1
-            log.warning("mid-stream failure", lane=lane.name, error=result.upstream_error)
-            return False, out, result
-        return True, out, result
-
-    def _finish(
+    def finish(
         self, lane: LaneRuntime, resp: ClientResponse | None, verdict: bool | None, work: float
     ) -> None:
         now = time.monotonic()
