@@ -69,34 +69,28 @@ def error_event(message: str, code: str = "upstream_failed") -> bytes:
     return b"data: " + json.dumps(doc).encode() + b"\n\n"
 
 
-_DECODER = json.JSONDecoder()
+def _int_after(data: bytes, key: bytes, start: int) -> int:
+    at = data.find(key, start)
+    if at < 0:
+        return 0
+    at = data.find(b":", at + len(key))
+    end = at + 1
+    size = len(data)
+    while end < size and data[end] in b" \t":
+        end += 1
+    digits = end
+    while digits < size and 48 <= data[digits] <= 57:
+        digits += 1
+    return int(data[end:digits]) if digits > end else 0
 
 
-def find_usage(data: bytes) -> dict[str, object] | None:
-    """The last ``"usage": {...}`` object in ``data`` (a JSON body or SSE tail), decoded alone."""
+def usage_counts(data: bytes) -> tuple[int, int]:
+    """``(prompt_tokens, completion_tokens)`` of the last usage object in ``data``, found
+    without decoding JSON (this runs on every answer); zeros when there is none."""
     at = data.rfind(b'"usage"')
     if at < 0:
-        return None
-    start = data.find(b"{", at)
-    if start < 0:
-        return None
-    try:
-        text = data[start:].decode("utf-8", "replace")
-        value, _ = _DECODER.raw_decode(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def usage_tokens(usage: dict[str, object] | None) -> tuple[int, int]:
-    """``(prompt_tokens, completion_tokens)`` of a usage object (0 when absent)."""
-    if not usage:
         return 0, 0
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    return (
-        prompt if isinstance(prompt, int) else 0,
-        completion if isinstance(completion, int) else 0,
-    )
+    return _int_after(data, b'"prompt_tokens"', at), _int_after(data, b'"completion_tokens"', at)
 
 
 @dataclass(slots=True)
@@ -149,7 +143,8 @@ class StreamResult:
     last_at: float
     events: int
     """SSE ``data:`` events relayed (a proxy for tokens when usage is absent)."""
-    usage: dict[str, object] | None
+    usage: tuple[int, int]
+    """``(prompt_tokens, completion_tokens)`` from the stream's usage chunk (zeros: none)."""
     upstream_error: str | None = None
     """Set when the lane broke mid-stream (an error event was sent to the client)."""
     client_gone: bool = False
@@ -172,8 +167,8 @@ async def relay_stream(
     """
     out = web.StreamResponse(status=resp.status, headers=headers)
     out.content_type = "text/event-stream"
-    result = StreamResult(time.monotonic(), 0.0, first.count(b"data:"), None)
-    tail = first
+    result = StreamResult(time.monotonic(), 0.0, first.count(b"data:"), (0, 0))
+    previous, tail = b"", first
     try:
         await out.prepare(request)
         await out.write(first)
@@ -197,14 +192,14 @@ async def relay_stream(
         if not chunk:
             break
         result.events += chunk.count(b"data:")
-        tail = tail[-512:] + chunk if len(chunk) < 4096 else chunk
+        previous, tail = tail, chunk  # the usage event may straddle two chunks
         try:
             await out.write(chunk)
         except ConnectionResetError:
             result.client_gone = True
             return out, result
     result.last_at = time.monotonic()
-    result.usage = find_usage(tail)
+    result.usage = usage_counts(previous[-1024:] + tail)
     if result.upstream_error is not None:
         message = (
             f"the lane failed mid-stream ({result.upstream_error}); the response is incomplete"

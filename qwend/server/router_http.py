@@ -29,8 +29,8 @@ async def _completion(request: web.Request, path: str, classify: _Classifier) ->
     router = request.app[ROUTER_KEY]
     body = await request.read()
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        doc = json.loads(body.decode())  # str: json skips its encoding detection
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError
         return _bad_request(router, f"The request body is not valid JSON: {exc}")
     try:
         summary = classify(doc)

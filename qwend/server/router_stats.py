@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from qwend.routing import RequestSummary
-from qwend.server.proxy import StreamResult, find_usage, usage_tokens
+from qwend.server.proxy import StreamResult, usage_counts
 from qwend.stats import ClassStats, LaneStats, RouterSnapshot, Series, Window
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def record_whole(
 ) -> None:
     """Record a whole (non-streamed) 200 answer and teach the lane model."""
     now = time.monotonic()
-    prompt, completion = usage_tokens(find_usage(data))
+    prompt, completion = usage_counts(data)
     concurrency = (lane.integral_now(now) - integral0) / max(1e-6, now - began)
     lane.perf.observe_total(prompt or summary.prompt_tokens, completion, now - began, concurrency)
     e2e = now - start
@@ -71,7 +71,7 @@ def record_stream(
     if not last_at or result.upstream_error is not None:
         return
     first_at = result.first_at
-    prompt, completion = usage_tokens(result.usage)
+    prompt, completion = result.usage
     if not completion:
         completion = max(1, result.events - 2)
     concurrency = (lane.integral_now(last_at) - integral0) / max(1e-6, last_at - began)
