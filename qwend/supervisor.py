@@ -244,8 +244,13 @@ class Supervisor:
         return {n: r.pid for n, r in self._runners.items() if r.pid is not None}
 
     def lane_npus(self) -> dict[str, tuple[int, ...]]:
-        """Lane -> configured NPUs (for the NPU monitor)."""
-        return {n: r.cfg.npus for n, r in self._runners.items()}
+        """Lane -> NPUs, for lanes that hold or are about to hold them (for the NPU monitor).
+
+        A stopped standby lane shares NPUs with its incumbent; listing it would make
+        the incumbent's process look foreign to it.
+        """
+        idle = (LaneState.STOPPED, LaneState.FAILED)
+        return {n: r.cfg.npus for n, r in self._runners.items() if r.state not in idle}
 
     def status_line(self) -> str:
         """``2/3 lanes ready`` (+ failed count) for systemd STATUS=."""

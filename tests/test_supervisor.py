@@ -76,6 +76,9 @@ async def test_lanes_reach_ready_with_their_devices(make_sup: SupFactory) -> Non
     assert table["a"].accepting and table["a"].active
     assert not table["c"].active and not table["c"].accepting
     assert sup.status_line() == "2/2 lanes ready"
+    # The NPU monitor sees only lanes holding NPUs, not the stopped standby.
+    assert sup.lane_npus() == {"a": (1, 0), "b": (2,)}
+    assert set(sup.lane_pids()) == {"a", "b"}
     seen = [(e.lane, e.new) for e in [events.get_nowait() for _ in range(events.qsize())]]
     assert ("a", S.STARTING) in seen and ("a", S.READY) in seen
     assert any("listening on" in line for line in sup.log_tail("a", 50))
