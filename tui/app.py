@@ -26,7 +26,7 @@ from qwend import __version__
 from qwend.cli.render import result_line
 from qwend.client import ControlClient, discover_socket
 from qwend.errors import QwendError
-from qwend.protocol import LaneAction, NpusResponse, PromotionOutcome, PromotionRecord
+from qwend.protocol import EventKind, LaneAction, NpusResponse, PromotionOutcome, PromotionRecord
 
 
 class QwenTui(App[None]):
@@ -73,7 +73,9 @@ class QwenTui(App[None]):
             try:
                 async with ControlClient(self.socket_path) as client:
                     async for event in client.events():
-                        self.dashboard.post_message(DaemonEvent(event))
+                        # Periodic stats already refresh the lanes table; the log is for changes.
+                        if event.kind is not EventKind.STATS:
+                            self.dashboard.post_message(DaemonEvent(event))
             except QwendError:
                 pass
             await asyncio.sleep(max(self.refresh_s, 1.0))
