@@ -106,7 +106,8 @@ class MockLane(asyncio.Protocol):
             return
         if b'"stream": true' not in body and b'"stream":true' not in body:
             self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                 b"Content-Length: %d\r\n\r\n%s" % (len(_COMPLETION), _COMPLETION))  # fmt: skip
+                                 b"Content-Length: %d\r\n\r\n%s"
+                                 % (len(_COMPLETION), _COMPLETION))  # fmt: skip
             return
         self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                              b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip

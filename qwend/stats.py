@@ -122,27 +122,24 @@ class Series:
 
 
 class _Fit:
-    """Exponentially weighted least squares of y = a + b*x with a constant prior."""
+    """Exponentially weighted least squares of y = a + b*x, with a scale-free prior.
 
-    __slots__ = ("_coef", "_prior", "_sums", "decay")
+    The prior is two pseudo-samples (x=1 and x=8, weight 0.5 each, never fading)
+    on the line ``a0 * (1 + ratio*x)``: before any observation ``a0`` is the
+    configured intercept; afterwards it follows the observed mean, so the prior
+    only says "the relative slope is about ``ratio``" and never drags the level
+    towards a guess made for another speed (another lane, another time scale).
+    It keeps the fit defined when every sample came at one concurrency.
+    """
+
+    __slots__ = ("_a0", "_coef", "_ratio", "_sums", "decay")
 
     def __init__(self, a: float, b: float, decay: float) -> None:
         self.decay = decay
-        # The prior: two pseudo-samples (x=1 and x=8) that never fade, weight 0.5 each,
-        # so the fit stays defined when every real sample came at one concurrency.
-        self._prior = [0.0] * 5
-        for x in (1.0, 8.0):
-            self._add(self._prior, x, a + b * x, 0.5)
+        self._a0 = a
+        self._ratio = b / a if a > 0 else 0.0
         self._sums = [0.0] * 5
         self._coef: tuple[float, float] | None = None
-
-    @staticmethod
-    def _add(sums: list[float], x: float, y: float, w: float) -> None:
-        sums[0] += w
-        sums[1] += w * x
-        sums[2] += w * y
-        sums[3] += w * x * x
-        sums[4] += w * x * y
 
     def observe(self, x: float, y: float) -> None:
         d, s = self.decay, self._sums
@@ -159,11 +156,22 @@ class _Fit:
         return self._coef
 
     def _fit(self) -> tuple[float, float]:
-        w, sx, sy, sxx, sxy = (p + s for p, s in zip(self._prior, self._sums, strict=True))
+        w, sx, sy, sxx, sxy = self._sums
+        ratio = self._ratio
+        a0 = self._a0 if w <= 0 else (sy / w) / (1.0 + ratio * sx / w)
+        for x in (1.0, 8.0):
+            y = a0 * (1.0 + ratio * x)
+            w, sx, sy, sxx, sxy = (
+                w + 0.5,
+                sx + 0.5 * x,
+                sy + 0.5 * y,
+                sxx + 0.5 * x * x,
+                sxy + 0.5 * x * y,
+            )
         det = w * sxx - sx * sx
         b = (w * sxy - sx * sy) / det if det > 1e-12 else 0.0
         b = max(0.0, b)  # more concurrency never makes a lane faster per request
-        a = max(1e-6, (sy - b * sx) / w)
+        a = max(1e-9, (sy - b * sx) / w)
         return a, b
 
     def predict(self, x: float) -> float:
@@ -231,11 +239,13 @@ class LanePerf:
     def cost(
         self, prompt_tokens: int, out_tokens: int, in_flight: int, outstanding: float
     ) -> float:
-        """Seconds added to the system by one more request: its own time plus the slow-down
-        it inflicts on the ``outstanding`` tokens the lane still has to generate."""
+        """Predicted seconds until the lane has generated everything it would hold with one
+        more request: its prefill plus all outstanding and new tokens at the new load.
+
+        Choosing the smallest value equalises the lanes' drain times weighted by their
+        learned speed, which keeps long requests off a lane that is slow or crowded."""
         n = in_flight + 1
-        own = self.ttft(prompt_tokens, n) + out_tokens * self.itl(n)
-        return own + outstanding * max(0.0, self.itl(n) - self.itl(n - 1))
+        return self.ttft(prompt_tokens, n) + (outstanding + out_tokens) * self.itl(n) / n
 
     @property
     def samples(self) -> float:

@@ -1,0 +1,353 @@
+"""Which text policy serves mixed traffic best? Every policy on the same sim lanes and workload.
+
+The seed's topology runs on real ``qwend-sim`` lanes: ``mm`` (multimodal,
+baseline), ``stable`` (recurrent_v2) and ``throughput`` (v3). For each policy
+(balanced_long_text, least_work, round_robin, least_outstanding) an in-process
+qwend router is started in front of them and receives:
+
+1. the seed's mixed cases (``2 text64 + 2 mm8`` etc.: all requests at once,
+   wall time), compared with the seed's adaptive-router figures;
+2. a seeded Poisson workload: text requests of 8-256 output tokens and image
+   requests (``mm_8``), half of them streamed; reported are makespan and
+   p50/p95/p99 end-to-end latency over all requests and over text only.
+
+Every policy first gets the same warm-up (so ``least_work`` has something to
+learn from). Lanes run with ``--time-scale`` (default 8); all times are
+reported in lane time (measured seconds multiplied by the scale), comparable
+with the seed's figures.
+
+    .venv/bin/python benchmarks/routing_policies.py                  # about 8 minutes
+    .venv/bin/python benchmarks/routing_policies.py --requests 120 --rate 1.2 --seed 3
+    .venv/bin/python benchmarks/routing_policies.py --policies least_work round_robin --json o.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from qwend.config import RouterConfig, TextPolicy
+from qwend.lanetable import LaneTable, RoutableLane
+from qwend.server.router import ROUTER_KEY, make_router_app
+from qwend.sim.images import data_url, solid_png
+from qwend.sim.latency import SEED_PROMPT_TOKENS, profile_for, single_request_s
+
+MODEL = "qwen3.5-9b"
+TEXT_PROMPT = "Write a short note about the Ascend 910A NPU and its use."
+IMAGE_PROMPT = "What colour is this image? Answer in one word."
+IMAGE_URL = data_url(solid_png(448, 448))
+SCENARIOS = {
+    # The seed's recommended topology (after 18084 was promoted to recurrent_v2).
+    "seed": (("mm", "multimodal", "baseline"), ("stable", "stable", "recurrent_v2"),
+             ("fast", "throughput", "v3")),
+    # The seed before that promotion: 18084 still on baseline (degrades most under load).
+    "pre_promotion": (("mm", "multimodal", "baseline"), ("stable", "stable", "baseline"),
+                      ("fast", "throughput", "v3")),
+}  # fmt: skip
+TEXT_SIZES = (8, 16, 32, 64, 128, 256)
+SEED_MIXED = {  # the seed's adaptive router (18088), wall seconds
+    "2 text8 + 2 mm8": 1.173,
+    "2 text32 + 2 mm8": 3.177,
+    "2 text64 + 2 mm8": 6.248,
+    "3 text8 + 2 mm8": 1.792,
+    "4 text8 + 2 mm8": 2.229,
+    "4 text32 + 2 mm8": 6.403,
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_lane(
+    name: str, variant: str, scale: float, state_dir: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    argv = [
+        str(Path(sys.executable).parent / "qwend-sim"), "serve", "--port", str(port),
+        "--served-model-name", MODEL, "--variant", variant, "--lane-name", name,
+        "--startup-delay", "0", "--time-scale", str(scale), "--log-level", "warning",
+    ]  # fmt: skip
+    env = dict(os.environ, QWEND_SIM_STATE_DIR=state_dir, ASCEND_RT_VISIBLE_DEVICES="0")
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/v1/models", timeout=1):
+                return proc, url
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit(f"sim lane {name} ({variant}) did not start on port {port}")
+
+
+def body(max_tokens: int, image: bool, stream: bool) -> dict[str, object]:
+    content: object = (
+        [
+            {"type": "text", "text": IMAGE_PROMPT},
+            {"type": "image_url", "image_url": {"url": IMAGE_URL}},
+        ]
+        if image
+        else TEXT_PROMPT
+    )
+    return {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        "stream": stream,
+    }
+
+
+@dataclass(frozen=True)
+class Job:
+    at: float
+    """Arrival time (lane seconds after the start)."""
+    max_tokens: int
+    image: bool
+    stream: bool
+
+
+def workload(n: int, rate: float, image_share: float, seed: int) -> list[Job]:
+    """A seeded Poisson arrival process of text (8-256 tokens) and image requests."""
+    rng = random.Random(seed)
+    jobs, t = [], 0.0
+    for _ in range(n):
+        t += rng.expovariate(rate)
+        image = rng.random() < image_share
+        size = 8 if image else rng.choice(TEXT_SIZES)
+        jobs.append(Job(t, size, image, rng.random() < 0.5))
+    return jobs
+
+
+def mixed_case(name: str) -> list[dict[str, object]]:
+    """``"2 text64 + 2 mm8"`` -> the request bodies."""
+    bodies = []
+    for part in name.split(" + "):
+        count, kind = part.split(" ")
+        size = int(kind.removeprefix("text").removeprefix("mm"))
+        bodies += [body(size, kind.startswith("mm"), False) for _ in range(int(count))]
+    return bodies
+
+
+@contextlib.asynccontextmanager
+async def router(
+    policy: TextPolicy, lanes: LaneTable
+) -> AsyncIterator[tuple[str, web.Application]]:
+    app = make_router_app(RouterConfig(text_policy=policy), lanes)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1/chat/completions", app
+    finally:
+        await runner.cleanup()
+
+
+async def send(
+    session: aiohttp.ClientSession, url: str, doc: dict[str, object]
+) -> tuple[float, str, int]:
+    t0 = time.monotonic()
+    async with session.post(url, json=doc) as resp:
+        await resp.read()
+        return time.monotonic() - t0, resp.headers.get("X-Qwend-Lane", ""), resp.status
+
+
+@dataclass
+class PolicyResult:
+    policy: str
+    mixed: dict[str, float]
+    makespan: float
+    p50: float
+    p95: float
+    p99: float
+    mean: float
+    text_p50: float
+    text_p95: float
+    errors: int
+    lanes: dict[str, int]
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.999999) - 1))]
+
+
+async def run_policy(
+    policy: TextPolicy,
+    lanes: LaneTable,
+    jobs: list[Job],
+    warmup: list[Job],
+    scale: float,
+    repeat: int,
+) -> PolicyResult:
+    async with router(policy, lanes) as (url, app), aiohttp.ClientSession() as session:
+        await play(session, url, warmup, scale)
+        mixed = {}
+        for name in SEED_MIXED:
+            walls = []
+            for _ in range(repeat):
+                t0 = time.monotonic()
+                await asyncio.gather(*(send(session, url, doc) for doc in mixed_case(name)))
+                walls.append((time.monotonic() - t0) * scale)
+            mixed[name] = statistics.median(walls)
+        t0 = time.monotonic()
+        results = await play(session, url, jobs, scale)
+        makespan = (time.monotonic() - t0) * scale
+        snap = app[ROUTER_KEY].stats_snapshot()
+        learned = {
+            lane.name: f"itl={lane.perf.itl_s * scale:.3f}+{lane.perf.itl_slope * scale:.4f}*n "
+            f"prefill/tok={lane.perf.prefill_s_per_token * scale:.5f}"
+            f"+{lane.perf.prefill_slope * scale:.5f}*n"
+            for lane in snap.lanes
+        }
+        print(f"{policy}: learned {learned}", file=sys.stderr)
+    lat = [r[0] * scale for r in results]
+    text = [r[0] * scale for r, job in zip(results, jobs, strict=True) if not job.image]
+    used: dict[str, int] = {}
+    for _, lane, _ in results:
+        used[lane] = used.get(lane, 0) + 1
+    return PolicyResult(
+        str(policy), mixed, makespan, pct(lat, 0.5), pct(lat, 0.95), pct(lat, 0.99),
+        statistics.fmean(lat), pct(text, 0.5), pct(text, 0.95),
+        sum(1 for r in results if r[2] != 200), used,
+    )  # fmt: skip
+
+
+async def play(
+    session: aiohttp.ClientSession, url: str, jobs: list[Job], scale: float
+) -> list[tuple[float, str, int]]:
+    start = time.monotonic()
+
+    async def one(job: Job) -> tuple[float, str, int]:
+        await asyncio.sleep(max(0.0, start + job.at / scale - time.monotonic()))
+        return await send(session, url, body(job.max_tokens, job.image, job.stream))
+
+    return list(await asyncio.gather(*(one(job) for job in jobs)))
+
+
+def p95_floor(scenario: str) -> float:
+    """A 256-token request alone on the fastest text lane: no policy's p95 can beat it."""
+    variants = [v for _, role, v in SCENARIOS[scenario] if role != "multimodal"]
+    return min(
+        single_request_s(profile_for(v), SEED_PROMPT_TOKENS, max(TEXT_SIZES)) for v in variants
+    )
+
+
+def render(results: list[PolicyResult], scenario: str) -> str:
+    names = [r.policy for r in results]
+    out = ["Poisson workload (lane seconds):", "",
+           "| policy | makespan | p50 | p95 | p99 | mean | text p50 | text p95 | errors "
+           "| requests per lane |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
+    for r in results:
+        lanes = ", ".join(f"{k}={v}" for k, v in sorted(r.lanes.items()))
+        out.append(
+            f"| {r.policy} | {r.makespan:.1f} | {r.p50:.2f} | {r.p95:.2f} | {r.p99:.2f} | "
+            f"{r.mean:.2f} | {r.text_p50:.2f} | {r.text_p95:.2f} | {r.errors} | {lanes} |"
+        )
+    out += ["", "Seed mixed cases (wall, lane seconds; seed = the seed's adaptive router):", "",
+            "| case | seed | " + " | ".join(names) + " |",
+            "| --- | ---: | " + " | ".join("---:" for _ in names) + " |"]  # fmt: skip
+    for case, seed in SEED_MIXED.items():
+        cells = " | ".join(f"{r.mixed[case]:.3f}" for r in results)
+        out.append(f"| {case} | {seed:.3f} | {cells} |")
+    by = {r.policy: r for r in results}
+    if "least_work" in by and "round_robin" in by:
+        gain = 1 - by["least_work"].p95 / by["round_robin"].p95
+        out.append(f"\nleast_work p95 vs round_robin: {gain:+.0%} better (target >= 30%)")
+        floor = p95_floor(scenario)
+        best = 1 - floor / by["round_robin"].p95
+        out.append(
+            f"p95 floor (a {max(TEXT_SIZES)}-token request alone on the fastest text lane): "
+            f"{floor:.2f} s, so no policy can beat round_robin's p95 by more than {best:.0%}"
+        )
+    if "least_work" in by and "balanced_long_text" in by:
+        ratio = by["least_work"].p95 / by["balanced_long_text"].p95
+        out.append(f"least_work p95 / balanced_long_text p95: {ratio:.2f} (target <= 1.00)")
+    return "\n".join(out)
+
+
+async def main_async(args: argparse.Namespace, scenario: str) -> list[PolicyResult]:
+    jobs = workload(args.requests, args.rate, args.image_share, args.seed)
+    warmup = workload(args.warmup, args.rate, args.image_share, args.seed + 1000)
+    procs = []
+    with tempfile.TemporaryDirectory(prefix="qwend-policies-") as state:
+        try:
+            routable = []
+            for name, role, variant in SCENARIOS[scenario]:
+                proc, url = start_lane(name, variant, args.time_scale, state)
+                procs.append(proc)
+                mm = role == "multimodal"  # as in etc/qwend/lanes.d: the mm lane serves images only
+                routable.append(
+                    RoutableLane(name, role, variant, url, not mm, mm, True, True, MODEL)
+                )
+            table = LaneTable(tuple(routable))
+            results = []
+            for policy in args.policies:
+                results.append(
+                    await run_policy(
+                        TextPolicy(policy), table, jobs, warmup, args.time_scale, args.repeat
+                    )
+                )
+                print(f"done: {scenario} {policy}", file=sys.stderr)
+            return results
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(10)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--policies", nargs="+", default=[str(p) for p in TextPolicy])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--rate", type=float, default=1.0, help="arrivals per lane second")
+    parser.add_argument("--image-share", type=float, default=0.25)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=1, help="repetitions of each mixed case")
+    parser.add_argument("--time-scale", type=float, default=8.0)
+    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
+    parser.add_argument("--json", help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    everything = {}
+    for scenario in args.scenarios:
+        results = asyncio.run(main_async(args, scenario))
+        lanes = ", ".join(f"{name}={variant}" for name, _, variant in SCENARIOS[scenario])
+        print(
+            f"\n## scenario {scenario} ({lanes}): seed {args.seed}, {args.requests} requests at "
+            f"{args.rate}/s ({args.image_share:.0%} images), time scale {args.time_scale:g}, "
+            f"CPUs {os.cpu_count()}\n"
+        )
+        print(render(results, scenario))
+        everything[scenario] = [asdict(r) for r in results]
+    if args.json:
+        Path(args.json).write_text(json.dumps(everything, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
