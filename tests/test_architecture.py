@@ -104,3 +104,23 @@ def test_cli_and_tui_reach_the_daemon_only_through_the_client(path: Path) -> Non
     # ``from qwend import x`` yields both "qwend" and "qwend.x": judge the specific one.
     bad = sorted(m for m in qwend_imports if m != "qwend" and not allowed(m))
     assert not bad, f"{path.relative_to(ROOT)} imports daemon internals: {bad}"
+
+
+def test_every_package_directory_is_installed() -> None:
+    """pyproject lists packages explicitly (tui/ maps to qwen_tui): none may be forgotten."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = set()
+    for base, name in ((ROOT / "qwend", "qwend"), (ROOT / "tui", "qwen_tui")):
+        for init in base.rglob("__init__.py"):
+            rel = init.parent.relative_to(base).parts
+            found.add(".".join((name, *rel)))
+    assert found <= listed, f"packages missing from pyproject: {sorted(found - listed)}"
+    # The rest are data-only packages (qwend.demo): they must exist.
+    for package in listed - found:
+        head, *rest = package.split(".")
+        base = ROOT / ("tui" if head == "qwen_tui" else "qwend")
+        assert base.joinpath(*rest).is_dir(), f"pyproject lists {package}, which does not exist"
