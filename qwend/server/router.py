@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 from aiohttp import ClientResponse, ClientSession, ClientTimeout, TCPConnector, web
 
@@ -46,7 +47,7 @@ class Router:
         self.counters = RouterCounters()
         self.classes = {cls: ClassRuntime() for cls in RequestClass}
         self._session: ClientSession | None = None
-        self._watched: dict[asyncio.Task[object], Exchange] = {}
+        self._watched: dict[asyncio.Task[Any], Exchange] = {}
         self.upstream_timeout = ClientTimeout(total=None, sock_connect=config.connect_timeout_s)
         self._watch_wakeup = asyncio.Event()
         lanes.subscribe(self._on_lanes)
@@ -206,22 +207,20 @@ class Router:
             runtime.breaker.on_neutral()
         self._admission.wake()
 
-    async def handle(
+    def handle(
         self, request: web.Request, path: str, body: bytes, summary: RequestSummary
-    ) -> web.StreamResponse:
-        """Route, forward and relay one completion request."""
-        exchange = Exchange(self, request, path, body, summary)
-        task = exchange.task
-        if not self._watched:
-            self._watch_wakeup.set()
-        self._watched[task] = exchange
-        try:
-            return await exchange.run()
-        except asyncio.CancelledError:
-            self.counters.client_disconnects += 1
-            raise
-        finally:
-            self._watched.pop(task, None)
+    ) -> Coroutine[Any, Any, web.StreamResponse]:
+        """Route, forward and relay one completion request (await the result)."""
+        return Exchange(self, request, path, body, summary).run()
+
+    @property
+    def watched(self) -> dict[asyncio.Task[Any], Exchange]:
+        """In-flight exchanges by handler task (the watchdog's list)."""
+        return self._watched
+
+    def wake_watchdog(self) -> None:
+        """Tell the watchdog there is something to watch again."""
+        self._watch_wakeup.set()
 
     def finish(
         self, lane: LaneRuntime, resp: ClientResponse | None, verdict: bool | None, work: float

@@ -96,8 +96,19 @@ class Exchange:
         return True
 
     async def run(self) -> web.StreamResponse:
-        """Admit, attempt (with retries) and answer."""
-        response = await self._run()
+        """Admit, attempt (with retries) and answer; the handler's only frame below it."""
+        router = self.router
+        watched = router.watched
+        if not watched:
+            router.wake_watchdog()
+        watched[self.task] = self
+        try:
+            response = await self._run()
+        except asyncio.CancelledError:
+            router.counters.client_disconnects += 1
+            raise
+        finally:
+            del watched[self.task]
         if response.status >= 400:
             self.klass.errors += 1
         return response
@@ -106,9 +117,15 @@ class Exchange:
         router = self.router
         last: Failure | None = None
         while True:
-            decision = await self._admit()
-            if not isinstance(decision, Decision):
-                return decision
+            exclude = frozenset(self.tried)
+            decision = router.pick(self.summary, exclude)
+            if decision.lane is not None:  # the fast path: a free slot right now
+                router.grant(decision, self.work)
+            elif decision.wait:
+                queued = await self._queue(exclude)
+                if not isinstance(queued, Decision):
+                    return queued
+                decision = queued
             if decision.lane is None:
                 if last is not None:
                     return last.response(len(self.tried))
@@ -130,15 +147,9 @@ class Exchange:
             lane.counters.retried_away += 1
             router.counters.retries += 1
 
-    async def _admit(self) -> Decision | web.Response:
+    async def _queue(self, exclude: frozenset[str]) -> Decision | web.Response:
+        """Wait in the admission queue for a slot (or learn that no lane is left)."""
         router = self.router
-        exclude = frozenset(self.tried)
-        decision = router.pick(self.summary, exclude)
-        if decision.lane is not None:  # the fast path: a free slot right now
-            router.grant(decision, self.work)
-            return decision
-        if not decision.wait:
-            return decision
         work = self.work
         try:
             return await router.admission.admit(

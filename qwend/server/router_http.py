@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from functools import partial
 
 from aiohttp import ClientTimeout, web
 
@@ -25,34 +26,34 @@ def _bad_request(router: Router, message: str, param: str | None = None) -> web.
     return error_response(400, message, param=param)
 
 
-async def _completion(request: web.Request, path: str, classify: _Classifier) -> web.StreamResponse:
+def _parse(
+    request: web.Request, body: bytes, classify: _Classifier
+) -> RequestSummary | web.Response:
+    """The request's summary, or an OpenAI-style 400."""
     router = request.app[ROUTER_KEY]
-    body = await request.read()
     try:
         doc = json.loads(body.decode())  # str: json skips its encoding detection
     except ValueError as exc:  # UnicodeDecodeError is a ValueError
         return _bad_request(router, f"The request body is not valid JSON: {exc}")
     try:
-        summary = classify(doc)
+        return classify(doc)
     except InvalidRequest as exc:
         return _bad_request(router, exc.message, exc.param)
+
+
+async def _proxy(request: web.Request, path: str, classify: _Classifier) -> web.StreamResponse:
+    """``POST /v1/chat/completions`` and ``POST /v1/completions``."""
+    body = await request.read()
+    summary = _parse(request, body, classify)
+    if isinstance(summary, web.Response):
+        return summary
     try:
-        return await router.handle(request, path, body, summary)
+        return await request.app[ROUTER_KEY].handle(request, path, body, summary)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as exc:  # the boundary: never a crash, always an OpenAI error
         log.exception("router internal error", path=path)
         return error_response(500, f"internal router error: {type(exc).__name__}: {exc}")
-
-
-async def chat_completions(request: web.Request) -> web.StreamResponse:
-    """``POST /v1/chat/completions``."""
-    return await _completion(request, "/v1/chat/completions", classify_chat)
-
-
-async def completions(request: web.Request) -> web.StreamResponse:
-    """``POST /v1/completions``."""
-    return await _completion(request, "/v1/completions", classify_completion)
 
 
 async def _lane_models(router: Router, base_url: str) -> list[dict[str, object]]:
@@ -119,8 +120,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the router's endpoints on ``app``."""
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_post("/v1/completions", completions)
+    # partial() of the coroutine function itself: no wrapper frame per request.
+    chat = partial(_proxy, path="/v1/chat/completions", classify=classify_chat)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post(
+        "/v1/completions", partial(_proxy, path="/v1/completions", classify=classify_completion)
+    )
     app.router.add_get("/v1/models", models)
     app.router.add_post("/tokenize", tokenize)
     app.router.add_get("/health", health)
