@@ -45,24 +45,32 @@ def percentiles(values: Iterable[float]) -> Percentiles:
 
 
 class Window:
-    """Recent samples of one series, trimmed by age at read time."""
+    """Recent samples of one series, trimmed by age at read time.
 
-    __slots__ = ("_samples", "window_s")
+    Times and values live in two parallel deques so a read copies the values
+    with one C-level ``list()`` instead of a Python loop (snapshots run on the loop).
+    """
+
+    __slots__ = ("_times", "_values", "window_s")
 
     def __init__(self, window_s: float = WINDOW_S, max_samples: int = MAX_SAMPLES) -> None:
         self.window_s = window_s
-        self._samples: deque[tuple[float, float]] = deque(maxlen=max_samples)
+        self._times: deque[float] = deque(maxlen=max_samples)
+        self._values: deque[float] = deque(maxlen=max_samples)
 
     def add(self, now: float, value: float) -> None:
         """Record one sample taken at ``now`` (monotonic seconds)."""
-        self._samples.append((now, value))
+        self._times.append(now)
+        self._values.append(value)
 
     def values(self, now: float) -> list[float]:
         """Values recorded within the window before ``now``."""
         cutoff = now - self.window_s
-        while self._samples and self._samples[0][0] < cutoff:
-            self._samples.popleft()
-        return [value for _, value in self._samples]
+        times, values = self._times, self._values
+        while times and times[0] < cutoff:
+            times.popleft()
+            values.popleft()
+        return list(values)
 
     def percentiles(self, now: float) -> Percentiles:
         """p50/p95/p99 over the window."""
