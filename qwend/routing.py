@@ -77,6 +77,8 @@ class RequestSummary:
     """The requested model name, if any."""
     include_usage: bool = False
     """``stream_options.include_usage`` was set by the client."""
+    role: str | None = None
+    """Pinned to this role's lanes (a ``role:NAME`` public endpoint); None: any lane."""
 
     @property
     def expected_output(self) -> int:
@@ -341,6 +343,18 @@ def _round_robin(pool: list[LaneCandidate], state: PolicyState) -> Decision:
     return Decision(None, wait=True)
 
 
+def _choose_pinned(lanes: Sequence[LaneCandidate], role: str) -> Decision:
+    """Only the lanes of ``role``; capabilities do not apply (the client chose the lane)."""
+    own = [lane for lane in lanes if lane.role == role]
+    pool = [lane for lane in own if lane.eligible]
+    if not pool:
+        if not own:
+            return Decision(None, message=f"no lane of role {role!r} is routable; retry later")
+        return _no_lane(own, f"requests for role {role!r}")
+    lane = _pick(pool, key=lambda c: c.in_flight)
+    return Decision(lane.name) if lane else Decision(None, wait=True)
+
+
 def choose(
     summary: RequestSummary,
     lanes: Sequence[LaneCandidate],
@@ -352,6 +366,8 @@ def choose(
 ) -> Decision:
     """Choose a lane for ``summary`` among ``lanes`` minus ``exclude`` (lanes already tried)."""
     candidates = [lane for lane in lanes if lane.name not in exclude] if exclude else lanes
+    if summary.role is not None:
+        return _choose_pinned(candidates, summary.role)
     if summary.multimodal:
         return _choose_multimodal(candidates)
     pool = _text_pool(candidates)
