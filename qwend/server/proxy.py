@@ -23,6 +23,7 @@ UPSTREAM_ERRORS: tuple[type[BaseException], ...] = (ClientError, TimeoutError, O
 LANE_HEADER = "X-Qwend-Lane"
 ATTEMPTS_HEADER = "X-Qwend-Attempts"
 _JSON = "application/json"
+_DEADLINE = "the request deadline passed"
 _ERROR_TYPES = {
     400: "invalid_request_error",
     404: "not_found_error",
@@ -172,10 +173,13 @@ async def relay_stream(
     try:
         await out.prepare(request)
         await out.write(first)
-    except (ConnectionResetError, asyncio.CancelledError) as exc:
+    except ConnectionResetError:
         result.client_gone = True
-        if isinstance(exc, asyncio.CancelledError):
+        return out, result
+    except asyncio.CancelledError:
+        if not expired():
             raise
+        result.upstream_error = _DEADLINE  # the client is not reading: nothing more to send
         return out, result
     content = resp.content
     while True:
@@ -187,7 +191,7 @@ async def relay_stream(
         except asyncio.CancelledError:
             if not expired():
                 raise
-            result.upstream_error = "the request deadline passed"
+            result.upstream_error = _DEADLINE
             break
         if not chunk:
             break
@@ -197,6 +201,11 @@ async def relay_stream(
             await out.write(chunk)
         except ConnectionResetError:
             result.client_gone = True
+            return out, result
+        except asyncio.CancelledError:
+            if not expired():
+                raise
+            result.upstream_error = _DEADLINE  # stuck writing to a slow client: stop here
             return out, result
     result.last_at = time.monotonic()
     result.usage = usage_counts(previous[-1024:] + tail)

@@ -92,6 +92,7 @@ class Exchange:
         if self.expired is None:
             return False
         self.expired = None
+        self.expires_at = _NEVER  # one expiry per attempt: finishing up must not be cut again
         self.task.uncancel()
         return True
 
