@@ -1,12 +1,13 @@
 """``qwend``: the daemon. Wiring, signals, reload and ordered shutdown.
 
 Start order: config and persisted state -> supervisor (lanes not yet started)
--> router listener (TCP) -> control socket (Unix) -> NPU monitor -> lanes begin
+-> router listener (TCP) -> public endpoints (TCP, one per ``[[public.endpoints]]``,
+in process to the router) -> control socket (Unix) -> NPU monitor -> lanes begin
 starting in the background -> ``READY=1`` (systemd) with ``STATUS=0/3 lanes
 ready`` kept current. Signal handlers only set events; the main coroutine does
 the work. SIGHUP reloads (a broken config keeps the old one running and its
 errors are kept for ``qwenctl status``); SIGTERM/SIGINT shut down in order:
-``STOPPING=1``, close the listeners, drain in-flight requests (bounded by
+``STOPPING=1``, close the listeners (public ports first), drain in-flight requests (bounded by
 ``daemon.drain_timeout_s``), stop every lane in parallel, exit 0.
 """
 
@@ -41,6 +42,8 @@ from qwend.server.control import (
     make_control_app,
     remove_control_socket,
 )
+from qwend.server.public import make_public_app
+from qwend.server.public_keys import ApiKeys
 from qwend.server.router import ROUTER_KEY, make_router_app
 from qwend.supervisor import ReloadReport, Supervisor
 from qwend.systemd import Notifier, watchdog_interval
@@ -50,6 +53,9 @@ def _log() -> Any:
     # Looked up per use: a module-level bound logger would freeze structlog's
     # configuration as it was at import, before configure_logging().
     return get_logger("daemon")
+
+
+CONSOLE_IGNORED = "the web console is not part of this version; console_listen is ignored"
 
 
 class ExitStatus(IntEnum):
@@ -78,6 +84,8 @@ class Daemon:
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _parts: dict[str, Any] = field(default_factory=dict)
     _runners: list[web.BaseRunner] = field(default_factory=list)
+    _public_runners: list[web.BaseRunner] = field(default_factory=list)
+    _public_sites: list[web.TCPSite] = field(default_factory=list)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     # --- build ---------------------------------------------------------------
@@ -180,6 +188,7 @@ class Daemon:
                 ) from None
             self._parts["router_site"] = site
             _log().info("router listening", url=listen.url)
+            await self._listen_public()
         control_app = self._control_app(supervisor)
         if control_app is not None:
             path = config.daemon.control_socket
@@ -191,6 +200,33 @@ class Daemon:
             await csite.start()
             self._parts["control_app"] = control_app
             _log().info("control socket listening", path=str(path))
+
+    async def _listen_public(self) -> None:
+        """One listener per ``[[public.endpoints]]``, each handing requests to the router."""
+        public = self.config.public
+        if public.console_listen is not None:
+            _log().warning(CONSOLE_IGNORED, console_listen=str(public.console_listen))
+        keys = ApiKeys.load(public.api_keys_file)  # ApiKeysError (a QwendError) names the file
+        self._parts["api_keys"] = keys
+        if keys.enabled:
+            _log().info("API keys loaded", file=str(keys.path), keys=len(keys))
+        for endpoint in public.endpoints:
+            app = make_public_app(endpoint, self._parts["router"], keys)
+            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+            await runner.setup()
+            self._public_runners.append(runner)
+            listen = endpoint.listen
+            site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise QwendError(
+                    f"cannot listen on {listen} for the public endpoint {endpoint.target}:"
+                    f" {exc.strerror or exc}; stop what uses port {listen.port} or change"
+                    " its [[public.endpoints]] listen"
+                ) from None
+            self._public_sites.append(site)
+            _log().info("public endpoint listening", url=listen.url, target=endpoint.target)
 
     # --- run ------------------------------------------------------------------------
 
@@ -224,6 +260,8 @@ class Daemon:
         assert self.announce is not None
         config = self.config
         lines = [f"qwend demo: router   {config.router.listen.url}/v1"]
+        for endpoint in config.public.endpoints:
+            lines.append(f"qwend demo: public   {endpoint.listen.url}/v1  -> {endpoint.target}")
         lines.append(f"qwend demo: logs     {config.daemon.log_dir}")
         lines.append(f"export QWEND_SOCKET={config.daemon.control_socket}")
         self.announce("\n".join(lines) + "\n")
@@ -311,6 +349,9 @@ class Daemon:
                 self.notifier.ready(supervisor.status_line() + "; reload failed, see the log")
                 raise
             self._warn_restart_only(new)
+            keys: ApiKeys | None = self._parts.get("api_keys")
+            if keys is not None:
+                keys.reload(new.public.api_keys_file)  # a broken file keeps the old keys
             try:
                 report = await supervisor.reload(new)
                 self._parts["router"].apply_config(new.router)
@@ -328,7 +369,8 @@ class Daemon:
             ("router listen", old.router.listen, new.router.listen),
             ("control socket", old.daemon.control_socket, new.daemon.control_socket),
             ("monitor", old.monitor, new.monitor),
-            ("public", old.public, new.public),
+            ("public endpoints", old.public.endpoints, new.public.endpoints),
+            ("console_listen", old.public.console_listen, new.public.console_listen),
         ):
             if a != b:
                 _log().warning("setting changed; takes effect when qwend restarts", setting=what)
@@ -339,7 +381,9 @@ class Daemon:
         control_app = self._parts.get("control_app")
         if control_app is not None:
             control_app[CONTROL_KEY].closing.set()
-        # Stop accepting: close the router's listening socket; in-flight requests go on.
+        # Stop accepting: public ports first, then the router's; in-flight requests go on.
+        for public_site in self._public_sites:
+            await public_site.stop()
         router_site = self._parts.get("router_site")
         if router_site is not None:
             await router_site.stop()
@@ -354,7 +398,7 @@ class Daemon:
         monitor = self._parts.get("monitor")
         if monitor is not None:
             await monitor.stop()
-        for runner in self._runners:
+        for runner in (*self._public_runners, *self._runners):
             await runner.cleanup()
         if control_app is not None:
             remove_control_socket(self.config.daemon.control_socket)

@@ -150,9 +150,10 @@ async def test_watchdog_is_pinged_from_the_loop(tmp_path: Path) -> None:
 
 
 async def test_real_demo_mode_prints_addresses_and_serves(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", 18088)) == 0:
-            pytest.skip("the demo's router port 18088 is in use")
+    for port in (18088, 9101, 9102, 9111):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.skip(f"the demo's port {port} is in use")
     env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "qwend", "--demo", "--log-format", "json",
@@ -160,8 +161,11 @@ async def test_real_demo_mode_prints_addresses_and_serves(tmp_path: Path) -> Non
     )  # fmt: skip
     try:
         assert proc.stdout is not None
-        lines = [(await asyncio.wait_for(proc.stdout.readline(), 30)).decode() for _ in range(3)]
+        lines = [(await asyncio.wait_for(proc.stdout.readline(), 30)).decode()]
+        while not lines[-1].startswith("export ") and len(lines) < 10:
+            lines.append((await asyncio.wait_for(proc.stdout.readline(), 30)).decode())
         assert "http://127.0.0.1:18088/v1" in lines[0]
+        assert "http://127.0.0.1:9102/v1  -> role:multimodal" in "".join(lines)
         assert lines[-1].strip() == f"export QWEND_SOCKET={tmp_path}/qwend/control.sock"
         from qwend.client import ControlClient
 
@@ -173,6 +177,8 @@ async def test_real_demo_mode_prints_addresses_and_serves(tmp_path: Path) -> Non
                     break
                 assert time.monotonic() < deadline, states
                 await asyncio.sleep(0.2)
+        models = await get_json("http://127.0.0.1:9102/v1/models")  # a public endpoint
+        assert isinstance(models, dict) and models["data"]
         kids = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
