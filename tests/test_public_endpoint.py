@@ -223,7 +223,7 @@ async def test_body_limit_is_413_openai_style() -> None:
                 "code": "request_too_large",
             }
         }
-        # The connection is still usable after a refused upload.
+        # The endpoint goes on serving after a refused upload.
         status, _, _ = await post(session, url, chat("after"))
         assert status == 200
 
