@@ -174,7 +174,9 @@ class Daemon:
         config = self.config
         router_app: web.Application | None = self._parts["router_app"]
         if router_app is not None:
-            runner = web.AppRunner(router_app, handle_signals=False, shutdown_timeout=1.0)
+            runner = web.AppRunner(
+                router_app, handle_signals=False, shutdown_timeout=1.0, access_log=None
+            )
             await runner.setup()
             self._runners.append(runner)
             listen = config.router.listen
