@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
+
+import pytest
+import structlog
 
 from qwend.logs import LogFormat, configure_logging, lane_logger, resolve_format
+
+
+@pytest.fixture(autouse=True)
+def restore_structlog() -> Iterator[None]:
+    """These tests configure structlog globally (levels, streams): undo it for later tests."""
+    yield
+    structlog.reset_defaults()
 
 
 class FakeTty(io.StringIO):
