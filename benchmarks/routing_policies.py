@@ -176,9 +176,14 @@ async def send(
 
 
 @dataclass
-class PolicyResult:
+class LoadResult:
+    """One policy at one load level."""
+
     policy: str
-    mixed: dict[str, float]
+    load: float
+    """Offered text load as a fraction of the measured text capacity."""
+    rate: float
+    """Arrivals per lane second (text and images)."""
     makespan: float
     p50: float
     p95: float
@@ -190,32 +195,93 @@ class PolicyResult:
     lanes: dict[str, int]
 
 
+@dataclass
+class PolicyResult:
+    policy: str
+    mixed: dict[str, float]
+    loads: list[LoadResult]
+    learned: dict[str, str]
+
+
 def pct(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.999999) - 1))]
 
 
+def text_job(rng: random.Random) -> dict[str, object]:
+    return body(rng.choice(TEXT_SIZES), False, False)
+
+
+async def measure_capacity(lanes: LaneTable, scale: float, requests: int, seed: int) -> float:
+    """Text requests per lane second the text lanes finish when kept full (closed loop).
+
+    As many clients as the text lanes have admission slots each send text requests
+    of the workload's size mix back to back, so every lane stays at its in-flight
+    limit: that is the most the lanes can sustain behind this router.
+    """
+    slots = RouterConfig().max_in_flight_per_lane * sum(1 for lane in lanes.snapshot() if lane.text)
+    rng = random.Random(seed + 2000)
+    docs = [text_job(rng) for _ in range(requests)]
+    async with (
+        router(TextPolicy.LEAST_OUTSTANDING, lanes) as (url, _),
+        aiohttp.ClientSession() as s,
+    ):
+        done: list[float] = []
+        t0 = time.monotonic()
+
+        async def client() -> None:
+            while docs:
+                await send(s, url, docs.pop())
+                done.append(time.monotonic())
+
+        await asyncio.gather(*(client() for _ in range(slots)))
+    # Ignore the ramp-down (the last clients finish on emptier lanes).
+    steady = sorted(done)[: max(1, int(len(done) * 0.8))]
+    return len(steady) / ((steady[-1] - t0) * scale)
+
+
+def summarise(
+    policy: str, load: float, rate: float, jobs: list[Job], results: list[tuple[float, str, int]],
+    makespan: float, scale: float,
+) -> LoadResult:  # fmt: skip
+    lat = [r[0] * scale for r in results]
+    text = [r[0] * scale for r, job in zip(results, jobs, strict=True) if not job.image]
+    used: dict[str, int] = {}
+    for _, lane, _ in results:
+        used[lane] = used.get(lane, 0) + 1
+    return LoadResult(
+        policy, load, rate, makespan, pct(lat, 0.5), pct(lat, 0.95), pct(lat, 0.99),
+        statistics.fmean(lat), pct(text, 0.5), pct(text, 0.95),
+        sum(1 for r in results if r[2] != 200), used,
+    )  # fmt: skip
+
+
 async def run_policy(
     policy: TextPolicy,
     lanes: LaneTable,
-    jobs: list[Job],
+    sweep: list[tuple[float, float, list[Job]]],
     warmup: list[Job],
-    scale: float,
-    repeat: int,
+    args: argparse.Namespace,
 ) -> PolicyResult:
+    """Warm-up, the seed's mixed cases, then every load level, on one router."""
+    scale = args.time_scale
     async with router(policy, lanes) as (url, app), aiohttp.ClientSession() as session:
         await play(session, url, warmup, scale)
         mixed = {}
         for name in SEED_MIXED:
             walls = []
-            for _ in range(repeat):
+            for _ in range(args.repeat):
                 t0 = time.monotonic()
                 await asyncio.gather(*(send(session, url, doc) for doc in mixed_case(name)))
                 walls.append((time.monotonic() - t0) * scale)
             mixed[name] = statistics.median(walls)
-        t0 = time.monotonic()
-        results = await play(session, url, jobs, scale)
-        makespan = (time.monotonic() - t0) * scale
+        loads = []
+        for load, rate, jobs in sweep:
+            t0 = time.monotonic()
+            results = await play(session, url, jobs, scale)
+            makespan = (time.monotonic() - t0) * scale
+            loads.append(summarise(str(policy), load, rate, jobs, results, makespan, scale))
+            print(f"  {policy} load {load:.2f}: p95 {loads[-1].p95:.1f} s", file=sys.stderr)
         snap = app[ROUTER_KEY].stats_snapshot()
         learned = {
             lane.name: f"itl={lane.perf.itl_s * scale:.3f}+{lane.perf.itl_slope * scale:.4f}*n "
@@ -223,17 +289,7 @@ async def run_policy(
             f"+{lane.perf.prefill_slope * scale:.5f}*n"
             for lane in snap.lanes
         }
-        print(f"{policy}: learned {learned}", file=sys.stderr)
-    lat = [r[0] * scale for r in results]
-    text = [r[0] * scale for r, job in zip(results, jobs, strict=True) if not job.image]
-    used: dict[str, int] = {}
-    for _, lane, _ in results:
-        used[lane] = used.get(lane, 0) + 1
-    return PolicyResult(
-        str(policy), mixed, makespan, pct(lat, 0.5), pct(lat, 0.95), pct(lat, 0.99),
-        statistics.fmean(lat), pct(text, 0.5), pct(text, 0.95),
-        sum(1 for r in results if r[2] != 200), used,
-    )  # fmt: skip
+    return PolicyResult(str(policy), mixed, loads, learned)
 
 
 async def play(
@@ -256,43 +312,62 @@ def p95_floor(scenario: str) -> float:
     )
 
 
-def render(results: list[PolicyResult], scenario: str) -> str:
+def _ratio(by: dict[str, LoadResult], a: str, b: str) -> str:
+    if a in by and b in by and by[b].p95 > 0:
+        return f"{by[a].p95 / by[b].p95:.2f}"
+    return "-"
+
+
+def render(results: list[PolicyResult], scenario: str, capacity: float) -> str:
     names = [r.policy for r in results]
-    out = ["Poisson workload (lane seconds):", "",
-           "| policy | makespan | p50 | p95 | p99 | mean | text p50 | text p95 | errors "
-           "| requests per lane |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
-    for r in results:
-        lanes = ", ".join(f"{k}={v}" for k, v in sorted(r.lanes.items()))
-        out.append(
-            f"| {r.policy} | {r.makespan:.1f} | {r.p50:.2f} | {r.p95:.2f} | {r.p99:.2f} | "
-            f"{r.mean:.2f} | {r.text_p50:.2f} | {r.text_p95:.2f} | {r.errors} | {lanes} |"
+    out = [f"Measured text capacity: {capacity:.3f} text requests per lane second "
+           f"(closed loop, every text lane at its in-flight limit).", "",
+           "Poisson workload (lane seconds; load = offered text load / capacity):", "",
+           "| load | rate/s | policy | makespan | p50 | p95 | p99 | mean | text p50 | text p95 "
+           "| errors | requests per lane |",
+           "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+           "| --- |"]  # fmt: skip
+    levels = [lr.load for lr in results[0].loads]
+    for i, _ in enumerate(levels):
+        for r in results:
+            lr = r.loads[i]
+            lanes = ", ".join(f"{k}={v}" for k, v in sorted(lr.lanes.items()))
+            out.append(
+                f"| {lr.load:.2f} | {lr.rate:.2f} | {r.policy} | {lr.makespan:.1f} | "
+                f"{lr.p50:.2f} | {lr.p95:.2f} | {lr.p99:.2f} | {lr.mean:.2f} | "
+                f"{lr.text_p50:.2f} | {lr.text_p95:.2f} | {lr.errors} | {lanes} |"
+            )
+    floor = p95_floor(scenario)
+    out += ["", f"p95 floor (a {max(TEXT_SIZES)}-token request alone on the fastest text lane): "
+            f"{floor:.2f} s", "",
+            "| load | least_work p95 / round_robin p95 (target <= 0.70) "
+            "| least_work p95 / balanced_long_text p95 (target <= 1.00) | targets met |",
+            "| ---: | ---: | ---: | --- |"]  # fmt: skip
+    for i, level in enumerate(levels):
+        by = {r.policy: r.loads[i] for r in results}
+        rr, blt = (
+            _ratio(by, "least_work", "round_robin"),
+            _ratio(by, "least_work", "balanced_long_text"),
         )
+        met = [rr != "-" and float(rr) <= 0.70, blt != "-" and float(blt) <= 1.0]
+        verdict = (
+            "both"
+            if all(met)
+            else "neither"
+            if not any(met)
+            else ("vs round_robin only" if met[0] else "vs balanced_long_text only")
+        )
+        out.append(f"| {level:.2f} | {rr} | {blt} | {verdict} |")
     out += ["", "Seed mixed cases (wall, lane seconds; seed = the seed's adaptive router):", "",
             "| case | seed | " + " | ".join(names) + " |",
             "| --- | ---: | " + " | ".join("---:" for _ in names) + " |"]  # fmt: skip
     for case, seed in SEED_MIXED.items():
         cells = " | ".join(f"{r.mixed[case]:.3f}" for r in results)
         out.append(f"| {case} | {seed:.3f} | {cells} |")
-    by = {r.policy: r for r in results}
-    if "least_work" in by and "round_robin" in by:
-        gain = 1 - by["least_work"].p95 / by["round_robin"].p95
-        out.append(f"\nleast_work p95 vs round_robin: {gain:+.0%} better (target >= 30%)")
-        floor = p95_floor(scenario)
-        best = 1 - floor / by["round_robin"].p95
-        out.append(
-            f"p95 floor (a {max(TEXT_SIZES)}-token request alone on the fastest text lane): "
-            f"{floor:.2f} s, so no policy can beat round_robin's p95 by more than {best:.0%}"
-        )
-    if "least_work" in by and "balanced_long_text" in by:
-        ratio = by["least_work"].p95 / by["balanced_long_text"].p95
-        out.append(f"least_work p95 / balanced_long_text p95: {ratio:.2f} (target <= 1.00)")
     return "\n".join(out)
 
 
-async def main_async(args: argparse.Namespace, scenario: str) -> list[PolicyResult]:
-    jobs = workload(args.requests, args.rate, args.image_share, args.seed)
-    warmup = workload(args.warmup, args.rate, args.image_share, args.seed + 1000)
+async def main_async(args: argparse.Namespace, scenario: str) -> tuple[float, list[PolicyResult]]:
     procs = []
     with tempfile.TemporaryDirectory(prefix="qwend-policies-") as state:
         try:
@@ -305,15 +380,24 @@ async def main_async(args: argparse.Namespace, scenario: str) -> list[PolicyResu
                     RoutableLane(name, role, variant, url, not mm, mm, True, True, MODEL)
                 )
             table = LaneTable(tuple(routable))
+            capacity = await measure_capacity(
+                table, args.time_scale, args.capacity_requests, args.seed
+            )
+            print(f"{scenario}: text capacity {capacity:.3f}/s", file=sys.stderr)
+            # Same seed at every load and for every policy: the same arrivals, time-compressed.
+            sweep = []
+            for load in args.loads:
+                rate = load * capacity / (1.0 - args.image_share)
+                sweep.append(
+                    (load, rate, workload(args.requests, rate, args.image_share, args.seed))
+                )
+            warm_rate = args.loads[0] * capacity / (1.0 - args.image_share)
+            warmup = workload(args.warmup, warm_rate, args.image_share, args.seed + 1000)
             results = []
             for policy in args.policies:
-                results.append(
-                    await run_policy(
-                        TextPolicy(policy), table, jobs, warmup, args.time_scale, args.repeat
-                    )
-                )
-                print(f"done: {scenario} {policy}", file=sys.stderr)
-            return results
+                results.append(await run_policy(TextPolicy(policy), table, sweep, warmup, args))
+                print(f"done: {scenario} {policy} {results[-1].learned}", file=sys.stderr)
+            return capacity, results
         finally:
             for proc in procs:
                 proc.terminate()
@@ -323,27 +407,34 @@ async def main_async(args: argparse.Namespace, scenario: str) -> list[PolicyResu
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--policies", nargs="+", default=[str(p) for p in TextPolicy])
-    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument(
+        "--loads", nargs="+", type=float, default=[0.5, 0.7, 0.85],
+        help="offered text load as fractions of the measured text capacity",
+    )  # fmt: skip
+    parser.add_argument("--requests", type=int, default=160, help="requests per load level")
     parser.add_argument("--warmup", type=int, default=30)
-    parser.add_argument("--rate", type=float, default=1.0, help="arrivals per lane second")
+    parser.add_argument("--capacity-requests", type=int, default=64)
     parser.add_argument("--image-share", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=1, help="repetitions of each mixed case")
-    parser.add_argument("--time-scale", type=float, default=8.0)
+    parser.add_argument("--time-scale", type=float, default=20.0)
     parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
     parser.add_argument("--json", help="write the results as JSON here")
     args = parser.parse_args(argv)
     everything = {}
     for scenario in args.scenarios:
-        results = asyncio.run(main_async(args, scenario))
+        began = time.monotonic()
+        capacity, results = asyncio.run(main_async(args, scenario))
         lanes = ", ".join(f"{name}={variant}" for name, _, variant in SCENARIOS[scenario])
+        loads = ", ".join(f"{load:g}" for load in args.loads)
         print(
-            f"\n## scenario {scenario} ({lanes}): seed {args.seed}, {args.requests} requests at "
-            f"{args.rate}/s ({args.image_share:.0%} images), time scale {args.time_scale:g}, "
-            f"CPUs {os.cpu_count()}\n"
+            f"\n## scenario {scenario} ({lanes}): seed {args.seed}, {args.requests} requests per "
+            f"load at loads {loads} of text capacity ({args.image_share:.0%} images), "
+            f"time scale {args.time_scale:g}, CPUs {os.cpu_count()}, "
+            f"{time.monotonic() - began:.0f} s wall\n"
         )
-        print(render(results, scenario))
-        everything[scenario] = [asdict(r) for r in results]
+        print(render(results, scenario, capacity))
+        everything[scenario] = {"capacity": capacity, "policies": [asdict(r) for r in results]}
     if args.json:
         Path(args.json).write_text(json.dumps(everything, indent=2))
     return 0

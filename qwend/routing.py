@@ -324,10 +324,21 @@ def _balanced_long_text(pool: list[LaneCandidate], short: bool) -> Decision:
 
 
 def _least_work(pool: list[LaneCandidate], summary: RequestSummary) -> Decision:
+    """The lane where the request adds the least predicted latency (``LanePerf.cost``).
+
+    ``horizon`` says how much of a request outlives the lane's current batch: a
+    request of ``DEFAULT_EXPECTED_OUTPUT`` (256) tokens or more is priced at the
+    batch the lane may reach (its in-flight limit), an 8-token one at the batch
+    it finds. Long requests thereby go to the lane that degrades least under
+    concurrency, short ones fill the other.
+    """
     prompt, out = summary.prompt_tokens, summary.expected_output
+    horizon = min(1.0, out / DEFAULT_EXPECTED_OUTPUT)
 
     def cost(lane: LaneCandidate) -> float:
-        return lane.perf.cost(prompt, out, lane.in_flight, lane.outstanding_work)
+        return lane.perf.cost(
+            prompt, out, lane.in_flight, lane.outstanding_work, horizon, lane.limit
+        )
 
     lane = _pick(pool, key=cost)
     return Decision(lane.name) if lane else Decision(None, wait=True)

@@ -191,6 +191,78 @@ class _Fit:
         return self._sums[0]
 
 
+CURVE_LEVELS = 16
+"""Whole concurrency levels (1..16) the decode curve keeps an average for."""
+CURVE_TRUST = 2.0
+"""Decayed samples at which a level's own average weighs as much as the straight line."""
+
+
+class _Curve:
+    """Decode seconds per token at each whole concurrency level.
+
+    A straight line cannot follow a knee: engines decode a small batch at the
+    cost of one sequence and slow down linearly beyond it, so a line through
+    such samples under-rates a lane at low load and over-rates it above the
+    knee, and picks the wrong lane exactly where two lanes differ. Each level
+    keeps its own decayed average (a sample at concurrency 2.6 counts 0.4 for
+    level 2 and 0.6 for level 3), blended with the line where it has few
+    samples and made non-decreasing (weighted pool-adjacent-violators).
+    Observing is O(1); the table is rebuilt lazily when predicted from.
+    """
+
+    __slots__ = ("_decay", "_line", "_sums", "_table", "_weights")
+
+    def __init__(self, line: _Fit, decay: float) -> None:
+        self._line = line
+        self._decay = decay
+        self._sums = [0.0] * (CURVE_LEVELS + 1)
+        self._weights = [0.0] * (CURVE_LEVELS + 1)
+        self._table: list[float] | None = None
+
+    def observe(self, x: float, y: float) -> None:
+        x = min(float(CURVE_LEVELS), max(1.0, x))
+        low = int(x)
+        share = x - low
+        self._add(low, y, 1.0 - share)
+        if share > 0.0:
+            self._add(low + 1, y, share)
+        self._table = None
+
+    def _add(self, level: int, y: float, weight: float) -> None:
+        d = self._decay**weight
+        self._sums[level] = self._sums[level] * d + weight * y
+        self._weights[level] = self._weights[level] * d + weight
+
+    def predict(self, x: float) -> float:
+        table = self._table
+        if table is None:
+            table = self._table = self._build()
+        if x >= CURVE_LEVELS:
+            return table[CURVE_LEVELS] + self._line.coefficients()[1] * (x - CURVE_LEVELS)
+        if x <= 1.0:
+            return table[1]
+        low = int(x)
+        share = x - low
+        return table[low] * (1.0 - share) + table[low + 1] * share
+
+    def _build(self) -> list[float]:
+        line = self._line.predict
+        # Blocks of (value, weight, levels) merged while they decrease (isotonic fit).
+        blocks: list[list[float]] = []
+        for level in range(1, CURVE_LEVELS + 1):
+            w = self._weights[level] + CURVE_TRUST
+            value = (self._sums[level] + CURVE_TRUST * line(level)) / w
+            blocks.append([value, w, 1.0])
+            while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+                v2, w2, n2 = blocks.pop()
+                v1, w1, n1 = blocks[-1]
+                blocks[-1] = [(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2]
+        table = [0.0]
+        for value, _, levels in blocks:
+            table += [value] * int(levels)
+        return table
+
+
 PROMPT_OVERHEAD_TOKENS = 64.0
 """Fixed per-request prefill cost expressed in prompt tokens (scheduling, detokenising)."""
 
@@ -198,13 +270,15 @@ PROMPT_OVERHEAD_TOKENS = 64.0
 class LanePerf:
     """Online model of one lane: prefill time per token and decode time per token vs load.
 
-    ``ttft(n) = (prompt + 64) * (c + d*n)`` and ``itl(n) = a + b*n`` where ``n``
-    is the number of requests the lane serves at once. Coefficients are fitted
-    by exponentially weighted least squares (half-life ~``half_life`` samples)
-    on top of a weak prior, so a lane nobody has measured yet still gets traffic.
+    ``ttft(n) = (prompt + 64) * (c + d*n)`` where ``n`` is the number of requests
+    the lane serves at once, fitted by exponentially weighted least squares
+    (half-life ~``half_life`` samples) on top of a weak prior, so a lane nobody
+    has measured yet still gets traffic. Decode time per token is a line
+    ``a + b*n`` fitted the same way (reported in ``view``) under a per-level
+    curve (``_Curve``) that follows knees the line cannot; ``itl(n)`` reads the curve.
     """
 
-    __slots__ = ("_itl", "_prefill")
+    __slots__ = ("_curve", "_itl", "_prefill")
 
     def __init__(
         self,
@@ -218,6 +292,7 @@ class LanePerf:
         decay = 0.5 ** (1.0 / half_life)
         self._prefill = _Fit(prefill_s_per_token, prefill_slope, decay)
         self._itl = _Fit(itl_s, itl_slope, decay)
+        self._curve = _Curve(self._itl, decay)
 
     def observe_ttft(self, prompt_tokens: int, ttft: float, concurrency: float) -> None:
         """A streamed request's time to first token at mean concurrency ``concurrency``."""
@@ -226,6 +301,7 @@ class LanePerf:
     def observe_itl(self, itl: float, concurrency: float) -> None:
         """A request's mean inter-token latency at mean concurrency ``concurrency``."""
         self._itl.observe(concurrency, itl)
+        self._curve.observe(concurrency, itl)
 
     def observe_total(
         self, prompt_tokens: int, completion_tokens: int, e2e: float, concurrency: float
@@ -234,7 +310,7 @@ class LanePerf:
         if completion_tokens <= 0:
             return
         decode = e2e - self.ttft(prompt_tokens, concurrency)
-        self._itl.observe(concurrency, max(0.0, decode) / completion_tokens)
+        self.observe_itl(max(0.0, decode) / completion_tokens, concurrency)
 
     def ttft(self, prompt_tokens: int, n: float) -> float:
         """Predicted time to first token with ``n`` requests on the lane."""
@@ -242,18 +318,41 @@ class LanePerf:
 
     def itl(self, n: float) -> float:
         """Predicted seconds per output token with ``n`` requests on the lane."""
-        return self._itl.predict(n)
+        return self._curve.predict(n)
 
     def cost(
-        self, prompt_tokens: int, out_tokens: int, in_flight: int, outstanding: float
+        self,
+        prompt_tokens: int,
+        out_tokens: int,
+        in_flight: int,
+        outstanding: float,
+        horizon: float = 0.0,
+        reach: int = 0,
     ) -> float:
-        """Predicted seconds until the lane has generated everything it would hold with one
-        more request: its prefill plus all outstanding and new tokens at the new load.
+        """Predicted seconds of latency the system pays for placing one more request here.
 
-        Choosing the smallest value equalises the lanes' drain times weighted by their
-        learned speed, which keeps long requests off a lane that is slow or crowded."""
+        ``own``: its prefill plus ``out_tokens`` decode steps. A short request is over
+        before the lane's batch changes and is priced at the batch it finds
+        (``in_flight + 1``); a long one lives through many arrivals, so its steps are
+        priced at a batch moved towards ``reach`` (the most the lane may serve at
+        once) by ``horizon`` (0: short, 1: long).
+        ``harm``: what it costs the ``in_flight`` requests already there: their decode
+        steps stall during its prefill, and each of their ``outstanding`` tokens comes
+        ``itl(n) - itl(n - 1)`` later once the batch is bigger.
+
+        Minimising this (rather than a lane's drain time) keeps long requests on the
+        lane that degrades least under concurrency and lets short ones fill the lane
+        that degrades more: a short request pays a slow lane's per-token price for a
+        few tokens only, a long one for hundreds, and the long ones are the p95.
+        An idle lane still wins over a busy one of the same kind through ``harm``.
+        """
         n = in_flight + 1
-        return self.ttft(prompt_tokens, n) + (outstanding + out_tokens) * self.itl(n) / n
+        itl = self.itl(n)
+        own_n = n + horizon * max(0, reach - n)
+        prefill = self.ttft(prompt_tokens, n)
+        own = prefill + out_tokens * self.itl(own_n)
+        harm = in_flight * prefill + outstanding * (itl - self.itl(in_flight))
+        return own + harm
 
     @property
     def samples(self) -> float:

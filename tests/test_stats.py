@@ -92,3 +92,45 @@ def test_snapshot_is_json_able() -> None:
     with pytest.raises(KeyError):
         snap.lane("nope")
     assert LatencyStats().tokens_per_s == 0.0
+
+
+def test_lane_perf_follows_a_knee() -> None:
+    perf = LanePerf()
+    for _ in range(30):
+        for n in range(1, 9):
+            perf.observe_itl(0.1 * (1 + 0.35 * max(0, n - 4)), n)
+    assert perf.itl(1) == pytest.approx(0.1, rel=0.05)
+    assert perf.itl(4) == pytest.approx(0.1, rel=0.05)
+    assert perf.itl(8) == pytest.approx(0.24, rel=0.05)
+    assert perf.itl(6.5) == pytest.approx(0.1875, rel=0.05)  # between levels: interpolated
+    assert perf.itl(12) > perf.itl(8)  # beyond the table: the line's slope
+
+
+def test_lane_perf_curve_is_never_decreasing() -> None:
+    perf = LanePerf()
+    for _ in range(30):
+        perf.observe_itl(0.2, 2)  # noisy: slower at 2 than at 3
+        perf.observe_itl(0.1, 3)
+        perf.observe_itl(0.3, 5)
+    values = [perf.itl(n) for n in range(1, 17)]
+    assert values == sorted(values)
+    assert values[1] == pytest.approx(0.15, rel=0.1)  # levels 2 and 3 pooled
+
+
+def test_lane_perf_splits_fractional_concurrency() -> None:
+    perf = LanePerf()
+    for _ in range(40):
+        perf.observe_itl(0.1, 1)
+        perf.observe_itl(0.3, 3)
+        perf.observe_itl(0.2, 2.5)  # half to level 2, half to level 3
+    assert perf.itl(1) < perf.itl(2) < perf.itl(3)
+
+
+def test_cost_prices_long_requests_at_the_batch_they_will_see() -> None:
+    perf = LanePerf()
+    for _ in range(30):
+        for n in range(1, 9):
+            perf.observe_itl(0.1 * (1 + 0.35 * max(0, n - 4)), n)
+    now = perf.cost(20, 256, 0, 0)
+    later = perf.cost(20, 256, 0, 0, horizon=1.0, reach=8)
+    assert later == pytest.approx(now + 256 * (perf.itl(8) - perf.itl(1)), rel=1e-6)
