@@ -246,20 +246,27 @@ class _Curve:
         return table[low] * (1.0 - share) + table[low + 1] * share
 
     def _build(self) -> list[float]:
-        line = self._line.predict
-        # Blocks of (value, weight, levels) merged while they decrease (isotonic fit).
-        blocks: list[list[float]] = []
+        a, b = self._line.coefficients()
+        sums, weights = self._sums, self._weights
+        # Blocks of levels merged while they decrease (weighted isotonic fit).
+        values: list[float] = []
+        masses: list[float] = []
+        counts: list[int] = []
         for level in range(1, CURVE_LEVELS + 1):
-            w = self._weights[level] + CURVE_TRUST
-            value = (self._sums[level] + CURVE_TRUST * line(level)) / w
-            blocks.append([value, w, 1.0])
-            while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-                v2, w2, n2 = blocks.pop()
-                v1, w1, n1 = blocks[-1]
-                blocks[-1] = [(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2]
+            w = weights[level] + CURVE_TRUST
+            v = (sums[level] + CURVE_TRUST * (a + b * level)) / w
+            n = 1
+            while values and values[-1] > v:
+                pw = masses.pop()
+                v = (values.pop() * pw + v * w) / (pw + w)
+                w += pw
+                n += counts.pop()
+            values.append(v)
+            masses.append(w)
+            counts.append(n)
         table = [0.0]
-        for value, _, levels in blocks:
-            table += [value] * int(levels)
+        for v, n in zip(values, counts, strict=True):
+            table += [v] * n
         return table
 
 
