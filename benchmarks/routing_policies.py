@@ -1,23 +1,29 @@
 """Which text policy serves mixed traffic best? Every policy on the same sim lanes and workload.
 
 The seed's topology runs on real ``qwend-sim`` lanes: ``mm`` (multimodal,
-baseline), ``stable`` (recurrent_v2) and ``throughput`` (v3). For each policy
-(balanced_long_text, least_work, round_robin, least_outstanding) an in-process
-qwend router is started in front of them and receives:
+baseline), ``stable`` (recurrent_v2, or baseline in ``pre_promotion``) and
+``fast`` (throughput, v3). Per scenario the text capacity is measured first
+(closed loop, every text lane at its in-flight limit). Then, for each policy
+(balanced_long_text, least_work, round_robin, least_outstanding), an
+in-process qwend router is started in front of the lanes and receives:
 
-1. the seed's mixed cases (``2 text64 + 2 mm8`` etc.: all requests at once,
+1. a warm-up (so ``least_work`` has something to learn from);
+2. the seed's mixed cases (``2 text64 + 2 mm8`` etc.: all requests at once,
    wall time), compared with the seed's adaptive-router figures;
-2. a seeded Poisson workload: text requests of 8-256 output tokens and image
-   requests (``mm_8``), half of them streamed; reported are makespan and
-   p50/p95/p99 end-to-end latency over all requests and over text only.
+3. the load sweep: for each ``--loads`` fraction of the measured text
+   capacity, a seeded Poisson workload of text requests of 8-256 output tokens
+   and image requests (``mm_8``), half of them streamed. The same seed serves
+   every load and policy, so all policies see the same arrivals. Reported are
+   makespan and p50/p95/p99 end-to-end latency over all requests and over text
+   only, and the p95 ratios least_work/round_robin and
+   least_work/balanced_long_text per load.
 
-Every policy first gets the same warm-up (so ``least_work`` has something to
-learn from). Lanes run with ``--time-scale`` (default 8); all times are
-reported in lane time (measured seconds multiplied by the scale), comparable
-with the seed's figures.
+Lanes run with ``--time-scale`` (default 20); all times are reported in lane
+time (measured seconds multiplied by the scale), comparable with the seed's
+figures.
 
-    .venv/bin/python benchmarks/routing_policies.py                  # about 8 minutes
-    .venv/bin/python benchmarks/routing_policies.py --requests 120 --rate 1.2 --seed 3
+    .venv/bin/python benchmarks/routing_policies.py                  # about 5.5 minutes
+    .venv/bin/python benchmarks/routing_policies.py --loads 0.85 0.95 --requests 300
     .venv/bin/python benchmarks/routing_policies.py --policies least_work round_robin --json o.json
 """
 
