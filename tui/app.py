@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from textual import work
@@ -28,6 +28,9 @@ from qwend.client import ControlClient, discover_socket
 from qwend.errors import QwendError
 from qwend.protocol import EventKind, LaneAction, NpusResponse, PromotionOutcome, PromotionRecord
 
+STATUS_TIMEOUT_S = 10.0
+"""A status refresh slower than this shows the daemon as unreachable."""
+
 
 class QwenTui(App[None]):
     """Composes the screens and talks to the daemon in workers; widgets never do I/O."""
@@ -35,9 +38,16 @@ class QwenTui(App[None]):
     TITLE = "qwen-tui"
     BINDINGS = [("q", "quit", "Quit")]  # noqa: RUF012 - Textual's own convention
 
-    def __init__(self, socket_path: Path, refresh_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        socket_path: Path,
+        refresh_s: float = 1.0,
+        client_factory: Callable[[Path], ControlClient] = ControlClient,
+    ) -> None:
         super().__init__()
         self.socket_path = socket_path
+        # Injectable so snapshot tests can render fixed data; everything else uses the socket.
+        self.client_factory = client_factory
         self.refresh_s = refresh_s
         self.sub_title = str(socket_path)
         self.dashboard = DashboardScreen()
@@ -52,26 +62,31 @@ class QwenTui(App[None]):
         """Refresh status and NPUs every ``refresh_s``; say clearly when qwend is away."""
         while True:
             try:
-                async with ControlClient(self.socket_path, timeout_s=10) as client:
+                async with self.client_factory(self.socket_path) as client:
                     while True:
-                        status = await client.status()
-                        npus: NpusResponse | None = None
-                        try:
-                            npus = await client.npus()
-                        except QwendError:
-                            npus = None
+                        # A wedged daemon must show as unreachable, not freeze the view.
+                        async with asyncio.timeout(STATUS_TIMEOUT_S):
+                            status = await client.status()
+                            npus: NpusResponse | None = None
+                            try:
+                                npus = await client.npus()
+                            except QwendError:
+                                npus = None
                         self.dashboard.post_message(StatusUpdated(status, npus))
                         await asyncio.sleep(self.refresh_s)
             except QwendError as exc:
                 self.dashboard.post_message(DaemonUnreachable(str(exc)))
                 await asyncio.sleep(max(self.refresh_s, 1.0))
+            except TimeoutError:
+                reason = f"qwend did not answer within {STATUS_TIMEOUT_S:g} s ({self.socket_path})"
+                self.dashboard.post_message(DaemonUnreachable(reason))
 
     @work(exclusive=True, exit_on_error=False, group="events")
     async def watch_events(self) -> None:
         """Stream lane state changes and promotion progress into the event log."""
         while True:
             try:
-                async with ControlClient(self.socket_path) as client:
+                async with self.client_factory(self.socket_path) as client:
                     async for event in client.events():
                         # Periodic stats already refresh the lanes table; the log is for changes.
                         if event.kind is not EventKind.STATS:
@@ -90,7 +105,7 @@ class QwenTui(App[None]):
     async def run_lane_action(self, lane: str, action: str) -> None:
         """Carry out an operator action; the outcome goes to the event log."""
         try:
-            async with ControlClient(self.socket_path) as client:
+            async with self.client_factory(self.socket_path) as client:
                 if action == "promote":
                     text, ok = await self._promote(client, lane)
                 else:
