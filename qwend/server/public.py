@@ -17,26 +17,24 @@ Served: ``POST /v1/chat/completions``, ``POST /v1/completions``,
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from aiohttp import ClientTimeout, web
+from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from qwend.config import PublicEndpoint
 from qwend.logs import get_logger
-from qwend.routing import InvalidRequest, RequestSummary, classify_chat, classify_completion
-from qwend.server.proxy import UPSTREAM_ERRORS, error_response
+from qwend.routing import RequestSummary, classify_chat, classify_completion
+from qwend.server.proxy import error_response
 from qwend.server.public_keys import ApiKeys
 from qwend.server.router import Router
+from qwend.server.router_http import models_response, parse_request
 
 log = get_logger("public")
 MAX_BODY_BYTES = 32 * 1024 * 1024
 """Largest request body accepted (a few images as base64 data URLs fit)."""
-_MODELS_TIMEOUT = ClientTimeout(total=2.0)
-_MODEL_ERRORS: tuple[type[BaseException], ...] = (ValueError, *UPSTREAM_ERRORS)
 _Classifier = Callable[[object], RequestSummary]
 
 
@@ -120,24 +118,14 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
 
 
-def _bad_request(router: Router, message: str, param: str | None = None) -> web.Response:
-    router.counters.bad_requests += 1
-    return error_response(400, message, param=param)
-
-
 async def _complete(request: web.Request, path: str, classify: _Classifier) -> web.StreamResponse:
     """``POST /v1/chat/completions`` and ``POST /v1/completions``: into the router."""
     ctx = request.app[PUBLIC_KEY]
     router = ctx.router
     body = await request.read()  # beyond client_max_size: HTTPRequestEntityTooLarge
-    try:
-        doc = json.loads(body.decode())
-    except ValueError as exc:  # UnicodeDecodeError is a ValueError
-        return _bad_request(router, f"The request body is not valid JSON: {exc}")
-    try:
-        summary = classify(doc)
-    except InvalidRequest as exc:
-        return _bad_request(router, exc.message, exc.param)
+    summary = parse_request(router, body, classify)
+    if isinstance(summary, web.Response):
+        return summary
     role = ctx.role
     if role is not None:
         summary = replace(summary, role=role)
@@ -150,31 +138,11 @@ async def _complete(request: web.Request, path: str, classify: _Classifier) -> w
         return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
-async def _lane_models(router: Router, base_url: str) -> list[dict[str, object]]:
-    try:
-        async with router.session.get(base_url + "/v1/models", timeout=_MODELS_TIMEOUT) as resp:
-            if resp.status != 200:
-                return []
-            doc = await resp.json()
-    except _MODEL_ERRORS:
-        return []
-    data = doc.get("data") if isinstance(doc, dict) else None
-    return [m for m in data if isinstance(m, dict) and "id" in m] if isinstance(data, list) else []
-
-
 async def _models(request: web.Request) -> web.Response:
     """``GET /v1/models``: the models of the accepting lanes behind this endpoint."""
     ctx = request.app[PUBLIC_KEY]
-    router = ctx.router
-    lanes = [r for r in router.lanes() if r.eligible and ctx.serves(r.role)]
-    answers = await asyncio.gather(*(_lane_models(router, r.lane.base_url) for r in lanes))
-    seen: dict[str, dict[str, object]] = {}
-    for runtime, found in zip(lanes, answers, strict=True):
-        if not found and runtime.lane.model:
-            found = [{"id": runtime.lane.model, "object": "model", "owned_by": "qwend"}]
-        for model in found:
-            seen.setdefault(str(model["id"]), model)
-    return web.json_response({"object": "list", "data": list(seen.values())})
+    lanes = [r for r in ctx.router.lanes() if r.eligible and ctx.serves(r.role)]
+    return await models_response(ctx.router, lanes)
 
 
 async def _health(request: web.Request) -> web.Response:

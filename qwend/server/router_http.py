@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from aiohttp import ClientTimeout, web
 
 from qwend.logs import get_logger
 from qwend.routing import InvalidRequest, RequestSummary, classify_chat, classify_completion
+from qwend.server.admission import LaneRuntime
 from qwend.server.proxy import UPSTREAM_ERRORS, error_response
 from qwend.server.router import ROUTER_KEY, Router
 from qwend.server.router_metrics import render_metrics
@@ -26,11 +27,10 @@ def _bad_request(router: Router, message: str, param: str | None = None) -> web.
     return error_response(400, message, param=param)
 
 
-def _parse(
-    request: web.Request, body: bytes, classify: _Classifier
+def parse_request(
+    router: Router, body: bytes, classify: _Classifier
 ) -> RequestSummary | web.Response:
-    """The request's summary, or an OpenAI-style 400."""
-    router = request.app[ROUTER_KEY]
+    """The request's summary, or an OpenAI-style 400 (counted as a bad request)."""
     try:
         doc = json.loads(body.decode())  # str: json skips its encoding detection
     except ValueError as exc:  # UnicodeDecodeError is a ValueError
@@ -43,12 +43,13 @@ def _parse(
 
 async def _proxy(request: web.Request, path: str, classify: _Classifier) -> web.StreamResponse:
     """``POST /v1/chat/completions`` and ``POST /v1/completions``."""
+    router = request.app[ROUTER_KEY]
     body = await request.read()
-    summary = _parse(request, body, classify)
+    summary = parse_request(router, body, classify)
     if isinstance(summary, web.Response):
         return summary
     try:
-        return await request.app[ROUTER_KEY].handle(request, path, body, summary)
+        return await router.handle(request, path, body, summary)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as exc:  # the boundary: never a crash, always an OpenAI error
@@ -68,10 +69,8 @@ async def _lane_models(router: Router, base_url: str) -> list[dict[str, object]]
     return [m for m in data if isinstance(m, dict) and "id" in m] if isinstance(data, list) else []
 
 
-async def models(request: web.Request) -> web.Response:
-    """``GET /v1/models``: the union of the models the accepting lanes serve."""
-    router = request.app[ROUTER_KEY]
-    lanes = [r for r in router.lanes() if r.eligible]
+async def models_response(router: Router, lanes: Sequence[LaneRuntime]) -> web.Response:
+    """The union of the models ``lanes`` serve, as ``GET /v1/models`` answers it."""
     answers = await asyncio.gather(*(_lane_models(router, r.lane.base_url) for r in lanes))
     seen: dict[str, dict[str, object]] = {}
     for runtime, found in zip(lanes, answers, strict=True):
@@ -80,6 +79,12 @@ async def models(request: web.Request) -> web.Response:
         for model in found:
             seen.setdefault(str(model["id"]), model)
     return web.json_response({"object": "list", "data": list(seen.values())})
+
+
+async def models(request: web.Request) -> web.Response:
+    """``GET /v1/models``: the union of the models the accepting lanes serve."""
+    router = request.app[ROUTER_KEY]
+    return await models_response(router, [r for r in router.lanes() if r.eligible])
 
 
 async def tokenize(request: web.Request) -> web.Response:
