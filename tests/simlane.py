@@ -23,9 +23,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from qwend.sim import images
 from qwend.sim.images import solid_png
@@ -244,3 +245,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+
+
+async def collect_stream(stream: AsyncIterable[Any]) -> tuple[str, Any]:
+    """Text and usage of an ``openai`` chat completion stream (usage None if never sent)."""
+    pieces: list[str] = []
+    usage = None
+    async for chunk in stream:
+        if chunk.choices:
+            pieces.append(chunk.choices[0].delta.content or "")
+        if chunk.usage is not None:
+            usage = chunk.usage
+    return "".join(pieces), usage

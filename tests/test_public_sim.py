@@ -13,7 +13,7 @@ import openai
 import pytest
 from router_fakes import RouterHandle, run_router, until
 from router_fakes import serve as serve_app
-from simlane import SimLaneProcess, data_url, metric_value, png_bytes, wait_for
+from simlane import SimLaneProcess, collect_stream, data_url, metric_value, png_bytes, wait_for
 
 from qwend.config import ListenAddress, PublicEndpoint
 from qwend.lanetable import LaneTable, RoutableLane
@@ -109,13 +109,8 @@ async def test_openai_package_through_public_endpoints_with_a_key(
                 stream=True,
                 stream_options={"include_usage": True},
             )
-            pieces, usage = [], None
-            async for chunk in stream:
-                if chunk.choices:
-                    pieces.append(chunk.choices[0].delta.content or "")
-                if chunk.usage is not None:
-                    usage = chunk.usage
-            assert "".join(pieces) and usage is not None and usage.completion_tokens == 12
+            text, usage = await collect_stream(stream)
+            assert text and usage is not None and usage.completion_tokens == 12
 
             done = await fast.completions.create(model=MODEL, prompt="Once upon", max_tokens=5)
             assert done.choices[0].text

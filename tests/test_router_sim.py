@@ -10,7 +10,7 @@ import aiohttp
 import openai
 import pytest
 from router_fakes import run_router, until
-from simlane import SimLaneProcess, data_url, metric_value, png_bytes, wait_for
+from simlane import SimLaneProcess, collect_stream, data_url, metric_value, png_bytes, wait_for
 
 from qwend.config import RouterConfig
 from qwend.lanetable import LaneTable, RoutableLane
@@ -81,13 +81,8 @@ async def test_openai_package_through_the_router_on_sim_lanes(sim_lane: SimLane)
                 stream=True,
                 stream_options={"include_usage": True},
             )
-            pieces, usage = [], None
-            async for chunk in stream:
-                if chunk.choices:
-                    pieces.append(chunk.choices[0].delta.content or "")
-                if chunk.usage is not None:
-                    usage = chunk.usage
-            assert "".join(pieces) and usage is not None and usage.completion_tokens == 12
+            text, usage = await collect_stream(stream)
+            assert text and usage is not None and usage.completion_tokens == 12
 
             raw = await client.chat.completions.with_raw_response.create(
                 model=MODEL, messages=IMAGE_MESSAGE, max_tokens=8
