@@ -257,3 +257,20 @@ async def collect_stream(stream: AsyncIterable[Any]) -> tuple[str, Any]:
         if chunk.usage is not None:
             usage = chunk.usage
     return "".join(pieces), usage
+
+
+def msg(text: str) -> Any:
+    """A one-turn user chat in the OpenAI shape."""
+    return [{"role": "user", "content": text}]
+
+
+IMAGE_MESSAGE: Any = [
+    {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "What is in this picture?"},
+            {"type": "image_url", "image_url": {"url": data_url(png_bytes(448, 448))}},
+        ],
+    }
+]
+"""A user turn with one 448x448 PNG (256 image tokens on the sim)."""

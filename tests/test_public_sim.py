@@ -13,7 +13,14 @@ import openai
 import pytest
 from router_fakes import RouterHandle, run_router, until
 from router_fakes import serve as serve_app
-from simlane import SimLaneProcess, collect_stream, data_url, metric_value, png_bytes, wait_for
+from simlane import (
+    IMAGE_MESSAGE,
+    SimLaneProcess,
+    collect_stream,
+    metric_value,
+    msg,
+    wait_for,
+)
 
 from qwend.config import ListenAddress, PublicEndpoint
 from qwend.lanetable import LaneTable, RoutableLane
@@ -24,21 +31,6 @@ MODEL = "qwen3.5-9b"
 KEY = "sk-public-test-key"
 SimLane = Callable[..., SimLaneProcess]
 TARGETS = ("router", "role:multimodal", "role:throughput")
-
-
-def msg(text: str) -> Any:
-    return [{"role": "user", "content": text}]
-
-
-IMAGE_MESSAGE: Any = [
-    {
-        "role": "user",
-        "content": [
-            {"type": "text", "text": "What is in this picture?"},
-            {"type": "image_url", "image_url": {"url": data_url(png_bytes(448, 448))}},
-        ],
-    }
-]
 
 
 def seed(sim_lane: SimLane) -> LaneTable:

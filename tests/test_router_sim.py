@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 import aiohttp
 import openai
 import pytest
 from router_fakes import run_router, until
-from simlane import SimLaneProcess, collect_stream, data_url, metric_value, png_bytes, wait_for
+from simlane import (
+    IMAGE_MESSAGE,
+    SimLaneProcess,
+    collect_stream,
+    metric_value,
+    msg,
+    wait_for,
+)
 
 from qwend.config import RouterConfig
 from qwend.lanetable import LaneTable, RoutableLane
@@ -41,21 +47,6 @@ def seed_topology(
             lane_of("fast", fast, "throughput", "v3"),
         )
     )
-
-
-def msg(text: str) -> Any:
-    return [{"role": "user", "content": text}]
-
-
-IMAGE_MESSAGE: Any = [
-    {
-        "role": "user",
-        "content": [
-            {"type": "text", "text": "What is in this picture?"},
-            {"type": "image_url", "image_url": {"url": data_url(png_bytes(448, 448))}},
-        ],
-    }
-]
 
 
 async def test_openai_package_through_the_router_on_sim_lanes(sim_lane: SimLane) -> None:
