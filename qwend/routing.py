@@ -326,22 +326,32 @@ def _balanced_long_text(pool: list[LaneCandidate], short: bool) -> Decision:
 def _least_work(pool: list[LaneCandidate], summary: RequestSummary) -> Decision:
     """The lane where the request adds the least predicted latency (``LanePerf.cost``).
 
+    A lane takes requests up to its learned efficient concurrency (where its token
+    rate stops rising), not up to its admission limit: past that point another
+    request makes everything on the lane slower without the lane serving more, so
+    waiting for a slot there or elsewhere finishes sooner. When every lane is at
+    that point the request queues (and is placed by this policy again when a slot
+    frees).
+
     ``horizon`` says how much of a request outlives the lane's current batch: a
     request of ``DEFAULT_EXPECTED_OUTPUT`` (256) tokens or more is priced at the
-    batch the lane may reach (its in-flight limit), an 8-token one at the batch
-    it finds. Long requests thereby go to the lane that degrades least under
+    batch the lane may reach (its efficient concurrency), an 8-token one at the
+    batch it finds. Long requests thereby go to the lane that degrades least under
     concurrency, short ones fill the other.
     """
     prompt, out = summary.prompt_tokens, summary.expected_output
     horizon = min(1.0, out / DEFAULT_EXPECTED_OUTPUT)
-
-    def cost(lane: LaneCandidate) -> float:
-        return lane.perf.cost(
-            prompt, out, lane.in_flight, lane.outstanding_work, horizon, lane.limit
-        )
-
-    lane = _pick(pool, key=cost)
-    return Decision(lane.name) if lane else Decision(None, wait=True)
+    best: LaneCandidate | None = None
+    best_cost = 0.0
+    for lane in pool:
+        perf = lane.perf
+        reach = perf.efficient_concurrency(lane.limit)
+        if lane.in_flight >= reach:
+            continue
+        cost = perf.cost(prompt, out, lane.in_flight, lane.outstanding_work, horizon, reach)
+        if best is None or cost < best_cost:
+            best, best_cost = lane, cost
+    return Decision(best.name) if best is not None else Decision(None, wait=True)
 
 
 def _round_robin(pool: list[LaneCandidate], state: PolicyState) -> Decision:

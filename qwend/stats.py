@@ -194,6 +194,8 @@ class _Fit:
 CURVE_LEVELS = 16
 """Whole concurrency levels (1..16) the decode curve keeps an average for."""
 CURVE_TRUST = 2.0
+PEAK_MIN_GAIN = 1.01
+"""Token-rate gain one more request must bring for the lane to count as not yet saturated."""
 """Decayed samples at which a level's own average weighs as much as the straight line."""
 
 
@@ -210,7 +212,7 @@ class _Curve:
     Observing is O(1); the table is rebuilt lazily when predicted from.
     """
 
-    __slots__ = ("_decay", "_line", "_sums", "_table", "_weights")
+    __slots__ = ("_decay", "_line", "_peak", "_sums", "_table", "_weights")
 
     def __init__(self, line: _Fit, decay: float) -> None:
         self._line = line
@@ -218,6 +220,8 @@ class _Curve:
         self._sums = [0.0] * (CURVE_LEVELS + 1)
         self._weights = [0.0] * (CURVE_LEVELS + 1)
         self._table: list[float] | None = None
+        self._peak: tuple[int, int] | None = None
+        """``(limit, peak)`` of the last ``peak`` call, until the next observation."""
 
     def observe(self, x: float, y: float) -> None:
         x = min(float(CURVE_LEVELS), max(1.0, x))
@@ -227,6 +231,7 @@ class _Curve:
         if share > 0.0:
             self._add(low + 1, y, share)
         self._table = None
+        self._peak = None
 
     def _add(self, level: int, y: float, weight: float) -> None:
         d = self._decay**weight
@@ -244,6 +249,33 @@ class _Curve:
         low = int(x)
         share = x - low
         return table[low] * (1.0 - share) + table[low + 1] * share
+
+    def peak(self, limit: int) -> int:
+        """The concurrency (1..``limit``) past which the lane's token rate stops rising.
+
+        Throughput at ``n`` requests is ``n / itl(n)`` tokens per second; the first
+        ``n`` where one more request does not raise it is where the lane's batch
+        saturates (or collapses: a variant whose per-sequence cost grows faster
+        than the batch, like the seed's baseline past 4, serves fewer tokens at 8
+        than at 4). A curve with no samples follows the prior line, whose
+        throughput always rises: an unmeasured lane gets its whole ``limit``, and
+        so does a lane never measured at the level where it would saturate.
+        """
+        cached = self._peak
+        if cached is not None and cached[0] == limit:
+            return cached[1]
+        best = limit
+        rate = 1.0 / self.predict(1.0)
+        for n in range(2, min(limit, CURVE_LEVELS) + 1):
+            if self._weights[n] < 1.0:
+                break  # never measured this busy: no evidence of saturation, let it fill
+            higher = n / self.predict(float(n))
+            if higher <= rate * PEAK_MIN_GAIN:
+                best = n - 1
+                break
+            rate = higher
+        self._peak = (limit, best)
+        return best
 
     def _build(self) -> list[float]:
         a, b = self._line.coefficients()
@@ -327,6 +359,10 @@ class LanePerf:
         """Predicted seconds per output token with ``n`` requests on the lane."""
         return self._curve.predict(n)
 
+    def efficient_concurrency(self, limit: int) -> int:
+        """Requests (at most ``limit``) beyond which the lane's learned token rate stops rising."""
+        return self._curve.peak(limit)
+
     def cost(
         self,
         prompt_tokens: int,
@@ -366,11 +402,11 @@ class LanePerf:
         """Weight of real (decayed) samples behind the decode fit."""
         return self._itl.samples
 
-    def view(self) -> PerfView:
-        """The fitted coefficients, for statistics."""
+    def view(self, limit: int = CURVE_LEVELS) -> PerfView:
+        """The fitted coefficients, for statistics (``limit``: the lane's admission limit)."""
         c, d = self._prefill.coefficients()
         a, b = self._itl.coefficients()
-        return PerfView(c, d, a, b, self._itl.samples)
+        return PerfView(c, d, a, b, self._itl.samples, self.efficient_concurrency(limit))
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,6 +422,9 @@ class PerfView:
     """Extra decode seconds per token for each additional concurrent request."""
     samples: float
     """Decayed weight of observations behind the fit."""
+    efficient_concurrency: int = 0
+    """Requests at once beyond which the learned token rate stops rising (``least_work``
+    fills the lane up to this, not to its admission limit)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -244,18 +244,33 @@ def test_least_work_picks_the_idle_lane_over_one_holding_two_long_requests(
     assert pick(summary, lanes, TextPolicy.LEAST_WORK) == "stable"
 
 
-def test_least_work_keeps_long_requests_on_the_lane_that_degrades_least() -> None:
-    # Same speed alone; "stable" slows 2.5x as much per sequence above the knee (the
-    # seed's baseline vs v3). The long request goes to the gentle lane even though it
-    # is busier now: it will live through many arrivals.
+def test_least_work_fills_a_lane_only_up_to_its_learned_efficient_concurrency() -> None:
+    # "stable" slows 2.5x as much per sequence above the knee as "fast" (the seed's
+    # baseline vs v3): past 4 sequences it serves fewer tokens, not more.
     gentle, steep = knee_perf(0.14), knee_perf(0.35)
     lanes = seed_lanes(
-        fast={"perf": gentle, "in_flight": 3, "outstanding_work": 300},
-        stable={"perf": steep, "in_flight": 1, "outstanding_work": 32},
+        fast={"perf": gentle, "in_flight": 6, "outstanding_work": 6 * 64},
+        stable={"perf": steep, "in_flight": 4, "outstanding_work": 4 * 64},
     )
-    assert pick(HUGE, lanes, TextPolicy.LEAST_WORK) == "fast"
-    # A short request is over before the batch changes: it takes the quieter lane.
-    assert pick(SHORT, lanes, TextPolicy.LEAST_WORK) == "stable"
+    for summary in (SHORT, LONG, HUGE):
+        assert pick(summary, lanes, TextPolicy.LEAST_WORK) == "fast"
+    full = seed_lanes(
+        fast={"perf": gentle, "in_flight": 8, "outstanding_work": 8 * 64},
+        stable={"perf": steep, "in_flight": 4, "outstanding_work": 4 * 64},
+    )
+    decision = choose(HUGE, full, TextPolicy.LEAST_WORK, long_text_min_tokens=32)
+    assert decision.lane is None and decision.wait  # queue rather than crowd "stable"
+
+
+def test_least_work_sends_long_requests_where_the_batch_stays_small() -> None:
+    # The steep lane is never filled past its knee, so a long request there decodes at
+    # single-sequence speed to the end; on the gentle lane the batch may grow to 8.
+    gentle, steep = knee_perf(0.14), knee_perf(0.35)
+    lanes = seed_lanes(
+        fast={"perf": gentle, "in_flight": 2, "outstanding_work": 2 * 64},
+        stable={"perf": steep, "in_flight": 2, "outstanding_work": 2 * 64},
+    )
+    assert pick(HUGE, lanes, TextPolicy.LEAST_WORK) == "stable"
 
 
 def test_least_work_leaves_a_crowded_gentle_lane_when_the_steep_one_is_idle() -> None:
@@ -274,5 +289,8 @@ def test_least_work_learned_knee_ranks_lanes_right_at_low_load() -> None:
     gentle, steep = knee_perf(0.14, base=0.097), knee_perf(0.35, base=0.106)
     assert steep.itl(1) > gentle.itl(1)
     lanes = seed_lanes(fast={"perf": gentle}, stable={"perf": steep})
-    for summary in (SHORT, LONG, HUGE):
+    for summary in (SHORT, LONG):
         assert pick(summary, lanes, TextPolicy.LEAST_WORK) == "fast"
+    # 256 tokens outlive many arrivals: on "fast" the batch may grow to 8, on "stable"
+    # never past its knee (4), where it decodes at single-sequence speed.
+    assert pick(HUGE, lanes, TextPolicy.LEAST_WORK) == "stable"

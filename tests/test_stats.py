@@ -134,3 +134,45 @@ def test_cost_prices_long_requests_at_the_batch_they_will_see() -> None:
     now = perf.cost(20, 256, 0, 0)
     later = perf.cost(20, 256, 0, 0, horizon=1.0, reach=8)
     assert later == pytest.approx(now + 256 * (perf.itl(8) - perf.itl(1)), rel=1e-6)
+
+
+def _knee(slope: float) -> LanePerf:
+    perf = LanePerf()
+    for _ in range(30):
+        for n in range(1, 9):
+            perf.observe_itl(0.1 * (1 + slope * max(0, n - 4)), n)
+    return perf
+
+
+def test_efficient_concurrency_is_where_the_token_rate_stops_rising() -> None:
+    # 0.35 per sequence past 4 (the seed's baseline): 4 sequences give 40 tokens/s,
+    # 5 give 37: the lane is most productive at 4.
+    assert _knee(0.35).efficient_concurrency(8) == 4
+    # 0.14 (v3): the rate still rises at 8, so the admission limit is the bound.
+    assert _knee(0.14).efficient_concurrency(8) == 8
+    assert _knee(0.14).efficient_concurrency(6) == 6
+    # 0.3: a fifth sequence costs each one 30% more, more than it adds.
+    assert _knee(0.3).efficient_concurrency(8) == 4
+
+
+def test_efficient_concurrency_of_an_unmeasured_lane_is_its_limit() -> None:
+    assert LanePerf().efficient_concurrency(8) == 8
+    assert LanePerf().efficient_concurrency(32) == 32
+    assert LanePerf().view(8).efficient_concurrency == 8
+
+
+def test_efficient_concurrency_needs_samples_at_the_saturated_level() -> None:
+    perf = LanePerf()
+    for _ in range(30):
+        for n in range(1, 4):  # only ever measured up to 3, rate still rising there
+            perf.observe_itl(0.1, n)
+    assert perf.efficient_concurrency(8) == 8
+
+
+def test_efficient_concurrency_follows_new_samples() -> None:
+    perf = _knee(0.35)
+    assert perf.efficient_concurrency(8) == 4
+    for _ in range(200):  # the lane was replaced by one that batches well
+        for n in range(1, 9):
+            perf.observe_itl(0.1, n)
+    assert perf.efficient_concurrency(8) == 8

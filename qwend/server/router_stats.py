@@ -109,7 +109,7 @@ def build_snapshot(router: Router) -> RouterSnapshot:
                 spills=runtime.counters.spills,
                 mid_stream_errors=runtime.counters.mid_stream_errors,
                 disconnects=runtime.counters.disconnects,
-                perf=runtime.perf.view(),
+                perf=runtime.perf.view(runtime.limit),
             )
         )
     classes = tuple(
