@@ -18,12 +18,20 @@ in-process qwend router is started in front of the lanes and receives:
    only, and the p95 ratios least_work/round_robin and
    least_work/balanced_long_text per load.
 
+Every policy runs once per ``--limits`` value, the routers' per-lane admission
+limit: 8 (qwend's default: past it requests wait in the router's FIFO queue and
+go to whichever lane frees first, whatever the policy) and 32 (the sim engine's
+own batch size: the router hands every request to a lane at once and the lanes
+batch and queue, as routers without admission control do). The capacity, and so
+every arrival rate, is measured once at the default limit: both runs see the
+same arrivals.
+
 Lanes run with ``--time-scale`` (default 20); all times are reported in lane
 time (measured seconds multiplied by the scale), comparable with the seed's
 figures.
 
-    .venv/bin/python benchmarks/routing_policies.py                  # about 5.5 minutes
-    .venv/bin/python benchmarks/routing_policies.py --loads 0.85 0.95 --requests 300
+    .venv/bin/python benchmarks/routing_policies.py --requests 200   # about 15 minutes
+    .venv/bin/python benchmarks/routing_policies.py --limits 8 --loads 0.85 0.95 --requests 300
     .venv/bin/python benchmarks/routing_policies.py --policies least_work round_robin --json o.json
 """
 
@@ -159,9 +167,10 @@ def mixed_case(name: str) -> list[dict[str, object]]:
 
 @contextlib.asynccontextmanager
 async def router(
-    policy: TextPolicy, lanes: LaneTable
+    policy: TextPolicy, lanes: LaneTable, limit: int = RouterConfig.max_in_flight_per_lane
 ) -> AsyncIterator[tuple[str, web.Application]]:
-    app = make_router_app(RouterConfig(text_policy=policy), lanes)
+    config = RouterConfig(text_policy=policy, max_in_flight_per_lane=limit)
+    app = make_router_app(config, lanes)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -268,10 +277,14 @@ async def run_policy(
     sweep: list[tuple[float, float, list[Job]]],
     warmup: list[Job],
     args: argparse.Namespace,
+    limit: int,
 ) -> PolicyResult:
     """Warm-up, the seed's mixed cases, then every load level, on one router."""
     scale = args.time_scale
-    async with router(policy, lanes) as (url, app), aiohttp.ClientSession() as session:
+    async with (
+        router(policy, lanes, limit) as (url, app),
+        aiohttp.ClientSession() as session,
+    ):
         await play(session, url, warmup, scale)
         mixed = {}
         for name in SEED_MIXED:
@@ -287,12 +300,16 @@ async def run_policy(
             results = await play(session, url, jobs, scale)
             makespan = (time.monotonic() - t0) * scale
             loads.append(summarise(str(policy), load, rate, jobs, results, makespan, scale))
-            print(f"  {policy} load {load:.2f}: p95 {loads[-1].p95:.1f} s", file=sys.stderr)
+            print(
+                f"  {policy} limit {limit} load {load:.2f}: p95 {loads[-1].p95:.1f} s",
+                file=sys.stderr,
+            )
         snap = app[ROUTER_KEY].stats_snapshot()
         learned = {
             lane.name: f"itl={lane.perf.itl_s * scale:.3f}+{lane.perf.itl_slope * scale:.4f}*n "
             f"prefill/tok={lane.perf.prefill_s_per_token * scale:.5f}"
-            f"+{lane.perf.prefill_slope * scale:.5f}*n"
+            f"+{lane.perf.prefill_slope * scale:.5f}*n "
+            f"efficient concurrency={lane.perf.efficient_concurrency}/{lane.limit}"
             for lane in snap.lanes
         }
     return PolicyResult(str(policy), mixed, loads, learned)
@@ -373,7 +390,9 @@ def render(results: list[PolicyResult], scenario: str, capacity: float) -> str:
     return "\n".join(out)
 
 
-async def main_async(args: argparse.Namespace, scenario: str) -> tuple[float, list[PolicyResult]]:
+async def main_async(
+    args: argparse.Namespace, scenario: str
+) -> tuple[float, dict[int, list[PolicyResult]]]:
     procs = []
     with tempfile.TemporaryDirectory(prefix="qwend-policies-") as state:
         try:
@@ -399,10 +418,12 @@ async def main_async(args: argparse.Namespace, scenario: str) -> tuple[float, li
                 )
             warm_rate = args.loads[0] * capacity / (1.0 - args.image_share)
             warmup = workload(args.warmup, warm_rate, args.image_share, args.seed + 1000)
-            results = []
-            for policy in args.policies:
-                results.append(await run_policy(TextPolicy(policy), table, sweep, warmup, args))
-                print(f"done: {scenario} {policy} {results[-1].learned}", file=sys.stderr)
+            results: dict[int, list[PolicyResult]] = {}
+            for limit in args.limits:
+                for policy in args.policies:
+                    done = await run_policy(TextPolicy(policy), table, sweep, warmup, args, limit)
+                    results.setdefault(limit, []).append(done)
+                    print(f"done: {scenario} {policy} {limit} {done.learned}", file=sys.stderr)
             return capacity, results
         finally:
             for proc in procs:
@@ -414,8 +435,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--policies", nargs="+", default=[str(p) for p in TextPolicy])
     parser.add_argument(
-        "--loads", nargs="+", type=float, default=[0.5, 0.7, 0.85],
+        "--loads", nargs="+", type=float, default=[0.7, 0.85, 0.95],
         help="offered text load as fractions of the measured text capacity",
+    )  # fmt: skip
+    parser.add_argument(
+        "--limits", nargs="+", type=int, default=[RouterConfig.max_in_flight_per_lane, 32],
+        help="per-lane admission limits to run every policy with (the routers' "
+        "max_in_flight_per_lane; 32 is the sim engine's batch size: the router leaves "
+        "queueing to the lanes)",
     )  # fmt: skip
     parser.add_argument("--requests", type=int, default=160, help="requests per load level")
     parser.add_argument("--warmup", type=int, default=30)
@@ -439,8 +466,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"time scale {args.time_scale:g}, CPUs {os.cpu_count()}, "
             f"{time.monotonic() - began:.0f} s wall\n"
         )
-        print(render(results, scenario, capacity))
-        everything[scenario] = {"capacity": capacity, "policies": [asdict(r) for r in results]}
+        for limit, by_limit in results.items():
+            print(f"\n### Admission limit {limit} requests per lane\n")
+            print(render(by_limit, scenario, capacity))
+        everything[scenario] = {
+            "capacity": capacity,
+            "limits": {str(k): [asdict(r) for r in v] for k, v in results.items()},
+        }
     if args.json:
         Path(args.json).write_text(json.dumps(everything, indent=2))
     return 0

@@ -194,6 +194,9 @@ class _Fit:
 CURVE_LEVELS = 16
 """Whole concurrency levels (1..16) the decode curve keeps an average for."""
 CURVE_TRUST = 2.0
+MIN_DECODE_TOKENS = 4
+"""Answers shorter than this teach the decode model nothing: a one-word answer about an
+image is all prefill (its own and its neighbours'), and would read as a slow decode."""
 PEAK_MIN_GAIN = 1.01
 """Token-rate gain one more request must bring for the lane to count as not yet saturated."""
 """Decayed samples at which a level's own average weighs as much as the straight line."""
@@ -346,7 +349,7 @@ class LanePerf:
         self, prompt_tokens: int, completion_tokens: int, e2e: float, concurrency: float
     ) -> None:
         """A non-streamed request: split ``e2e`` into predicted prefill and observed decode."""
-        if completion_tokens <= 0:
+        if completion_tokens < MIN_DECODE_TOKENS:
             return
         decode = e2e - self.ttft(prompt_tokens, concurrency)
         self.observe_itl(max(0.0, decode) / completion_tokens, concurrency)

@@ -91,6 +91,13 @@ async def test_metrics_reports_policy_counters_and_latency() -> None:
         in text
     )
     assert 'qwend_router_class_ttft_seconds{cls="short_text",quantile="0.99"}' in text
+    # Two requests teach the lane model nothing about saturation: the whole limit.
+    assert 'qwend_router_lane_limit{lane="a",role="throughput",variant="v3"} 8.0' in text
+    assert (
+        'qwend_router_lane_efficient_concurrency{lane="a",role="throughput",variant="v3"} 8.0'
+        in text
+    )
+    assert 'qwend_router_lane_model_itl_seconds{lane="a"' in text
 
 
 async def test_snapshot_records_latency_and_learns() -> None:

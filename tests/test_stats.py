@@ -176,3 +176,14 @@ def test_efficient_concurrency_follows_new_samples() -> None:
         for n in range(1, 9):
             perf.observe_itl(0.1, n)
     assert perf.efficient_concurrency(8) == 8
+
+
+def test_short_answers_do_not_teach_the_decode_model() -> None:
+    perf = LanePerf()
+    for n in range(1, 9):  # image answers: two tokens after a long prefill
+        for _ in range(10):
+            perf.observe_total(280, 2, 0.6 * n, n)
+    assert perf.samples == 0
+    assert perf.efficient_concurrency(8) == 8
+    perf.observe_total(24, 16, 2.0, 1)
+    assert perf.samples == 1

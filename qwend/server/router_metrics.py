@@ -55,6 +55,13 @@ class _SnapshotCollector:
                 ("in_flight", "Requests in flight on the lane"),
                 ("accepting", "1 when the lane may receive new requests"),
                 ("tokens_per_second", "Completion tokens/s over the window"),
+                ("limit", "Admission limit (requests at once)"),
+                (
+                    "efficient_concurrency",
+                    "Requests at once past which the learned token rate stops rising",
+                ),
+                ("model_itl_seconds", "Learned decode seconds per token (intercept)"),
+                ("model_itl_slope_seconds", "Learned extra decode seconds per token per request"),
             )
         }
         counters = {
@@ -75,6 +82,10 @@ class _SnapshotCollector:
             gauges["in_flight"].add_metric(key, lane.in_flight)
             gauges["accepting"].add_metric(key, 1 if lane.accepting else 0)
             gauges["tokens_per_second"].add_metric(key, lane.latency.tokens_per_s)
+            gauges["limit"].add_metric(key, lane.limit)
+            gauges["efficient_concurrency"].add_metric(key, lane.perf.efficient_concurrency)
+            gauges["model_itl_seconds"].add_metric(key, lane.perf.itl_s)
+            gauges["model_itl_slope_seconds"].add_metric(key, lane.perf.itl_slope)
             counters["requests"].add_metric(key, lane.requests)
             counters["failures"].add_metric(key, lane.failures)
             counters["mid_stream_errors"].add_metric(key, lane.mid_stream_errors)
