@@ -405,7 +405,9 @@ def ratios(rows: list[Row]) -> str:
             lines.append(
                 f"{mode} c={conc}: CPU qwend/bare {cpu:.2f}x (target <= 1.3), added p50 "
                 f"{added:.2f}x (target <= 1.3), throughput {q.rps / b.rps:.0%} of bare "
-                f"(target >= 85% at c=64), added p99 {q.added_p99_ms:.2f} ms (target < 5 at c=64)"
+                f"(target >= 85% at c=64), added p99 {q.added_p99_ms:.2f} ms (target < 5 at c=64; "
+                f"bare: {b.added_p99_ms:.2f} ms, qwend above bare: "
+                f"{q.p99_ms - b.p99_ms:.2f} ms)"
             )
     return "\n".join(lines)
 
