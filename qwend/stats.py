@@ -194,12 +194,12 @@ class _Fit:
 CURVE_LEVELS = 16
 """Whole concurrency levels (1..16) the decode curve keeps an average for."""
 CURVE_TRUST = 2.0
+"""Decayed samples at which a level's own average weighs as much as the straight line."""
 MIN_DECODE_TOKENS = 4
 """Answers shorter than this teach the decode model nothing: a one-word answer about an
 image is all prefill (its own and its neighbours'), and would read as a slow decode."""
 PEAK_MIN_GAIN = 1.01
 """Token-rate gain one more request must bring for the lane to count as not yet saturated."""
-"""Decayed samples at which a level's own average weighs as much as the straight line."""
 
 
 class _Curve:
@@ -345,14 +345,17 @@ class LanePerf:
         self._itl.observe(concurrency, itl)
         self._curve.observe(concurrency, itl)
 
+    def observe_decode(self, completion_tokens: int, itl: float, concurrency: float) -> None:
+        """An answer's mean inter-token latency; answers under ``MIN_DECODE_TOKENS`` are ignored."""
+        if completion_tokens >= MIN_DECODE_TOKENS:
+            self.observe_itl(itl, concurrency)
+
     def observe_total(
         self, prompt_tokens: int, completion_tokens: int, e2e: float, concurrency: float
     ) -> None:
         """A non-streamed request: split ``e2e`` into predicted prefill and observed decode."""
-        if completion_tokens < MIN_DECODE_TOKENS:
-            return
-        decode = e2e - self.ttft(prompt_tokens, concurrency)
-        self.observe_itl(max(0.0, decode) / completion_tokens, concurrency)
+        decode = max(0.0, e2e - self.ttft(prompt_tokens, concurrency))
+        self.observe_decode(completion_tokens, decode / max(1, completion_tokens), concurrency)
 
     def ttft(self, prompt_tokens: int, n: float) -> float:
         """Predicted time to first token with ``n`` requests on the lane."""
@@ -425,7 +428,7 @@ class PerfView:
     """Extra decode seconds per token for each additional concurrent request."""
     samples: float
     """Decayed weight of observations behind the fit."""
-    efficient_concurrency: int = 0
+    efficient_concurrency: int
     """Requests at once beyond which the learned token rate stops rising (``least_work``
     fills the lane up to this, not to its admission limit)."""
 

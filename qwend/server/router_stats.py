@@ -8,14 +8,7 @@ from typing import TYPE_CHECKING
 
 from qwend.routing import RequestSummary
 from qwend.server.proxy import StreamResult, usage_counts
-from qwend.stats import (
-    MIN_DECODE_TOKENS,
-    ClassStats,
-    LaneStats,
-    RouterSnapshot,
-    Series,
-    Window,
-)
+from qwend.stats import ClassStats, LaneStats, RouterSnapshot, Series, Window
 
 if TYPE_CHECKING:
     from qwend.server.admission import LaneRuntime
@@ -84,8 +77,8 @@ def record_stream(
     concurrency = (lane.integral_now(last_at) - integral0) / max(1e-6, last_at - began)
     lane.perf.observe_ttft(prompt or summary.prompt_tokens, first_at - began, concurrency)
     itl = (last_at - first_at) / (completion - 1) if completion > 1 else None
-    if itl is not None and completion >= MIN_DECODE_TOKENS:
-        lane.perf.observe_itl(itl, concurrency)
+    if itl is not None:
+        lane.perf.observe_decode(completion, itl, concurrency)
     ttft, e2e = first_at - start, last_at - start
     lane.series.record(last_at, ttft, itl, e2e, completion)
     klass.series.record(last_at, ttft, itl, e2e, completion)
