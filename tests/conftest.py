@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from simlane import SimLaneProcess, start_sim_lane
+from simlane import SimLaneFactory, SimLaneProcess, start_sim_lane
 
 # -- qwend-sim lanes ----------------------------------------------------------------------
 
@@ -21,7 +21,7 @@ def sim_state_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def sim_lane(sim_state_dir: Path, tmp_path: Path) -> Iterator[Callable[..., SimLaneProcess]]:
+def sim_lane(sim_state_dir: Path, tmp_path: Path) -> Iterator[SimLaneFactory]:
     """Factory: ``sim_lane(variant="v3", time_scale=20, extra=[...])`` starts a serving sim lane.
 
     Keyword arguments are those of ``simlane.start_sim_lane`` (state and log

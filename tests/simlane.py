@@ -149,6 +149,10 @@ class SimLaneProcess:
         return self.proc.wait(timeout=timeout)
 
 
+SimLaneFactory = Callable[..., SimLaneProcess]
+"""The ``sim_lane`` fixture: starts a sim lane with ``start_sim_lane``'s arguments."""
+
+
 def start_sim_lane(
     *,
     state_dir: Path,

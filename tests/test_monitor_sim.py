@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from simlane import SimLaneProcess, sim_executable
+from simlane import SimLaneFactory, sim_executable
 
 from qwend.config import MonitorConfig
 from qwend.monitor import NpuMonitor
@@ -39,7 +38,7 @@ def test_sim_npu_smi_outputs_parse(sim_state_dir: Path) -> None:
 
 
 async def test_monitor_attributes_sim_lanes(
-    sim_lane: Callable[..., SimLaneProcess],
+    sim_lane: SimLaneFactory,
     sim_state_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
-from simlane import SimLaneProcess, free_port
+from simlane import SimLaneFactory, free_port
 
 from qwend.config import LaneConfig
 from qwend.errors import LaneError
@@ -18,7 +16,7 @@ def lane_at(port: int, model: str = "qwen3.5-9b") -> LaneConfig:
     )
 
 
-async def test_warmup_succeeds_on_a_serving_lane(sim_lane: Callable[..., SimLaneProcess]) -> None:
+async def test_warmup_succeeds_on_a_serving_lane(sim_lane: SimLaneFactory) -> None:
     lane = sim_lane(variant="v3", time_scale=50)
     port = int(lane.base_url.rsplit(":", 1)[1])
     await http_warmup(30)(lane_at(port))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,10 @@ import openai
 import pytest
 from router_fakes import RouterHandle, run_router, until
 from router_fakes import serve as serve_app
+from simlane import DEFAULT_MODEL as MODEL
 from simlane import (
     IMAGE_MESSAGE,
-    SimLaneProcess,
+    SimLaneFactory,
     collect_stream,
     metric_value,
     msg,
@@ -27,13 +28,11 @@ from qwend.lanetable import LaneTable, RoutableLane
 from qwend.server.public import make_public_app
 from qwend.server.public_keys import ApiKeys
 
-MODEL = "qwen3.5-9b"
 KEY = "sk-public-test-key"
-SimLane = Callable[..., SimLaneProcess]
 TARGETS = ("router", "role:multimodal", "role:throughput")
 
 
-def seed(sim_lane: SimLane) -> LaneTable:
+def seed(sim_lane: SimLaneFactory) -> LaneTable:
     """The shipped seed topology on sim lanes: mm takes images only, the others text only."""
     mm = sim_lane(variant="baseline", time_scale=20, lane_name="mm")
     stable = sim_lane(variant="recurrent_v2", time_scale=20, lane_name="stable")
@@ -75,7 +74,7 @@ async def lane_of_chat(c: openai.AsyncOpenAI, messages: Any, max_tokens: int = 8
 
 
 async def test_openai_package_through_public_endpoints_with_a_key(
-    sim_lane: SimLane, tmp_path: Path
+    sim_lane: SimLaneFactory, tmp_path: Path
 ) -> None:
     keys_path = tmp_path / "api-keys"
     keys_path.write_text(f"# operators\n{KEY}\n")
@@ -126,7 +125,7 @@ async def test_openai_package_through_public_endpoints_with_a_key(
 
 
 async def test_client_disconnect_through_a_role_endpoint_aborts_the_lane(
-    sim_lane: SimLane,
+    sim_lane: SimLaneFactory,
 ) -> None:
     table = seed(sim_lane)
     fast = table.get("fast")

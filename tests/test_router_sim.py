@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import aiohttp
 import openai
 import pytest
 from router_fakes import run_router, until
+from simlane import DEFAULT_MODEL as MODEL
 from simlane import (
     IMAGE_MESSAGE,
+    SimLaneFactory,
     SimLaneProcess,
     collect_stream,
     metric_value,
@@ -21,9 +22,7 @@ from simlane import (
 from qwend.config import RouterConfig
 from qwend.lanetable import LaneTable, RoutableLane
 
-MODEL = "qwen3.5-9b"
 ABORTED = "qwend_sim_requests_aborted_total"
-SimLane = Callable[..., SimLaneProcess]
 
 
 def lane_of(name: str, sim: SimLaneProcess, role: str, variant: str) -> RoutableLane:
@@ -32,7 +31,7 @@ def lane_of(name: str, sim: SimLaneProcess, role: str, variant: str) -> Routable
 
 
 def seed_topology(
-    sim_lane: SimLane, time_scale: float = 20, extra: tuple[str, ...] = ()
+    sim_lane: SimLaneFactory, time_scale: float = 20, extra: tuple[str, ...] = ()
 ) -> LaneTable:
     """The seed's three lanes: multimodal, stable (recurrent_v2), throughput (v3)."""
     mm = sim_lane(variant="v3", time_scale=time_scale, lane_name="mm", extra=extra)
@@ -49,7 +48,7 @@ def seed_topology(
     )
 
 
-async def test_openai_package_through_the_router_on_sim_lanes(sim_lane: SimLane) -> None:
+async def test_openai_package_through_the_router_on_sim_lanes(sim_lane: SimLaneFactory) -> None:
     table = seed_topology(sim_lane)
     async with run_router(table) as h:
         client = openai.AsyncOpenAI(base_url=h.url + "/v1", api_key="x", max_retries=0)
@@ -95,7 +94,7 @@ async def test_openai_package_through_the_router_on_sim_lanes(sim_lane: SimLane)
         assert snap.in_flight == 0
 
 
-async def test_balanced_long_text_on_sim_lanes(sim_lane: SimLane) -> None:
+async def test_balanced_long_text_on_sim_lanes(sim_lane: SimLaneFactory) -> None:
     table = seed_topology(sim_lane, time_scale=10)
     async with run_router(table) as h, aiohttp.ClientSession() as s:
         url = h.url + "/v1/chat/completions"
@@ -126,7 +125,7 @@ async def test_balanced_long_text_on_sim_lanes(sim_lane: SimLane) -> None:
         assert snap.spills >= 1 and snap.lane("mm").requests == 0
 
 
-async def test_killed_lane_requests_succeed_elsewhere(sim_lane: SimLane) -> None:
+async def test_killed_lane_requests_succeed_elsewhere(sim_lane: SimLaneFactory) -> None:
     fast = sim_lane(variant="v3", time_scale=20, lane_name="fast")
     stable = sim_lane(variant="recurrent_v2", time_scale=20, lane_name="stable")
     table = LaneTable(
@@ -155,7 +154,7 @@ async def test_killed_lane_requests_succeed_elsewhere(sim_lane: SimLane) -> None
         assert snap.retries >= 1 and snap.in_flight == 0 and snap.queued == 0
 
 
-async def test_mid_stream_lane_death_gives_a_clean_error_event(sim_lane: SimLane) -> None:
+async def test_mid_stream_lane_death_gives_a_clean_error_event(sim_lane: SimLaneFactory) -> None:
     fast = sim_lane(variant="v3", time_scale=5, lane_name="fast")
     table = LaneTable((lane_of("fast", fast, "throughput", "v3"),))
     async with run_router(table) as h:
@@ -177,7 +176,7 @@ async def test_mid_stream_lane_death_gives_a_clean_error_event(sim_lane: SimLane
         assert snap.mid_stream_errors == 1 and snap.in_flight == 0
 
 
-async def test_full_queue_is_429_on_sim_lanes(sim_lane: SimLane) -> None:
+async def test_full_queue_is_429_on_sim_lanes(sim_lane: SimLaneFactory) -> None:
     fast = sim_lane(variant="v3", time_scale=5, lane_name="fast")
     table = LaneTable((lane_of("fast", fast, "throughput", "v3"),))
     config = RouterConfig(max_in_flight_per_lane=1, queue_size=1)
@@ -198,7 +197,9 @@ async def test_full_queue_is_429_on_sim_lanes(sim_lane: SimLane) -> None:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_client_disconnect_aborts_sim_generation(sim_lane: SimLane, stream: bool) -> None:
+async def test_client_disconnect_aborts_sim_generation(
+    sim_lane: SimLaneFactory, stream: bool
+) -> None:
     fast = sim_lane(variant="v3", time_scale=20, lane_name="fast")
     table = LaneTable((lane_of("fast", fast, "throughput", "v3"),))
     async with run_router(table) as h, aiohttp.ClientSession() as s:
@@ -222,7 +223,7 @@ async def test_client_disconnect_aborts_sim_generation(sim_lane: SimLane, stream
 
 
 @pytest.mark.slow
-async def test_no_counter_leaks_after_1000_mixed_requests(sim_lane: SimLane) -> None:
+async def test_no_counter_leaks_after_1000_mixed_requests(sim_lane: SimLaneFactory) -> None:
     table = seed_topology(
         sim_lane, time_scale=200, extra=("--error-rate", "0.1", "--error-status", "503")
     )

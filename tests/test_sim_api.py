@@ -9,12 +9,11 @@ import aiohttp
 import openai
 import pytest
 from openai.types.chat import ChatCompletionContentPartImageParam
+from simlane import DEFAULT_MODEL as MODEL
 from simlane import SimLaneProcess, data_url, png_bytes, start_sim_lane
 
 from qwend import tokens
 from qwend.sim.latency import IMAGE_ANSWER_TOKENS
-
-MODEL = "qwen3.5-9b"
 
 
 @pytest.fixture(scope="module")

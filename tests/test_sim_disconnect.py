@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import aiohttp
 import pytest
-from simlane import SimLaneProcess, metric_value, wait_for
+from simlane import DEFAULT_MODEL as MODEL
+from simlane import SimLaneFactory, metric_value, wait_for
 
-MODEL = "qwen3.5-9b"
 ABORTED = "qwend_sim_requests_aborted_total"
 RUNNING = "vllm:num_requests_running"
 GENERATED = "vllm:generation_tokens_total"
@@ -21,7 +20,7 @@ def long_body(stream: bool) -> dict[str, object]:
 
 
 async def test_stream_disconnect_aborts_the_sequence(
-    sim_lane: Callable[..., SimLaneProcess],
+    sim_lane: SimLaneFactory,
 ) -> None:
     lane = sim_lane(time_scale=20)
     url = f"{lane.openai_url}/completions"
@@ -39,7 +38,7 @@ async def test_stream_disconnect_aborts_the_sequence(
 
 
 async def test_non_stream_disconnect_aborts_the_sequence(
-    sim_lane: Callable[..., SimLaneProcess],
+    sim_lane: SimLaneFactory,
 ) -> None:
     lane = sim_lane(time_scale=20)
     timeout = aiohttp.ClientTimeout(total=0.4)
@@ -53,7 +52,7 @@ async def test_non_stream_disconnect_aborts_the_sequence(
 
 
 async def test_finished_requests_are_not_counted_as_aborted(
-    sim_lane: Callable[..., SimLaneProcess],
+    sim_lane: SimLaneFactory,
 ) -> None:
     lane = sim_lane(time_scale=50)
     body = {"model": MODEL, "prompt": "short", "max_tokens": 3, "stream": True}

@@ -6,9 +6,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
+from simlane import DEFAULT_MODEL as MODEL
 from simlane import SimLaneProcess, data_url, png_bytes, start_sim_lane
-
-MODEL = "qwen3.5-9b"
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,13 @@ import json
 import signal
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 import openai
 import pytest
-from simlane import SimLaneProcess, metric_value, run_npu_smi, wait_for
-
-MODEL = "qwen3.5-9b"
-LaneFactory = Callable[..., SimLaneProcess]
+from simlane import DEFAULT_MODEL as MODEL
+from simlane import SimLaneFactory, SimLaneProcess, metric_value, run_npu_smi, wait_for
 
 
 def ask(lane: SimLaneProcess, max_tokens: int = 3) -> str:
@@ -32,7 +29,7 @@ def port_open(port: int) -> bool:
 
 
 def test_port_is_bound_only_after_the_startup_delay(
-    sim_lane: LaneFactory, sim_state_dir: Path
+    sim_lane: SimLaneFactory, sim_state_dir: Path
 ) -> None:
     lane = sim_lane(startup_delay=1.5, time_scale=1.0, wait=False)
     record = sim_state_dir / f"lane-{lane.pid}.json"
@@ -46,7 +43,7 @@ def test_port_is_bound_only_after_the_startup_delay(
 
 
 def test_sigterm_exits_zero_and_removes_the_state_file(
-    sim_lane: LaneFactory, sim_state_dir: Path
+    sim_lane: SimLaneFactory, sim_state_dir: Path
 ) -> None:
     lane = sim_lane()
     record = sim_state_dir / f"lane-{lane.pid}.json"
@@ -57,35 +54,35 @@ def test_sigterm_exits_zero_and_removes_the_state_file(
     assert '"stopped"' in lane.log_text()
 
 
-def test_sigterm_during_load_exits_zero(sim_lane: LaneFactory) -> None:
+def test_sigterm_during_load_exits_zero(sim_lane: SimLaneFactory) -> None:
     lane = sim_lane(startup_delay=30, time_scale=1.0, wait=False)
     wait_for(lambda: "loading model" in lane.log_text(), what="load started")
     lane.proc.send_signal(signal.SIGTERM)
     assert lane.wait_exit() == 0
 
 
-def test_fail_startup_exits_with_code_and_never_binds(sim_lane: LaneFactory) -> None:
+def test_fail_startup_exits_with_code_and_never_binds(sim_lane: SimLaneFactory) -> None:
     lane = sim_lane(extra=["--fail-startup", "--exit-code", "3"], wait=False)
     assert lane.wait_exit() == 3
     assert not port_open(lane.port)
     assert "--fail-startup" in lane.log_text()
 
 
-def test_exit_after_requests(sim_lane: LaneFactory) -> None:
+def test_exit_after_requests(sim_lane: SimLaneFactory) -> None:
     lane = sim_lane(extra=["--exit-after-requests", "2", "--exit-code", "7"])
     assert ask(lane)
     assert ask(lane)
     assert lane.wait_exit() == 7
 
 
-def test_exit_after_seconds(sim_lane: LaneFactory) -> None:
+def test_exit_after_seconds(sim_lane: SimLaneFactory) -> None:
     lane = sim_lane(extra=["--exit-after-seconds", "1.0"])
     assert ask(lane)
     assert lane.wait_exit() == 1
     assert "--exit-after-seconds" in lane.log_text()
 
 
-async def test_hang_health_hangs_while_generation_works(sim_lane: LaneFactory) -> None:
+async def test_hang_health_hangs_while_generation_works(sim_lane: SimLaneFactory) -> None:
     lane = sim_lane(extra=["--hang-health"])
     timeout = aiohttp.ClientTimeout(total=0.5)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -95,7 +92,7 @@ async def test_hang_health_hangs_while_generation_works(sim_lane: LaneFactory) -
     assert ask(lane)
 
 
-async def test_error_rate_fails_that_fraction_with_the_status(sim_lane: LaneFactory) -> None:
+async def test_error_rate_fails_that_fraction_with_the_status(sim_lane: SimLaneFactory) -> None:
     lane = sim_lane(extra=["--error-rate", "0.5", "--error-status", "503"])
     body = {"model": MODEL, "prompt": "x", "max_tokens": 2}
     statuses = []
@@ -110,7 +107,7 @@ async def test_error_rate_fails_that_fraction_with_the_status(sim_lane: LaneFact
     assert statuses.count(200) == 3
 
 
-async def test_stall_after_tokens_stops_the_stream(sim_lane: LaneFactory) -> None:
+async def test_stall_after_tokens_stops_the_stream(sim_lane: SimLaneFactory) -> None:
     lane = sim_lane(extra=["--stall-after-tokens", "3"], time_scale=50)
     body = {"model": MODEL, "prompt": "x", "max_tokens": 50, "stream": True}
     url = f"{lane.openai_url}/completions"
@@ -129,7 +126,7 @@ async def test_stall_after_tokens_stops_the_stream(sim_lane: LaneFactory) -> Non
     assert metric_value(lane.base_url, "vllm:num_requests_running") == 0.0
 
 
-def test_leaked_npu_memory_shows_after_exit(sim_lane: LaneFactory, sim_state_dir: Path) -> None:
+def test_leaked_npu_memory_shows_after_exit(sim_lane: SimLaneFactory, sim_state_dir: Path) -> None:
     lane = sim_lane(npus="5", extra=["--leak-npu-memory-s", "1.5"])
     lane.proc.send_signal(signal.SIGTERM)
     assert lane.wait_exit() == 0

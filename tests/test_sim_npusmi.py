@@ -8,13 +8,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import openai
 import pytest
 from fixturepaths import NPU_SMI_FIXTURES
-from simlane import SimLaneProcess, run_npu_smi, wait_for
+from simlane import SimLaneFactory, run_npu_smi, wait_for
 
 from qwend import npu
 from qwend.sim import npusmi, state
@@ -165,9 +164,7 @@ def test_cli_errors_like_npu_smi(tmp_path: Path, args: list[str], code: int, nee
         assert "Usage: npu-smi info" in result.stderr
 
 
-def test_running_sim_lane_appears_on_its_npu(
-    sim_lane: Callable[..., SimLaneProcess], sim_state_dir: Path
-) -> None:
+def test_running_sim_lane_appears_on_its_npu(sim_lane: SimLaneFactory, sim_state_dir: Path) -> None:
     lane = sim_lane(npus="6", time_scale=20)
     reading = npu.parse_info(run_npu_smi(sim_state_dir, "info").stdout)
     [proc] = reading.processes
