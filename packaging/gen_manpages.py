@@ -58,7 +58,7 @@ PAGES = (
     Page(
         "qwend",
         "Qwen3.5 serving supervisor and adaptive router for Ascend NPUs",
-        ("qwend.daemon:build_parser", "qwend.__main__:build_parser"),
+        ("qwend.daemon.lifecycle:build_parser", "qwend.__main__:build_parser"),
         (
             FILES,
             (
@@ -78,7 +78,7 @@ PAGES = (
             "qwend.cli.parser:build_parser",
         ),
         (SOCKET_ENV, FILES),
-        "qwend.protocol:ExitStatus",
+        "qwend.api.messages:ExitStatus",
     ),
     Page(
         "qwen-tui",

@@ -10,10 +10,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch ``qwend check-config`` or run the daemon."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "check-config":
-        from qwend.checkconfig import main as check_config_main
+        from qwend.config.check import main as check_config_main
 
         return check_config_main(args[1:])
-    from qwend.daemon import main as daemon_main
+    from qwend.daemon.lifecycle import main as daemon_main
 
     return daemon_main(args)
 

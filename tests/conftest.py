@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from simlane import SimLaneFactory, SimLaneProcess, start_sim_lane
+
+from tests.support.simlane import SimLaneFactory, SimLaneProcess, start_sim_lane
 
 # -- qwend-sim lanes ----------------------------------------------------------------------
 

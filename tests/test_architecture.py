@@ -14,38 +14,44 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO
+
 PURE_CORE = (
-    "config",
-    "lanes",
-    "routing",
+    "config/model",
+    "config/schema",
+    "config/parse",
+    "config/checks",
+    "supervisor/states",
+    "routing/policy",
+    "routing/stats",
+    "routing/breaker",
+    "routing/lanetable",
     "tokens",
-    "compress",
-    "protocol",
-    "npu",
-    "npu_render",
-    "stats",
-    "breaker",
-    "restart",
-    "lanetable",
+    "api/messages",
+    "api/codec",
+    "npu/parse",
+    "npu/forms",
+    "npu/model",
+    "npu/render",
+    "supervisor/restart",
     "errors",
-    "ascend_env",
+    "supervisor/environment",
 )
 UI_FRAMEWORKS = ("aiohttp", "textual")
 # What the CLI and TUI may import from qwend: the client, the protocol and pure helpers.
 CLIENT_SIDE_ALLOWED = (
     "qwend",
-    "qwend.client",
-    "qwend.protocol",
+    "qwend.api.client",
+    "qwend.api.messages",
     "qwend.errors",
-    "qwend.config",
-    "qwend.checkconfig",
-    "qwend.npu",
-    "qwend.npu_render",
+    "qwend.config.model",
+    "qwend.config.check",
+    "qwend.npu.parse",
+    "qwend.npu.render",
     "qwend.logs",
     "qwend.cli",
     "qwend.__version__",
-    "qwend.npu_model",
+    "qwend.npu.model",
 )
 
 
@@ -63,8 +69,7 @@ def imported_modules(path: Path) -> Iterator[str]:
 def pure_core_files() -> list[Path]:
     files: list[Path] = []
     for name in PURE_CORE:
-        files.extend(p for p in [ROOT / "qwend" / f"{name}.py"] if p.exists())
-        files.extend(sorted((ROOT / "qwend").glob(f"{name}_*.py")))
+        files.extend(p for p in [REPO / "qwend" / f"{name}.py"] if p.exists())
     return files
 
 
@@ -75,27 +80,27 @@ def top(module: str) -> str:
 @pytest.mark.parametrize("path", pure_core_files(), ids=lambda p: p.name)
 def test_pure_core_imports_no_io_framework(path: Path) -> None:
     bad = sorted({m for m in imported_modules(path) if top(m) in UI_FRAMEWORKS})
-    assert not bad, f"{path.relative_to(ROOT)} is pure core but imports {bad}"
+    assert not bad, f"{path.relative_to(REPO)} is pure core but imports {bad}"
 
 
 def test_pure_core_is_not_empty() -> None:
     names = {p.stem for p in pure_core_files()}
-    assert {"config", "lanetable", "errors"} <= names
+    assert {"model", "lanetable", "errors"} <= names
 
 
 @pytest.mark.parametrize(
-    "path", sorted((ROOT / "qwend").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
+    "path", sorted((REPO / "qwend").rglob("*.py")), ids=lambda p: str(p.relative_to(REPO))
 )
 def test_qwend_never_imports_the_tui(path: Path) -> None:
     bad = sorted({m for m in imported_modules(path) if top(m) in ("qwen_tui", "tui")})
-    assert not bad, f"{path.relative_to(ROOT)} imports the TUI: {bad}"
+    assert not bad, f"{path.relative_to(REPO)} imports the TUI: {bad}"
 
 
 def client_side_files() -> list[Path]:
-    return sorted((ROOT / "qwend" / "cli").rglob("*.py")) + sorted((ROOT / "tui").rglob("*.py"))
+    return sorted((REPO / "qwend" / "cli").rglob("*.py")) + sorted((REPO / "tui").rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", client_side_files(), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", client_side_files(), ids=lambda p: str(p.relative_to(REPO)))
 def test_cli_and_tui_reach_the_daemon_only_through_the_client(path: Path) -> None:
     def allowed(module: str) -> bool:
         return any(module == ok or module.startswith(ok + ".") for ok in CLIENT_SIDE_ALLOWED[1:])
@@ -103,7 +108,7 @@ def test_cli_and_tui_reach_the_daemon_only_through_the_client(path: Path) -> Non
     qwend_imports = {m for m in imported_modules(path) if top(m) == "qwend"}
     # ``from qwend import x`` yields both "qwend" and "qwend.x": judge the specific one.
     bad = sorted(m for m in qwend_imports if m != "qwend" and not allowed(m))
-    assert not bad, f"{path.relative_to(ROOT)} imports daemon internals: {bad}"
+    assert not bad, f"{path.relative_to(REPO)} imports daemon internals: {bad}"
 
 
 def test_every_package_directory_is_installed() -> None:
@@ -111,10 +116,10 @@ def test_every_package_directory_is_installed() -> None:
     import tomllib
 
     listed = set(
-        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     )
     found = set()
-    for base, name in ((ROOT / "qwend", "qwend"), (ROOT / "tui", "qwen_tui")):
+    for base, name in ((REPO / "qwend", "qwend"), (REPO / "tui", "qwen_tui")):
         for init in base.rglob("__init__.py"):
             rel = init.parent.relative_to(base).parts
             found.add(".".join((name, *rel)))
@@ -122,5 +127,5 @@ def test_every_package_directory_is_installed() -> None:
     # The rest are data-only packages (qwend.demo): they must exist.
     for package in listed - found:
         head, *rest = package.split(".")
-        base = ROOT / ("tui" if head == "qwen_tui" else "qwend")
+        base = REPO / ("tui" if head == "qwen_tui" else "qwend")
         assert base.joinpath(*rest).is_dir(), f"pyproject lists {package}, which does not exist"

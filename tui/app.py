@@ -23,10 +23,16 @@ from qwen_tui.messages import (
 from qwen_tui.screens.dashboard import DashboardScreen
 from qwen_tui.screens.logs import LogsScreen
 from qwend import __version__
+from qwend.api.client import ControlClient, discover_socket
+from qwend.api.messages import (
+    EventKind,
+    LaneAction,
+    NpusResponse,
+    PromotionOutcome,
+    PromotionRecord,
+)
 from qwend.cli.render import result_line
-from qwend.client import ControlClient, discover_socket
 from qwend.errors import QwendError
-from qwend.protocol import EventKind, LaneAction, NpusResponse, PromotionOutcome, PromotionRecord
 
 STATUS_TIMEOUT_S = 10.0
 """A status refresh slower than this shows the daemon as unreachable."""

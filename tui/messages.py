@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from qwend.protocol import Event, NpusResponse, StatusResponse
+from qwend.api.messages import Event, NpusResponse, StatusResponse
 
 
 class StatusUpdated(Message):

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from qwend.api.messages import LaneInfo, StatusResponse
 from qwend.cli.render import duration
-from qwend.protocol import LaneInfo, StatusResponse
 
 LANE_COLUMNS = (
     "lane",

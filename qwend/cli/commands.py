@@ -11,12 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from qwend.cli import render
-from qwend.cli.npus import parse_npu_file
-from qwend.cli.status import exit_status_for_outcome
-from qwend.client import ControlClient, PromotionItem, discover_socket
-from qwend.errors import ControlError
-from qwend.protocol import (
+from qwend.api.client import ControlClient, PromotionItem, discover_socket
+from qwend.api.messages import (
     ConfigIssueInfo,
     Event,
     EventKind,
@@ -26,6 +22,10 @@ from qwend.protocol import (
     PromotionAccepted,
     PromotionRecord,
 )
+from qwend.cli import render
+from qwend.cli.exit import exit_status_for_outcome
+from qwend.cli.npus import parse_npu_file
+from qwend.errors import ControlError
 
 
 @dataclass
@@ -169,8 +169,8 @@ async def cmd_events(ctx: Context) -> int:
 
 
 async def cmd_check_config(ctx: Context) -> int:
-    from qwend.checkconfig import main as check_main
-    from qwend.config import DEFAULT_CONFIG_PATH, load_config
+    from qwend.config.check import main as check_main
+    from qwend.config.model import DEFAULT_CONFIG_PATH, load_config
     from qwend.errors import ConfigError
 
     if not ctx.json:

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from qwend import __version__
+from qwend.api.messages import ExitStatus, LaneAction
 from qwend.cli.commands import COMMANDS, Context
-from qwend.cli.status import exit_status_for
+from qwend.cli.exit import exit_status_for
 from qwend.errors import QwendError
-from qwend.protocol import ExitStatus, LaneAction
 
 PROG = "qwenctl"
 EPILOG = """\

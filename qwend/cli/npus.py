@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from qwend.npu import parse_any
-from qwend.npu_render import parsed_to_dict, render_parsed
+from qwend.npu.parse import parse_any
+from qwend.npu.render import parsed_to_dict, render_parsed
 
 
 def parse_npu_file(text: str) -> tuple[dict[str, Any], str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from qwend.protocol import (
+from qwend.api.messages import (
     Event,
     EventKind,
     LaneActionResult,

@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, RichLog, Static
 
-from qwend.client import ControlClient
+from qwend.api.client import ControlClient
 from qwend.errors import QwendError
 
 

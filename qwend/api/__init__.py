@@ -1,0 +1,1 @@
+"""What a control-socket client needs: messages, their codec, and the client."""

@@ -1,0 +1,343 @@
+"""Control-socket client used by qwenctl and qwen-tui.
+
+Finds the socket (``--socket``, ``$QWEND_SOCKET``, ``/run/qwend/control.sock``,
+``$XDG_RUNTIME_DIR/qwend/control.sock``), speaks the ``qwend.api.messages``
+messages, and turns connection failures into errors a person can act on:
+the daemon is not running, or the socket's group must be joined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import grp
+import json
+import pwd
+import stat
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import aiohttp
+
+from qwend.api.messages import (
+    API_PREFIX,
+    ErrorCode,
+    ErrorResponse,
+    Event,
+    LaneAction,
+    LaneActionResult,
+    LaneInfo,
+    LanesResponse,
+    LogLine,
+    LogsResponse,
+    Message,
+    NpusResponse,
+    PromoteRequest,
+    PromotionAccepted,
+    PromotionEvent,
+    PromotionRecord,
+    PromotionsResponse,
+    ProtocolError,
+    ReloadResponse,
+    RollbackRequest,
+    StatusResponse,
+)
+from qwend.errors import ControlError
+
+SYSTEM_SOCKET = Path("/run/qwend/control.sock")
+M = TypeVar("M", bound=Message)
+PromotionItem = PromotionAccepted | PromotionEvent | PromotionRecord
+
+
+class DaemonNotRunning(ControlError):
+    """Nothing answers on the control socket."""
+
+
+class SocketPermissionDenied(ControlError):
+    """The control socket exists but this user may not connect to it."""
+
+
+class ControlTimeout(ControlError):
+    """The daemon did not answer in time."""
+
+
+class RemoteError(ControlError):
+    """The daemon answered with an ``ErrorResponse``."""
+
+    def __init__(self, code: ErrorCode, message: str, status: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+def socket_candidates(env: Mapping[str, str]) -> list[Path]:
+    """Default socket locations, in discovery order (pure)."""
+    candidates = [SYSTEM_SOCKET]
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if runtime:
+        candidates.append(Path(runtime) / "qwend" / "control.sock")
+    return candidates
+
+
+def discover_socket(explicit: str | None, env: Mapping[str, str]) -> Path:
+    """The socket to use: ``explicit``, ``$QWEND_SOCKET``, else the first default that exists."""
+    if explicit:
+        return Path(explicit)
+    if env.get("QWEND_SOCKET"):
+        return Path(env["QWEND_SOCKET"])
+    candidates = socket_candidates(env)
+    for candidate in candidates:
+        try:
+            candidate.lstat()
+        except PermissionError:
+            return candidate  # there is something we may not look at: report that, not ENOENT
+        except OSError:
+            continue
+        return candidate
+    return candidates[0]
+
+
+def _owner_text(path: Path) -> tuple[str, str]:
+    """(description of owner/group/mode, group name) of ``path`` for messages."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "", ""
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    return f"owner {owner}, group {group}, mode {stat.S_IMODE(st.st_mode):04o}", group
+
+
+def connection_error(path: Path, exc: OSError) -> ControlError:
+    """A person-readable error for failing to connect to ``path``."""
+    code = exc.errno
+    if code in (errno.EACCES, errno.EPERM):
+        owner, group = _owner_text(path)
+        if group:
+            return SocketPermissionDenied(
+                f"permission denied on the qwend control socket {path} ({owner});"
+                f" join its group: sudo usermod -aG {group} $USER, then log in again"
+                " (or run qwenctl with sudo)"
+            )
+        return SocketPermissionDenied(
+            f"permission denied on the qwend control socket {path} (cannot even look at it:"
+            f" check the permissions of {path.parent}); run qwenctl with sudo or ask an admin"
+        )
+    if code == errno.ENOENT:
+        return DaemonNotRunning(
+            f"qwend is not running: no control socket at {path}. Start it"
+            " (systemctl start qwend, or qwend --demo) or point qwenctl at its socket with"
+            " --socket PATH or QWEND_SOCKET=PATH"
+        )
+    if code == errno.ECONNREFUSED:
+        return DaemonNotRunning(
+            f"qwend is not running: nothing listens on {path} (left over by a daemon that"
+            " exited). Start it with systemctl start qwend"
+        )
+    return DaemonNotRunning(f"cannot connect to the qwend control socket {path}: {exc}")
+
+
+class ControlClient:
+    """Async client for one control socket; use as ``async with ControlClient(path) as c``."""
+
+    def __init__(self, socket_path: Path, *, timeout_s: float = 300.0) -> None:
+        self.socket_path = socket_path
+        self.timeout_s = timeout_s
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        connector = aiohttp.UnixConnector(path=str(self.socket_path))
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            base_url="http://qwend",
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("ControlClient used outside 'async with'")
+        return self._session
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Message | None = None,
+        params: Mapping[str, str] | None = None,
+        stream: bool = False,
+    ) -> aiohttp.ClientResponse:
+        timeout = aiohttp.ClientTimeout(total=None if stream else self.timeout_s, sock_connect=10)
+        try:
+            response = await self.session.request(
+                method,
+                API_PREFIX + path,
+                json=body.to_dict() if body is not None else None,
+                params=params,
+                timeout=timeout,
+            )
+        except aiohttp.ClientConnectorError as exc:
+            raise connection_error(self.socket_path, exc.os_error) from None
+        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+            raise DaemonNotRunning(
+                f"the qwend control socket {self.socket_path} closed: {exc}"
+            ) from None
+        except TimeoutError:
+            raise ControlTimeout(
+                f"qwend did not answer {method} {path} within {self.timeout_s:g}s"
+            ) from None
+        if response.status >= 400:
+            raise await _remote_error(response)
+        return response
+
+    async def _get(self, path: str, tp: type[M], params: Mapping[str, str] | None = None) -> M:
+        async with await self._request("GET", path, params=params) as response:
+            return tp.from_dict(await _json(response))
+
+    async def _post(self, path: str, tp: type[M], body: Message | None = None) -> M:
+        async with await self._request("POST", path, body=body) as response:
+            return tp.from_dict(await _json(response))
+
+    async def status(self) -> StatusResponse:
+        return await self._get("/status", StatusResponse)
+
+    async def lanes(self) -> LanesResponse:
+        return await self._get("/lanes", LanesResponse)
+
+    async def lane(self, name: str) -> LaneInfo:
+        return await self._get(f"/lanes/{name}", LaneInfo)
+
+    async def lane_action(self, name: str, action: LaneAction) -> LaneActionResult:
+        return await self._post(f"/lanes/{name}/{action.value}", LaneActionResult)
+
+    async def npus(self) -> NpusResponse:
+        return await self._get("/npus", NpusResponse)
+
+    async def logs(self, name: str, n: int = 100, previous: bool = False) -> LogsResponse:
+        params = {"n": str(n), "previous": "1" if previous else "0"}
+        return await self._get(f"/lanes/{name}/logs", LogsResponse, params)
+
+    async def follow_logs(self, name: str, n: int = 100) -> AsyncIterator[LogLine]:
+        params = {"n": str(n), "follow": "1"}
+        async with await self._request(
+            "GET", f"/lanes/{name}/logs", params=params, stream=True
+        ) as r:
+            async for data in _ndjson(r):
+                yield LogLine.from_dict(data)
+
+    async def promotions(self) -> PromotionsResponse:
+        return await self._get("/promotions", PromotionsResponse)
+
+    async def promote_nowait(
+        self, lane: str, ready_timeout_s: float | None = None
+    ) -> PromotionAccepted:
+        return await self._post(
+            "/promotions", PromotionAccepted, PromoteRequest(lane, False, ready_timeout_s)
+        )
+
+    async def promote(
+        self, lane: str, ready_timeout_s: float | None = None
+    ) -> AsyncIterator[PromotionItem]:
+        """Progress of a promotion: accepted, steps, then the record."""
+        body = PromoteRequest(lane, True, ready_timeout_s)
+        async for item in self._promotion_stream("/promotions", body):
+            yield item
+
+    async def rollback_nowait(
+        self, role: str, ready_timeout_s: float | None = None
+    ) -> PromotionAccepted:
+        return await self._post(
+            "/rollback", PromotionAccepted, RollbackRequest(role, False, ready_timeout_s)
+        )
+
+    async def rollback(
+        self, role: str, ready_timeout_s: float | None = None
+    ) -> AsyncIterator[PromotionItem]:
+        body = RollbackRequest(role, True, ready_timeout_s)
+        async for item in self._promotion_stream("/rollback", body):
+            yield item
+
+    async def _promotion_stream(self, path: str, body: Message) -> AsyncIterator[PromotionItem]:
+        async with await self._request("POST", path, body=body, stream=True) as response:
+            async for data in _ndjson(response):
+                payload = Event.from_dict(data).payload()
+                if not isinstance(payload, PromotionAccepted | PromotionEvent | PromotionRecord):
+                    raise ProtocolError(f"unexpected {type(payload).__name__} in promotion stream")
+                yield payload
+
+    async def reload(self) -> ReloadResponse:
+        return await self._post("/reload", ReloadResponse)
+
+    async def events(self, stats_interval_s: float | None = None) -> AsyncIterator[Event]:
+        """The SSE event stream, decoded."""
+        params = {} if stats_interval_s is None else {"stats_interval": str(stats_interval_s)}
+        async with await self._request("GET", "/events", params=params, stream=True) as response:
+            async for data in _sse(response):
+                yield Event.from_dict(data)
+
+
+async def _json(response: aiohttp.ClientResponse) -> Any:
+    try:
+        return await response.json()
+    except (aiohttp.ContentTypeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"the daemon answered something that is not JSON: {exc}") from None
+
+
+async def _remote_error(response: aiohttp.ClientResponse) -> ControlError:
+    async with response:
+        text = await response.text()
+    try:
+        error = ErrorResponse.from_dict(json.loads(text))
+    except (ValueError, ProtocolError):
+        return RemoteError(
+            ErrorCode.INTERNAL, f"HTTP {response.status}: {text[:200]}", response.status
+        )
+    return RemoteError(error.code, error.message, response.status)
+
+
+async def _ndjson(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:
+    try:
+        async for raw in response.content:
+            line = raw.strip()
+            if line:
+                yield json.loads(line)
+    except (
+        aiohttp.ClientPayloadError,
+        aiohttp.ServerDisconnectedError,
+        asyncio.IncompleteReadError,
+    ) as exc:
+        raise DaemonNotRunning(f"the daemon closed the stream: {exc}") from None
+
+
+async def _sse(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:
+    data: list[str] = []
+    async for raw in response.content:
+        line = raw.decode().rstrip("\r\n")
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip())
+        elif not line and data:
+            yield json.loads("\n".join(data))
+            data = []

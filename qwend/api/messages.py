@@ -1,0 +1,452 @@
+"""Control API messages shared by the daemon, qwenctl and qwen-tui (pure).
+
+Every request and response on the control socket is one of the frozen
+dataclasses below, sent as JSON (``to_dict`` / ``from_dict``). Streams
+(promotion progress, log follow) are NDJSON, one message per line; the event
+stream is SSE whose ``data:`` lines are ``Event`` messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from typing import Any
+
+from qwend.api.codec import Message, ProtocolError
+
+__all__ = [
+    "API_PREFIX",
+    "Caller",
+    "ConfigIssueInfo",
+    "DaemonInfo",
+    "ErrorCode",
+    "ErrorResponse",
+    "Event",
+    "EventKind",
+    "ExitStatus",
+    "LaneAction",
+    "LaneActionResult",
+    "LaneInfo",
+    "LaneStateChange",
+    "LaneStats",
+    "LanesResponse",
+    "LogLine",
+    "LogsResponse",
+    "Message",
+    "NpusResponse",
+    "PromoteRequest",
+    "PromotionAccepted",
+    "PromotionEvent",
+    "PromotionMode",
+    "PromotionOutcome",
+    "PromotionRecord",
+    "PromotionStep",
+    "PromotionsResponse",
+    "ProtocolError",
+    "ReloadResponse",
+    "RollbackRequest",
+    "StatusResponse",
+    "error_http_status",
+]
+
+API_PREFIX = "/v1"
+"""Every control endpoint lives under this path; bumped on incompatible changes."""
+
+
+class ExitStatus(IntEnum):
+    """qwenctl exit statuses (documented in docs/qwenctl.md; stable)."""
+
+    OK = 0
+    """The command did what was asked."""
+    ERROR = 1
+    """The daemon refused or failed the request (the message says why)."""
+    USAGE = 2
+    """Bad command line (argparse's convention), or an invalid configuration for check-config."""
+    UNREACHABLE = 3
+    """No daemon answers on the control socket (not running, or wrong socket)."""
+    PERMISSION_DENIED = 4
+    """The control socket exists but this user may not open it (join its group)."""
+    ROLLED_BACK = 5
+    """The promotion failed and the previous lane was restored."""
+    CONFLICT = 6
+    """Another promotion of the same role is running, or the lane's state forbids the action."""
+    NOT_FOUND = 7
+    """No such lane or role."""
+    TIMEOUT = 8
+    """The daemon did not answer in time."""
+
+
+class ErrorCode(StrEnum):
+    """Machine-readable error kinds in ``ErrorResponse``."""
+
+    BAD_REQUEST = "bad_request"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    LANE_ERROR = "lane_error"
+    PROMOTION_FAILED = "promotion_failed"
+    CONFIG_INVALID = "config_invalid"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
+
+
+_HTTP_STATUS = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.LANE_ERROR: 422,
+    ErrorCode.PROMOTION_FAILED: 422,
+    ErrorCode.CONFIG_INVALID: 422,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.INTERNAL: 500,
+}
+
+
+def error_http_status(code: ErrorCode) -> int:
+    """The HTTP status the control API answers with for ``code``."""
+    return _HTTP_STATUS[code]
+
+
+@dataclass(frozen=True)
+class ErrorResponse(Message):
+    """Body of every non-2xx control response."""
+
+    code: ErrorCode
+    message: str
+    """What happened and what to do, for a person."""
+
+
+@dataclass(frozen=True)
+class Caller(Message):
+    """Who sent a request: the peer credentials of the control-socket connection."""
+
+    uid: int
+    pid: int
+    user: str = ""
+    """User name of ``uid`` when known."""
+
+
+@dataclass(frozen=True)
+class ConfigIssueInfo(Message):
+    """One configuration problem (mirrors ``qwend.errors.ConfigIssue``)."""
+
+    file: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.key}: " if self.key else f"{self.file}: "
+        return where + self.message
+
+
+@dataclass(frozen=True)
+class DaemonInfo(Message):
+    """The daemon process itself."""
+
+    version: str
+    pid: int
+    started_at: float
+    """Epoch seconds."""
+    uptime_s: float
+    config_path: str
+    control_socket: str = ""
+    router_url: str = ""
+    """Where the OpenAI-compatible router listens."""
+    config_errors: tuple[ConfigIssueInfo, ...] = ()
+    """Issues of the last failed reload (empty once a reload succeeds)."""
+
+
+@dataclass(frozen=True)
+class LaneStats(Message):
+    """Live latency and throughput of one lane, from the router."""
+
+    in_flight: int = 0
+    queued: int = 0
+    requests: int = 0
+    errors: int = 0
+    ttft_p50_ms: float | None = None
+    ttft_p95_ms: float | None = None
+    itl_p50_ms: float | None = None
+    e2e_p50_ms: float | None = None
+    e2e_p95_ms: float | None = None
+    tokens_per_s: float | None = None
+    breaker: str = ""
+    """Circuit breaker state (closed, open, half_open) or empty when unknown."""
+
+
+@dataclass(frozen=True)
+class LaneInfo(Message):
+    """One lane as status and lanes report it."""
+
+    name: str
+    role: str
+    variant: str
+    state: str
+    """Lane state (stopped, starting, ready, unhealthy, draining, stopping, backoff, failed)."""
+    active: bool
+    """The active lane of its role."""
+    standby: bool
+    """Configured as a standby (candidate) lane."""
+    accepting: bool = False
+    """Routable right now."""
+    model: str = ""
+    pid: int | None = None
+    port: int = 0
+    npus: tuple[int, ...] = ()
+    started_at: float | None = None
+    uptime_s: float | None = None
+    restarts: int = 0
+    last_exit: str | None = None
+    reason: str | None = None
+    """Why the lane is failed, unhealthy, backing off or degraded."""
+    degraded: str | None = None
+    """NPU health problem on the lane's NPUs, from the monitor."""
+    warnings: tuple[str, ...] = ()
+    stats: LaneStats | None = None
+
+
+@dataclass(frozen=True)
+class LanesResponse(Message):
+    """``GET /v1/lanes``."""
+
+    lanes: tuple[LaneInfo, ...]
+
+
+class PromotionMode(StrEnum):
+    """How a candidate replaces the incumbent."""
+
+    IN_PLACE = "in_place"
+    """Candidate shares the incumbent's NPUs or port: drain, stop, start candidate."""
+    BLUE_GREEN = "blue_green"
+    """Candidate has its own NPUs: start it, switch routing, drain and stop the old."""
+
+
+class PromotionStep(StrEnum):
+    """Progress steps of a promotion, in the order they can happen."""
+
+    PLANNED = "planned"
+    DRAINING = "draining"
+    DRAINED = "drained"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    WAITING_NPUS = "waiting_npus"
+    STARTING = "starting"
+    READY = "ready"
+    WARMUP = "warmup"
+    SWITCHED = "switched"
+    ROLLING_BACK = "rolling_back"
+    FINISHED = "finished"
+
+
+class PromotionOutcome(StrEnum):
+    """How a promotion ended."""
+
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    """Candidate failed; the previous lane serves the role again."""
+    FAILED = "failed"
+    """Candidate failed and restoring the previous lane failed too: the role needs attention."""
+
+
+@dataclass(frozen=True)
+class PromotionRecord(Message):
+    """One finished promotion: the result returned to the caller and the history entry."""
+
+    id: str
+    role: str
+    from_lane: str | None
+    to_lane: str
+    mode: PromotionMode
+    outcome: PromotionOutcome
+    started_at: float
+    finished_at: float
+    reason: str | None = None
+    """Why it was rolled back or failed."""
+    requested_by: Caller | None = None
+    kind: str = "promote"
+    """``promote``, or ``rollback`` for a manual revert of an earlier promotion."""
+
+
+@dataclass(frozen=True)
+class PromotionEvent(Message):
+    """One progress line of a running promotion."""
+
+    id: str
+    role: str
+    lane: str
+    """The lane the step is about."""
+    step: PromotionStep
+    message: str
+    at: float
+
+
+@dataclass(frozen=True)
+class PromotionAccepted(Message):
+    """The daemon accepted a promotion (``wait=false``), or the head of the progress stream."""
+
+    id: str
+    role: str
+    from_lane: str | None
+    to_lane: str
+    mode: PromotionMode
+
+
+@dataclass(frozen=True)
+class PromoteRequest(Message):
+    """``POST /v1/promotions``."""
+
+    lane: str
+    wait: bool = True
+    """Stream progress until the end (NDJSON) instead of answering at once."""
+    ready_timeout_s: float | None = None
+    """Override the candidate's readiness deadline (else its ``health.startup_timeout_s``)."""
+
+
+@dataclass(frozen=True)
+class RollbackRequest(Message):
+    """``POST /v1/rollback``: revert the last promotion of ``role``."""
+
+    role: str
+    wait: bool = True
+    ready_timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class PromotionsResponse(Message):
+    """``GET /v1/promotions``: running promotions and recent history (newest last)."""
+
+    running: tuple[PromotionAccepted, ...] = ()
+    history: tuple[PromotionRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class StatusResponse(Message):
+    """``GET /v1/status``."""
+
+    daemon: DaemonInfo
+    active: Mapping[str, str]
+    """Role -> active lane."""
+    lanes: tuple[LaneInfo, ...]
+    router: Mapping[str, Any] | None = None
+    """The router's stats snapshot (policy, per-lane and per-class latencies), as JSON."""
+    running_promotions: tuple[PromotionAccepted, ...] = ()
+    last_promotions: tuple[PromotionRecord, ...] = ()
+    """Recent promotions, newest last."""
+    warnings: tuple[str, ...] = ()
+    """Daemon-level warnings (e.g. a corrupt state file was ignored)."""
+
+
+@dataclass(frozen=True)
+class NpusResponse(Message):
+    """``GET /v1/npus``: the monitor's view, as JSON and as a rendered table."""
+
+    enabled: bool
+    view: Mapping[str, Any] | None = None
+    table: str = ""
+    """Human rendering (the same text ``qwenctl npus`` prints)."""
+
+
+class LaneAction(StrEnum):
+    """Actions on one lane: ``POST /v1/lanes/{name}/{action}``."""
+
+    START = "start"
+    STOP = "stop"
+    RESTART = "restart"
+    DRAIN = "drain"
+    RESET = "reset"
+
+
+@dataclass(frozen=True)
+class LaneActionResult(Message):
+    """What a lane action did; ``lane`` is the lane afterwards."""
+
+    action: LaneAction
+    lane: LaneInfo
+
+
+@dataclass(frozen=True)
+class ReloadResponse(Message):
+    """``POST /v1/reload``: either applied (ok) or refused with every config issue."""
+
+    ok: bool
+    errors: tuple[ConfigIssueInfo, ...] = ()
+    restarted: tuple[str, ...] = ()
+    started: tuple[str, ...] = ()
+    stopped: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LogsResponse(Message):
+    """``GET /v1/lanes/{name}/logs``."""
+
+    lane: str
+    previous: bool
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LogLine(Message):
+    """One line of a followed log (NDJSON stream)."""
+
+    lane: str
+    line: str
+
+
+class EventKind(StrEnum):
+    """What an ``Event`` carries (the SSE ``event:`` field)."""
+
+    LANE = "lane"
+    """``LaneStateChange``."""
+    PROMOTION = "promotion"
+    """``PromotionEvent``."""
+    PROMOTION_ACCEPTED = "promotion_accepted"
+    """``PromotionAccepted``: first line of a promotion's progress stream."""
+    PROMOTION_RESULT = "promotion_result"
+    """``PromotionRecord``."""
+    STATS = "stats"
+    """``LanesResponse`` with live stats (periodic)."""
+    HELLO = "hello"
+    """First event of a stream: ``DaemonInfo``."""
+
+
+@dataclass(frozen=True)
+class LaneStateChange(Message):
+    """A lane moved between states."""
+
+    lane: str
+    old: str
+    new: str
+    reason: str | None
+    at: float
+
+
+_EVENT_TYPES: dict[EventKind, type[Message]] = {
+    EventKind.LANE: LaneStateChange,
+    EventKind.PROMOTION: PromotionEvent,
+    EventKind.PROMOTION_ACCEPTED: PromotionAccepted,
+    EventKind.PROMOTION_RESULT: PromotionRecord,
+    EventKind.STATS: LanesResponse,
+    EventKind.HELLO: DaemonInfo,
+}
+
+
+@dataclass(frozen=True)
+class Event(Message):
+    """One message of the event stream."""
+
+    kind: EventKind
+    data: Mapping[str, Any] = field(default_factory=dict)
+    """The payload message as JSON; ``payload()`` decodes it."""
+
+    @classmethod
+    def of(cls, payload: Message) -> Event:
+        """Wrap a payload message, picking its kind."""
+        for kind, tp in _EVENT_TYPES.items():
+            if type(payload) is tp:
+                return cls(kind=kind, data=payload.to_dict())
+        raise ProtocolError(f"no event kind carries {type(payload).__name__}")
+
+    def payload(self) -> Message:
+        """The typed payload (ProtocolError when it does not match ``kind``)."""
+        return _EVENT_TYPES[self.kind].from_dict(self.data)

@@ -1,0 +1,152 @@
+"""Checks across keys and files: lane names, roles, ports and NPUs (pure).
+
+Per-key checks live in ``config_parse``; these need the whole picture. Each issue is
+filed where the operator has to act (the later of two clashing files) and names the
+other party, so the fix is obvious from the message alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from qwend.config.model import PublicConfig, RouterConfig
+from qwend.config.parse import LaneDraft
+from qwend.errors import ConfigIssue
+
+
+def check_all(
+    issues: list[ConfigIssue],
+    main_name: str,
+    router: RouterConfig,
+    public: PublicConfig,
+    endpoint_keys: Sequence[str],
+    drafts: Sequence[LaneDraft],
+    *,
+    partial: bool,
+) -> None:
+    """Append every cross-file problem to ``issues``."""
+    check_names(issues, drafts)
+    # A lane file that did not load (or has no valid role) may hold a role's active lane:
+    # judging roles then would only add misleading errors.
+    uncertain = partial or any(d.role is None for d in drafts)
+    if not uncertain:
+        check_roles(issues, drafts)
+    check_lane_resources(issues, drafts)
+    check_ports(issues, main_name, router, public, endpoint_keys, drafts)
+    if drafts and not uncertain:
+        check_endpoint_roles(issues, main_name, public, endpoint_keys, drafts)
+
+
+def check_names(issues: list[ConfigIssue], drafts: Sequence[LaneDraft]) -> None:
+    """Lane names are unique."""
+    first: dict[str, str] = {}
+    for d in drafts:
+        if d.name is None:
+            continue
+        if d.name in first:
+            msg = f'lane name "{d.name}" is already used by {first[d.name]}; rename one of them'
+            issues.append(ConfigIssue(d.file, "lane.name", msg))
+        else:
+            first[d.name] = d.file
+
+
+def check_roles(issues: list[ConfigIssue], drafts: Sequence[LaneDraft]) -> None:
+    """Each role has exactly one active (``standby = false``) lane."""
+    roles: dict[str, list[LaneDraft]] = {}
+    for d in drafts:
+        if d.role is not None:
+            roles.setdefault(d.role, []).append(d)
+    for role, lanes in roles.items():
+        active = [d for d in lanes if not d.standby]
+        if not active:
+            for d in lanes:
+                msg = (
+                    f'role "{role}" has no active lane: every lane of it is standby; '
+                    "set standby = false on the one to serve it"
+                )
+                issues.append(ConfigIssue(d.file, "lane.standby", msg))
+        for d in active[1:]:
+            msg = (
+                f'role "{role}" already has an active lane ({active[0].file}); '
+                "set standby = true on all but one"
+            )
+            issues.append(ConfigIssue(d.file, "lane.standby", msg))
+
+
+def check_lane_resources(issues: list[ConfigIssue], drafts: Sequence[LaneDraft]) -> None:
+    """Active lanes do not share ports or NPUs; standby lanes share only with their own role.
+
+    A standby lane on its role's NPUs/port is an in-place candidate (promotion stops the
+    incumbent first). Sharing with another role's lane could never start without
+    breaking that role, so it is refused.
+    """
+    active = [d for d in drafts if not d.standby]
+    for index, d in enumerate(active):
+        for other in active[:index]:
+            _clash(issues, d, other, "active lanes cannot share")
+    for d in drafts:
+        if not d.standby or d.role is None:
+            continue
+        for other in active:
+            if other.role is not None and other.role != d.role:
+                _clash(issues, d, other, f'standby lane of role "{d.role}" cannot share')
+
+
+def _clash(issues: list[ConfigIssue], d: LaneDraft, other: LaneDraft, what: str) -> None:
+    name = other.name or "?"
+    if d.port is not None and d.port == other.port:
+        msg = f"port {d.port} is also the port of lane {name} ({other.file}); {what} a port"
+        issues.append(ConfigIssue(d.file, "lane.port", msg))
+    shared = sorted(set(d.npus or ()) & set(other.npus or ()))
+    if shared:
+        npus = ", ".join(str(n) for n in shared)
+        msg = f"NPU {npus} also used by lane {name} ({other.file}); {what} NPUs"
+        issues.append(ConfigIssue(d.file, "lane.npus", msg))
+
+
+def check_ports(
+    issues: list[ConfigIssue],
+    main_name: str,
+    router: RouterConfig,
+    public: PublicConfig,
+    endpoint_keys: Sequence[str],
+    drafts: Sequence[LaneDraft],
+) -> None:
+    """The router, console and public endpoints use distinct ports, none a lane's."""
+    listeners: list[tuple[str, int]] = [("router.listen", router.listen.port)]
+    if public.console_listen is not None:
+        listeners.append(("public.console_listen", public.console_listen.port))
+    listeners += [
+        (f"{key}.listen", e.listen.port)
+        for key, e in zip(endpoint_keys, public.endpoints, strict=True)
+    ]
+    owner: dict[int, str] = {}
+    for key, port in listeners:
+        if port in owner:
+            msg = f"port {port} is already used by {owner[port]}; give each listener its own port"
+            issues.append(ConfigIssue(main_name, key, msg))
+        else:
+            owner[port] = key
+    for d in drafts:
+        if d.port is not None and d.port in owner:
+            msg = (
+                f"port {d.port} is already used by {owner[d.port]} in {main_name}; "
+                "lanes need ports of their own"
+            )
+            issues.append(ConfigIssue(d.file, "lane.port", msg))
+
+
+def check_endpoint_roles(
+    issues: list[ConfigIssue],
+    main_name: str,
+    public: PublicConfig,
+    endpoint_keys: Sequence[str],
+    drafts: Sequence[LaneDraft],
+) -> None:
+    """A ``role:NAME`` endpoint names a role some lane has."""
+    roles = sorted({d.role for d in drafts if d.role is not None})
+    for key, endpoint in zip(endpoint_keys, public.endpoints, strict=True):
+        role = endpoint.role
+        if role is not None and role not in roles:
+            msg = f'role "{role}" has no lane (roles: {", ".join(roles)})'
+            issues.append(ConfigIssue(main_name, f"{key}.target", msg))

@@ -1,0 +1,371 @@
+"""Configuration model: frozen dataclasses for qwend.toml and lanes.d/*.toml.
+
+The dataclasses below are the contract the rest of qwend codes against.
+Parsing and validation (``parse_config``, pure) and file loading
+(``load_config``) live here too; they never import aiohttp or textual.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from qwend.errors import ConfigError, ConfigIssue
+
+DEFAULT_CONFIG_PATH = Path("/etc/qwend/qwend.toml")
+DEMO_CONFIG_PATH = Path(__file__).resolve().parent.parent / "demo" / "qwend.toml"
+"""The embedded demo (package data): the seed topology on ``qwend-sim`` lanes."""
+
+# Only these names are placeholders; other braces (JSON in vLLM flags) stay literal.
+_PLACEHOLDER_RE = re.compile(r"\{(port|npus|model|name)\}")
+
+
+class TextPolicy(StrEnum):
+    """How the router spreads text requests over text-capable lanes."""
+
+    BALANCED_LONG_TEXT = "balanced_long_text"
+    """The seed's policy: short text to throughput (spill to an idle stable), long text balanced."""
+    LEAST_WORK = "least_work"
+    """Adaptive: pick the lane with the smallest predicted completion time (learned online)."""
+    ROUND_ROBIN = "round_robin"
+    """Baseline: rotate over eligible lanes."""
+    LEAST_OUTSTANDING = "least_outstanding"
+    """Baseline: the eligible lane with the fewest in-flight requests."""
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """A TCP host and port to listen on."""
+
+    host: str
+    """Address to bind; ``127.0.0.1`` keeps a listener on loopback."""
+    port: int
+    """TCP port, 1-65535."""
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """An ``http://`` URL reaching this address (wildcards become loopback)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """``[daemon]``: where qwend keeps its socket, state, logs and lane files."""
+
+    control_socket: Path = Path("/run/qwend/control.sock")
+    """Unix socket of the control API (qwenctl, qwen-tui)."""
+    socket_group: str | None = None
+    """Group owning the control socket (mode 0660); None keeps the daemon's group."""
+    state_dir: Path = Path("/var/lib/qwend")
+    """Where qwend persists the active lane per role and the promotion history."""
+    log_dir: Path = Path("/var/log/qwend")
+    """Per-lane log files (``NAME.log``, ``NAME.log.1`` ...)."""
+    lanes_dir: Path = Path("/etc/qwend/lanes.d")
+    """Directory of one-TOML-file-per-lane definitions (default: ``lanes.d`` beside qwend.toml)."""
+    drain_timeout_s: float = 30.0
+    """On shutdown, how long in-flight requests may finish before lanes are stopped."""
+    lane_log_keep: int = 5
+    """How many previous lane logs (``NAME.log.1`` ...) to keep."""
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """``[router]``: the OpenAI-compatible adaptive router in front of the lanes."""
+
+    listen: ListenAddress = ListenAddress("127.0.0.1", 18088)
+    text_policy: TextPolicy = TextPolicy.BALANCED_LONG_TEXT
+    long_text_min_tokens: int = 32
+    """Text requests asking for at least this many tokens are "long"."""
+    max_in_flight_per_lane: int = 8
+    """Admission limit: requests a lane serves at once before others queue."""
+    queue_size: int = 256
+    """Requests that may wait for a lane slot; beyond it the router answers 429."""
+    queue_timeout_s: float = 30.0
+    """How long a request may wait in the queue before a 429."""
+    connect_timeout_s: float = 5.0
+    """TCP connect timeout to a lane."""
+    first_byte_timeout_s: float = 600.0
+    """How long to wait for a lane's response headers (covers prefill)."""
+    request_timeout_s: float = 1800.0
+    """Overall deadline of one proxied request, retries included."""
+    retry_budget: int = 2
+    """Extra attempts on other lanes before the first byte reached the client."""
+    breaker_failure_threshold: int = 5
+    """Consecutive failures that open a lane's circuit breaker."""
+    breaker_cooldown_s: float = 10.0
+    """Time an open breaker waits before letting one probe request through."""
+    upstream_keepalive_s: float = 4.0
+    """Idle keep-alive of pooled lane connections (shorter than the lane's own)."""
+
+
+@dataclass(frozen=True)
+class PublicEndpoint:
+    """One public API port: forwards to the router, or to a role's active lane."""
+
+    listen: ListenAddress
+    target: str
+    """``"router"`` or ``"role:NAME"`` (e.g. ``role:multimodal``)."""
+
+    @property
+    def role(self) -> str | None:
+        """The role this endpoint pins to, or None for the router."""
+        return self.target.removeprefix("role:") if self.target.startswith("role:") else None
+
+
+@dataclass(frozen=True)
+class PublicConfig:
+    """``[public]``: the console and public API ports."""
+
+    console_listen: ListenAddress | None = None
+    """Web console address; None disables the console."""
+    endpoints: tuple[PublicEndpoint, ...] = ()
+    api_keys_file: Path | None = None
+    """File of accepted API keys, one per line; None accepts unauthenticated requests."""
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """``[monitor]``: the npu-smi poller."""
+
+    enabled: bool = True
+    npu_smi: str = "npu-smi"
+    """npu-smi executable (name on PATH or absolute path)."""
+    interval_s: float = 5.0
+    timeout_s: float = 10.0
+    """Hard timeout of one npu-smi run; a hung npu-smi is killed and the view goes stale."""
+    release_wait_s: float = 30.0
+    """Before a lane starts, how long to wait for other processes to release its NPUs' memory."""
+    start_despite_busy_npu: bool = False
+    """Start a lane anyway when its NPUs are still held after ``release_wait_s``."""
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """``[health]`` of a lane: readiness and liveness probing."""
+
+    path: str = "/health"
+    startup_timeout_s: float = 900.0
+    """Readiness deadline; vLLM on an NPU can take many minutes to load."""
+    interval_s: float = 10.0
+    timeout_s: float = 5.0
+    failure_threshold: int = 3
+    """Consecutive failed liveness probes that make a lane unhealthy."""
+    inference_probe: bool = False
+    """Also send a ``max_tokens=1`` completion as a liveness probe."""
+    inference_probe_idle_s: float = 60.0
+    """Skip the inference probe while real traffic succeeded within this window."""
+
+
+@dataclass(frozen=True)
+class StopConfig:
+    """``[stop]`` of a lane."""
+
+    signal: signal.Signals = signal.SIGTERM
+    """Sent to the lane's whole process group first."""
+    timeout_s: float = 30.0
+    """Then SIGKILL after this long."""
+
+
+@dataclass(frozen=True)
+class RestartConfig:
+    """``[restart]`` of a lane: backoff and crash-loop detection."""
+
+    backoff_min_s: float = 1.0
+    backoff_max_s: float = 60.0
+    crash_loop_limit: int = 5
+    """More restarts than this within ``crash_loop_window_s`` put the lane in ``failed``."""
+    crash_loop_window_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """``[capabilities]``: what a lane can serve."""
+
+    text: bool = True
+    image: bool = False
+
+
+@dataclass(frozen=True)
+class LaneConfig:
+    """One lane: a backend inference server process, from ``lanes.d/NAME.toml``."""
+
+    name: str
+    role: str
+    variant: str
+    npus: tuple[int, ...]
+    port: int
+    model: str
+    command: tuple[str, ...]
+    """argv with ``{port}``, ``{npus}``, ``{model}``, ``{name}`` placeholders."""
+    standby: bool = False
+    """A candidate for its role: not routed until promoted."""
+    host: str = "127.0.0.1"
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    health: HealthConfig = HealthConfig()
+    stop: StopConfig = StopConfig()
+    restart: RestartConfig = RestartConfig()
+    capabilities: Capabilities = Capabilities()
+    source: Path | None = None
+    """The file this lane was read from (for messages)."""
+
+    @property
+    def base_url(self) -> str:
+        """Where the lane's HTTP server listens."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def visible_devices(self) -> str:
+        """``ASCEND_RT_VISIBLE_DEVICES`` value: NPUs sorted, comma-separated."""
+        return ",".join(str(n) for n in sorted(self.npus))
+
+    def argv(self) -> list[str]:
+        """The command with ``{port}``, ``{npus}``, ``{model}``, ``{name}`` filled in."""
+        values = {
+            "port": str(self.port),
+            "npus": self.visible_devices,
+            "model": self.model,
+            "name": self.name,
+        }
+        return [_PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], arg) for arg in self.command]
+
+    def spawn_key(self) -> tuple[object, ...]:
+        """Fields whose change requires restarting the process on reload."""
+        return (
+            self.command,
+            tuple(sorted(self.env.items())),
+            self.cwd,
+            self.npus,
+            self.port,
+            self.host,
+            self.model,
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration: qwend.toml plus every lane file."""
+
+    daemon: DaemonConfig = DaemonConfig()
+    router: RouterConfig = RouterConfig()
+    public: PublicConfig = PublicConfig()
+    monitor: MonitorConfig = MonitorConfig()
+    lanes: tuple[LaneConfig, ...] = ()
+    path: Path | None = None
+    """The qwend.toml this was loaded from."""
+
+    def lane(self, name: str) -> LaneConfig:
+        """The lane called ``name``; KeyError when there is none."""
+        for lane in self.lanes:
+            if lane.name == name:
+                return lane
+        raise KeyError(name)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """Roles in order of first appearance."""
+        return tuple(dict.fromkeys(lane.role for lane in self.lanes))
+
+    def default_active(self) -> dict[str, str]:
+        """Role -> the lane configured active (not standby) for it."""
+        return {lane.role: lane.name for lane in self.lanes if not lane.standby}
+
+
+def parse_config(
+    main: Mapping[str, object],
+    lane_files: Sequence[tuple[str, Mapping[str, object]]],
+    *,
+    main_name: str,
+    base_dir: Path,
+    partial: bool = False,
+) -> Config:
+    """Validate parsed TOML (pure): qwend.toml's mapping and ``(file name, mapping)`` per lane.
+
+    File names are as the operator sees them (``lanes.d/stable.toml``); relative paths in
+    the config resolve against ``base_dir``. ``partial``: some lane file could not be read,
+    so skip the checks that need every lane (roles). Raises ``ConfigError`` with every issue.
+    """
+    from qwend.config.parse import parse  # builds on the dataclasses above
+
+    return parse(main, lane_files, main_name=main_name, base_dir=base_dir, partial=partial)
+
+
+def load_config(path: Path) -> Config:
+    """Read qwend.toml and every ``*.toml`` in its lanes directory; ``ConfigError`` if invalid."""
+    path = Path(path).absolute()  # not resolve(): keep symlinked paths (etc/qwend/demo) as named
+    issues: list[ConfigIssue] = []
+    main = _read_toml(path, path.name, issues)
+    if main is None:
+        raise ConfigError(issues)
+    base_dir = path.parent
+    lane_files: list[tuple[str, Mapping[str, object]]] = []
+    lanes_dir = _lanes_dir(main, base_dir)
+    if lanes_dir is not None:
+        if not lanes_dir.is_dir():
+            what = "is not a directory" if lanes_dir.exists() else "does not exist"
+            msg = f"lanes directory {lanes_dir} {what}; create it (it may be empty) or fix the path"
+            issues.append(ConfigIssue(path.name, "daemon.lanes_dir", msg))
+        else:
+            for file in sorted(lanes_dir.glob("*.toml")):
+                if file.name.startswith(".") or not file.is_file():
+                    continue  # editor backups and the like
+                name = _display_name(file, base_dir)
+                data = _read_toml(file, name, issues)
+                if data is not None:
+                    lane_files.append((name, data))
+    try:
+        config = parse_config(
+            main, lane_files, main_name=path.name, base_dir=base_dir, partial=bool(issues)
+        )
+    except ConfigError as error:
+        merged = [*issues, *error.issues]
+        merged.sort(key=lambda issue: (issue.file != path.name, issue.file))
+        raise ConfigError(merged) from None
+    if issues:
+        raise ConfigError(issues)
+    return config
+
+
+def _read_toml(path: Path, name: str, issues: list[ConfigIssue]) -> dict[str, object] | None:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        issues.append(ConfigIssue(name, "", f"file not found: {path}"))
+    except tomllib.TOMLDecodeError as error:
+        # tomllib's message carries "(at line L, column C)": keep it as it is.
+        issues.append(ConfigIssue(name, "", f"TOML syntax error: {error}"))
+    except (OSError, UnicodeDecodeError) as error:
+        issues.append(ConfigIssue(name, "", f"cannot read {path}: {error}"))
+    return None
+
+
+def _lanes_dir(main: Mapping[str, object], base_dir: Path) -> Path | None:
+    """Where lane files are, or None when daemon.lanes_dir is malformed (parse reports it)."""
+    daemon = main.get("daemon", {})
+    value = daemon.get("lanes_dir") if isinstance(daemon, Mapping) else None
+    if value is None:
+        return base_dir / "lanes.d"
+    if not isinstance(value, str) or not value.strip():
+        return None
+    lanes_dir = Path(value).expanduser()
+    return lanes_dir if lanes_dir.is_absolute() else base_dir / lanes_dir
+
+
+def _display_name(file: Path, base_dir: Path) -> str:
+    """A lane file's name relative to the config directory when it is inside it."""
+    try:
+        return str(file.relative_to(base_dir))
+    except ValueError:
+        return str(file)

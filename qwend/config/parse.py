@@ -1,0 +1,362 @@
+"""Build a ``Config`` from parsed TOML mappings, collecting every issue (pure).
+
+``parse`` reads qwend.toml's sections and every lane file through ``config_schema.Table``
+(per-key checks), then hands the result to ``config_checks`` (checks across keys and
+files: ports, NPUs, roles). It raises ``ConfigError`` with all issues found.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+
+from qwend.config.model import (
+    Capabilities,
+    Config,
+    DaemonConfig,
+    HealthConfig,
+    LaneConfig,
+    MonitorConfig,
+    PublicConfig,
+    PublicEndpoint,
+    RestartConfig,
+    RouterConfig,
+    StopConfig,
+    TextPolicy,
+)
+from qwend.config.schema import (
+    NAME,
+    NAME_RE,
+    REQUIRED,
+    Bad,
+    Bool,
+    Choice,
+    Conv,
+    Int,
+    Listen,
+    Num,
+    PathConv,
+    SignalConv,
+    Str,
+    Table,
+    parse_host,
+    show,
+)
+from qwend.errors import ConfigError, ConfigIssue
+
+PLACEHOLDERS = ("port", "npus", "model", "name")
+# A placeholder is {identifier}; other braces (JSON in vLLM flags) are literal text.
+PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_NPU = 63
+POS = Num(positive=True)
+NONNEG = Num()
+
+
+@dataclass(frozen=True)
+class NpuList(Conv[tuple[int, ...]]):
+    """A non-empty list of distinct NPU ids."""
+
+    expected: str = f"a non-empty list of NPU ids 0-{MAX_NPU}, e.g. [4]"
+
+    def __call__(self, value: object) -> tuple[int, ...]:
+        if not isinstance(value, list) or not value:
+            raise Bad(self.expected, value)
+        npu = Int(0, MAX_NPU)
+        result: list[int] = []
+        for index, item in enumerate(value):
+            try:
+                number = npu(item)
+            except Bad as bad:
+                raise Bad(npu.expected, item, f"[{index}]") from bad
+            if number in result:
+                raise Bad(f"NPU {number} is listed twice", item, f"[{index}]", raw=True)
+            result.append(number)
+        return tuple(result)
+
+
+@dataclass(frozen=True)
+class Command(Conv[tuple[str, ...]]):
+    """An argv list of strings whose placeholders are all known."""
+
+    expected: str = 'a non-empty list of strings (argv), e.g. ["vllm", "serve", "{model}"]'
+
+    def __call__(self, value: object) -> tuple[str, ...]:
+        if not isinstance(value, list) or not value:
+            raise Bad(self.expected, value)
+        for index, arg in enumerate(value):
+            if not isinstance(arg, str):
+                raise Bad("a string", arg, f"[{index}]")
+            for name in PLACEHOLDER_RE.findall(arg):
+                if name not in PLACEHOLDERS:
+                    known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+                    msg = f"unknown placeholder {{{name}}} in {show(arg)}; known: {known}"
+                    raise Bad(msg, arg, f"[{index}]", raw=True)
+        if not value[0].strip():
+            raise Bad("a program name as the first element", value[0], "[0]")
+        return tuple(value)
+
+
+@dataclass(frozen=True)
+class Env(Conv[dict[str, str]]):
+    """A table of environment variables; integer values become strings."""
+
+    expected: str = 'a table of NAME = "value"'
+
+    def __call__(self, value: object) -> dict[str, str]:
+        if not isinstance(value, Mapping):
+            raise Bad(self.expected, value)
+        env: dict[str, str] = {}
+        for name, item in value.items():
+            if not ENV_NAME_RE.fullmatch(name):
+                raise Bad("a variable name of letters, digits and '_'", name, f".{name}")
+            if name == "ASCEND_RT_VISIBLE_DEVICES":
+                msg = "qwend sets ASCEND_RT_VISIBLE_DEVICES from lane.npus; remove it from env"
+                raise Bad(msg, item, f".{name}", raw=True)
+            if isinstance(item, bool) or not isinstance(item, str | int | float):
+                raise Bad("a string (or number)", item, f".{name}")
+            env[name] = str(item)
+        return env
+
+
+@dataclass
+class LaneDraft:
+    """What could be read of one lane file; None marks a missing or invalid field."""
+
+    file: str
+    name: str | None = None
+    role: str | None = None
+    standby: bool = False
+    npus: tuple[int, ...] | None = None
+    port: int | None = None
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    values: dict[str, object] = field(default_factory=dict)
+    """Every field of LaneConfig (None when invalid)."""
+
+
+def parse(
+    main: Mapping[str, object],
+    lane_files: Sequence[tuple[str, Mapping[str, object]]],
+    *,
+    main_name: str,
+    base_dir: Path,
+    partial: bool = False,
+) -> Config:
+    """The whole configuration, or ``ConfigError`` listing every problem found."""
+    from qwend.config.checks import check_all
+
+    issues: list[ConfigIssue] = []
+    top = Table(issues, main_name, "", main)
+    daemon = parse_daemon(top.sub("daemon"), base_dir)
+    router = parse_router(top.sub("router"))
+    public, endpoint_keys = parse_public(top.sub("public"), base_dir)
+    monitor = parse_monitor(top.sub("monitor"))
+    top.finish()
+    drafts = [parse_lane_file(issues, name, data, base_dir) for name, data in lane_files]
+    check_all(issues, main_name, router, public, endpoint_keys, drafts, partial=partial)
+    if issues:
+        # Grouped by file (qwend.toml first), each file's issues in the order found.
+        order = {main_name: 0} | {name: i + 1 for i, (name, _) in enumerate(lane_files)}
+        raise ConfigError(sorted(issues, key=lambda issue: order.get(issue.file, len(order))))
+    # No issue was found, so every draft value is present and of its field's type.
+    lanes = tuple(LaneConfig(**d.values) for d in drafts)  # type: ignore[arg-type]
+    return Config(daemon, router, public, monitor, lanes, base_dir / main_name)
+
+
+def parse_daemon(t: Table, base: Path) -> DaemonConfig:
+    """``[daemon]``."""
+    d = DaemonConfig()
+    paths = PathConv(base)
+    group = t.opt("socket_group", Str("a group name"))
+    result = DaemonConfig(
+        control_socket=t.get("control_socket", paths, d.control_socket) or d.control_socket,
+        socket_group=group,
+        state_dir=t.get("state_dir", paths, d.state_dir) or d.state_dir,
+        log_dir=t.get("log_dir", paths, d.log_dir) or d.log_dir,
+        lanes_dir=t.get("lanes_dir", paths, base / "lanes.d") or base / "lanes.d",
+        drain_timeout_s=_num(t, "drain_timeout_s", NONNEG, d.drain_timeout_s),
+        lane_log_keep=_int(t, "lane_log_keep", Int(0, 1000), d.lane_log_keep),
+    )
+    t.finish()
+    return result
+
+
+def parse_router(t: Table) -> RouterConfig:
+    """``[router]``."""
+    d = RouterConfig()
+    policy = t.get("text_policy", Choice(tuple(p.value for p in TextPolicy)), d.text_policy.value)
+    result = RouterConfig(
+        listen=t.get("listen", Listen(), d.listen) or d.listen,
+        text_policy=TextPolicy(policy or d.text_policy),
+        long_text_min_tokens=_int(t, "long_text_min_tokens", Int(1), d.long_text_min_tokens),
+        max_in_flight_per_lane=_int(t, "max_in_flight_per_lane", Int(1), d.max_in_flight_per_lane),
+        queue_size=_int(t, "queue_size", Int(0), d.queue_size),
+        queue_timeout_s=_num(t, "queue_timeout_s", NONNEG, d.queue_timeout_s),
+        connect_timeout_s=_num(t, "connect_timeout_s", POS, d.connect_timeout_s),
+        first_byte_timeout_s=_num(t, "first_byte_timeout_s", POS, d.first_byte_timeout_s),
+        request_timeout_s=_num(t, "request_timeout_s", POS, d.request_timeout_s),
+        retry_budget=_int(t, "retry_budget", Int(0, 10), d.retry_budget),
+        breaker_failure_threshold=_int(
+            t, "breaker_failure_threshold", Int(1), d.breaker_failure_threshold
+        ),
+        breaker_cooldown_s=_num(t, "breaker_cooldown_s", NONNEG, d.breaker_cooldown_s),
+        upstream_keepalive_s=_num(t, "upstream_keepalive_s", NONNEG, d.upstream_keepalive_s),
+    )
+    t.finish()
+    return result
+
+
+def parse_public(t: Table, base: Path) -> tuple[PublicConfig, list[str]]:
+    """``[public]`` and its ``[[public.endpoints]]`` (with the key path of each endpoint)."""
+    endpoints = []
+    keys = []
+    for e in t.items("endpoints"):
+        listen = e.get("listen", Listen(), REQUIRED)
+        target = e.get("target", Str('"router" or "role:NAME"'), REQUIRED)
+        if target is not None and target != "router":
+            role = target.removeprefix("role:")
+            if not target.startswith("role:") or not NAME_RE.fullmatch(role):
+                e.error("target", f'expected "router" or "role:NAME", got {show(target)}')
+                target = None
+        e.finish()
+        if listen is not None and target is not None:
+            endpoints.append(PublicEndpoint(listen, target))
+            keys.append(e.path)
+    result = PublicConfig(
+        console_listen=t.opt("console_listen", Listen()),
+        endpoints=tuple(endpoints),
+        api_keys_file=t.opt("api_keys_file", PathConv(base)),
+    )
+    t.finish()
+    return result, keys
+
+
+def parse_monitor(t: Table) -> MonitorConfig:
+    """``[monitor]``."""
+    d = MonitorConfig()
+    result = MonitorConfig(
+        enabled=_bool(t, "enabled", d.enabled),
+        npu_smi=t.get("npu_smi", Str("an npu-smi command"), d.npu_smi) or d.npu_smi,
+        interval_s=_num(t, "interval_s", POS, d.interval_s),
+        timeout_s=_num(t, "timeout_s", POS, d.timeout_s),
+        release_wait_s=_num(t, "release_wait_s", NONNEG, d.release_wait_s),
+        start_despite_busy_npu=_bool(t, "start_despite_busy_npu", d.start_despite_busy_npu),
+    )
+    t.finish()
+    return result
+
+
+def parse_lane_file(
+    issues: list[ConfigIssue], file: str, data: Mapping[str, object], base: Path
+) -> LaneDraft:
+    """One ``lanes.d/*.toml``: a ``[lane]`` table."""
+    top = Table(issues, file, "", data)
+    t = top.sub("lane", required=True)
+    top.finish()
+    draft = LaneDraft(file)
+    if not isinstance(data.get("lane"), Mapping):
+        return draft  # missing or not a table: already reported
+    draft.name = t.get("name", NAME, PurePath(file).stem)
+    if draft.name is not None and not NAME_RE.fullmatch(draft.name):
+        t.error("name", f"the file name {show(file)} is not a valid lane name; set lane.name")
+        draft.name = None
+    draft.role = t.get("role", NAME, REQUIRED)
+    draft.standby = _bool(t, "standby", False)
+    draft.npus = t.get("npus", NpuList(), REQUIRED)
+    draft.port = t.get("port", Int(1, 65535), REQUIRED)
+    draft.capabilities = parse_capabilities(t.sub("capabilities"))
+    draft.values = {
+        "name": draft.name,
+        "role": draft.role,
+        "variant": t.get("variant", Str("a variant label"), draft.name),
+        "npus": draft.npus,
+        "port": draft.port,
+        "model": t.get("model", Str("a model name or path"), REQUIRED),
+        "command": t.get("command", Command(), REQUIRED),
+        "standby": draft.standby,
+        "host": t.get("host", Str("an IP address or hostname"), "127.0.0.1"),
+        "env": t.get("env", Env(), {}),
+        "cwd": t.opt("cwd", PathConv(base)),
+        "health": parse_health(t.sub("health")),
+        "stop": parse_stop(t.sub("stop")),
+        "restart": parse_restart(t.sub("restart")),
+        "capabilities": draft.capabilities,
+        "source": base / file,
+    }
+    host = draft.values["host"]
+    if isinstance(host, str) and parse_host(host) is None:
+        t.error("host", f"expected an IP address or hostname, got {show(host)}")
+    t.finish()
+    return draft
+
+
+def parse_health(t: Table) -> HealthConfig:
+    """``[lane.health]``."""
+    d = HealthConfig()
+    path = t.get("path", Str('an HTTP path starting with "/"', re.compile(r"/\S*")), d.path)
+    result = HealthConfig(
+        path=path or d.path,
+        startup_timeout_s=_num(t, "startup_timeout_s", POS, d.startup_timeout_s),
+        interval_s=_num(t, "interval_s", POS, d.interval_s),
+        timeout_s=_num(t, "timeout_s", POS, d.timeout_s),
+        failure_threshold=_int(t, "failure_threshold", Int(1), d.failure_threshold),
+        inference_probe=_bool(t, "inference_probe", d.inference_probe),
+        inference_probe_idle_s=_num(t, "inference_probe_idle_s", NONNEG, d.inference_probe_idle_s),
+    )
+    t.finish()
+    return result
+
+
+def parse_stop(t: Table) -> StopConfig:
+    """``[lane.stop]``."""
+    d = StopConfig()
+    result = StopConfig(
+        signal=t.get("signal", SignalConv(), d.signal) or d.signal,
+        timeout_s=_num(t, "timeout_s", NONNEG, d.timeout_s),
+    )
+    t.finish()
+    return result
+
+
+def parse_restart(t: Table) -> RestartConfig:
+    """``[lane.restart]``; the backoff bounds must be in order."""
+    d = RestartConfig()
+    low = t.get("backoff_min_s", NONNEG, d.backoff_min_s)
+    high = t.get("backoff_max_s", NONNEG, d.backoff_max_s)
+    if low is not None and high is not None and low > high:
+        t.error("backoff_min_s", f"backoff_min_s ({low:g}) is larger than backoff_max_s ({high:g})")
+    result = RestartConfig(
+        backoff_min_s=low if low is not None else d.backoff_min_s,
+        backoff_max_s=high if high is not None else d.backoff_max_s,
+        crash_loop_limit=_int(t, "crash_loop_limit", Int(1), d.crash_loop_limit),
+        crash_loop_window_s=_num(t, "crash_loop_window_s", POS, d.crash_loop_window_s),
+    )
+    t.finish()
+    return result
+
+
+def parse_capabilities(t: Table) -> Capabilities:
+    """``[lane.capabilities]``; a lane must serve something."""
+    d = Capabilities()
+    result = Capabilities(text=_bool(t, "text", d.text), image=_bool(t, "image", d.image))
+    if t.data and not (result.text or result.image):
+        t.error("", "a lane must serve text or image (or both): set text or image to true")
+    t.finish()
+    return result
+
+
+def _num(t: Table, name: str, conv: Num, default: float) -> float:
+    value = t.get(name, conv, default)
+    return default if value is None else value
+
+
+def _int(t: Table, name: str, conv: Int, default: int) -> int:
+    value = t.get(name, conv, default)
+    return default if value is None else value
+
+
+def _bool(t: Table, name: str, default: bool) -> bool:
+    value = t.get(name, Bool(), default)
+    return default if value is None else value

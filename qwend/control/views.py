@@ -1,0 +1,126 @@
+"""Turn the daemon's live objects into control protocol messages.
+
+The supervisor, router and monitor each own their snapshot types; this module
+reads them by attribute (their documented contracts) so the protocol stays
+independent of their modules.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from qwend.api.messages import LaneInfo, LaneStats
+
+
+class LaneSnapshotView(Protocol):
+    """Fields of ``qwend.supervisor.supervisor.LaneSnapshot`` the control API shows."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def variant(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def standby(self) -> bool: ...
+    @property
+    def active(self) -> bool: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def npus(self) -> tuple[int, ...]: ...
+    @property
+    def started_at(self) -> float | None: ...
+    @property
+    def restarts(self) -> int: ...
+    @property
+    def last_exit(self) -> str | None: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def accepting(self) -> bool: ...
+    @property
+    def warnings(self) -> tuple[str, ...]: ...
+
+
+def _ms(seconds: object) -> float | None:
+    return round(seconds * 1000.0, 1) if isinstance(seconds, int | float) else None
+
+
+def lane_stats_from_router(snapshot: object | None) -> dict[str, LaneStats]:
+    """Per-lane ``LaneStats`` from a ``qwend.routing.stats.RouterSnapshot`` (empty when None)."""
+    if snapshot is None:
+        return {}
+    result: dict[str, LaneStats] = {}
+    for lane in getattr(snapshot, "lanes", ()):
+        latency = getattr(lane, "latency", None)
+        ttft = getattr(latency, "ttft", None)
+        itl = getattr(latency, "itl", None)
+        e2e = getattr(latency, "e2e", None)
+        result[str(lane.name)] = LaneStats(
+            in_flight=int(getattr(lane, "in_flight", 0)),
+            requests=int(getattr(lane, "requests", 0)),
+            errors=int(getattr(lane, "failures", 0)),
+            ttft_p50_ms=_ms(getattr(ttft, "p50", None)),
+            ttft_p95_ms=_ms(getattr(ttft, "p95", None)),
+            itl_p50_ms=_ms(getattr(itl, "p50", None)),
+            e2e_p50_ms=_ms(getattr(e2e, "p50", None)),
+            e2e_p95_ms=_ms(getattr(e2e, "p95", None)),
+            tokens_per_s=float(getattr(latency, "tokens_per_s", 0.0) or 0.0),
+            breaker=str(getattr(lane, "breaker", "")),
+        )
+    return result
+
+
+def router_dict(snapshot: object | None) -> dict[str, Any] | None:
+    """The router snapshot as JSON (its own ``to_dict``)."""
+    if snapshot is None:
+        return None
+    to_dict: Callable[[], dict[str, Any]] | None = getattr(snapshot, "to_dict", None)
+    return to_dict() if to_dict is not None else None
+
+
+def degraded_lanes(view: object | None) -> Mapping[str, str]:
+    """Lane -> NPU problem from the monitor's ``NpuView`` (empty when unknown)."""
+    value = getattr(view, "degraded", None)
+    return value if isinstance(value, Mapping) else {}
+
+
+def lane_info(
+    snap: LaneSnapshotView,
+    stats: Mapping[str, LaneStats],
+    degraded: Mapping[str, str],
+    now: float | None = None,
+) -> LaneInfo:
+    """One ``LaneInfo`` from a supervisor snapshot plus live stats."""
+    now = time.time() if now is None else now
+    started = snap.started_at
+    return LaneInfo(
+        name=snap.name,
+        role=snap.role,
+        variant=snap.variant,
+        state=str(snap.state),
+        active=snap.active,
+        standby=snap.standby,
+        accepting=snap.accepting,
+        model=snap.model,
+        pid=snap.pid,
+        port=snap.port,
+        npus=tuple(snap.npus),
+        started_at=started,
+        uptime_s=round(now - started, 1) if started is not None else None,
+        restarts=snap.restarts,
+        last_exit=snap.last_exit,
+        reason=snap.reason,
+        degraded=degraded.get(snap.name),
+        warnings=tuple(snap.warnings),
+        stats=stats.get(snap.name),
+    )

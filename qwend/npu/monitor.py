@@ -1,0 +1,258 @@
+"""The NPU monitor: runs npu-smi on a timer, never blocking the daemon, and maps NPUs to lanes.
+
+npu-smi can hang when the driver is unhealthy, so every run has a hard timeout:
+the tool is started in its own session and its whole process group is killed
+when the timeout passes; the view then says it is stale and why, and keeps the
+last good reading with its age. Process rows are attributed to lanes through
+each lane's process tree (the lane pid and its descendants, via psutil).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from qwend.config.model import LaneConfig, MonitorConfig
+from qwend.errors import NpuSmiError, PreflightError
+from qwend.logs import get_logger, lane_logger
+from qwend.npu.attribution import attribute, degraded, describe_holders, holders
+from qwend.npu.model import LaneProcess
+from qwend.npu.parse import NpuReading, NpuView, parse_info
+
+
+def _log() -> Any:
+    return get_logger("monitor")
+
+
+def resolve_command(command: str) -> list[str] | None:
+    """``monitor.npu_smi`` split with shlex, its program resolved; None when not found.
+
+    Besides PATH, the directory of this interpreter's scripts is searched, so
+    ``qwend-sim npu-smi`` resolves inside a virtualenv that was not activated.
+    """
+    argv = shlex.split(command)
+    if not argv:
+        return None
+    found = shutil.which(argv[0]) or shutil.which(argv[0], path=str(Path(sys.executable).parent))
+    return [found, *argv[1:]] if found else None
+
+
+def process_tree(pid: int) -> set[int]:
+    """``pid`` and all its descendants (empty when it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        return {pid, *(child.pid for child in root.children(recursive=True))}
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return set()
+
+
+async def run_tool(argv: list[str], timeout: float) -> str:
+    """Run ``argv`` with a hard timeout; its stdout, or NpuSmiError saying what went wrong.
+
+    The child gets its own session so a timeout kills its whole process group
+    (npu-smi wrappers and whatever they started), not just the top process.
+    """
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise NpuSmiError(f"cannot run {shlex.join(argv)}: {exc}") from exc
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        raise NpuSmiError(
+            f"{shlex.join(argv)} did not answer within {timeout:g} s and was killed "
+            "(the NPU driver may be unhealthy; check `dmesg` and run npu-smi by hand)"
+        ) from None
+    finally:
+        if proc.returncode is None:  # timed out, or the poll was cancelled (monitor stop)
+            _kill_group(proc.pid)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 5.0)
+    text = out.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        detail = (err.decode("utf-8", "replace").strip() or text.strip()).splitlines()
+        first = detail[-1] if detail else "no output"
+        raise NpuSmiError(f"{shlex.join(argv)} exited with status {proc.returncode}: {first}")
+    return text
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+class NpuMonitor:
+    """Polls ``npu-smi info`` every ``interval_s`` and keeps the view for status and pre-start."""
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        lane_pids: Callable[[], Mapping[str, int]],
+        lane_npus: Callable[[], Mapping[str, tuple[int, ...]]],
+    ) -> None:
+        self._config = config
+        self._lane_pids = lane_pids
+        self._lane_npus = lane_npus
+        self._argv = resolve_command(config.npu_smi) if config.enabled else None
+        self._reading: NpuReading | None = None
+        self._taken_at: float | None = None
+        self._error: str | None = None
+        self._processes: tuple[LaneProcess, ...] = ()
+        self._trees: dict[str, set[int]] = {}
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._polled = asyncio.Event()
+        if not config.enabled:
+            self._error = "NPU monitor disabled ([monitor] enabled = false)"
+        elif self._argv is None:
+            self._error = (
+                f"npu-smi not found: {config.npu_smi!r} ([monitor] npu_smi); "
+                "NPU status and pre-start NPU checks are off"
+            )
+
+    @property
+    def available(self) -> bool:
+        """True when enabled and the npu-smi program was found."""
+        return self._argv is not None
+
+    async def start(self) -> None:
+        """Start polling (returns at once; does nothing when disabled or npu-smi is missing)."""
+        if not self.available:
+            _log().warning("npu monitor off", reason=self._error)
+            return
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="npu-monitor")
+
+    async def stop(self) -> None:
+        """Stop polling; a running npu-smi is killed with its process group."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self) -> None:
+        while True:
+            await self.poll()
+            await asyncio.sleep(self._config.interval_s)
+
+    async def poll(self) -> NpuReading | None:
+        """Run npu-smi once now; the new reading, or None when it failed (view says why)."""
+        if self._argv is None:
+            return None
+        async with self._lock:
+            try:
+                return await self._poll_once(self._argv)
+            finally:
+                # wake whoever waits for the next poll, then arm a fresh event
+                self._polled.set()
+                self._polled = asyncio.Event()
+
+    async def _poll_once(self, argv: list[str]) -> NpuReading | None:
+        try:
+            reading = parse_info(await run_tool([*argv, "info"], self._config.timeout_s))
+        except NpuSmiError as exc:
+            if self._error != str(exc):
+                _log().warning("npu-smi failed; NPU view is stale", error=str(exc))
+            self._error = str(exc)
+            return None
+        lane_npus = dict(self._lane_npus())
+        trees = await asyncio.to_thread(self._collect_trees)
+        if self._error is not None:
+            _log().info("npu-smi answers again", npus=len(reading.npus))
+        self._reading, self._taken_at, self._error = reading, time.time(), None
+        self._trees = trees
+        self._processes = attribute(reading, trees, lane_npus)
+        return reading
+
+    async def wait_next(self) -> NpuView:
+        """Wait for the next poll to finish (successful or not) and return the view."""
+        await self._polled.wait()
+        return self.view()
+
+    def _collect_trees(self) -> dict[str, set[int]]:
+        return {lane: process_tree(pid) for lane, pid in self._lane_pids().items()}
+
+    def view(self) -> NpuView:
+        """The current view: last good reading, its age, staleness, lanes' processes and health."""
+        now = time.time()
+        age = None if self._taken_at is None else max(0.0, now - self._taken_at)
+        too_old = age is not None and age > 3 * self._config.interval_s + self._config.timeout_s
+        lane_npus = dict(self._lane_npus())
+        reading = self._reading
+        return NpuView(
+            enabled=self.available,
+            reading=reading,
+            taken_at=self._taken_at,
+            age_s=age,
+            stale=self.available and (self._error is not None or too_old or reading is None),
+            error=self._error,
+            processes=self._processes,
+            lane_npus=lane_npus,
+            degraded=degraded(reading, lane_npus) if reading is not None else {},
+        )
+
+    async def pre_start(self, lane: LaneConfig) -> str | None:
+        """Supervisor hook before a lane (re)starts: are its NPUs free of other processes' memory?
+
+        Waits up to ``release_wait_s`` (re-polling) for holders to let go. Then
+        raises PreflightError, or, with ``start_despite_busy_npu``, returns a
+        warning for the lane's status. Returns None when the NPUs are free or
+        when the monitor cannot tell (disabled, npu-smi missing or failing).
+        """
+        if not self.available or not lane.npus:
+            return None
+        log = lane_logger(lane.name, component="monitor")
+        own = process_tree(pid) if (pid := self._lane_pids().get(lane.name)) else set()
+        deadline = time.monotonic() + self._config.release_wait_s
+        found = await self._holders(lane, own)
+        if found is None:
+            log.warning("cannot check NPUs before start; npu-smi failed", error=self._error)
+            return None
+        if found:
+            log.info("waiting for NPU memory release", holders=self._describe(found))
+        while found and time.monotonic() < deadline:
+            pause = min(1.0, self._config.interval_s, max(0.0, deadline - time.monotonic()))
+            await asyncio.sleep(pause)
+            found = await self._holders(lane, own) or ()
+        if not found:
+            return None
+        what = (
+            f"NPUs {lane.visible_devices} still in use after "
+            f"{self._config.release_wait_s:g} s: {self._describe(found)}"
+        )
+        if self._config.start_despite_busy_npu:
+            log.warning("starting despite busy NPUs", detail=what)
+            return f"started despite busy NPUs: {what}"
+        log.error("not starting: NPUs busy", detail=what)
+        raise PreflightError(
+            f"lane {lane.name}: {what}; stop those processes, or set "
+            "[monitor] start_despite_busy_npu = true to start anyway"
+        )
+
+    async def _holders(self, lane: LaneConfig, own: set[int]) -> tuple[LaneProcess, ...] | None:
+        reading = await self.poll()
+        if reading is None:
+            return None
+        return holders(reading, lane.npus, own)
+
+    def _describe(self, found: tuple[LaneProcess, ...]) -> str:
+        owners = {pid: lane for lane, pids in self._trees.items() for pid in pids}
+        return describe_holders(found, owners)

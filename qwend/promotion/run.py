@@ -1,0 +1,243 @@
+"""The steps of one promotion (in place or blue/green) and its automatic rollback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from qwend.api.messages import (
+    Caller,
+    PromotionEvent,
+    PromotionMode,
+    PromotionOutcome,
+    PromotionRecord,
+    PromotionStep,
+)
+from qwend.config.model import Config, LaneConfig
+from qwend.logs import get_logger
+from qwend.promotion.plan import RUNNING_STATES, PromotionPlan
+from qwend.routing.lanetable import TrafficGate
+
+log = get_logger("promotion")
+
+
+class LaneSnapshotLike(Protocol):
+    """The field of the supervisor's ``LaneSnapshot`` a promotion reads."""
+
+    @property
+    def state(self) -> str: ...
+
+
+class SupervisorLike(Protocol):
+    """The part of ``qwend.supervisor.supervisor.Supervisor`` promotions drive."""
+
+    @property
+    def config(self) -> Config: ...
+    def active_lanes(self) -> dict[str, str]: ...
+    def snapshot(self, name: str) -> LaneSnapshotLike: ...
+    async def start_lane(self, name: str) -> None: ...
+    async def stop_lane(self, name: str) -> None: ...
+    async def drain_lane(self, name: str) -> None: ...
+    async def reset_lane(self, name: str) -> None: ...
+    async def wait_ready(self, name: str, timeout: float) -> None: ...
+    def set_active(self, role: str, name: str) -> None: ...
+
+
+class MonitorLike(Protocol):
+    """The NPU monitor's pre-start check: waits for the lane's NPUs to be released."""
+
+    async def pre_start(self, lane: LaneConfig) -> str | None: ...
+
+
+Warmup = Callable[[LaneConfig], Awaitable[None]]
+"""Optional warm-up of a ready candidate before it takes traffic (e.g. one request)."""
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason for a failed step."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@dataclass
+class PromotionRun:
+    """Carries out one ``PromotionPlan``; every step is reported through ``emit``."""
+
+    plan: PromotionPlan
+    promotion_id: str
+    supervisor: SupervisorLike
+    traffic: TrafficGate | None
+    monitor: MonitorLike | None
+    warmup: Warmup | None
+    emit: Callable[[PromotionEvent], None]
+    drain_timeout_s: float
+    ready_timeout_s: float | None
+    caller: Caller | None
+    kind: str
+
+    async def execute(self) -> PromotionRecord:
+        """Run the plan; never raises for a lane failure (the record says what happened)."""
+        started = time.time()
+        plan = self.plan
+        mode = plan.mode.value.replace("_", " ")
+        self._step(
+            plan.candidate,
+            PromotionStep.PLANNED,
+            f"{mode}: {plan.incumbent or '(none)'} -> {plan.candidate}",
+        )
+        if plan.mode is PromotionMode.IN_PLACE:
+            outcome, reason = await self._in_place()
+        else:
+            outcome, reason = await self._blue_green()
+        self._step(
+            plan.candidate,
+            PromotionStep.FINISHED,
+            outcome.value + (f": {reason}" if reason else ""),
+        )
+        return PromotionRecord(
+            id=self.promotion_id,
+            role=plan.role,
+            from_lane=plan.incumbent,
+            to_lane=plan.candidate,
+            mode=plan.mode,
+            outcome=outcome,
+            started_at=started,
+            finished_at=time.time(),
+            reason=reason,
+            requested_by=self.caller,
+            kind=self.kind,
+        )
+
+    async def _in_place(self) -> tuple[PromotionOutcome, str | None]:
+        plan = self.plan
+        assert plan.incumbent is not None
+        try:
+            if plan.incumbent_running:
+                await self._drain(plan.incumbent)
+                await self._stop(plan.incumbent)
+            await self._wait_npus(plan.candidate)
+            await self._start_ready(plan.candidate)
+        except Exception as exc:
+            return await self._restore(describe(exc), restart_incumbent=True)
+        self._switch()
+        return PromotionOutcome.PROMOTED, None
+
+    async def _blue_green(self) -> tuple[PromotionOutcome, str | None]:
+        plan = self.plan
+        try:
+            if not plan.candidate_ready:
+                await self._start_ready(plan.candidate)
+            else:
+                await self._warm(plan.candidate)
+        except Exception as exc:
+            return await self._restore(describe(exc), restart_incumbent=False)
+        self._switch()
+        if plan.incumbent is not None and plan.incumbent_running:
+            try:
+                await self._drain(plan.incumbent)
+                await self._stop(plan.incumbent)
+            except Exception as exc:
+                # The switch is done and serving; the old lane is an operator's clean-up.
+                return PromotionOutcome.PROMOTED, f"old lane {plan.incumbent}: {describe(exc)}"
+        return PromotionOutcome.PROMOTED, None
+
+    async def _restore(
+        self, reason: str, *, restart_incumbent: bool
+    ) -> tuple[PromotionOutcome, str | None]:
+        plan = self.plan
+        self._step(plan.candidate, PromotionStep.ROLLING_BACK, f"candidate failed: {reason}")
+        log.warning(
+            "promotion rolling back", id=self.promotion_id, lane=plan.candidate, reason=reason
+        )
+        try:
+            await self.supervisor.stop_lane(plan.candidate)
+        except Exception as exc:
+            log.error("stopping failed candidate", lane=plan.candidate, error=describe(exc))
+        if plan.incumbent is None:
+            return PromotionOutcome.ROLLED_BACK, f"{reason}; role {plan.role} has no previous lane"
+        try:
+            if restart_incumbent:
+                await self._start_ready(plan.incumbent, warm=False)
+            self.supervisor.set_active(plan.role, plan.incumbent)
+        except Exception as exc:
+            return (
+                PromotionOutcome.FAILED,
+                f"{reason}; restoring {plan.incumbent} failed too: {describe(exc)}",
+            )
+        self._step(
+            plan.incumbent, PromotionStep.SWITCHED, f"{plan.incumbent} serves {plan.role} again"
+        )
+        return PromotionOutcome.ROLLED_BACK, reason
+
+    def _switch(self) -> None:
+        plan = self.plan
+        self.supervisor.set_active(plan.role, plan.candidate)
+        self._step(
+            plan.candidate, PromotionStep.SWITCHED, f"{plan.candidate} now serves {plan.role}"
+        )
+
+    async def _drain(self, lane: str) -> None:
+        self._step(lane, PromotionStep.DRAINING, "no new requests; waiting for in-flight ones")
+        await self.supervisor.drain_lane(lane)
+        if self.traffic is None:
+            self._step(lane, PromotionStep.DRAINED, "no router attached")
+            return
+        if await self.traffic.wait_drained(lane, self.drain_timeout_s):
+            self._step(lane, PromotionStep.DRAINED, "no requests in flight")
+        else:
+            left = self.traffic.in_flight(lane)
+            self._step(
+                lane,
+                PromotionStep.DRAINED,
+                f"drain timed out after {self.drain_timeout_s:g}s with {left} in flight;"
+                " stopping anyway",
+            )
+
+    async def _stop(self, lane: str) -> None:
+        self._step(lane, PromotionStep.STOPPING, "stopping the process group")
+        await self.supervisor.stop_lane(lane)
+        self._step(lane, PromotionStep.STOPPED, "stopped")
+
+    async def _wait_npus(self, lane: str) -> None:
+        if self.monitor is None:
+            return
+        config = self.supervisor.config.lane(lane)
+        npus = ",".join(map(str, config.npus))
+        self._step(lane, PromotionStep.WAITING_NPUS, f"checking NPUs {npus} are released")
+        warning = await self.monitor.pre_start(config)
+        if warning:
+            self._step(lane, PromotionStep.WAITING_NPUS, warning)
+
+    async def _start_ready(self, lane: str, *, warm: bool = True) -> None:
+        state = str(self.supervisor.snapshot(lane).state)
+        config = self.supervisor.config.lane(lane)
+        timeout = self.ready_timeout_s or config.health.startup_timeout_s
+        self._step(lane, PromotionStep.STARTING, f"state {state}; waiting up to {timeout:g}s")
+        if state == "failed":
+            await self.supervisor.reset_lane(lane)
+        elif state not in RUNNING_STATES or state == "draining":
+            await self.supervisor.start_lane(lane)
+        await self.supervisor.wait_ready(lane, timeout)
+        self._step(lane, PromotionStep.READY, "ready")
+        if warm:
+            await self._warm(lane)
+
+    async def _warm(self, lane: str) -> None:
+        if self.warmup is None:
+            return
+        self._step(lane, PromotionStep.WARMUP, "sending a warm-up request")
+        await self.warmup(self.supervisor.config.lane(lane))
+
+    def _step(self, lane: str, step: PromotionStep, message: str) -> None:
+        self.emit(
+            PromotionEvent(
+                id=self.promotion_id,
+                role=self.plan.role,
+                lane=lane,
+                step=step,
+                message=message,
+                at=time.time(),
+            )
+        )

@@ -1,0 +1,178 @@
+"""The public API endpoints: one aiohttp app per ``[[public.endpoints]]`` port.
+
+A public endpoint is what clients on the network talk to. It checks the API
+key (``[public] api_keys_file``), bounds the request body, and hands the
+request to the router in process: no second HTTP hop. ``target = "router"``
+routes like the router's own port; ``target = "role:NAME"`` pins every
+request to the lanes of role NAME (``RequestSummary.role``), so the router's
+admission, retries, statistics and disconnect handling apply unchanged, and a
+role whose active lane is draining or not ready is answered with a 503 and
+``Retry-After``.
+
+Served: ``POST /v1/chat/completions``, ``POST /v1/completions``,
+``GET /v1/models`` and ``GET /health``. The router's own app must be running
+(it owns the upstream connection pool and the disconnect watchdog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from qwend.config.model import PublicEndpoint
+from qwend.logs import get_logger
+from qwend.public.keys import ApiKeys
+from qwend.router.handlers import models_response, parse_request
+from qwend.router.proxy import error_response
+from qwend.router.router import Router
+from qwend.routing.policy import RequestSummary, classify_chat, classify_completion
+
+log = get_logger("public")
+MAX_BODY_BYTES = 32 * 1024 * 1024
+"""Largest request body accepted (a few images as base64 data URLs fit)."""
+_Classifier = Callable[[object], RequestSummary]
+
+
+@dataclass(frozen=True)
+class PublicContext:
+    """What one public endpoint's handlers need."""
+
+    endpoint: PublicEndpoint
+    router: Router
+    keys: ApiKeys
+    """Shared by every endpoint; reloaded in place (SIGHUP)."""
+    max_body: int = MAX_BODY_BYTES
+
+    @property
+    def role(self) -> str | None:
+        """The pinned role, or None for the router's normal routing."""
+        return self.endpoint.role
+
+    def serves(self, role: str) -> bool:
+        """Whether lanes of ``role`` are behind this endpoint."""
+        pinned = self.endpoint.role
+        return pinned is None or pinned == role
+
+
+PUBLIC_KEY: web.AppKey[PublicContext] = web.AppKey("qwend_public", PublicContext)
+"""Where ``make_public_app`` keeps the endpoint's ``PublicContext``."""
+
+
+def _unauthorized(missing: bool) -> web.Response:
+    message = (
+        "Missing API key: send it in the header 'Authorization: Bearer YOUR_KEY'."
+        if missing
+        else "Incorrect API key provided. Ask the operator of this server for a valid key."
+    )
+    return error_response(
+        401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} bytes"
+
+
+def _http_error(exc: web.HTTPException, request: web.Request, max_body: int) -> web.Response:
+    """aiohttp's own 404/405/413 as OpenAI-style errors (SDKs parse the body)."""
+    if exc.status == 413:
+        return error_response(
+            413,
+            f"The request body is larger than {_size(max_body)}; send smaller or fewer images.",
+            code="request_too_large",
+        )
+    if exc.status == 405:
+        return error_response(
+            405, f"Method {request.method} is not allowed on {request.path}.", code="bad_method"
+        )
+    return error_response(
+        404,
+        f"Unknown path {request.path}: this endpoint serves /v1/chat/completions,"
+        " /v1/completions, /v1/models and /health.",
+        code="unknown_url",
+    )
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """API key first (before any body is read), then the handler; HTTP errors as JSON."""
+    ctx = request.app[PUBLIC_KEY]
+    keys = ctx.keys
+    if keys.enabled:
+        header = request.headers.get("Authorization")
+        if not keys.check(header):
+            return _unauthorized(missing=not header)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status in (404, 405, 413):
+            return _http_error(exc, request, ctx.max_body)
+        raise
+
+
+async def _complete(request: web.Request, path: str, classify: _Classifier) -> web.StreamResponse:
+    """``POST /v1/chat/completions`` and ``POST /v1/completions``: into the router."""
+    ctx = request.app[PUBLIC_KEY]
+    router = ctx.router
+    body = await request.read()  # beyond client_max_size: HTTPRequestEntityTooLarge
+    summary = parse_request(router, body, classify)
+    if isinstance(summary, web.Response):
+        return summary
+    role = ctx.role
+    if role is not None:
+        summary = replace(summary, role=role)
+    try:
+        return await router.handle(request, path, body, summary)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as exc:  # the boundary: never a crash, always an OpenAI error
+        log.exception("public endpoint internal error", path=path, target=ctx.endpoint.target)
+        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+async def _models(request: web.Request) -> web.Response:
+    """``GET /v1/models``: the models of the accepting lanes behind this endpoint."""
+    ctx = request.app[PUBLIC_KEY]
+    lanes = [r for r in ctx.router.lanes() if r.eligible and ctx.serves(r.role)]
+    return await models_response(ctx.router, lanes)
+
+
+async def _health(request: web.Request) -> web.Response:
+    """``GET /health``: 200 when a lane behind this endpoint accepts requests, else 503."""
+    ctx = request.app[PUBLIC_KEY]
+    lanes = {r.name: r.eligible for r in ctx.router.lanes() if ctx.serves(r.role)}
+    ok = any(lanes.values())
+    doc = {
+        "status": "ok" if ok else "no_lane_available",
+        "target": ctx.endpoint.target,
+        "lanes": lanes,
+    }
+    headers = None if ok else {"Retry-After": "5"}
+    return web.json_response(doc, status=200 if ok else 503, headers=headers)
+
+
+def make_public_app(
+    endpoint: PublicEndpoint,
+    router: Router,
+    keys: ApiKeys | None = None,
+    *,
+    max_body: int = MAX_BODY_BYTES,
+) -> web.Application:
+    """The app of one public endpoint; ``keys`` None accepts every request."""
+    app = web.Application(client_max_size=max_body, middlewares=[_guard])
+    app[PUBLIC_KEY] = PublicContext(endpoint, router, keys or ApiKeys(), max_body)
+    chat = partial(_complete, path="/v1/chat/completions", classify=classify_chat)
+    app.router.add_post("/v1/chat/completions", chat)
+    completions = partial(_complete, path="/v1/completions", classify=classify_completion)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/health", _health)
+    return app

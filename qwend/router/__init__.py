@@ -1,0 +1,3 @@
+"""The adaptive router: live lane state and snapshot, the aiohttp app, handlers, exchange,
+admission, proxy, recording and metrics.
+"""

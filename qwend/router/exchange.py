@@ -1,0 +1,275 @@
+"""One client request on its way through the router: admit, attempt, retry, relay.
+
+An ``Exchange`` lives as long as its handler. Each attempt claims a lane slot
+(directly, or through the admission queue), sends the body, and either
+returns a response for the client or a ``Failure``; failures that happened
+before any byte reached the client are retried on another eligible lane,
+never the same one twice, within the retry budget and the deadline.
+Deadlines cost no timer per request: the router's watchdog compares
+``expires_at`` with the clock every 50 ms and cancels the handler; the
+exchange turns that cancellation into a timeout failure (``expired``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import ClientResponse, web
+
+from qwend.logs import get_logger
+from qwend.router.admission import LaneRuntime, QueueFull, QueueTimeout
+from qwend.router.proxy import (
+    ATTEMPTS_HEADER,
+    LANE_HEADER,
+    RETRYABLE_STATUSES,
+    UPSTREAM_ERRORS,
+    Failure,
+    StreamResult,
+    connection_failure,
+    error_response,
+    read_failure,
+    relay_stream,
+)
+from qwend.router.recording import record_stream, record_whole
+from qwend.routing.policy import Decision, RequestSummary
+
+if TYPE_CHECKING:
+    from qwend.router.router import Router
+
+log = get_logger("router")
+_NEVER = float("inf")
+_FORWARD_HEADERS = ("Authorization", "X-Request-Id")
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class Exchange:
+    """The state of one proxied request."""
+
+    __slots__ = (
+        "body",
+        "deadline",
+        "expired",
+        "expires_at",
+        "klass",
+        "path",
+        "request",
+        "router",
+        "start",
+        "summary",
+        "task",
+        "tried",
+        "work",
+    )
+
+    def __init__(
+        self, router: Router, request: web.Request, path: str, body: bytes, summary: RequestSummary
+    ) -> None:
+        cfg = router.config
+        self.router = router
+        self.request = request
+        self.path = path
+        self.body = body
+        self.summary = summary
+        self.start = time.monotonic()
+        self.deadline = self.start + cfg.request_timeout_s
+        self.expires_at = _NEVER
+        """When the watchdog cancels this exchange (first-byte or overall deadline)."""
+        self.expired: str | None = None
+        """Set by the watchdog right before it cancels the handler for a deadline."""
+        self.klass = router.classes[summary.request_class(cfg.long_text_min_tokens)]
+        self.work = float(summary.expected_output)
+        self.tried: list[str] = []
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.klass.requests += 1
+        router.counters.requests += 1
+
+    def _take_expiry(self) -> bool:
+        """After a CancelledError: was it our deadline (then swallow the cancel)?"""
+        if self.expired is None:
+            return False
+        self.expired = None
+        self.expires_at = _NEVER  # one expiry per attempt: finishing up must not be cut again
+        self.task.uncancel()
+        return True
+
+    async def run(self) -> web.StreamResponse:
+        """Admit, attempt (with retries) and answer; the handler's only frame below it."""
+        router = self.router
+        watched = router.watched
+        if not watched:
+            router.wake_watchdog()
+        watched[self.task] = self
+        try:
+            response = await self._run()
+        except asyncio.CancelledError:
+            router.counters.client_disconnects += 1
+            raise
+        finally:
+            del watched[self.task]
+        if response.status >= 400:
+            self.klass.errors += 1
+        return response
+
+    async def _run(self) -> web.StreamResponse:
+        router = self.router
+        last: Failure | None = None
+        while True:
+            exclude = frozenset(self.tried)
+            decision = router.pick(self.summary, exclude)
+            if decision.lane is not None:  # the fast path: a free slot right now
+                router.grant(decision, self.work)
+            elif decision.wait:
+                queued = await self._queue(exclude)
+                if not isinstance(queued, Decision):
+                    return queued
+                decision = queued
+            if decision.lane is None:
+                if last is not None:
+                    return last.response(len(self.tried))
+                router.counters.rejected_no_lane += 1
+                return error_response(
+                    503, decision.message, code="no_lane_available", retry_after=5
+                )
+            lane = router.runtime(decision.lane)
+            self.tried.append(lane.name)
+            if decision.spilled:
+                router.counters.spills += 1
+                lane.counters.spills += 1
+            outcome = await self._attempt(lane)
+            if not isinstance(outcome, Failure):
+                return outcome
+            last = outcome
+            if len(self.tried) > router.config.retry_budget or time.monotonic() >= self.deadline:
+                return outcome.response(len(self.tried))
+            lane.counters.retried_away += 1
+            router.counters.retries += 1
+
+    async def _queue(self, exclude: frozenset[str]) -> Decision | web.Response:
+        """Wait in the admission queue for a slot (or learn that no lane is left)."""
+        router = self.router
+        work = self.work
+        try:
+            return await router.admission.admit(
+                lambda: router.pick(self.summary, exclude),
+                lambda d: router.grant(d, work),
+                lambda d: router.ungrant(d, work),
+                self.deadline - time.monotonic(),
+            )
+        except QueueFull:
+            router.counters.rejected_queue_full += 1
+            size = router.admission.queue_size
+            return error_response(
+                429,
+                f"the router's queue is full ({size} requests waiting); retry later",
+                code="queue_full",
+                retry_after=1,
+            )
+        except QueueTimeout:
+            router.counters.rejected_queue_full += 1
+            return error_response(
+                429,
+                "no lane slot became free within the queue timeout; retry later",
+                code="queue_timeout",
+                retry_after=1,
+            )
+
+    def _upstream_headers(self) -> dict[str, str]:
+        incoming = self.request.headers
+        if not any(name in incoming for name in _FORWARD_HEADERS):
+            return _JSON_HEADERS
+        headers = dict(_JSON_HEADERS)
+        for name in _FORWARD_HEADERS:
+            value = incoming.get(name)
+            if value is not None:
+                headers[name] = value
+        return headers
+
+    async def _attempt(self, lane: LaneRuntime) -> web.StreamResponse | Failure:
+        """One try on one lane; its slot is already claimed and is released here."""
+        router = self.router
+        cfg = router.config
+        began = time.monotonic()
+        integral0 = lane.integral_now(began)
+        self.expires_at = min(began + cfg.first_byte_timeout_s, self.deadline)
+        resp: ClientResponse | None = None
+        verdict: bool | None = None  # True: lane did well; False: lane failed; None: no verdict
+        try:
+            try:
+                resp = await router.session.post(
+                    lane.lane.base_url + self.path,
+                    data=self.body,
+                    headers=self._upstream_headers(),
+                    timeout=router.upstream_timeout,
+                )
+                status = resp.status
+                if status in RETRYABLE_STATUSES:
+                    failure = await read_failure(lane.name, resp)
+                    verdict = False if failure.breaker_failure else None
+                    return failure
+                headers = {LANE_HEADER: lane.name, ATTEMPTS_HEADER: str(len(self.tried))}
+                stream = self.summary.stream and status == 200
+                if stream and resp.content_type == "text/event-stream":
+                    first = await resp.content.readany()
+                    if not first:
+                        verdict = False
+                        return connection_failure(lane.name, EOFError("empty stream"), "at once")
+                    self.expires_at = self.deadline
+                    verdict, out = await self._relay(lane, resp, first, headers, began, integral0)
+                    return out
+                self.expires_at = self.deadline
+                data = await resp.read()
+            except UPSTREAM_ERRORS as exc:
+                verdict = False
+                return connection_failure(lane.name, exc, "to connect or answer")
+            except asyncio.CancelledError:
+                if not self._take_expiry():
+                    raise
+                verdict = False
+                return connection_failure(
+                    lane.name, TimeoutError("no answer in time"), "within the timeout"
+                )
+            verdict = status < 500
+            if status == 200:
+                record_whole(lane, self.klass, self.summary, self.start, began, integral0, data)
+            headers["Content-Type"] = resp.headers.get("Content-Type", "application/json")
+            return web.Response(status=status, body=data, headers=headers)
+        except asyncio.CancelledError:
+            lane.counters.disconnects += 1
+            verdict = None
+            raise
+        finally:
+            self.expires_at = _NEVER
+            router.finish(lane, resp, verdict, self.work)
+
+    async def _relay(
+        self,
+        lane: LaneRuntime,
+        resp: ClientResponse,
+        first: bytes,
+        headers: dict[str, str],
+        began: float,
+        integral0: float,
+    ) -> tuple[bool | None, web.StreamResponse]:
+        headers["Cache-Control"] = "no-cache"
+        headers["X-Accel-Buffering"] = "no"
+        out, result = await relay_stream(self.request, resp, first, headers, self._take_expiry)
+        router = self.router
+        if result.client_gone:
+            lane.counters.disconnects += 1
+            router.counters.client_disconnects += 1
+            return None, out
+        if result.upstream_error is not None:
+            lane.counters.mid_stream_errors += 1
+            router.counters.mid_stream_errors += 1
+            self.klass.errors += 1
+            log.warning("mid-stream failure", lane=lane.name, error=result.upstream_error)
+            return False, out
+        record_stream(lane, self.klass, self.summary, self.start, began, integral0, result)
+        return True, out
+
+
+__all__ = ["Exchange", "StreamResult"]

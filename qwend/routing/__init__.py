@@ -1,0 +1,3 @@
+"""The pure router core: request classification, routing policy, lane performance model, windows,
+breaker.
+"""

@@ -1,1 +1,0 @@
-"""aiohttp applications of the daemon: the router, the public endpoints, the control API."""

@@ -1,0 +1,187 @@
+"""Lane health: readiness during start, liveness while running, inference probe.
+
+Readiness: the health path answers 2xx, then ``/v1/models`` lists a model, all
+within ``startup_timeout_s``; a process that exits meanwhile ends the wait at
+once. Liveness: every ``interval_s`` the health path (and optionally a
+``max_tokens=1`` completion) must answer within ``timeout_s``;
+``failure_threshold`` failures in a row make the lane unhealthy. The inference
+probe is skipped while real traffic succeeded recently: a lane busy serving is
+never killed for being slow to answer a probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+
+from qwend.config.model import LaneConfig
+
+READY_POLL_S = 0.25
+"""Readiness poll period (the probe is cheap; a quick ready matters on promotion)."""
+
+
+class NotReady(Exception):
+    """Readiness failed; ``str()`` is the reason."""
+
+
+async def check_health(session: aiohttp.ClientSession, lane: LaneConfig) -> str | None:
+    """None when the health path answers 2xx, else why not."""
+    timeout = aiohttp.ClientTimeout(total=lane.health.timeout_s)
+    try:
+        async with session.get(lane.base_url + lane.health.path, timeout=timeout) as resp:
+            await resp.read()
+            if resp.status >= 300:
+                return f"{lane.health.path} answered HTTP {resp.status}"
+    except TimeoutError:
+        return f"{lane.health.path} did not answer within {lane.health.timeout_s:g}s"
+    except aiohttp.ClientError as exc:
+        return f"{lane.health.path}: {type(exc).__name__}: {exc}"
+    return None
+
+
+async def check_models(session: aiohttp.ClientSession, lane: LaneConfig) -> str | None:
+    """None when ``/v1/models`` lists at least one model, else why not."""
+    timeout = aiohttp.ClientTimeout(total=lane.health.timeout_s)
+    try:
+        async with session.get(lane.base_url + "/v1/models", timeout=timeout) as resp:
+            if resp.status >= 300:
+                return f"/v1/models answered HTTP {resp.status}"
+            body = await resp.json(content_type=None)
+    except TimeoutError:
+        return f"/v1/models did not answer within {lane.health.timeout_s:g}s"
+    except (aiohttp.ClientError, ValueError) as exc:
+        return f"/v1/models: {type(exc).__name__}: {exc}"
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list) or not data:
+        return "/v1/models lists no model yet"
+    return None
+
+
+async def served_models(session: aiohttp.ClientSession, lane: LaneConfig) -> list[str]:
+    """Model ids ``/v1/models`` lists (empty when it cannot be read)."""
+    timeout = aiohttp.ClientTimeout(total=lane.health.timeout_s)
+    try:
+        async with session.get(lane.base_url + "/v1/models", timeout=timeout) as resp:
+            body = await resp.json(content_type=None)
+    except (TimeoutError, aiohttp.ClientError, ValueError):
+        return []
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        return []
+    return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
+
+
+def model_mismatch(lane: LaneConfig, ids: list[str]) -> str | None:
+    """A warning when the lane does not serve the model its config names."""
+    if not ids or lane.model in ids:
+        return None
+    return (
+        f"lane {lane.name} serves {', '.join(ids)} but lane.model is {lane.model!r};"
+        " requests naming the configured model may fail (check --served-model-name)"
+    )
+
+
+async def inference_probe(session: aiohttp.ClientSession, lane: LaneConfig) -> str | None:
+    """None when a ``max_tokens=1`` completion succeeds, else why not."""
+    timeout = aiohttp.ClientTimeout(total=lane.health.timeout_s)
+    payload = {"model": lane.model, "prompt": "ping", "max_tokens": 1}
+    try:
+        async with session.post(
+            lane.base_url + "/v1/completions", json=payload, timeout=timeout
+        ) as resp:
+            await resp.read()
+            if resp.status >= 300:
+                return f"inference probe answered HTTP {resp.status}"
+    except TimeoutError:
+        return f"inference probe did not answer within {lane.health.timeout_s:g}s"
+    except aiohttp.ClientError as exc:
+        return f"inference probe: {type(exc).__name__}: {exc}"
+    return None
+
+
+async def wait_ready(
+    session: aiohttp.ClientSession, lane: LaneConfig, exited: asyncio.Event
+) -> None:
+    """Return once the lane is ready; raise NotReady on exit or after startup_timeout_s."""
+    deadline = time.monotonic() + lane.health.startup_timeout_s
+    last = "no answer yet"
+    while True:
+        if exited.is_set():
+            raise NotReady(f"process exited during start (last probe: {last})")
+        problem = await check_health(session, lane)
+        if problem is None:
+            problem = await check_models(session, lane)
+            if problem is None:
+                return
+        last = problem
+        if time.monotonic() >= deadline:
+            raise NotReady(
+                f"not ready within startup_timeout_s={lane.health.startup_timeout_s:g}s"
+                f" (last probe: {last})"
+            )
+        # Sleep, but wake at once when the process exits.
+        sleep = min(READY_POLL_S, max(0.0, deadline - time.monotonic()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(exited.wait(), sleep)
+
+
+class Liveness:
+    """Periodic liveness probing of one running lane."""
+
+    def __init__(
+        self,
+        lane: LaneConfig,
+        session: aiohttp.ClientSession,
+        *,
+        last_traffic_ok: Callable[[], float | None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.lane = lane
+        self._session = session
+        self._last_traffic_ok = last_traffic_ok
+        self._clock = clock
+        self.failures = 0
+        """Consecutive failed probes."""
+        self.last_problem: str | None = None
+
+    def _traffic_recent(self, window: float) -> bool:
+        last = self._last_traffic_ok()
+        return last is not None and self._clock() - last < window
+
+    async def probe_once(self) -> str | None:
+        """One liveness probe: None when healthy, else the problem."""
+        problem = await check_health(self._session, self.lane)
+        health = self.lane.health
+        if (
+            problem is None
+            and health.inference_probe
+            and not self._traffic_recent(health.inference_probe_idle_s)
+        ):
+            problem = await inference_probe(self._session, self.lane)
+        return problem
+
+    def record(self, problem: str | None) -> bool:
+        """Count a probe result; True when the lane just crossed the failure threshold."""
+        if problem is None:
+            self.failures = 0
+            self.last_problem = None
+            return False
+        # A lane that just served real traffic is busy, not dead.
+        interval = self.lane.health.interval_s
+        if self._traffic_recent(interval * max(self.lane.health.failure_threshold, 1)):
+            return False
+        self.failures += 1
+        self.last_problem = problem
+        return self.failures >= self.lane.health.failure_threshold
+
+    async def run(self, sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> str:
+        """Probe every ``interval_s`` until unhealthy; returns the reason."""
+        while True:
+            await sleep(self.lane.health.interval_s)
+            if self.record(await self.probe_once()):
+                threshold = self.lane.health.failure_threshold
+                return f"liveness failed {threshold} times in a row: {self.last_problem}"

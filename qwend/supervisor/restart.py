@@ -1,0 +1,84 @@
+"""Restart policy (pure): exponential backoff with jitter, crash-loop detection.
+
+Each unasked end of a lane (exit, failed start, unhealthy kill) is a *crash*.
+The n-th crash within ``crash_loop_window_s`` waits ``min * 2**(n-1)`` seconds
+(capped at ``max``) with "equal jitter" (a uniform draw in the upper half of
+the delay, so lanes that crashed together do not restart together). More than
+``crash_loop_limit`` restarts within the window means the lane is broken: the
+policy gives up and the lane goes to ``failed`` until an operator resets it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass
+
+from qwend.config.model import RestartConfig
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do after a crash."""
+
+    give_up: bool
+    """True: crash loop; do not restart."""
+    delay_s: float
+    """Seconds to wait before the restart (0 when giving up)."""
+    crashes_in_window: int
+    """Crashes within the window, this one included."""
+    reason: str
+    """One line for logs and the lane's ``reason``."""
+
+
+def backoff_delay(cfg: RestartConfig, attempt: int, rng: random.Random) -> float:
+    """Delay before restart number ``attempt`` (1-based), jittered, within [min, max]."""
+    exponent = min(max(attempt - 1, 0), 32)  # 2**32 s is far past any sane max
+    base = min(cfg.backoff_max_s, cfg.backoff_min_s * 2.0**exponent)
+    jittered = rng.uniform(base / 2.0, base)
+    return max(cfg.backoff_min_s, min(cfg.backoff_max_s, jittered))
+
+
+class RestartPolicy:
+    """Crash history of one lane and the decision after each crash."""
+
+    def __init__(self, cfg: RestartConfig, rng: random.Random | None = None) -> None:
+        self.cfg = cfg
+        self._rng = rng if rng is not None else random.Random()
+        self._crashes: deque[float] = deque()
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self.cfg.crash_loop_window_s
+        while self._crashes and self._crashes[0] <= horizon:
+            self._crashes.popleft()
+
+    def record_crash(self, now: float) -> Decision:
+        """Record a crash at monotonic time ``now`` and decide."""
+        self._prune(now)
+        self._crashes.append(now)
+        count = len(self._crashes)
+        window = self.cfg.crash_loop_window_s
+        if count > self.cfg.crash_loop_limit:
+            reason = (
+                f"crash loop: {count} crashes within {window:g}s"
+                f" (limit {self.cfg.crash_loop_limit} restarts); reset the lane once fixed"
+            )
+            return Decision(True, 0.0, count, reason)
+        delay = backoff_delay(self.cfg, count, self._rng)
+        reason = (
+            f"restart {count}/{self.cfg.crash_loop_limit} in {window:g}s window after {delay:.1f}s"
+        )
+        return Decision(False, delay, count, reason)
+
+    def crashes_in_window(self, now: float) -> int:
+        """Crashes counted against the limit right now."""
+        self._prune(now)
+        return len(self._crashes)
+
+    def reset(self) -> None:
+        """Forget every crash (operator reset or start)."""
+        self._crashes.clear()
+
+    def reconfigure(self, cfg: RestartConfig) -> None:
+        """Apply a reloaded ``[restart]`` table, keeping the history."""
+        self.cfg = cfg

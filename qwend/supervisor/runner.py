@@ -1,0 +1,278 @@
+"""One supervised lane: its state, its process, its life task.
+
+The *life task* runs while the lane is meant to be up: preflight, spawn, wait
+for readiness, then watch liveness and the process; on an unasked end it asks
+the restart policy, sleeps the backoff and goes again, or gives up (``failed``).
+Operator actions (start/stop/drain/reset) take the lane's lock, cancel the life
+task where needed and feed events; every state change goes through
+``qwend.supervisor.states.transition``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from qwend.config.model import LaneConfig
+from qwend.errors import LaneError
+from qwend.logs import lane_logger
+from qwend.supervisor.guard import OrphanGuard
+from qwend.supervisor.health import Liveness, NotReady, model_mismatch, served_models, wait_ready
+from qwend.supervisor.output import LogRing
+from qwend.supervisor.process import LaneProcess
+from qwend.supervisor.restart import RestartPolicy
+from qwend.supervisor.states import Effect, Event, LaneState, Transition, transition
+
+S = LaneState
+
+
+@dataclass(frozen=True)
+class LaneContext:
+    """What a lane needs from its supervisor."""
+
+    log_dir: Callable[[], Path]
+    log_keep: Callable[[], int]
+    environment: Callable[[LaneConfig], dict[str, str]]
+    guard: OrphanGuard
+    session: Callable[[], aiohttp.ClientSession]
+    preflight: Callable[[LaneConfig], None]
+    """Raises PreflightError (checks claims of the other lanes and the port)."""
+    pre_start: Callable[[LaneConfig], Awaitable[str | None]] | None
+    on_change: Callable[[LaneRunner, LaneState, LaneState, str | None], None]
+
+
+class LaneRunner:
+    """State and process of one lane."""
+
+    def __init__(self, cfg: LaneConfig, ctx: LaneContext) -> None:
+        self.cfg = cfg
+        self._ctx = ctx
+        self.state = S.STOPPED
+        self.reason: str | None = None
+        self.restarts = 0
+        self.last_exit: str | None = None
+        self.warnings: tuple[str, ...] = ()
+        self.proc: LaneProcess | None = None
+        self.ring = LogRing()
+        self.policy = RestartPolicy(cfg.restart)
+        self.last_traffic_ok: float | None = None
+        self.lock = asyncio.Lock()
+        self._life: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._live: Liveness | None = None
+        self._log = lane_logger(cfg.name, component="supervisor")
+
+    @property
+    def name(self) -> str:
+        """The lane's name."""
+        return self.cfg.name
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the running lane process."""
+        return self.proc.pid if self.proc is not None and self.proc.running else None
+
+    @property
+    def started_at(self) -> float | None:
+        """Epoch seconds of the current process's spawn."""
+        return self.proc.started_at if self.proc is not None and self.proc.running else None
+
+    def reconfigure(self, cfg: LaneConfig) -> None:
+        """New settings that need no restart (health, stop, restart, capabilities ...)."""
+        self.cfg = cfg
+        self.policy.reconfigure(cfg.restart)
+        if self._live is not None:
+            self._live.lane = cfg
+
+    # --- state -------------------------------------------------------------
+
+    def apply(self, event: Event, reason: str | None = None) -> Transition:
+        """Feed one event; carry out the bookkeeping effects; tell the supervisor."""
+        old = self.state
+        result = transition(old, event)
+        self.state = result.new_state
+        if Effect.RESET_CRASHES in result.effects:
+            self.policy.reset()
+        self.reason = reason
+        self._log.info(
+            "lane state", old=old.value, new=self.state.value, lane_event=event.value, reason=reason
+        )
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        self._ctx.on_change(self, old, self.state, self.reason)
+        return result
+
+    # --- operator actions (callers hold no lock; these take it) -------------
+
+    async def start(self) -> None:
+        """Begin starting (returns at once); resume a drained lane."""
+        async with self.lock:
+            if self.state in (S.STARTING, S.READY, S.UNHEALTHY, S.STOPPING):
+                return
+            if self.state is S.DRAINING:
+                self.apply(Event.RESUME)
+                return
+            await self._cancel_life()
+            if self.state is S.STOPPED:
+                self.policy.reset()  # an operator start is a fresh chance
+            self.apply(Event.START)
+            self._life = asyncio.create_task(self._run(), name=f"lane:{self.name}")
+
+    async def stop(self, reason: str | None = None) -> None:
+        """Stop the lane; returns when its process group is gone."""
+        async with self.lock:
+            await self._cancel_life()
+            if self.state is S.STOPPED:
+                return
+            result = self.apply(Event.STOP, reason)
+            if Effect.TERMINATE in result.effects or self.state is S.STOPPING:
+                await self._terminate()
+                self.apply(Event.STOPPED, reason)
+
+    async def drain(self) -> None:
+        """Stop routing new requests to a ready lane."""
+        async with self.lock:
+            if self.state is S.READY:
+                self.apply(Event.DRAIN, "draining")
+
+    async def reset(self) -> None:
+        """Clear a crash loop and start again."""
+        async with self.lock:
+            if self.state is S.FAILED:
+                self.apply(Event.RESET)
+        await self.start()
+
+    async def _cancel_life(self) -> None:
+        task, self._life = self._life, None
+        if task is None or task.done():
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _terminate(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        result = await proc.stop(self.cfg.stop.signal, self.cfg.stop.timeout_s)
+        if result is not None:
+            self.last_exit = result
+
+    # --- the life task --------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                problem = await self._run_once()
+                decision = self.policy.record_crash(time.monotonic())
+                if decision.give_up:
+                    self.apply(Event.CRASH_LOOP, f"{problem}; {decision.reason}")
+                    return
+                self.apply(Event.CRASHED, f"{problem}; {decision.reason}")
+                await asyncio.sleep(decision.delay_s)
+                self.restarts += 1
+                self.apply(Event.RETRY)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must not leave the lane silently stuck
+            self._log.exception("lane supervision failed")
+            with contextlib.suppress(Exception):
+                await self._terminate()
+            if self.state is not S.STOPPED:
+                with contextlib.suppress(Exception):
+                    self.apply(Event.STOP, f"internal error: {exc}")
+                    self.apply(Event.STOPPED, f"internal error: {exc}")
+
+    async def _spawn(self) -> LaneProcess:
+        cfg = self.cfg
+        self._ctx.preflight(cfg)
+        warnings: list[str] = []
+        if self._ctx.pre_start is not None:
+            warning = await self._ctx.pre_start(cfg)
+            if warning:
+                warnings.append(warning)
+                self._log.warning("pre-start warning", warning=warning)
+        self.warnings = tuple(warnings)
+        proc = LaneProcess(
+            cfg,
+            log_dir=self._ctx.log_dir(),
+            log_keep=self._ctx.log_keep(),
+            env=self._ctx.environment(cfg),
+            guard=self._ctx.guard,
+            ring=self.ring,
+        )
+        self.proc = proc
+        await proc.start()
+        return proc
+
+    async def _run_once(self) -> str:
+        """One start and run; returns why it ended (it only ends unasked)."""
+        try:
+            proc = await self._spawn()
+        except LaneError as exc:
+            return str(exc)
+        try:
+            await wait_ready(self._ctx.session(), self.cfg, proc.exited)
+        except NotReady as exc:
+            if proc.running:
+                self.apply(Event.UNHEALTHY, str(exc))
+                await self._terminate()
+                return str(exc)
+            await proc.finish()
+            self.last_exit = proc.exit_description
+            return f"{proc.exit_description} during start"
+        mismatch = model_mismatch(self.cfg, await served_models(self._ctx.session(), self.cfg))
+        if mismatch is not None:
+            self._log.warning("served model differs from the configuration", warning=mismatch)
+            self.warnings = (*self.warnings, mismatch)
+        self.apply(Event.READY)
+        return await self._watch(proc)
+
+    async def _watch(self, proc: LaneProcess) -> str:
+        live = Liveness(self.cfg, self._ctx.session(), last_traffic_ok=lambda: self.last_traffic_ok)
+        self._live = live
+        live_task = asyncio.create_task(live.run(), name=f"live:{self.name}")
+        exit_task = asyncio.create_task(proc.exited.wait(), name=f"exit:{self.name}")
+        try:
+            await asyncio.wait({live_task, exit_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (live_task, exit_task):
+                task.cancel()
+            await asyncio.gather(live_task, exit_task, return_exceptions=True)
+        if proc.exited.is_set():
+            await proc.finish()
+            self.last_exit = proc.exit_description
+            return f"exited unexpectedly ({proc.exit_description})"
+        reason = live_task.result()
+        self.apply(Event.UNHEALTHY, reason)
+        await self._terminate()
+        return reason
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Wait until ready; raise LaneError when the start fails, stops or times out."""
+        deadline = time.monotonic() + timeout
+        seen_start = self.state in (S.STARTING, S.UNHEALTHY)
+        while True:
+            if self.state is S.READY:
+                return
+            if self.state in (S.FAILED, S.STOPPED, S.STOPPING) or (
+                seen_start and self.state is S.BACKOFF
+            ):
+                raise LaneError(
+                    f"lane {self.name} did not become ready: {self.state.value}"
+                    f" ({self.reason or 'no reason given'})"
+                )
+            seen_start = seen_start or self.state is S.STARTING
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LaneError(
+                    f"lane {self.name} not ready within {timeout:g}s (state {self.state.value})"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)

@@ -1,0 +1,361 @@
+"""The supervisor: owns every lane, publishes the routable set, reloads, shuts down.
+
+Per lane state and life live in ``qwend.supervisor.runner.LaneRunner``; this module
+holds the set of lanes, the active lane per role, the lane table the router
+reads (replaced on every change), event subscribers, reload and shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from qwend.config.model import Config, LaneConfig
+from qwend.errors import LaneError
+from qwend.logs import get_logger
+from qwend.routing.lanetable import LaneTable, RoutableLane, TrafficGate
+from qwend.supervisor.guard import OrphanGuard
+from qwend.supervisor.output import read_log_tail
+from qwend.supervisor.preflight import preflight
+from qwend.supervisor.process import lane_environment
+from qwend.supervisor.runner import LaneContext, LaneRunner
+from qwend.supervisor.states import CLAIMING, LaneState
+
+EVENT_QUEUE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class LaneSnapshot:
+    """One lane as operators see it."""
+
+    name: str
+    role: str
+    variant: str
+    model: str
+    standby: bool
+    """As configured."""
+    active: bool
+    """The current active lane of its role."""
+    state: LaneState
+    pid: int | None
+    port: int
+    npus: tuple[int, ...]
+    started_at: float | None
+    """Epoch seconds of the current process's start."""
+    restarts: int
+    """Automatic restarts since qwend started."""
+    last_exit: str | None
+    """``exit 1`` / ``signal SIGKILL`` of the previous process."""
+    reason: str | None
+    """Why the lane is failed, unhealthy or in backoff."""
+    accepting: bool
+    """Routable right now (ready, active, not draining)."""
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LaneEvent:
+    """A lane state change, as sent to subscribers."""
+
+    lane: str
+    old: LaneState
+    new: LaneState
+    reason: str | None
+    at: float
+    """Epoch seconds."""
+
+
+@dataclass(frozen=True)
+class ReloadReport:
+    """What a reload did to the lanes."""
+
+    restarted: tuple[str, ...]
+    started: tuple[str, ...]
+    stopped: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+
+class Supervisor:
+    """Owns the lane processes (see module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        lane_table: LaneTable,
+        *,
+        active: Mapping[str, str] | None = None,
+        traffic: TrafficGate | None = None,
+        pre_start: Callable[[LaneConfig], Awaitable[str | None]] | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        chip_family: str | None = None,
+    ) -> None:
+        self._config = config
+        self._table = lane_table
+        self.traffic = traffic
+        self._pre_start = pre_start
+        self._extra_env = dict(extra_env or {})
+        self.chip_family = chip_family
+        self._guard = OrphanGuard()
+        self._session: aiohttp.ClientSession | None = None
+        self._subscribers: set[asyncio.Queue[LaneEvent]] = set()
+        self._closing = False
+        self._log = get_logger("supervisor")
+        self._runners: dict[str, LaneRunner] = {}
+        self._active = self._initial_active(config, active or {})
+        for lane in config.lanes:
+            self._runners[lane.name] = LaneRunner(lane, self._context())
+        self._publish()
+
+    # --- wiring -----------------------------------------------------------------
+
+    def _initial_active(self, config: Config, wanted: Mapping[str, str]) -> dict[str, str]:
+        active = config.default_active()
+        for role, name in wanted.items():
+            try:
+                lane = config.lane(name)
+            except KeyError:
+                self._log.warning("persisted active lane no longer exists", role=role, lane=name)
+                continue
+            if lane.role != role:
+                self._log.warning("persisted active lane changed role", role=role, lane=name)
+                continue
+            active[role] = name
+        return active
+
+    def _context(self) -> LaneContext:
+        return LaneContext(
+            log_dir=lambda: self._config.daemon.log_dir,
+            log_keep=lambda: self._config.daemon.lane_log_keep,
+            environment=self._environment,
+            guard=self._guard,
+            session=self._http,
+            preflight=self._preflight,
+            pre_start=self._pre_start,
+            on_change=self._on_change,
+        )
+
+    def _environment(self, lane: LaneConfig) -> dict[str, str]:
+        return lane_environment(lane, extra=self._extra_env, chip_family=self.chip_family)
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # No keep-alive: a restarted lane must not get a stale pooled connection.
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+        return self._session
+
+    def _preflight(self, lane: LaneConfig) -> None:
+        claiming = [r.cfg for r in self._runners.values() if r.state in CLAIMING]
+        preflight(lane, claiming)
+
+    def _runner(self, name: str) -> LaneRunner:
+        try:
+            return self._runners[name]
+        except KeyError:
+            known = ", ".join(self._runners) or "none"
+            raise LaneError(f"no lane named {name!r} (lanes: {known})") from None
+
+    # --- change propagation ----------------------------------------------------
+
+    def _on_change(
+        self, runner: LaneRunner, old: LaneState, new: LaneState, reason: str | None
+    ) -> None:
+        self._publish()
+        event = LaneEvent(runner.name, old, new, reason, time.time())
+        for queue in tuple(self._subscribers):
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()  # a slow subscriber loses its oldest event
+            queue.put_nowait(event)
+
+    def _routable(self, runner: LaneRunner) -> RoutableLane:
+        cfg = runner.cfg
+        active = self._active.get(cfg.role) == cfg.name
+        return RoutableLane(
+            name=cfg.name,
+            role=cfg.role,
+            variant=cfg.variant,
+            base_url=cfg.base_url,
+            text=cfg.capabilities.text,
+            image=cfg.capabilities.image,
+            active=active,
+            accepting=runner.state is LaneState.READY and not self._closing,
+            model=cfg.model,
+        )
+
+    def _publish(self) -> None:
+        self._table.replace(tuple(self._routable(r) for r in self._runners.values()))
+
+    def subscribe(self) -> asyncio.Queue[LaneEvent]:
+        """A queue receiving every lane state change from now on."""
+        queue: asyncio.Queue[LaneEvent] = asyncio.Queue(maxsize=EVENT_QUEUE_SIZE)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[LaneEvent]) -> None:
+        """Stop sending events to ``queue``."""
+        self._subscribers.discard(queue)
+
+    # --- read side -------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force."""
+        return self._config
+
+    def active_lanes(self) -> dict[str, str]:
+        """Role -> active lane name."""
+        return dict(self._active)
+
+    def snapshot(self, name: str) -> LaneSnapshot:
+        """One lane's snapshot; LaneError for an unknown lane."""
+        runner = self._runner(name)
+        cfg = runner.cfg
+        routable = self._routable(runner)
+        return LaneSnapshot(
+            name=cfg.name,
+            role=cfg.role,
+            variant=cfg.variant,
+            model=cfg.model,
+            standby=cfg.standby,
+            active=routable.active,
+            state=runner.state,
+            pid=runner.pid,
+            port=cfg.port,
+            npus=cfg.npus,
+            started_at=runner.started_at,
+            restarts=runner.restarts,
+            last_exit=runner.last_exit,
+            reason=runner.reason,
+            accepting=routable.accepting and routable.active,
+            warnings=runner.warnings,
+        )
+
+    def snapshots(self) -> tuple[LaneSnapshot, ...]:
+        """Every lane, in configuration order."""
+        return tuple(self.snapshot(name) for name in self._runners)
+
+    def lane_pids(self) -> dict[str, int]:
+        """Lane -> PID of its running process (for the NPU monitor)."""
+        return {n: r.pid for n, r in self._runners.items() if r.pid is not None}
+
+    def lane_npus(self) -> dict[str, tuple[int, ...]]:
+        """Lane -> NPUs, for lanes that hold or are about to hold them (for the NPU monitor).
+
+        A stopped standby lane shares NPUs with its incumbent; listing it would make
+        the incumbent's process look foreign to it.
+        """
+        idle = (LaneState.STOPPED, LaneState.FAILED)
+        return {n: r.cfg.npus for n, r in self._runners.items() if r.state not in idle}
+
+    def status_line(self) -> str:
+        """``2/3 lanes ready`` (+ failed count) for systemd STATUS=."""
+        wanted = [r for r in self._runners.values() if r.state is not LaneState.STOPPED]
+        ready = sum(r.state is LaneState.READY for r in wanted)
+        failed = sum(r.state is LaneState.FAILED for r in wanted)
+        line = f"{ready}/{len(wanted)} lanes ready"
+        return line + (f", {failed} failed" if failed else "")
+
+    def log_tail(self, name: str, n: int, previous: bool = False) -> list[str]:
+        """The last ``n`` output lines of a lane (``previous``: of its previous start)."""
+        runner = self._runner(name)
+        path = self._config.daemon.log_dir / f"{name}.log"
+        if previous:
+            return read_log_tail(path.with_name(f"{name}.log.1"), n)
+        lines = runner.ring.tail(n)
+        return lines if lines else read_log_tail(path, n)
+
+    def follow_log(self, name: str) -> AsyncIterator[str]:
+        """New output lines of a lane as they arrive (across restarts); LaneError if unknown."""
+        return self._runner(name).ring.follow()
+
+    def note_traffic_ok(self, name: str) -> None:
+        """The router served a request on ``name`` successfully (skips inference probes)."""
+        runner = self._runners.get(name)
+        if runner is not None:
+            runner.last_traffic_ok = time.monotonic()
+
+    # --- lane actions -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Begin starting every active lane; returns at once."""
+        for runner in self._runners.values():
+            if self._active.get(runner.cfg.role) == runner.name:
+                await runner.start()
+
+    async def start_lane(self, name: str) -> None:
+        """Start (or reset, when failed) a lane; returns once it is starting."""
+        runner = self._runner(name)
+        if runner.state is LaneState.FAILED:
+            await runner.reset()
+        else:
+            await runner.start()
+
+    async def stop_lane(self, name: str) -> None:
+        """Stop a lane; returns when its process group is gone."""
+        await self._runner(name).stop("stopped by request")
+
+    async def restart_lane(self, name: str) -> None:
+        """Stop, then start a lane."""
+        runner = self._runner(name)
+        await runner.stop("restarting")
+        await runner.start()
+
+    async def drain_lane(self, name: str) -> None:
+        """Stop routing new requests to a lane (in-flight ones finish)."""
+        await self._runner(name).drain()
+
+    async def reset_lane(self, name: str) -> None:
+        """failed -> stopped -> starting."""
+        await self._runner(name).reset()
+
+    async def wait_ready(self, name: str, timeout: float) -> None:
+        """Wait until the lane is ready; LaneError if it fails, exits or times out."""
+        await self._runner(name).wait_ready(timeout)
+
+    def set_active(self, role: str, name: str) -> None:
+        """Make ``name`` the active lane of ``role`` (atomic routing switch)."""
+        runner = self._runner(name)
+        if runner.cfg.role != role:
+            raise LaneError(
+                f"lane {name} serves role {runner.cfg.role!r}, not {role!r};"
+                " pick a lane of that role"
+            )
+        self._active[role] = name
+        self._log.info("active lane set", role=role, lane=name)
+        self._publish()
+
+    # --- reload and shutdown --------------------------------------------------------
+
+    async def reload(self, new: Config) -> ReloadReport:
+        """Apply ``new``: restart changed lanes, start new ones, stop removed ones."""
+        from qwend.supervisor.reload import apply_reload
+
+        return await apply_reload(self, new)
+
+    async def _drain_wait(self, names: list[str], timeout: float) -> None:
+        traffic = self.traffic
+        if traffic is None or timeout <= 0:
+            return
+        results = await asyncio.gather(
+            *(traffic.wait_drained(n, timeout) for n in names), return_exceptions=True
+        )
+        for name, ok in zip(names, results, strict=True):
+            if ok is not True:
+                self._log.warning("drain timed out; stopping anyway", lane=name, timeout_s=timeout)
+
+    async def shutdown(self, drain_timeout: float) -> None:
+        """Unroute everything, let in-flight requests finish, stop every lane in parallel."""
+        self._closing = True
+        self._publish()
+        running = [n for n, r in self._runners.items() if r.pid is not None]
+        await self._drain_wait(running, drain_timeout)
+        await asyncio.gather(*(r.stop("qwend shutting down") for r in self._runners.values()))
+        if self._session is not None:
+            await self._session.close()
+        self._guard.close()
+        self._log.info("all lanes stopped")

@@ -1,0 +1,1 @@
+"""qwend tests, one folder per package; shared helpers live in tests.support."""

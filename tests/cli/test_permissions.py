@@ -1,0 +1,72 @@
+"""Socket permissions seen from qwenctl run as an unprivileged user (needs root to switch)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import stat
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from qwend.api.messages import ExitStatus
+from tests.support.control_fakes import Served, serve_control
+
+QWENCTL = Path(sys.executable).with_name("qwenctl")
+NOBODY = 65534
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="switching to another user needs root and setpriv",
+)
+
+
+async def as_nobody(srv: Served, *argv: str, gid: int = NOBODY) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        "setpriv",
+        f"--reuid={NOBODY}",
+        f"--regid={gid}",
+        "--clear-groups",
+        str(QWENCTL),
+        "--socket",
+        str(srv.path),
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def root_socket() -> AsyncIterator[Served]:
+    # The socket's directory is world-searchable so only the socket's own mode decides.
+    async with serve_control(dir_mode=0o755) as srv:
+        yield srv
+
+
+async def test_socket_is_0660_root_group(root_socket: Served) -> None:
+    st = root_socket.path.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o660
+    assert (st.st_uid, st.st_gid) == (0, 0)
+
+
+async def test_user_outside_the_group_gets_a_clean_permission_denied(root_socket: Served) -> None:
+    code, out, err = await as_nobody(root_socket, "status")
+    assert code == ExitStatus.PERMISSION_DENIED
+    assert out == ""
+    assert "permission denied on the qwend control socket" in err
+    assert "group root" in err and "usermod -aG root" in err
+    assert "Traceback" not in err
+
+
+async def test_member_of_the_socket_group_is_served() -> None:
+    async with serve_control(group="nogroup", dir_mode=0o755) as srv:
+        code, out, err = await as_nobody(srv, "lanes", "--json")
+    assert (code, err) == (ExitStatus.OK, "")
+    assert '"name": "stable"' in out

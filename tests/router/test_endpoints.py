@@ -1,0 +1,128 @@
+"""Router side endpoints: /v1/models, /tokenize, /health, /metrics, the app contract."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from qwend.config.model import RouterConfig
+from qwend.router.router import ROUTER_KEY, Router, make_router_app
+from qwend.routing.lanetable import LaneTable
+from tests.support.router_fakes import FakeLane, chat, fake_lanes, routable, run_router
+
+
+async def test_models_is_the_union_over_accepting_lanes() -> None:
+    async with fake_lanes(FakeLane("a"), FakeLane("b"), FakeLane("c")) as (a, b, c):
+        table = LaneTable(
+            (
+                routable("a", a.url, "throughput"),
+                routable("b", b.url, "stable"),
+                routable("c", c.url, "stable", accepting=False),
+                routable("dead", "http://127.0.0.1:1", "general"),
+            )
+        )
+        async with (
+            run_router(table) as h,
+            aiohttp.ClientSession() as s,
+            s.get(h.url + "/v1/models") as r,
+        ):
+            doc = await r.json()
+    ids = sorted(m["id"] for m in doc["data"])
+    # a and b answered; the unreachable lane falls back to its configured model name.
+    assert ids == ["model-a", "model-b", "model-dead"]
+    assert doc["object"] == "list"
+
+
+async def test_tokenize_passthrough() -> None:
+    async with fake_lanes(FakeLane("a")) as (a,):
+        table = LaneTable((routable("a", a.url, "throughput"),))
+        async with (
+            run_router(table) as h,
+            aiohttp.ClientSession() as s,
+            s.post(h.url + "/tokenize", json={"prompt": "hi"}) as r,
+        ):
+            assert r.status == 200
+            doc = await r.json()
+    assert doc["count"] == 3 and doc["echo"] == {"prompt": "hi"}
+
+
+async def test_tokenize_without_lanes_is_503() -> None:
+    async with (
+        run_router(LaneTable()) as h,
+        aiohttp.ClientSession() as s,
+        s.post(h.url + "/tokenize", json={"prompt": "hi"}) as r,
+    ):
+        assert r.status == 503 and "Retry-After" in r.headers
+
+
+async def test_health_follows_lane_availability() -> None:
+    async with fake_lanes(FakeLane("a")) as (a,):
+        table = LaneTable((routable("a", a.url, "throughput"),))
+        async with run_router(table) as h, aiohttp.ClientSession() as s:
+            async with s.get(h.url + "/health") as r:
+                assert r.status == 200 and (await r.json())["lanes"] == {"a": True}
+            table.replace((routable("a", a.url, "throughput", accepting=False),))
+            async with s.get(h.url + "/health") as r:
+                assert r.status == 503
+
+
+async def test_metrics_reports_policy_counters_and_latency() -> None:
+    async with fake_lanes(FakeLane("a", chunks=5)) as (a,):
+        table = LaneTable((routable("a", a.url, "throughput"),))
+        async with run_router(table) as h, aiohttp.ClientSession() as s:
+            for stream in (False, True):
+                async with s.post(h.url + "/v1/chat/completions", json=chat(stream=stream)) as r:
+                    await r.read()
+            async with s.get(h.url + "/metrics") as r:
+                assert r.status == 200
+                text = await r.text()
+    assert 'qwend_router_policy_info{policy="balanced_long_text"} 1.0' in text
+    assert "qwend_router_requests_total 2.0" in text
+    assert 'qwend_router_lane_requests_total{lane="a",role="throughput",variant="v3"} 2.0' in text
+    assert (
+        'qwend_router_lane_breaker_state{lane="a",role="throughput",state="closed",'
+        'variant="v3"} 1.0' in text
+    )
+    assert (
+        'qwend_router_lane_e2e_seconds{lane="a",quantile="0.5",role="throughput",variant="v3"}'
+        in text
+    )
+    assert 'qwend_router_class_ttft_seconds{cls="short_text",quantile="0.99"}' in text
+    # Two requests teach the lane model nothing about saturation: the whole limit.
+    assert 'qwend_router_lane_limit{lane="a",role="throughput",variant="v3"} 8.0' in text
+    assert (
+        'qwend_router_lane_efficient_concurrency{lane="a",role="throughput",variant="v3"} 8.0'
+        in text
+    )
+    assert 'qwend_router_lane_model_itl_seconds{lane="a"' in text
+
+
+async def test_snapshot_records_latency_and_learns() -> None:
+    async with fake_lanes(FakeLane("a", chunks=6, chunk_gap_s=0.01)) as (a,):
+        table = LaneTable((routable("a", a.url, "throughput"),))
+        async with run_router(table) as h, aiohttp.ClientSession() as s:
+            body = chat(stream=True, stream_options={"include_usage": True})
+            async with s.post(h.url + "/v1/chat/completions", json=body) as r:
+                assert b'"usage"' in await r.read()
+            snap = h.router.stats_snapshot()
+    lane = snap.lane("a")
+    assert lane.latency.ttft.count == 1 and lane.latency.itl.count == 1
+    assert lane.latency.itl.p50 is not None and lane.latency.itl.p50 >= 0.005
+    assert lane.latency.tokens_per_s > 0
+    assert lane.perf.samples > 0
+    short = next(c for c in snap.classes if c.name == "short_text")
+    assert short.requests == 1 and short.latency.e2e.count == 1
+
+
+async def test_app_contract(aiohttp_client: Callable[[web.Application], Awaitable[Any]]) -> None:
+    table = LaneTable()
+    app = make_router_app(RouterConfig(), table)
+    router = app[ROUTER_KEY]
+    assert isinstance(router, Router)
+    client = await aiohttp_client(app)
+    resp = await client.get("/health")
+    assert resp.status == 503
+    assert router.stats_snapshot().policy == "balanced_long_text"

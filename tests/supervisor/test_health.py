@@ -1,0 +1,183 @@
+"""Health probes against real aiohttp servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from qwend.config.model import HealthConfig, LaneConfig
+from qwend.supervisor.health import (
+    Liveness,
+    NotReady,
+    check_models,
+    model_mismatch,
+    served_models,
+    wait_ready,
+)
+
+
+@dataclass
+class FakeLane:
+    """Behaviour switches of a fake lane server."""
+
+    health_status: int = 200
+    health_hang: bool = False
+    models: list[str] = field(default_factory=lambda: ["m"])
+    completions: int = 0
+
+
+def lane_for(port: int, **health: object) -> LaneConfig:
+    cfg = HealthConfig(startup_timeout_s=3.0, interval_s=0.05, timeout_s=0.3, failure_threshold=2)
+    return LaneConfig(
+        name="h",
+        role="stable",
+        variant="v",
+        npus=(0,),
+        port=port,
+        model="m",
+        command=("x",),
+        health=replace(cfg, **health),  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[tuple[FakeLane, int]]:
+    state = FakeLane()
+
+    async def health(_: web.Request) -> web.Response:
+        if state.health_hang:
+            await asyncio.sleep(3600)
+        return web.json_response({}, status=state.health_status)
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"data": [{"id": m} for m in state.models]})
+
+    async def completions(_: web.Request) -> web.Response:
+        state.completions += 1
+        return web.json_response({"choices": [{"text": "x"}]})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/completions", completions)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield state, port
+    await runner.cleanup()
+
+
+async def test_ready_needs_health_and_a_listed_model(fake: tuple[FakeLane, int]) -> None:
+    state, port = fake
+    lane = lane_for(port)
+    state.models = []
+    async with aiohttp.ClientSession() as session:
+        assert await check_models(session, lane) == "/v1/models lists no model yet"
+        task = asyncio.create_task(wait_ready(session, lane, asyncio.Event()))
+        await asyncio.sleep(0.3)
+        assert not task.done()
+        state.models = ["m"]
+        await asyncio.wait_for(task, 2)
+
+
+async def test_ready_times_out_with_the_last_problem(fake: tuple[FakeLane, int]) -> None:
+    state, port = fake
+    state.health_status = 503
+    lane = lane_for(port, startup_timeout_s=0.5)
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(NotReady, match=r"startup_timeout_s=0.5s.*HTTP 503"):
+            await wait_ready(session, lane, asyncio.Event())
+
+
+async def test_process_exit_ends_the_wait_at_once() -> None:
+    from tests.support.lanescripts.factory import free_port
+
+    lane = lane_for(free_port(), startup_timeout_s=60.0)
+    exited = asyncio.Event()
+    async with aiohttp.ClientSession() as session:
+        task = asyncio.create_task(wait_ready(session, lane, exited))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        exited.set()
+        with pytest.raises(NotReady, match="process exited during start"):
+            await asyncio.wait_for(task, 2)
+        assert time.monotonic() - started < 1.0
+
+
+async def test_hanging_health_is_unhealthy_after_threshold(fake: tuple[FakeLane, int]) -> None:
+    state, port = fake
+    lane = lane_for(port)
+    async with aiohttp.ClientSession() as session:
+        live = Liveness(lane, session, last_traffic_ok=lambda: None)
+        assert await live.probe_once() is None
+        state.health_hang = True
+        reason = await asyncio.wait_for(live.run(), 5)
+        assert "liveness failed 2 times in a row" in reason
+        assert "did not answer within 0.3s" in reason
+
+
+async def test_one_failure_below_threshold_is_forgiven(fake: tuple[FakeLane, int]) -> None:
+    _state, port = fake
+    lane = lane_for(port, failure_threshold=3)
+    async with aiohttp.ClientSession() as session:
+        live = Liveness(lane, session, last_traffic_ok=lambda: None)
+        assert not live.record("boom")
+        assert not live.record("boom")
+        assert not live.record(None)
+        assert live.failures == 0
+        assert not live.record("boom")
+        assert not live.record("boom")
+        assert live.record("boom")
+
+
+async def test_inference_probe_is_skipped_while_traffic_succeeds(
+    fake: tuple[FakeLane, int],
+) -> None:
+    state, port = fake
+    lane = lane_for(port, inference_probe=True, inference_probe_idle_s=60.0)
+    now = [1000.0]
+    last: list[float | None] = [None]
+    async with aiohttp.ClientSession() as session:
+        live = Liveness(lane, session, last_traffic_ok=lambda: last[0], clock=lambda: now[0])
+        assert await live.probe_once() is None
+        assert state.completions == 1
+        last[0] = 990.0
+        assert await live.probe_once() is None
+        assert state.completions == 1  # skipped: traffic 10 s ago
+        now[0] = 1100.0
+        assert await live.probe_once() is None
+        assert state.completions == 2
+
+
+async def test_failures_do_not_count_while_real_traffic_succeeds() -> None:
+    lane = lane_for(1)
+    now = [1000.0]
+    async with aiohttp.ClientSession() as session:
+        live = Liveness(lane, session, last_traffic_ok=lambda: 999.99, clock=lambda: now[0])
+        for _ in range(5):
+            assert not live.record("slow")
+        now[0] = 1001.0
+        assert not live.record("slow")
+        assert live.record("slow")
+
+
+async def test_served_model_mismatch_is_a_warning(fake: tuple[FakeLane, int]) -> None:
+    state, port = fake
+    lane = lane_for(port)
+    state.models = ["other"]
+    async with aiohttp.ClientSession() as session:
+        ids = await served_models(session, lane)
+    assert ids == ["other"]
+    warning = model_mismatch(lane, ids)
+    assert warning is not None
+    assert "serves other but lane.model is 'm'" in warning
+    assert model_mismatch(lane, ["m", "other"]) is None
+    assert model_mismatch(lane, []) is None

@@ -1,0 +1,245 @@
+"""LaneProcess with real subprocesses: env, logs, stop escalation, orphans."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from qwend.errors import LaneError
+from qwend.supervisor.guard import OrphanGuard
+from qwend.supervisor.output import LogRing, read_log_tail, rotate_logs
+from qwend.supervisor.process import (
+    LaneProcess,
+    describe_returncode,
+    group_members,
+    lane_environment,
+)
+from tests.support.lanescripts.factory import get_json, make_lane, pid_alive, wait_json
+from tests.support.paths import REPO
+
+
+def test_environment_layers_and_visible_devices() -> None:
+    lane = make_lane("a", npus=(3, 1), env={"LANE_ONLY": "1", "SHARED": "lane"})
+    env = lane_environment(
+        lane,
+        inherited={
+            "HOME": "/h",
+            "SHARED": "inherited",
+            "ASCEND_RT_VISIBLE_DEVICES": "7",
+            "NOTIFY_SOCKET": "/run/systemd/notify",
+        },
+        extra={"PATH": "/venv/bin:/usr/bin"},
+    )
+    assert env["ASCEND_RT_VISIBLE_DEVICES"] == "1,3"
+    assert env["SHARED"] == "lane"
+    assert env["HOME"] == "/h"
+    assert env["PATH"] == "/venv/bin:/usr/bin"
+    assert env["LANE_ONLY"] == "1"
+    assert "NOTIFY_SOCKET" not in env
+    a2 = lane_environment(lane, inherited={}, chip_family="910B3")
+    assert a2["HCCL_OP_EXPANSION_MODE"] == "AIV"  # multi-NPU lane on A2
+    assert a2["ASCEND_RT_VISIBLE_DEVICES"] == "1,3"
+    pinned = make_lane("p", npus=(0, 1), env={"HCCL_OP_EXPANSION_MODE": ""})
+    assert (
+        lane_environment(pinned, inherited={}, chip_family="910B3")["HCCL_OP_EXPANSION_MODE"] == ""
+    )
+
+
+def test_describe_returncode() -> None:
+    assert describe_returncode(0) == "exit 0"
+    assert describe_returncode(3) == "exit 3"
+    assert describe_returncode(-9) == "signal SIGKILL"
+    assert describe_returncode(-15) == "signal SIGTERM"
+
+
+def test_rotate_logs_keeps_a_bounded_number(tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    for n in range(5):
+        rotate_logs(log, keep=2)
+        log.write_text(f"run {n}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.log", "x.log.1", "x.log.2"]
+    assert log.read_text() == "run 4\n"
+    assert (tmp_path / "x.log.1").read_text() == "run 3\n"
+    assert (tmp_path / "x.log.2").read_text() == "run 2\n"
+    assert read_log_tail(tmp_path / "x.log.2", 5) == ["run 2"]
+    assert read_log_tail(tmp_path / "missing.log", 5) == []
+
+
+async def test_log_ring_tail_and_follow() -> None:
+    ring = LogRing(size=3)
+    ring.feed("a\nb")
+    assert ring.tail(10) == ["a"]
+    ring.feed("c\nd\ne\n")
+    assert ring.tail(10) == ["bc", "d", "e"]
+    assert ring.tail(1) == ["e"]
+    got: list[str] = []
+
+    async def follow() -> None:
+        async for line in ring.follow():
+            got.append(line)
+
+    task = asyncio.create_task(follow())
+    await asyncio.sleep(0)
+    ring.feed("f\ng\n")
+    ring.close_followers()
+    await asyncio.wait_for(task, 2)
+    assert got == ["f", "g"]
+
+
+async def spawn(
+    tmp_path: Path, *extra: str, stop_timeout: float = 5.0, keep: int = 3
+) -> LaneProcess:
+    lane = make_lane("t", npus=(2, 0), extra=extra, stop_timeout=stop_timeout)
+    proc = LaneProcess(
+        lane, log_dir=tmp_path, log_keep=keep, env=lane_environment(lane, extra={"X_EXTRA": "1"})
+    )
+    await proc.start()
+    await wait_json(f"{lane.base_url}/v1/models")
+    return proc
+
+
+async def test_lane_runs_in_its_own_group_with_its_devices(tmp_path: Path) -> None:
+    proc = await spawn(tmp_path)
+    assert proc.pid is not None
+    try:
+        info = await get_json(f"{proc.lane.base_url}/env")
+        assert isinstance(info, dict)
+        assert info["ASCEND_RT_VISIBLE_DEVICES"] == "0,2"
+        assert info["env"]["X_EXTRA"] == "1"
+        assert os.getpgid(proc.pid) == proc.pid
+        assert os.getsid(proc.pid) == proc.pid
+    finally:
+        assert await proc.stop(signal.SIGTERM, 5.0) == "signal SIGTERM"
+    assert not pid_alive(proc.pid)
+    text = (tmp_path / "t.log").read_text()
+    assert "lane starting" in text
+    assert "devices=0,2" in text
+    assert any("listening on" in line for line in proc.ring.tail(50))
+
+
+async def test_stop_escalates_to_sigkill_after_timeout(tmp_path: Path) -> None:
+    proc = await spawn(tmp_path, "--ignore-term", stop_timeout=0.5)
+    started = time.monotonic()
+    result = await proc.stop(signal.SIGTERM, 0.5)
+    elapsed = time.monotonic() - started
+    assert result == "signal SIGKILL"
+    assert 0.5 <= elapsed < 5.0
+
+
+async def test_stop_kills_grandchildren_that_ignore_sigterm(tmp_path: Path) -> None:
+    proc = await spawn(tmp_path, "--spawn-child")
+    assert proc.pid is not None
+    info = await get_json(f"{proc.lane.base_url}/env")
+    assert isinstance(info, dict)
+    child = info["child_pid"]
+    assert isinstance(child, int)
+    assert pid_alive(child)
+    await proc.stop(signal.SIGTERM, 5.0)
+    assert not pid_alive(child)
+    assert group_members(proc.pid) == []
+
+
+async def test_kill_9_of_the_leader_takes_its_group_down(tmp_path: Path) -> None:
+    proc = await spawn(tmp_path, "--spawn-child")
+    assert proc.pid is not None
+    info = await get_json(f"{proc.lane.base_url}/env")
+    assert isinstance(info, dict)
+    child = info["child_pid"]
+    os.kill(proc.pid, signal.SIGKILL)
+    assert await asyncio.wait_for(proc.wait(), 5) == -signal.SIGKILL
+    await proc.finish()
+    assert not pid_alive(child)
+    assert proc.exit_description == "signal SIGKILL"
+
+
+async def test_previous_logs_are_rotated(tmp_path: Path) -> None:
+    for _ in range(3):
+        proc = await spawn(tmp_path, keep=1)
+        await proc.stop(signal.SIGTERM, 5.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.log", "t.log.1"]
+
+
+async def test_missing_executable_is_an_actionable_error(tmp_path: Path) -> None:
+    lane = make_lane("nope")
+    lane = type(lane)(**{**lane.__dict__, "command": ("/nonexistent/vllm", "serve")})
+    proc = LaneProcess(lane, log_dir=tmp_path, log_keep=1, env={})
+    with pytest.raises(LaneError, match=r"lane nope: cannot run '/nonexistent/vllm'.*lane.command"):
+        await proc.start()
+
+
+ORPHAN_SCRIPT = r"""
+import asyncio, json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from tests.support.lanescripts.factory import make_lane, wait_json, get_json
+from qwend.logs import configure_logging
+from qwend.supervisor.process import LaneProcess, lane_environment
+from qwend.supervisor.guard import OrphanGuard
+
+async def main():
+    configure_logging(stream=sys.stderr)
+    guard = OrphanGuard() if sys.argv[3] == "guard" else None
+    lane = make_lane("orphan", extra=["--spawn-child"])
+    proc = LaneProcess(lane, log_dir=Path(sys.argv[2]), log_keep=1,
+                       env=lane_environment(lane), guard=guard)
+    await proc.start()
+    await wait_json(lane.base_url + "/v1/models")
+    info = await get_json(lane.base_url + "/env")
+    print(json.dumps({"lane": proc.pid, "child": info["child_pid"],
+                      "guard": guard.pid if guard else None}), flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("mode", ["guard", "pdeathsig-only"])
+def test_sigkilled_parent_leaves_no_lane_behind(tmp_path: Path, mode: str) -> None:
+    repo = str(REPO)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_SCRIPT, repo, str(tmp_path), mode],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        import json
+
+        pids = json.loads(parent.stdout.readline())
+    finally:
+        parent.kill()
+        parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+    deadline = time.monotonic() + 2.0
+    while pid_alive(pids["lane"]) or (mode == "guard" and pid_alive(pids["child"])):
+        assert time.monotonic() < deadline, pids
+        time.sleep(0.02)
+    if mode == "pdeathsig-only":
+        # Without the guard, PDEATHSIG only reaches the direct child: the reason the guard exists.
+        assert pid_alive(pids["child"])
+        os.kill(pids["child"], signal.SIGKILL)
+
+
+def test_guard_kills_registered_groups_on_close_and_restarts_when_killed() -> None:
+    sleeper = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+    guard = OrphanGuard()
+    guard.register(sleeper.pid)
+    first = guard.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    time.sleep(0.1)
+    guard.register(12345678)  # any write notices the dead guard and starts a new one
+    guard.unregister(12345678)
+    assert guard.pid not in (None, first)
+    guard.close()
+    assert sleeper.wait(timeout=5) == -signal.SIGKILL

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: sim lanes, daemons, fakes, fixture paths."""

@@ -1,0 +1,236 @@
+"""In-process fake lanes and a real-socket router runner for the router tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from qwend.config.model import RouterConfig
+from qwend.router.router import ROUTER_KEY, Router, make_router_app
+from qwend.routing.lanetable import LaneTable, RoutableLane
+
+
+@dataclass
+class FakeLane:
+    """Behaviour knobs and observations of one fake OpenAI-compatible lane."""
+
+    name: str
+    status: int = 200
+    """Status of completion answers (non-200 answers carry an OpenAI error body)."""
+    chunks: int = 4
+    """Content chunks of a streamed answer."""
+    chunk_gap_s: float = 0.0
+    delay_s: float = 0.0
+    """Sleep before answering (simulates prefill)."""
+    hang: bool = False
+    """Never answer (until the client goes away)."""
+    die_after: int | None = None
+    """Streamed: cut the connection after this many chunks."""
+    gate: asyncio.Event | None = None
+    """Streamed: wait for this event after the first chunk."""
+    requests: int = 0
+    aborts: int = 0
+    """Handlers cancelled because the router closed the connection."""
+    abort_times: list[float] = field(default_factory=list)
+    bodies: list[dict[str, object]] = field(default_factory=list)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    url: str = ""
+
+    def reply(self, doc: dict[str, object]) -> dict[str, object]:
+        usage = {
+            "prompt_tokens": 10,
+            "completion_tokens": self.chunks,
+            "total_tokens": 10 + self.chunks,
+        }
+        if "messages" in doc:
+            return {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 1,
+                "model": doc.get("model", "m"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": f"hello from {self.name}"},
+                        "finish_reason": "length",
+                    }
+                ],
+                "usage": usage,
+            }
+        return {
+            "id": "cmpl-1",
+            "object": "text_completion",
+            "created": 1,
+            "model": doc.get("model", "m"),
+            "choices": [{"index": 0, "text": f"hello from {self.name}", "finish_reason": "length"}],
+            "usage": usage,
+        }
+
+
+def _chunk(doc: dict[str, object], i: int, lane: str) -> bytes:
+    if "messages" in doc:
+        body: dict[str, object] = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "delta": {"content": f"{lane}{i} "}, "finish_reason": None}],
+        }
+    else:
+        body = {
+            "id": "cmpl-1",
+            "object": "text_completion",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "text": f"{lane}{i} ", "finish_reason": None}],
+        }
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+def fake_lane_app(lane: FakeLane) -> web.Application:
+    """An aiohttp app behaving like a vLLM lane, per ``lane``'s knobs."""
+
+    async def complete(request: web.Request) -> web.StreamResponse:
+        doc = await request.json()
+        lane.requests += 1
+        lane.bodies.append(doc)
+        lane.started.set()
+        try:
+            return await _answer(request, doc)
+        except asyncio.CancelledError:
+            lane.aborts += 1
+            lane.abort_times.append(time.monotonic())
+            raise
+
+    async def _answer(request: web.Request, doc: dict[str, object]) -> web.StreamResponse:
+        if lane.hang:
+            await asyncio.Event().wait()
+        if lane.delay_s:
+            await asyncio.sleep(lane.delay_s)
+        if lane.status != 200:
+            err = {
+                "error": {"message": f"{lane.name} says {lane.status}", "type": "x", "code": None}
+            }
+            return web.json_response(err, status=lane.status)
+        if not doc.get("stream"):
+            return web.json_response(lane.reply(doc))
+        out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await out.prepare(request)
+        for i in range(lane.chunks):
+            if lane.die_after is not None and i == lane.die_after:
+                assert request.transport is not None
+                request.transport.close()
+                return out
+            await out.write(_chunk(doc, i, lane.name))
+            if i == 0 and lane.gate is not None:
+                await lane.gate.wait()
+            if lane.chunk_gap_s:
+                await asyncio.sleep(lane.chunk_gap_s)
+        options = doc.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage"):
+            usage = lane.reply(doc)["usage"]
+            await out.write(
+                b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n"
+            )
+        await out.write(b"data: [DONE]\n\n")
+        await out.write_eof()
+        return out
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response(
+            {"object": "list", "data": [{"id": f"model-{lane.name}", "object": "model"}]}
+        )
+
+    async def tokenize(request: web.Request) -> web.Response:
+        doc = await request.json()
+        return web.json_response({"tokens": [1, 2, 3], "count": 3, "lane": lane.name, "echo": doc})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", complete)
+    app.router.add_post("/v1/completions", complete)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/tokenize", tokenize)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serve(app: web.Application, *, handler_cancellation: bool = False) -> AsyncIterator[str]:
+    """Serve ``app`` on a free loopback port; yields its base URL."""
+    runner = web.AppRunner(app, handler_cancellation=handler_cancellation, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def fake_lanes(*lanes: FakeLane) -> AsyncIterator[list[FakeLane]]:
+    """Start each fake lane on its own port (handler cancellation on: aborts are seen)."""
+    async with contextlib.AsyncExitStack() as stack:
+        for lane in lanes:
+            lane.url = await stack.enter_async_context(
+                serve(fake_lane_app(lane), handler_cancellation=True)
+            )
+        yield list(lanes)
+
+
+def routable(
+    name: str,
+    url: str,
+    role: str,
+    *,
+    image: bool = False,
+    text: bool = True,
+    accepting: bool = True,
+) -> RoutableLane:
+    return RoutableLane(name, role, "v3", url, text, image, True, accepting, f"model-{name}")
+
+
+@dataclass
+class RouterHandle:
+    """A running router on a real socket."""
+
+    url: str
+    router: Router
+    table: LaneTable
+
+
+@contextlib.asynccontextmanager
+async def run_router(
+    table: LaneTable, config: RouterConfig | None = None
+) -> AsyncIterator[RouterHandle]:
+    """Serve the router app like the daemon would (no handler cancellation by aiohttp)."""
+    app = make_router_app(config or RouterConfig(), table)
+    async with serve(app) as url:
+        yield RouterHandle(url, app[ROUTER_KEY], table)
+
+
+def chat(text: str = "hello", max_tokens: int = 8, **extra: object) -> dict[str, object]:
+    return {
+        "model": "m",
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": max_tokens,
+        **extra,
+    }
+
+
+IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait (polling the loop) until ``predicate()`` is true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
