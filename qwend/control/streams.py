@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from qwend.api.messages import Event, LanesResponse, LaneStateChange, LogLine, Message
+from qwend.broadcast import Broadcast
 from qwend.control.context import ControlContext
 from qwend.logs import get_logger
 from qwend.promotion.promoter import Promotion
@@ -18,6 +19,8 @@ from qwend.promotion.promoter import Promotion
 log = get_logger("control")
 
 NDJSON = "application/x-ndjson"
+EVENT_BUFFER = 1000
+"""Events an SSE client may fall behind by before it loses the oldest."""
 
 
 async def _open(request: web.Request, content_type: str) -> web.StreamResponse:
@@ -94,39 +97,37 @@ def _sse(event: Event) -> bytes:
 
 async def _events(ctx: ControlContext, interval: float) -> AsyncIterator[Event]:
     """Lane changes, promotion progress and periodic stats, merged."""
-    out: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
-    lane_q = ctx.supervisor.subscribe()
-    promo_q = ctx.promoter.subscribe()
-
-    def put(event: Event) -> None:
-        if not out.full():  # a stalled client loses events rather than growing memory
-            out.put_nowait(event)
+    merged: Broadcast[Event] = Broadcast(EVENT_BUFFER)  # a stalled client loses the oldest
+    out = merged.subscribe()
+    lane_events = ctx.supervisor.subscribe()
+    progress = ctx.promoter.subscribe()
 
     async def pump_lanes() -> None:
-        while True:
-            ev = await lane_q.get()
-            put(Event.of(LaneStateChange(ev.lane, str(ev.old), str(ev.new), ev.reason, ev.at)))
+        async for ev in lane_events:
+            change = LaneStateChange(ev.lane, ev.old.value, ev.new.value, ev.reason, ev.at)
+            merged.publish(Event.of(change))
 
     async def pump_promotions() -> None:
-        while True:
-            put(Event.of(await promo_q.get()))
+        async for item in progress:
+            merged.publish(Event.of(item))
 
     async def tick() -> None:
         while interval > 0:
-            put(Event.of(LanesResponse(lanes=ctx.lanes(ctx.router_snapshot()))))
+            merged.publish(Event.of(LanesResponse(lanes=ctx.lanes(ctx.router_snapshot()))))
             await asyncio.sleep(interval)
 
     tasks = [asyncio.create_task(f()) for f in (pump_lanes, pump_promotions, tick)]
     try:
         yield Event.of(ctx.daemon_info())
-        while True:
-            yield await out.get()
+        async for event in out:
+            yield event
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        ctx.supervisor.unsubscribe(lane_q)
-        ctx.promoter.unsubscribe(promo_q)
+        lane_events.close()
+        progress.close()
+        out.close()
 
 
 async def stream_events(request: web.Request, ctx: ControlContext) -> web.StreamResponse:

@@ -277,17 +277,13 @@ class Daemon:
             self._tasks.append(asyncio.create_task(self._traffic_loop(supervisor)))
 
     async def _status_loop(self, supervisor: Supervisor) -> None:
-        queue = supervisor.subscribe()
         last = ""
-        try:
-            while True:
-                await queue.get()
+        with supervisor.subscribe() as events:
+            async for _ in events:
                 line = supervisor.status_line()
                 if line != last:
                     self.notifier.status(line)
                     last = line
-        finally:
-            supervisor.unsubscribe(queue)
 
     async def _traffic_loop(self, supervisor: Supervisor, period: float = 2.0) -> None:
         # The router counts completed requests per lane; a lane that completes real

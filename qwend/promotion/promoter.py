@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 
 from qwend.api.messages import (
     Caller,
@@ -21,6 +21,7 @@ from qwend.api.messages import (
     PromotionEvent,
     PromotionRecord,
 )
+from qwend.broadcast import Broadcast, Subscription
 from qwend.errors import PromotionConflict, PromotionError
 from qwend.logs import get_logger
 from qwend.promotion.plan import PromotionPlan, plan_promotion, rollback_target
@@ -31,6 +32,8 @@ from qwend.routing.lanetable import TrafficGate
 log = get_logger("promotion")
 
 Progress = PromotionEvent | PromotionRecord
+PROGRESS_BUFFER = 1000
+"""Progress items a subscriber may fall behind by (a promotion has about a dozen)."""
 
 
 class Promotion:
@@ -39,8 +42,8 @@ class Promotion:
     def __init__(self, accepted: PromotionAccepted) -> None:
         self.accepted = accepted
         self._log: list[Progress] = []
-        self._queues: list[asyncio.Queue[Progress]] = []
-        self.done = asyncio.Event()
+        self._progress: Broadcast[Progress] = Broadcast(PROGRESS_BUFFER)
+        self._done = asyncio.Event()
         self.task: asyncio.Task[PromotionRecord] | None = None
 
     @property
@@ -49,29 +52,18 @@ class Promotion:
 
     def publish(self, item: Progress) -> None:
         self._log.append(item)
-        for queue in self._queues:
-            queue.put_nowait(item)
+        self._progress.publish(item)
         if isinstance(item, PromotionRecord):
-            self.done.set()
+            self._progress.close()
+            self._done.set()
 
-    async def progress(self) -> AsyncIterator[Progress]:
+    def progress(self) -> Subscription[Progress]:
         """Every event so far and to come, ending with the ``PromotionRecord``."""
-        queue: asyncio.Queue[Progress] = asyncio.Queue()
-        for item in self._log:
-            queue.put_nowait(item)
-        self._queues.append(queue)
-        try:
-            while True:
-                item = await queue.get()
-                yield item
-                if isinstance(item, PromotionRecord):
-                    return
-        finally:
-            self._queues.remove(queue)
+        return self._progress.subscribe(replay=self._log)
 
     async def result(self) -> PromotionRecord:
         """Wait for the end and return the record."""
-        await self.done.wait()
+        await self._done.wait()
         last = self._log[-1]
         assert isinstance(last, PromotionRecord)
         return last
@@ -100,7 +92,7 @@ class Promoter:
         self._running: dict[str, Promotion] = {}
         self._history: list[PromotionRecord] = list(store.state.history) if store else []
         self._history_limit = history_limit
-        self._subscribers: list[asyncio.Queue[Progress]] = []
+        self._progress: Broadcast[Progress] = Broadcast(PROGRESS_BUFFER)
         self._ids = itertools.count(1)
         self._closed = False
 
@@ -116,15 +108,9 @@ class Promoter:
         """Finished promotions, oldest first (persisted ones included)."""
         return tuple(self._history[-self._history_limit :])
 
-    def subscribe(self) -> asyncio.Queue[Progress]:
-        """A queue receiving the progress of every promotion (for the event stream)."""
-        queue: asyncio.Queue[Progress] = asyncio.Queue(maxsize=1000)
-        self._subscribers.append(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[Progress]) -> None:
-        if queue in self._subscribers:
-            self._subscribers.remove(queue)
+    def subscribe(self) -> Subscription[Progress]:
+        """The progress of every promotion from now on (for the event stream)."""
+        return self._progress.subscribe()
 
     def start(
         self, lane: str, caller: Caller | None, *, ready_timeout_s: float | None = None
@@ -203,9 +189,7 @@ class Promoter:
 
     def _publish(self, promotion: Promotion, item: Progress) -> None:
         promotion.publish(item)
-        for queue in self._subscribers:
-            if not queue.full():
-                queue.put_nowait(item)
+        self._progress.publish(item)
 
     async def _run(self, promotion: Promotion, run: PromotionRun) -> PromotionRecord:
         try:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from collections import deque
-from collections.abc import AsyncIterator
 from pathlib import Path
+
+from qwend.broadcast import Broadcast, Subscription
 
 RING_LINES = 2000
 """Lines of lane output kept in memory."""
+FOLLOW_BUFFER = 10000
+"""Lines a follower may fall behind by before it loses the oldest."""
 
 
 def rotate_logs(path: Path, keep: int) -> None:
@@ -33,7 +35,7 @@ class LogRing:
     def __init__(self, size: int = RING_LINES) -> None:
         self._lines: deque[str] = deque(maxlen=size)
         self._partial = ""
-        self._followers: set[asyncio.Queue[str | None]] = set()
+        self._followers: Broadcast[str] = Broadcast(FOLLOW_BUFFER)
 
     def feed(self, text: str) -> None:
         """Add raw output; complete lines go to the ring and followers."""
@@ -44,9 +46,7 @@ class LogRing:
 
     def _push(self, line: str) -> None:
         self._lines.append(line)
-        for queue in self._followers:
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(line)
+        self._followers.publish(line)
 
     def flush(self) -> None:
         """End of output: emit a trailing partial line."""
@@ -58,24 +58,9 @@ class LogRing:
         """The last ``n`` lines."""
         return list(self._lines)[-n:] if n > 0 else []
 
-    def close_followers(self) -> None:
-        """Tell every follower that this output ended."""
-        for queue in self._followers:
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(None)
-
-    def follow(self) -> AsyncIterator[str]:
-        """New lines from this call on, until the output ends (registered at once)."""
-        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=10000)
-        self._followers.add(queue)
-        return self._drain(queue)
-
-    async def _drain(self, queue: asyncio.Queue[str | None]) -> AsyncIterator[str]:
-        try:
-            while (line := await queue.get()) is not None:
-                yield line
-        finally:
-            self._followers.discard(queue)
+    def follow(self) -> Subscription[str]:
+        """New lines from this call on (across lane restarts) until the follower closes it."""
+        return self._followers.subscribe()
 
 
 def read_log_tail(path: Path, n: int) -> list[str]:

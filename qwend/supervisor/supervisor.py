@@ -8,13 +8,13 @@ reads (replaced on every change), event subscribers, reload and shutdown.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
 
+from qwend.broadcast import Broadcast, Subscription
 from qwend.config.model import Config, LaneConfig
 from qwend.errors import LaneError
 from qwend.logs import get_logger
@@ -26,7 +26,8 @@ from qwend.supervisor.process import lane_environment
 from qwend.supervisor.runner import LaneContext, LaneRunner
 from qwend.supervisor.states import CLAIMING, LaneState
 
-EVENT_QUEUE_SIZE = 1000
+EVENT_BUFFER = 1000
+"""Lane events a subscriber may fall behind by before it loses the oldest."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class Supervisor:
         self.chip_family = chip_family
         self._guard = OrphanGuard()
         self._session: aiohttp.ClientSession | None = None
-        self._subscribers: set[asyncio.Queue[LaneEvent]] = set()
+        self._events: Broadcast[LaneEvent] = Broadcast(EVENT_BUFFER)
         self._closing = False
         self._log = get_logger("supervisor")
         self._runners: dict[str, LaneRunner] = {}
@@ -165,12 +166,7 @@ class Supervisor:
         self, runner: LaneRunner, old: LaneState, new: LaneState, reason: str | None
     ) -> None:
         self._publish()
-        event = LaneEvent(runner.name, old, new, reason, time.time())
-        for queue in tuple(self._subscribers):
-            if queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()  # a slow subscriber loses its oldest event
-            queue.put_nowait(event)
+        self._events.publish(LaneEvent(runner.name, old, new, reason, time.time()))
 
     def _routable(self, runner: LaneRunner) -> RoutableLane:
         cfg = runner.cfg
@@ -190,15 +186,9 @@ class Supervisor:
     def _publish(self) -> None:
         self._table.replace(tuple(self._routable(r) for r in self._runners.values()))
 
-    def subscribe(self) -> asyncio.Queue[LaneEvent]:
-        """A queue receiving every lane state change from now on."""
-        queue: asyncio.Queue[LaneEvent] = asyncio.Queue(maxsize=EVENT_QUEUE_SIZE)
-        self._subscribers.add(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[LaneEvent]) -> None:
-        """Stop sending events to ``queue``."""
-        self._subscribers.discard(queue)
+    def subscribe(self) -> Subscription[LaneEvent]:
+        """Every lane state change from now on (close the subscription when done)."""
+        return self._events.subscribe()
 
     # --- read side -------------------------------------------------------------
 
@@ -269,7 +259,7 @@ class Supervisor:
         lines = runner.ring.tail(n)
         return lines if lines else read_log_tail(path, n)
 
-    def follow_log(self, name: str) -> AsyncIterator[str]:
+    def follow_log(self, name: str) -> Subscription[str]:
         """New output lines of a lane as they arrive (across restarts); LaneError if unknown."""
         return self._runner(name).ring.follow()
 

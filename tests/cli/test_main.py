@@ -276,7 +276,7 @@ async def test_reload_ok_and_refused() -> None:
 async def _events_run(srv: Served, *argv: str) -> Run:
     out = Capture()
     task = asyncio.create_task(qwenctl(srv, "events", *argv, out=out))
-    await wait_for(lambda: len(srv.supervisor.queues) == 1)
+    await wait_for(lambda: srv.supervisor.subscribers == 1)
     await srv.supervisor.stop_lane("throughput")
     await wait_for(lambda: "throughput" in out.getvalue())
     srv.app[CONTROL_KEY].closing.set()

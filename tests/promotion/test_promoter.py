@@ -166,13 +166,13 @@ async def test_second_promotion_of_same_role_conflicts_other_roles_do_not() -> N
 async def test_late_subscriber_gets_full_replay_and_global_subscriber_sees_all() -> None:
     sup = FakeSupervisor(demo_config())
     promoter = Promoter(sup, FakeTraffic(), None)
-    queue = promoter.subscribe()
+    everything = promoter.subscribe()
     promotion = promoter.start("stable_green", None)
     record = await promotion.result()
     events, again = await collect(promotion)
     assert again == record
     assert events[0].step is PromotionStep.PLANNED
-    seen = [queue.get_nowait() for _ in range(queue.qsize())]
+    seen = [await anext(everything) for _ in range(len(everything))]
     assert seen[-1] == record
     assert len(seen) == len(events) + 1
 

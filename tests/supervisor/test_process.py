@@ -79,18 +79,12 @@ async def test_log_ring_tail_and_follow() -> None:
     ring.feed("c\nd\ne\n")
     assert ring.tail(10) == ["bc", "d", "e"]
     assert ring.tail(1) == ["e"]
-    got: list[str] = []
-
-    async def follow() -> None:
-        async for line in ring.follow():
-            got.append(line)
-
-    task = asyncio.create_task(follow())
-    await asyncio.sleep(0)
+    lines = ring.follow()
     ring.feed("f\ng\n")
-    ring.close_followers()
-    await asyncio.wait_for(task, 2)
-    assert got == ["f", "g"]
+    assert [await anext(lines), await anext(lines)] == ["f", "g"]  # only lines fed after follow()
+    await lines.aclose()
+    ring.feed("h\n")
+    assert [line async for line in lines] == []  # a closed follower gets nothing more
 
 
 async def spawn(

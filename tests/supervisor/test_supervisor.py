@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from qwend.broadcast import Subscription
 from qwend.config.model import Config, DaemonConfig, LaneConfig
 from qwend.errors import LaneError
 from qwend.routing.lanetable import LaneTable
@@ -43,12 +44,12 @@ async def make_sup(tmp_path: Path) -> AsyncIterator[SupFactory]:
 
 
 async def wait_for_state(
-    queue: asyncio.Queue[LaneEvent], lane: str, state: LaneState, timeout: float = 20.0
+    events: Subscription[LaneEvent], lane: str, state: LaneState, timeout: float = 20.0
 ) -> LaneEvent:
     """The next event taking ``lane`` into ``state``."""
     deadline = time.monotonic() + timeout
     while True:
-        event = await asyncio.wait_for(queue.get(), max(0.01, deadline - time.monotonic()))
+        event = await asyncio.wait_for(anext(events), max(0.01, deadline - time.monotonic()))
         if event.lane == lane and event.new is state:
             return event
 
@@ -79,7 +80,7 @@ async def test_lanes_reach_ready_with_their_devices(make_sup: SupFactory) -> Non
     # The NPU monitor sees only lanes holding NPUs, not the stopped standby.
     assert sup.lane_npus() == {"a": (1, 0), "b": (2,)}
     assert set(sup.lane_pids()) == {"a", "b"}
-    seen = [(e.lane, e.new) for e in [events.get_nowait() for _ in range(events.qsize())]]
+    seen = [(e.lane, e.new) for e in [await anext(events) for _ in range(len(events))]]
     assert ("a", S.STARTING) in seen and ("a", S.READY) in seen
     assert any("listening on" in line for line in sup.log_tail("a", 50))
 
@@ -290,4 +291,4 @@ async def test_follow_log_streams_new_lines_and_rejects_unknown_lanes(
     first = await asyncio.wait_for(anext(lines), 10)
     assert first.startswith("--- qwend: starting lane a")
     await sup.wait_ready("a", 20)
-    await lines.aclose()  # type: ignore[attr-defined]
+    await lines.aclose()

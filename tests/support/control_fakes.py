@@ -16,12 +16,17 @@ from pathlib import Path
 
 from aiohttp import web
 
+from qwend.broadcast import Broadcast, Subscription
 from qwend.config.model import Config, HealthConfig, LaneConfig
 from qwend.control.app import create_control_socket, make_control_app, remove_control_socket
 from qwend.control.context import ReloadCallback
 from qwend.errors import LaneError, PreflightError
 from qwend.promotion.promoter import Promoter
 from qwend.promotion.state import StateStore
+from qwend.supervisor.states import LaneState
+from qwend.supervisor.supervisor import LaneEvent, LaneSnapshot, ReloadReport
+
+S = LaneState
 
 
 def lane(
@@ -59,43 +64,11 @@ def demo_config() -> Config:
     )
 
 
-@dataclass(frozen=True)
-class Snap:
-    """Shape of the supervisor's LaneSnapshot."""
+class LaneStates(dict[str, LaneState]):
+    """Lane -> state; a test may also set a state by its value (``"failed"``)."""
 
-    name: str
-    role: str
-    variant: str
-    model: str
-    standby: bool
-    active: bool
-    state: str
-    pid: int | None
-    port: int
-    npus: tuple[int, ...]
-    started_at: float | None
-    restarts: int
-    last_exit: str | None
-    reason: str | None
-    accepting: bool
-    warnings: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class LaneEvent:
-    lane: str
-    old: str
-    new: str
-    reason: str | None
-    at: float
-
-
-@dataclass(frozen=True)
-class ReloadReport:
-    restarted: tuple[str, ...] = ()
-    started: tuple[str, ...] = ()
-    stopped: tuple[str, ...] = ()
-    unchanged: tuple[str, ...] = ()
+    def __setitem__(self, name: str, state: LaneState | str) -> None:
+        super().__setitem__(name, LaneState(state))
 
 
 class FakeSupervisor:
@@ -104,14 +77,13 @@ class FakeSupervisor:
     def __init__(self, config: Config, *, crashing: Iterable[str] = ()) -> None:
         self._config = config
         self.active = config.default_active()
-        self.states = {
-            lc.name: ("ready" if lc.name in self.active.values() else "stopped")
-            for lc in config.lanes
-        }
+        self.states = LaneStates()
+        for lc in config.lanes:
+            self.states[lc.name] = S.READY if lc.name in self.active.values() else S.STOPPED
         self.crashing = set(crashing)
         self.calls: list[tuple[str, str]] = []
         self.ready_gate: asyncio.Event | None = None
-        self.queues: list[asyncio.Queue[LaneEvent]] = []
+        self._events: Broadcast[LaneEvent] = Broadcast(1000)
         self.logs: dict[str, list[str]] = {
             lc.name: [f"{lc.name} line {i}" for i in range(5)] for lc in config.lanes
         }
@@ -121,23 +93,27 @@ class FakeSupervisor:
     def config(self) -> Config:
         return self._config
 
+    @property
+    def subscribers(self) -> int:
+        """Lane event subscriptions open right now."""
+        return self._events.subscribers
+
     def active_lanes(self) -> dict[str, str]:
         return dict(self.active)
 
-    def _set(self, name: str, state: str, reason: str | None = None) -> None:
+    def _set(self, name: str, state: LaneState, reason: str | None = None) -> None:
         old = self.states[name]
         self.states[name] = state
-        for queue in self.queues:
-            queue.put_nowait(LaneEvent(name, old, state, reason, time.time()))
+        self._events.publish(LaneEvent(name, old, state, reason, time.time()))
 
-    def snapshot(self, name: str) -> Snap:
+    def snapshot(self, name: str) -> LaneSnapshot:
         try:
             lc = self._config.lane(name)
         except KeyError:
             raise LaneError(f"no lane named {name!r}") from None
         state = self.states[name]
-        running = state not in ("stopped", "failed")
-        return Snap(
+        running = state not in (S.STOPPED, S.FAILED)
+        return LaneSnapshot(
             name=name,
             role=lc.role,
             variant=lc.variant,
@@ -152,54 +128,50 @@ class FakeSupervisor:
             restarts=0,
             last_exit=None,
             reason=None,
-            accepting=state == "ready" and self.active.get(lc.role) == name,
+            accepting=state is S.READY and self.active.get(lc.role) == name,
             warnings=(),
         )
 
-    def snapshots(self) -> tuple[Snap, ...]:
+    def snapshots(self) -> tuple[LaneSnapshot, ...]:
         return tuple(self.snapshot(lc.name) for lc in self._config.lanes)
 
-    def subscribe(self) -> asyncio.Queue[LaneEvent]:
-        queue: asyncio.Queue[LaneEvent] = asyncio.Queue()
-        self.queues.append(queue)
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue[LaneEvent]) -> None:
-        self.queues.remove(queue)
+    def subscribe(self) -> Subscription[LaneEvent]:
+        return self._events.subscribe()
 
     async def start_lane(self, name: str) -> None:
         self.snapshot(name)
         self.calls.append(("start", name))
-        self._set(name, "starting")
+        self._set(name, S.STARTING)
 
     async def stop_lane(self, name: str) -> None:
         self.snapshot(name)
         self.calls.append(("stop", name))
-        self._set(name, "stopped")
+        self._set(name, S.STOPPED)
 
     async def restart_lane(self, name: str) -> None:
         self.calls.append(("restart", name))
-        self._set(name, "starting")
+        self._set(name, S.STARTING)
 
     async def drain_lane(self, name: str) -> None:
         self.snapshot(name)
         self.calls.append(("drain", name))
-        self._set(name, "draining")
+        self._set(name, S.DRAINING)
 
     async def reset_lane(self, name: str) -> None:
-        if self.states[name] != "failed":
-            raise LaneError(f"lane {name!r} is {self.states[name]}, not failed; nothing to reset")
+        state = self.states[name]
+        if state is not S.FAILED:
+            raise LaneError(f"lane {name!r} is {state.value}, not failed; nothing to reset")
         self.calls.append(("reset", name))
-        self._set(name, "starting")
+        self._set(name, S.STARTING)
 
     async def wait_ready(self, name: str, timeout: float) -> None:
         self.calls.append(("wait_ready", name))
         if self.ready_gate is not None:
             await self.ready_gate.wait()
         if name in self.crashing:
-            self._set(name, "backoff", "exit 1")
+            self._set(name, S.BACKOFF, "exit 1")
             raise LaneError(f"lane {name!r} exited with status 1 before it was ready")
-        self._set(name, "ready")
+        self._set(name, S.READY)
 
     def set_active(self, role: str, name: str) -> None:
         self.calls.append(("set_active", name))
@@ -207,7 +179,9 @@ class FakeSupervisor:
 
     async def reload(self, new: Config) -> ReloadReport:
         self._config = new
-        return ReloadReport(unchanged=tuple(lc.name for lc in new.lanes))
+        return ReloadReport(
+            restarted=(), started=(), stopped=(), unchanged=tuple(lc.name for lc in new.lanes)
+        )
 
     def log_tail(self, name: str, n: int, previous: bool = False) -> list[str]:
         self.snapshot(name)
@@ -219,7 +193,7 @@ class FakeSupervisor:
             line = await self.follow.get()
             yield line
 
-    def with_state(self, name: str, state: str) -> FakeSupervisor:
+    def with_state(self, name: str, state: LaneState | str) -> FakeSupervisor:
         self.states[name] = state
         return self
 
