@@ -11,9 +11,7 @@ from typing import Any, Protocol
 
 from qwend.api.messages import ConfigIssueInfo, DaemonInfo, LaneInfo, ReloadResponse
 from qwend.broadcast import Subscription
-from qwend.config.model import Config
 from qwend.control.views import (
-    LaneSnapshotView,
     degraded_lanes,
     lane_info,
     lane_stats_from_router,
@@ -21,25 +19,18 @@ from qwend.control.views import (
 from qwend.errors import ConfigError
 from qwend.logs import get_logger
 from qwend.promotion.promoter import Promoter
-from qwend.supervisor.supervisor import LaneEvent
+from qwend.promotion.run import SupervisorLike
+from qwend.supervisor.supervisor import LaneEvent, LaneSnapshot, ReloadReport
 
 log = get_logger("control")
 
 
-class ControlSupervisor(Protocol):
-    """The part of ``qwend.supervisor.supervisor.Supervisor`` the control API uses."""
+class ControlSupervisor(SupervisorLike, Protocol):
+    """The methods of ``qwend.supervisor.supervisor.Supervisor`` the control API uses."""
 
-    @property
-    def config(self) -> Config: ...
-    def active_lanes(self) -> dict[str, str]: ...
-    def snapshots(self) -> Sequence[LaneSnapshotView]: ...
-    def snapshot(self, name: str) -> LaneSnapshotView: ...
+    def snapshots(self) -> Sequence[LaneSnapshot]: ...
     def subscribe(self) -> Subscription[LaneEvent]: ...
-    async def start_lane(self, name: str) -> None: ...
-    async def stop_lane(self, name: str) -> None: ...
     async def restart_lane(self, name: str) -> None: ...
-    async def drain_lane(self, name: str) -> None: ...
-    async def reset_lane(self, name: str) -> None: ...
     def log_tail(self, name: str, n: int, previous: bool = False) -> list[str]: ...
     def follow_log(self, name: str) -> AsyncIterator[str]: ...
 
@@ -56,7 +47,7 @@ class MonitorView(Protocol):
     def view(self) -> Any: ...
 
 
-ReloadCallback = Callable[[], Awaitable[Any]]
+ReloadCallback = Callable[[], Awaitable[ReloadReport]]
 """Reloads the configuration: returns the supervisor's ``ReloadReport`` or raises ConfigError."""
 NpuRenderer = Callable[[Any], tuple[dict[str, Any], str]]
 """NpuView -> (JSON-able dict, human table)."""
@@ -145,14 +136,10 @@ class ControlContext:
             log.warning("reload refused", errors=len(self.config_errors))
             return ReloadResponse(ok=False, errors=self.config_errors)
         self.config_errors = ()
-
-        def names(attr: str) -> tuple[str, ...]:
-            return tuple(getattr(report, attr, ()) or ())
-
         return ReloadResponse(
             ok=True,
-            restarted=names("restarted"),
-            started=names("started"),
-            stopped=names("stopped"),
-            unchanged=names("unchanged"),
+            restarted=report.restarted,
+            started=report.started,
+            stopped=report.stopped,
+            unchanged=report.unchanged,
         )

@@ -1,54 +1,18 @@
 """Turn the daemon's live objects into control protocol messages.
 
-The supervisor, router and monitor each own their snapshot types; this module
-reads them by attribute (their documented contracts) so the protocol stays
-independent of their modules.
+Lanes come as the supervisor's ``LaneSnapshot``; the router's and the monitor's
+snapshots are read by attribute (their documented contracts), so the test doubles
+of the control API need not build them.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from qwend.api.messages import LaneInfo, LaneStats
-
-
-class LaneSnapshotView(Protocol):
-    """Fields of ``qwend.supervisor.supervisor.LaneSnapshot`` the control API shows."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def role(self) -> str: ...
-    @property
-    def variant(self) -> str: ...
-    @property
-    def model(self) -> str: ...
-    @property
-    def standby(self) -> bool: ...
-    @property
-    def active(self) -> bool: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def pid(self) -> int | None: ...
-    @property
-    def port(self) -> int: ...
-    @property
-    def npus(self) -> tuple[int, ...]: ...
-    @property
-    def started_at(self) -> float | None: ...
-    @property
-    def restarts(self) -> int: ...
-    @property
-    def last_exit(self) -> str | None: ...
-    @property
-    def reason(self) -> str | None: ...
-    @property
-    def accepting(self) -> bool: ...
-    @property
-    def warnings(self) -> tuple[str, ...]: ...
+from qwend.supervisor.supervisor import LaneSnapshot
 
 
 def _ms(seconds: object) -> float | None:
@@ -95,7 +59,7 @@ def degraded_lanes(view: object | None) -> Mapping[str, str]:
 
 
 def lane_info(
-    snap: LaneSnapshotView,
+    snap: LaneSnapshot,
     stats: Mapping[str, LaneStats],
     degraded: Mapping[str, str],
     now: float | None = None,
@@ -107,7 +71,7 @@ def lane_info(
         name=snap.name,
         role=snap.role,
         variant=snap.variant,
-        state=str(snap.state),
+        state=snap.state.value,
         active=snap.active,
         standby=snap.standby,
         accepting=snap.accepting,

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from qwend.api.messages import PromotionMode, PromotionOutcome, PromotionRecord
 from qwend.config.model import Config
 from qwend.errors import LaneError, PromotionError
-
-RUNNING_STATES = frozenset({"starting", "ready", "unhealthy", "draining", "backoff"})
-"""States in which a lane has (or is about to have) a process."""
+from qwend.supervisor.states import WANTED_UP, LaneState
 
 
 class UnknownLane(LaneError):
@@ -41,7 +39,7 @@ def plan_promotion(
     config: Config,
     active: Mapping[str, str],
     candidate: str,
-    states: Mapping[str, str],
+    states: Mapping[str, LaneState],
 ) -> PromotionPlan:
     """Plan promoting ``candidate``; ``states`` maps lane name -> current state.
 
@@ -58,7 +56,7 @@ def plan_promotion(
         raise PromotionError(
             f"lane {candidate!r} is already the active lane of role {cand.role!r}; nothing to do"
         )
-    candidate_ready = states.get(candidate) == "ready"
+    candidate_ready = states.get(candidate) is LaneState.READY
     if incumbent_name is None:
         return PromotionPlan(
             cand.role, candidate, None, PromotionMode.BLUE_GREEN, candidate_ready, False
@@ -74,7 +72,7 @@ def plan_promotion(
         incumbent=incumbent_name,
         mode=mode,
         candidate_ready=candidate_ready,
-        incumbent_running=states.get(incumbent_name) in RUNNING_STATES,
+        incumbent_running=states.get(incumbent_name) in WANTED_UP,
     )
 
 

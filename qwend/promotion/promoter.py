@@ -119,9 +119,7 @@ class Promoter:
 
         UnknownLane, PromotionError (nothing to do) or PromotionConflict.
         """
-        config = self.supervisor.config
-        states = {lc.name: str(self.supervisor.snapshot(lc.name).state) for lc in config.lanes}
-        plan = plan_promotion(config, self.supervisor.active_lanes(), lane, states)
+        plan = self._plan(lane)
         return self._begin(plan, caller, ready_timeout_s, kind="promote")
 
     def rollback(
@@ -131,10 +129,13 @@ class Promoter:
         self._check_free(role)
         record = rollback_target(tuple(self._history), role, self.supervisor.active_lanes())
         assert record.from_lane is not None
-        config = self.supervisor.config
-        states = {lc.name: str(self.supervisor.snapshot(lc.name).state) for lc in config.lanes}
-        plan = plan_promotion(config, self.supervisor.active_lanes(), record.from_lane, states)
+        plan = self._plan(record.from_lane)
         return self._begin(plan, caller, ready_timeout_s, kind="rollback")
+
+    def _plan(self, candidate: str) -> PromotionPlan:
+        config = self.supervisor.config
+        states = {lc.name: self.supervisor.snapshot(lc.name).state for lc in config.lanes}
+        return plan_promotion(config, self.supervisor.active_lanes(), candidate, states)
 
     def _check_free(self, role: str) -> None:
         busy = self._running.get(role)

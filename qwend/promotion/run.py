@@ -17,26 +17,21 @@ from qwend.api.messages import (
 )
 from qwend.config.model import Config, LaneConfig
 from qwend.logs import get_logger
-from qwend.promotion.plan import RUNNING_STATES, PromotionPlan
+from qwend.promotion.plan import PromotionPlan
 from qwend.routing.lanetable import TrafficGate
+from qwend.supervisor.states import WANTED_UP, LaneState
+from qwend.supervisor.supervisor import LaneSnapshot
 
 log = get_logger("promotion")
 
 
-class LaneSnapshotLike(Protocol):
-    """The field of the supervisor's ``LaneSnapshot`` a promotion reads."""
-
-    @property
-    def state(self) -> str: ...
-
-
 class SupervisorLike(Protocol):
-    """The part of ``qwend.supervisor.supervisor.Supervisor`` promotions drive."""
+    """The methods of ``qwend.supervisor.supervisor.Supervisor`` promotions drive."""
 
     @property
     def config(self) -> Config: ...
     def active_lanes(self) -> dict[str, str]: ...
-    def snapshot(self, name: str) -> LaneSnapshotLike: ...
+    def snapshot(self, name: str) -> LaneSnapshot: ...
     async def start_lane(self, name: str) -> None: ...
     async def stop_lane(self, name: str) -> None: ...
     async def drain_lane(self, name: str) -> None: ...
@@ -46,7 +41,7 @@ class SupervisorLike(Protocol):
 
 
 class MonitorLike(Protocol):
-    """The NPU monitor's pre-start check: waits for the lane's NPUs to be released."""
+    """``qwend.npu.monitor.NpuMonitor.pre_start``: waits for the lane's NPUs to be released."""
 
     async def pre_start(self, lane: LaneConfig) -> str | None: ...
 
@@ -211,13 +206,13 @@ class PromotionRun:
             self._step(lane, PromotionStep.WAITING_NPUS, warning)
 
     async def _start_ready(self, lane: str, *, warm: bool = True) -> None:
-        state = str(self.supervisor.snapshot(lane).state)
+        state = self.supervisor.snapshot(lane).state
         config = self.supervisor.config.lane(lane)
         timeout = self.ready_timeout_s or config.health.startup_timeout_s
-        self._step(lane, PromotionStep.STARTING, f"state {state}; waiting up to {timeout:g}s")
-        if state == "failed":
+        self._step(lane, PromotionStep.STARTING, f"state {state.value}; waiting up to {timeout:g}s")
+        if state is LaneState.FAILED:
             await self.supervisor.reset_lane(lane)
-        elif state not in RUNNING_STATES or state == "draining":
+        elif state not in WANTED_UP or state is LaneState.DRAINING:
             await self.supervisor.start_lane(lane)
         await self.supervisor.wait_ready(lane, timeout)
         self._step(lane, PromotionStep.READY, "ready")

@@ -18,6 +18,7 @@ from qwend.cli.commands import COMMANDS
 from qwend.cli.main import build_parser, main
 from qwend.control.app import CONTROL_KEY
 from qwend.errors import ConfigError, ConfigIssue
+from qwend.supervisor.supervisor import ReloadReport
 from tests.support.control_fakes import FakeSupervisor, Served, demo_config, serve_control
 from tests.support.paths import NPU_SMI_FIXTURES, REPO
 
@@ -249,7 +250,7 @@ async def test_reload_ok_and_refused() -> None:
     broken = False
     sup = FakeSupervisor(demo_config())
 
-    async def reload_cb() -> object:
+    async def reload_cb() -> ReloadReport:
         if broken:
             raise ConfigError([ConfigIssue("qwend.toml", "router.listen", "bad address")])
         return await sup.reload(sup.config)

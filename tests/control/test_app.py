@@ -24,6 +24,7 @@ from qwend.api.messages import (
 )
 from qwend.config.model import Config
 from qwend.errors import ConfigError, ConfigIssue
+from qwend.supervisor.supervisor import ReloadReport
 from tests.support.control_fakes import FakeSupervisor, demo_config, serve_control
 
 
@@ -216,7 +217,7 @@ async def test_rollback_and_unknown_role() -> None:
 async def test_reload_errors_are_returned_and_shown_in_status_until_fixed() -> None:
     broken = True
 
-    async def reload_cb() -> object:
+    async def reload_cb() -> ReloadReport:
         if broken:
             raise ConfigError([ConfigIssue("lanes.d/x.toml", "lane.port", "must be 1-65535")])
         return await sup.reload(Config(lanes=demo_config().lanes))

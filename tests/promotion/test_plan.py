@@ -7,11 +7,13 @@ import pytest
 from qwend.api.messages import PromotionMode, PromotionOutcome, PromotionRecord
 from qwend.errors import PromotionError
 from qwend.promotion.plan import UnknownLane, plan_promotion, rollback_target
+from qwend.supervisor.states import LaneState
 from tests.support.control_fakes import demo_config, with_lane
 
 CONFIG = demo_config()
 ACTIVE = CONFIG.default_active()
-STATES = {"stable": "ready", "recurrent_v2": "stopped", "stable_green": "stopped"}
+S = LaneState
+STATES = {"stable": S.READY, "recurrent_v2": S.STOPPED, "stable_green": S.STOPPED}
 
 
 def test_shared_npus_mean_in_place() -> None:
@@ -32,14 +34,14 @@ def test_same_port_is_in_place_even_on_other_npus() -> None:
 
 
 def test_candidate_already_ready_is_a_routing_switch() -> None:
-    states = STATES | {"recurrent_v2": "ready"}
+    states = STATES | {"recurrent_v2": S.READY}
     plan = plan_promotion(CONFIG, ACTIVE, "recurrent_v2", states)
     assert plan.mode is PromotionMode.BLUE_GREEN
     assert plan.candidate_ready
 
 
-@pytest.mark.parametrize("state", ["stopped", "failed"])
-def test_incumbent_not_running_is_noted(state: str) -> None:
+@pytest.mark.parametrize("state", [S.STOPPED, S.STOPPING, S.FAILED])
+def test_incumbent_not_running_is_noted(state: LaneState) -> None:
     plan = plan_promotion(CONFIG, ACTIVE, "recurrent_v2", STATES | {"stable": state})
     assert not plan.incumbent_running
 
