@@ -20,7 +20,8 @@ from qwend.errors import ConfigError
 from qwend.logs import get_logger
 from qwend.promotion.promoter import Promoter
 from qwend.promotion.run import SupervisorLike
-from qwend.supervisor.supervisor import LaneEvent, LaneSnapshot, ReloadReport
+from qwend.supervisor.reload import ReloadReport
+from qwend.supervisor.supervisor import LaneEvent, LaneSnapshot
 
 log = get_logger("control")
 

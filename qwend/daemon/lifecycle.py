@@ -46,7 +46,8 @@ from qwend.public.app import make_public_app
 from qwend.public.keys import ApiKeys
 from qwend.router.router import ROUTER_KEY, make_router_app
 from qwend.routing.lanetable import LaneTable
-from qwend.supervisor.supervisor import ReloadReport, Supervisor
+from qwend.supervisor.reload import ReloadReport
+from qwend.supervisor.supervisor import Supervisor
 
 
 def _log() -> Any:

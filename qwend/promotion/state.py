@@ -26,6 +26,7 @@ import tomli_w
 from qwend.api.messages import PromotionRecord, ProtocolError
 from qwend.config.model import Config
 from qwend.errors import QwendError
+from qwend.supervisor.reload import DroppedChoice, resolve_active
 
 STATE_FILE = "state.toml"
 STATE_VERSION = 1
@@ -98,24 +99,21 @@ def reconcile_active(state: PersistedState, config: Config) -> tuple[dict[str, s
     Persisted entries naming a lane that no longer exists, or a lane of another
     role, are dropped with a warning (pure).
     """
-    active = config.default_active()
-    warnings: list[str] = []
-    for role, lane_name in state.active.items():
-        try:
-            lane = config.lane(lane_name)
-        except KeyError:
-            warnings.append(
-                f"state: active lane {lane_name!r} of role {role!r} is no longer configured;"
-                f" using {active.get(role, 'none')!r}"
-            )
-            continue
-        if lane.role != role:
-            warnings.append(
-                f"state: lane {lane_name!r} now has role {lane.role!r}, not {role!r}; ignored"
-            )
-            continue
-        active[role] = lane_name
-    return active, warnings
+    resolved = resolve_active(config, state.active)
+    active = dict(resolved.active)
+    return active, [_dropped_warning(choice, active) for choice in resolved.dropped]
+
+
+def _dropped_warning(choice: DroppedChoice, active: Mapping[str, str]) -> str:
+    if choice.now_role is None:
+        return (
+            f"state: active lane {choice.lane!r} of role {choice.role!r} is no longer configured;"
+            f" using {active.get(choice.role, 'none')!r}"
+        )
+    return (
+        f"state: lane {choice.lane!r} now has role {choice.now_role!r}, not {choice.role!r};"
+        " ignored"
+    )
 
 
 class StateStore:

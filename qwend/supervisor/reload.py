@@ -1,91 +1,130 @@
-"""Reload: apply a new, already validated Config to a running Supervisor.
+"""Reload planning (pure): what a new, already validated Config does to the running lanes.
 
-Only what changed is touched: lanes whose ``spawn_key()`` changed are
-restarted (when running), new active lanes are started, removed lanes are
-drained and stopped, and every other lane keeps its process (its health,
-stop and restart settings are updated in place).
+Only what changed is touched: lanes whose ``spawn_key()`` changed are restarted
+(when running), new lanes are added and started when they are the active lane of
+their role, removed lanes are drained and stopped, and every kept lane gets its new
+settings in place (health, stop, restart and capability settings need no restart).
+The active lane of each role carries over when the new configuration still allows
+it (``resolve_active``, also used to restore the persisted choices at start-up).
+
+``plan_reload`` decides; ``Supervisor.reload`` carries the plan out on its lanes.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from qwend.config.model import Config
-from qwend.supervisor.runner import LaneRunner
+from qwend.config.model import Config, LaneConfig
 from qwend.supervisor.states import LaneState
 
-if TYPE_CHECKING:
-    from qwend.supervisor.supervisor import ReloadReport, Supervisor
+KEPT_DOWN: frozenset[LaneState] = frozenset({LaneState.STOPPED, LaneState.FAILED})
+"""States of a lane that a reload does not restart: no process, and none coming on its own."""
 
 
-async def apply_reload(sup: Supervisor, new: Config) -> ReloadReport:
-    """See the module docstring; returns what was done."""
-    from qwend.supervisor.supervisor import ReloadReport
+@dataclass(frozen=True)
+class DroppedChoice:
+    """An active-lane choice that the configuration no longer allows."""
 
-    runners = sup._runners
-    wanted = {lane.name: lane for lane in new.lanes}
-    removed = [name for name in runners if name not in wanted]
-    added = [lane for lane in new.lanes if lane.name not in runners]
-    changed = [
-        lane
-        for lane in new.lanes
-        if lane.name in runners and runners[lane.name].cfg.spawn_key() != lane.spawn_key()
-    ]
-    log = sup._log.bind(reload=True)
+    role: str
+    lane: str
+    now_role: str | None
+    """The lane's role in the configuration; None when the lane is no longer configured."""
 
-    sup._config = new
-    new_active = sup._initial_active(new, sup._active)
 
-    # 1. Removed lanes: no new requests, let in-flight ones finish, stop.
-    for name in removed:
-        await runners[name].drain()
-    running_removed = [n for n in removed if runners[n].pid is not None]
-    await sup._drain_wait(running_removed, new.daemon.drain_timeout_s)
-    await asyncio.gather(*(runners[n].stop("removed from configuration") for n in removed))
-    for name in removed:
-        del runners[name]
+@dataclass(frozen=True)
+class ActiveLanes:
+    """The active lane per role under a configuration, and the choices it had to drop."""
 
-    # 2. Changed lanes: stop the running ones (all first: NPUs may move between them).
-    to_restart = [
-        lane.name
-        for lane in changed
-        if runners[lane.name].state not in (LaneState.STOPPED, LaneState.FAILED)
-    ]
-    await asyncio.gather(*(runners[n].stop("configuration changed") for n in to_restart))
+    active: Mapping[str, str]
+    """Role -> active lane: the configured defaults overlaid by the allowed choices."""
+    dropped: tuple[DroppedChoice, ...]
 
-    # 3. Every kept lane gets its new settings; order follows the new config.
-    ordered: dict[str, LaneRunner] = {}
-    for lane in new.lanes:
-        runner = runners.get(lane.name)
-        if runner is None:
-            runner = LaneRunner(lane, sup._context())
-        runner.reconfigure(lane)
-        ordered[lane.name] = runner
-    sup._runners = ordered
-    sup._active = new_active
-    sup._publish()
 
-    # 4. Start again what was running, and the new active lanes.
-    for name in to_restart:
-        await ordered[name].start()
-    started = []
-    for lane in added:
-        if new_active.get(lane.role) == lane.name:
-            await ordered[lane.name].start()
-            started.append(lane.name)
-    touched = set(to_restart) | {lane.name for lane in added}
-    unchanged = tuple(lane.name for lane in new.lanes if lane.name not in touched)
-    report = ReloadReport(
-        restarted=tuple(to_restart),
-        started=tuple(started),
-        stopped=tuple(removed),
-        unchanged=unchanged,
+def resolve_active(config: Config, wanted: Mapping[str, str]) -> ActiveLanes:
+    """The configuration's default active lanes, overlaid by the ``wanted`` choices it allows.
+
+    A choice is allowed when its lane is still configured and still serves that role.
+    """
+    active = config.default_active()
+    dropped: list[DroppedChoice] = []
+    for role, name in wanted.items():
+        try:
+            lane = config.lane(name)
+        except KeyError:
+            dropped.append(DroppedChoice(role, name, None))
+            continue
+        if lane.role != role:
+            dropped.append(DroppedChoice(role, name, lane.role))
+            continue
+        active[role] = name
+    return ActiveLanes(active, tuple(dropped))
+
+
+@dataclass(frozen=True)
+class ReloadReport:
+    """What a reload did to the lanes."""
+
+    restarted: tuple[str, ...]
+    started: tuple[str, ...]
+    stopped: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReloadPlan:
+    """What a reload does, in the order the supervisor does it."""
+
+    config: Config
+    """The new configuration; its lane order is the new order of the lanes."""
+    remove: tuple[str, ...]
+    """Lanes no longer configured: drained (in-flight requests finish), stopped, forgotten."""
+    restart: tuple[str, ...]
+    """Running lanes whose process settings changed: stopped, given them, started again."""
+    update: tuple[LaneConfig, ...]
+    """Every kept lane with its new settings, applied in place (no restart by itself)."""
+    add: tuple[LaneConfig, ...]
+    """Lanes new in the configuration (stopped at first)."""
+    start: tuple[str, ...]
+    """New lanes that are the active lane of their role: started."""
+    active: ActiveLanes
+    """Role -> active lane under the new configuration."""
+
+    @property
+    def report(self) -> ReloadReport:
+        """What the plan does, for operators (``unchanged``: kept and not restarted)."""
+        touched = {*self.restart, *(lane.name for lane in self.add)}
+        return ReloadReport(
+            restarted=self.restart,
+            started=self.start,
+            stopped=self.remove,
+            unchanged=tuple(lane.name for lane in self.config.lanes if lane.name not in touched),
+        )
+
+
+def plan_reload(
+    running: Config,
+    states: Mapping[str, LaneState],
+    active: Mapping[str, str],
+    new: Config,
+) -> ReloadPlan:
+    """Plan applying ``new`` to lanes running ``running`` (lane -> state, role -> active lane)."""
+    old = {lane.name: lane for lane in running.lanes}
+    wanted = {lane.name for lane in new.lanes}
+    update = tuple(lane for lane in new.lanes if lane.name in old)
+    add = tuple(lane for lane in new.lanes if lane.name not in old)
+    resolved = resolve_active(new, active)
+    return ReloadPlan(
+        config=new,
+        remove=tuple(name for name in old if name not in wanted),
+        restart=tuple(
+            lane.name
+            for lane in update
+            if lane.spawn_key() != old[lane.name].spawn_key()
+            and states.get(lane.name, LaneState.STOPPED) not in KEPT_DOWN
+        ),
+        update=update,
+        add=add,
+        start=tuple(lane.name for lane in add if resolved.active.get(lane.role) == lane.name),
+        active=resolved,
     )
-    log.info(
-        "configuration reloaded",
-        restarted=report.restarted,
-        started=report.started,
-        stopped=report.stopped,
-    )
-    return report

@@ -2,7 +2,8 @@
 
 Per lane state and life live in ``qwend.supervisor.runner.LaneRunner``; this module
 holds the set of lanes, the active lane per role, the lane table the router
-reads (replaced on every change), event subscribers, reload and shutdown.
+reads (replaced on every change), lane events, and carries out reloads (planned by
+``qwend.supervisor.reload``) and the shutdown.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from qwend.supervisor.guard import OrphanGuard
 from qwend.supervisor.output import read_log_tail
 from qwend.supervisor.preflight import preflight
 from qwend.supervisor.process import lane_environment
+from qwend.supervisor.reload import (
+    ActiveLanes,
+    ReloadPlan,
+    ReloadReport,
+    plan_reload,
+    resolve_active,
+)
 from qwend.supervisor.runner import LaneContext, LaneRunner
 from qwend.supervisor.states import CLAIMING, LaneState
 
@@ -71,18 +79,13 @@ class LaneEvent:
     """Epoch seconds."""
 
 
-@dataclass(frozen=True)
-class ReloadReport:
-    """What a reload did to the lanes."""
-
-    restarted: tuple[str, ...]
-    started: tuple[str, ...]
-    stopped: tuple[str, ...]
-    unchanged: tuple[str, ...]
-
-
 class Supervisor:
-    """Owns the lane processes (see module docstring)."""
+    """Owns the lane processes (see module docstring).
+
+    ``active`` maps roles to the lanes to route to first (the daemon passes the
+    persisted choices); a choice the configuration does not allow is dropped with a
+    warning and its role gets its configured lane.
+    """
 
     def __init__(
         self,
@@ -106,27 +109,22 @@ class Supervisor:
         self._events: Broadcast[LaneEvent] = Broadcast(EVENT_BUFFER)
         self._closing = False
         self._log = get_logger("supervisor")
-        self._runners: dict[str, LaneRunner] = {}
-        self._active = self._initial_active(config, active or {})
-        for lane in config.lanes:
-            self._runners[lane.name] = LaneRunner(lane, self._context())
+        self._runners = {lane.name: LaneRunner(lane, self._context()) for lane in config.lanes}
+        self._active = self._allowed_active(resolve_active(config, active or {}))
         self._publish()
 
     # --- wiring -----------------------------------------------------------------
 
-    def _initial_active(self, config: Config, wanted: Mapping[str, str]) -> dict[str, str]:
-        active = config.default_active()
-        for role, name in wanted.items():
-            try:
-                lane = config.lane(name)
-            except KeyError:
-                self._log.warning("persisted active lane no longer exists", role=role, lane=name)
-                continue
-            if lane.role != role:
-                self._log.warning("persisted active lane changed role", role=role, lane=name)
-                continue
-            active[role] = name
-        return active
+    def _allowed_active(self, resolved: ActiveLanes) -> dict[str, str]:
+        for choice in resolved.dropped:
+            why = "is no longer configured" if choice.now_role is None else "changed role"
+            self._log.warning(
+                f"active lane {why}; its role gets its configured lane",
+                role=choice.role,
+                lane=choice.lane,
+                now_role=choice.now_role,
+            )
+        return dict(resolved.active)
 
     def _context(self) -> LaneContext:
         return LaneContext(
@@ -322,10 +320,45 @@ class Supervisor:
     # --- reload and shutdown --------------------------------------------------------
 
     async def reload(self, new: Config) -> ReloadReport:
-        """Apply ``new``: restart changed lanes, start new ones, stop removed ones."""
-        from qwend.supervisor.reload import apply_reload
+        """Apply ``new``, already validated (see ``qwend.supervisor.reload``); what was done."""
+        states = {name: runner.state for name, runner in self._runners.items()}
+        plan = plan_reload(self._config, states, self._active, new)
+        await self._carry_out(plan)
+        report = plan.report
+        self._log.info(
+            "configuration reloaded",
+            reload=True,
+            restarted=report.restarted,
+            started=report.started,
+            stopped=report.stopped,
+        )
+        return report
 
-        return await apply_reload(self, new)
+    async def _carry_out(self, plan: ReloadPlan) -> None:
+        self._config = plan.config
+        active = self._allowed_active(plan.active)
+        runners = self._runners
+        # 1. Removed lanes: no new requests, let in-flight ones finish, stop.
+        for name in plan.remove:
+            await runners[name].drain()
+        running = [name for name in plan.remove if runners[name].pid is not None]
+        await self._drain_wait(running, plan.config.daemon.drain_timeout_s)
+        await asyncio.gather(*(runners[n].stop("removed from configuration") for n in plan.remove))
+        for name in plan.remove:
+            del runners[name]
+        # 2. Changed lanes: stop the running ones (all first: NPUs may move between them).
+        await asyncio.gather(*(runners[n].stop("configuration changed") for n in plan.restart))
+        # 3. Every kept lane gets its new settings, new lanes join; order follows the config.
+        for lane in plan.update:
+            runners[lane.name].reconfigure(lane)
+        for lane in plan.add:
+            runners[lane.name] = LaneRunner(lane, self._context())
+        self._runners = {lane.name: runners[lane.name] for lane in plan.config.lanes}
+        self._active = active
+        self._publish()
+        # 4. Start again what was running, then the new active lanes.
+        for name in (*plan.restart, *plan.start):
+            await self._runners[name].start()
 
     async def _drain_wait(self, names: list[str], timeout: float) -> None:
         traffic = self.traffic

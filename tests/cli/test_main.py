@@ -18,7 +18,7 @@ from qwend.cli.commands import COMMANDS
 from qwend.cli.main import build_parser, main
 from qwend.control.app import CONTROL_KEY
 from qwend.errors import ConfigError, ConfigIssue
-from qwend.supervisor.supervisor import ReloadReport
+from qwend.supervisor.reload import ReloadReport
 from tests.support.control_fakes import FakeSupervisor, Served, demo_config, serve_control
 from tests.support.paths import NPU_SMI_FIXTURES, REPO
 

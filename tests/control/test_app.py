@@ -24,7 +24,7 @@ from qwend.api.messages import (
 )
 from qwend.config.model import Config
 from qwend.errors import ConfigError, ConfigIssue
-from qwend.supervisor.supervisor import ReloadReport
+from qwend.supervisor.reload import ReloadReport
 from tests.support.control_fakes import FakeSupervisor, demo_config, serve_control
 
 

@@ -23,8 +23,9 @@ from qwend.control.context import ReloadCallback
 from qwend.errors import LaneError, PreflightError
 from qwend.promotion.promoter import Promoter
 from qwend.promotion.state import StateStore
+from qwend.supervisor.reload import ReloadReport
 from qwend.supervisor.states import LaneState
-from qwend.supervisor.supervisor import LaneEvent, LaneSnapshot, ReloadReport
+from qwend.supervisor.supervisor import LaneEvent, LaneSnapshot
 
 S = LaneState
 
