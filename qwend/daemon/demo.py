@@ -65,3 +65,13 @@ def demo_environment(runtime: Path) -> dict[str, str]:
         "PATH": f"{scripts}{os.pathsep}{path}" if path else scripts,
         "QWEND_SIM_STATE_DIR": str(runtime / "sim"),
     }
+
+
+def demo_addresses(config: Config) -> str:
+    """What ``qwend --demo`` prints once ready: the URLs and the ``QWEND_SOCKET`` to export."""
+    lines = [f"qwend demo: router   {config.router.listen.url}/v1"]
+    for endpoint in config.public.endpoints:
+        lines.append(f"qwend demo: public   {endpoint.listen.url}/v1  -> {endpoint.target}")
+    lines.append(f"qwend demo: logs     {config.daemon.log_dir}")
+    lines.append(f"export QWEND_SOCKET={config.daemon.control_socket}")
+    return "\n".join(lines) + "\n"

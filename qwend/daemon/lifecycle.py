@@ -1,13 +1,14 @@
-"""``qwend``: the daemon. Wiring, signals, reload and ordered shutdown.
+"""``qwend``: the daemon's life, start-up -> serve -> shutdown, and its command line.
 
-Start order: config and persisted state -> supervisor (lanes not yet started)
--> router listener (TCP) -> public endpoints (TCP, one per ``[[public.endpoints]]``,
-in process to the router) -> control socket (Unix) -> NPU monitor -> lanes begin
-starting in the background -> ``READY=1`` (systemd) with ``STATUS=0/3 lanes
-ready`` kept current. Signal handlers only set events; the main coroutine does
-the work. SIGHUP reloads (a broken config keeps the old one running and its
-errors are kept for ``qwenctl status``); SIGTERM/SIGINT shut down in order:
-``STOPPING=1``, close the listeners (public ports first), drain in-flight requests (bounded by
+Start-up: config and persisted state -> services, wired (``qwend.daemon.wiring``;
+the lanes not yet started) -> router listener (TCP) -> public endpoints (TCP, one
+per ``[[public.endpoints]]``, in process to the router) -> control socket (Unix;
+``qwend.daemon.listeners``) -> NPU monitor -> lanes begin starting in the
+background -> ``READY=1`` (systemd) with ``STATUS=0/3 lanes ready`` kept current.
+Serve: signal handlers only set events; the main coroutine does the work. SIGHUP
+reloads (a broken config keeps the old one running and its errors are kept for
+``qwenctl status``). Shutdown, on SIGTERM/SIGINT, in order: ``STOPPING=1``, close
+the listeners (public ports first), drain in-flight requests (bounded by
 ``daemon.drain_timeout_s``), stop every lane in parallel, exit 0.
 """
 
@@ -19,44 +20,33 @@ import contextlib
 import os
 import signal
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from qwend import __version__
-from qwend.config.model import DEFAULT_CONFIG_PATH, Config, LaneConfig
-from qwend.control.app import (
-    CONTROL_KEY,
-    create_control_socket,
-    make_control_app,
-    remove_control_socket,
+from qwend.config.model import DEFAULT_CONFIG_PATH, Config
+from qwend.daemon.demo import (
+    Source,
+    demo_addresses,
+    demo_environment,
+    demo_path,
+    demo_runtime_dir,
 )
-from qwend.daemon.demo import Source, demo_environment, demo_path, demo_runtime_dir
+from qwend.daemon.listeners import Listeners
 from qwend.daemon.systemd import Notifier, watchdog_interval
+from qwend.daemon.wiring import Services, build_services, control_app
 from qwend.errors import ConfigError, QwendError
 from qwend.logs import LogFormat, configure_logging, get_logger
-from qwend.npu.monitor import NpuMonitor
-from qwend.promotion.promoter import Promoter
-from qwend.public.app import make_public_app
-from qwend.public.keys import ApiKeys
-from qwend.router.router import ROUTER_KEY, make_router_app
-from qwend.routing.lanetable import LaneTable
 from qwend.supervisor.reload import ReloadReport
-from qwend.supervisor.supervisor import Supervisor
 
 
 def _log() -> Any:
     # Looked up per use: a module-level bound logger would freeze structlog's
     # configuration as it was at import, before configure_logging().
     return get_logger("daemon")
-
-
-CONSOLE_IGNORED = "the web console is not part of this version; console_listen is ignored"
 
 
 class ExitStatus(IntEnum):
@@ -69,215 +59,70 @@ class ExitStatus(IntEnum):
     """The configuration is invalid."""
 
 
+TRAFFIC_PERIOD_S = 2.0
+"""How often the router's per-lane completions are passed on to the supervisor."""
+
+
 @dataclass
 class Daemon:
-    """One run of the daemon (see the module docstring)."""
+    """One run of the daemon over its services (see the module docstring)."""
 
     source: Source
     config: Config
+    """The configuration in force (replaced by a successful reload)."""
+    services: Services
     notifier: Notifier = field(default_factory=Notifier)
-    extra_env: dict[str, str] = field(default_factory=dict)
     announce: Callable[[str], None] | None = None
     """``--demo``: prints the addresses for the user."""
-    warnings: list[str] = field(default_factory=list)
+    _listeners: Listeners = field(default_factory=Listeners)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _reload: asyncio.Event = field(default_factory=asyncio.Event)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _parts: dict[str, Any] = field(default_factory=dict)
-    _runners: list[web.BaseRunner] = field(default_factory=list)
-    _public_runners: list[web.BaseRunner] = field(default_factory=list)
-    _public_sites: list[web.TCPSite] = field(default_factory=list)
-    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-
-    # --- build ---------------------------------------------------------------
-
-    def _build(self) -> Supervisor:
-        from qwend.promotion.state import StateStore, reconcile_active
-
-        config = self.config
-        store = StateStore(config.daemon.state_dir)
-        state, warning = store.load_or_default()
-        if warning:
-            self.warnings.append(warning)
-        active, more = reconcile_active(state, config)
-        self.warnings.extend(more)
-        for text in self.warnings:
-            _log().warning("startup warning", warning=text)
-        table = LaneTable()
-        router_app = self._router_app(config, table)
-        router = router_app[ROUTER_KEY]
-        monitor = self._monitor(config)
-        supervisor = Supervisor(
-            config,
-            table,
-            active=active,
-            traffic=router,
-            pre_start=self._pre_start if monitor is not None and monitor.available else None,
-            extra_env=self.extra_env,
-        )
-        self._parts.update(
-            store=store, router_app=router_app, router=router, monitor=monitor, sup=supervisor
-        )
-        return supervisor
-
-    async def _pre_start(self, lane: LaneConfig) -> str | None:
-        # The NPU check polls npu-smi; its chip name picks the Ascend env defaults.
-        monitor = self._parts["monitor"]
-        warning: str | None = await monitor.pre_start(lane)
-        supervisor: Supervisor = self._parts["sup"]
-        reading = monitor.view().reading
-        if supervisor.chip_family is None and reading is not None and reading.npus:
-            supervisor.chip_family = reading.npus[0].name
-            _log().info("chip family for lane environments", chip=supervisor.chip_family)
-        return warning
-
-    def _router_app(self, config: Config, table: LaneTable) -> web.Application:
-        return make_router_app(config.router, table)
-
-    def _monitor(self, config: Config) -> NpuMonitor:
-        def pids() -> dict[str, int]:
-            sup = self._parts.get("sup")
-            return sup.lane_pids() if sup is not None else {}
-
-        def npus() -> dict[str, tuple[int, ...]]:
-            sup = self._parts.get("sup")
-            return sup.lane_npus() if sup is not None else {}
-
-        return NpuMonitor(config.monitor, pids, npus)
-
-    def _control_app(self, supervisor: Supervisor) -> web.Application:
-        config = self.config
-        promoter = Promoter(
-            supervisor,
-            self._parts["router"],
-            self._parts["store"],
-            self._parts["monitor"],
-            drain_timeout_s=config.daemon.drain_timeout_s,
-        )
-        self._parts["promoter"] = promoter
-        return make_control_app(
-            supervisor,
-            promoter,
-            router=self._parts["router"],
-            monitor=self._parts["monitor"],
-            reload_cb=self.reload,
-            version=__version__,
-            config_path=self.source.path,
-            control_socket=config.daemon.control_socket,
-            router_url=config.router.listen.url,
-            started_at=time.time(),
-            warnings=lambda: tuple(self.warnings),
-        )
-
-    # --- listeners -------------------------------------------------------------
-
-    async def _listen(self, supervisor: Supervisor) -> None:
-        config = self.config
-        router_app: web.Application | None = self._parts["router_app"]
-        if router_app is not None:
-            runner = web.AppRunner(
-                router_app, handle_signals=False, shutdown_timeout=1.0, access_log=None
-            )
-            await runner.setup()
-            self._runners.append(runner)
-            listen = config.router.listen
-            site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
-            try:
-                await site.start()
-            except OSError as exc:
-                raise QwendError(
-                    f"cannot listen on {listen} for the router: {exc.strerror or exc};"
-                    " stop what uses that port or change [router] listen"
-                ) from None
-            self._parts["router_site"] = site
-            _log().info("router listening", url=listen.url)
-            await self._listen_public()
-        control_app = self._control_app(supervisor)
-        if control_app is not None:
-            path = config.daemon.control_socket
-            sock = create_control_socket(path, config.daemon.socket_group)
-            runner = web.AppRunner(control_app, handle_signals=False, shutdown_timeout=1.0)
-            await runner.setup()
-            self._runners.append(runner)
-            csite = web.SockSite(runner, sock)
-            await csite.start()
-            self._parts["control_app"] = control_app
-            _log().info("control socket listening", path=str(path))
-
-    async def _listen_public(self) -> None:
-        """One listener per ``[[public.endpoints]]``, each handing requests to the router."""
-        public = self.config.public
-        if public.console_listen is not None:
-            _log().warning(CONSOLE_IGNORED, console_listen=str(public.console_listen))
-        keys = ApiKeys.load(public.api_keys_file)  # ApiKeysError (a QwendError) names the file
-        self._parts["api_keys"] = keys
-        if keys.enabled:
-            _log().info("API keys loaded", file=str(keys.path), keys=len(keys))
-        for endpoint in public.endpoints:
-            app = make_public_app(endpoint, self._parts["router"], keys)
-            runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
-            await runner.setup()
-            self._public_runners.append(runner)
-            listen = endpoint.listen
-            site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
-            try:
-                await site.start()
-            except OSError as exc:
-                raise QwendError(
-                    f"cannot listen on {listen} for the public endpoint {endpoint.target}:"
-                    f" {exc.strerror or exc}; stop what uses port {listen.port} or change"
-                    " its [[public.endpoints]] listen"
-                ) from None
-            self._public_sites.append(site)
-            _log().info("public endpoint listening", url=listen.url, target=endpoint.target)
-
-    # --- run ------------------------------------------------------------------------
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def run(self) -> int:
-        """Run until SIGTERM/SIGINT; the exit status."""
+        """Start up, serve until SIGTERM/SIGINT, shut down; the exit status."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload.set)
-        supervisor = self._build()
-        try:
-            await self._listen(supervisor)
-            monitor = self._parts["monitor"]
-            if monitor is not None:
-                await monitor.start()
-            await supervisor.start()
-        except QwendError as exc:
-            _log().error("qwend cannot start", error=str(exc))
-            await self._shutdown(supervisor)
+        if not await self._start_up():
+            await self._shut_down()
             return ExitStatus.ERROR
-        self.notifier.ready(supervisor.status_line())
-        _log().info("qwend ready", status=supervisor.status_line(), pid=os.getpid())
-        self._start_background(supervisor)
-        if self.announce is not None:
-            self._announce()
         await self._serve()
-        await self._shutdown(supervisor)
+        await self._shut_down()
         return ExitStatus.OK
 
-    def _announce(self) -> None:
-        assert self.announce is not None
-        config = self.config
-        lines = [f"qwend demo: router   {config.router.listen.url}/v1"]
-        for endpoint in config.public.endpoints:
-            lines.append(f"qwend demo: public   {endpoint.listen.url}/v1  -> {endpoint.target}")
-        lines.append(f"qwend demo: logs     {config.daemon.log_dir}")
-        lines.append(f"export QWEND_SOCKET={config.daemon.control_socket}")
-        self.announce("\n".join(lines) + "\n")
+    # --- start-up -------------------------------------------------------------------
 
-    def _start_background(self, supervisor: Supervisor) -> None:
+    async def _start_up(self) -> bool:
+        """Listeners, NPU monitor, lanes (starting in the background), READY=1."""
+        config, services = self.config, self.services
+        control = control_app(services, config, config_path=self.source.path, reload=self.reload)
+        try:
+            await self._listeners.open_router(services.router_app, config.router.listen)
+            await self._listeners.open_public(config.public, services.router)
+            await self._listeners.open_control(control, config.daemon)
+            await services.monitor.start()
+            await services.supervisor.start()
+        except QwendError as exc:
+            _log().error("qwend cannot start", error=str(exc))
+            return False
+        status = services.supervisor.status_line()
+        self.notifier.ready(status)
+        _log().info("qwend ready", status=status, pid=os.getpid())
         interval = watchdog_interval(os.environ)
         if interval is not None and self.notifier.enabled:
             self._tasks.append(asyncio.create_task(self.notifier.watchdog_loop(interval)))
-        self._tasks.append(asyncio.create_task(self._status_loop(supervisor)))
-        if self._parts.get("router") is not None:
-            self._tasks.append(asyncio.create_task(self._traffic_loop(supervisor)))
+        self._tasks.append(asyncio.create_task(self._status_loop()))
+        self._tasks.append(asyncio.create_task(self._traffic_loop()))
+        if self.announce is not None:
+            self.announce(demo_addresses(config))
+        return True
 
-    async def _status_loop(self, supervisor: Supervisor) -> None:
+    async def _status_loop(self) -> None:
+        """Keeps systemd's STATUS= (``2/3 lanes ready``) current."""
+        supervisor = self.services.supervisor
         last = ""
         with supervisor.subscribe() as events:
             async for _ in events:
@@ -286,13 +131,13 @@ class Daemon:
                     self.notifier.status(line)
                     last = line
 
-    async def _traffic_loop(self, supervisor: Supervisor, period: float = 2.0) -> None:
+    async def _traffic_loop(self) -> None:
         # The router counts completed requests per lane; a lane that completes real
         # requests is alive, so its inference probe is skipped (never kill a busy lane).
-        router = self._parts["router"]
+        router, supervisor = self.services.router, self.services.supervisor
         done: dict[str, int] = {}
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(TRAFFIC_PERIOD_S)
             try:
                 lanes = router.stats_snapshot().lanes
             except Exception as exc:  # stats must never take the daemon down
@@ -304,7 +149,10 @@ class Daemon:
                     supervisor.note_traffic_ok(lane.name)
                 done[lane.name] = max(completed, done.get(lane.name, 0))
 
+    # --- serve ----------------------------------------------------------------------
+
     async def _serve(self) -> None:
+        """Until SIGTERM/SIGINT; each SIGHUP reloads (one reload at a time)."""
         reload_task: asyncio.Task[None] | None = None
         while not self._stop.is_set():
             stop = asyncio.create_task(self._stop.wait())
@@ -323,11 +171,11 @@ class Daemon:
 
     async def _reload_from_signal(self) -> None:
         _log().info("SIGHUP: reloading configuration", path=str(self.source.path))
-        control_app = self._parts.get("control_app")
+        control = self._listeners.control
         try:
-            if control_app is not None:
+            if control is not None:
                 # Through the control context, so `qwenctl status` shows the errors.
-                await control_app[CONTROL_KEY].reload()
+                await control.reload()
             else:
                 await self.reload()
         except ConfigError:
@@ -337,7 +185,7 @@ class Daemon:
 
     async def reload(self) -> ReloadReport:
         """Re-read the configuration and apply it; ConfigError keeps the old one."""
-        supervisor: Supervisor = self._parts["sup"]
+        supervisor = self.services.supervisor
         async with self._reload_lock:
             self.notifier.reloading()
             try:
@@ -348,14 +196,13 @@ class Daemon:
                 self.notifier.ready(supervisor.status_line() + "; reload failed, see the log")
                 raise
             self._warn_restart_only(new)
-            keys: ApiKeys | None = self._parts.get("api_keys")
-            if keys is not None:
-                keys.reload(new.public.api_keys_file)  # a broken file keeps the old keys
+            if self._listeners.api_keys is not None:
+                self._listeners.api_keys.reload(new.public.api_keys_file)  # broken: old keys stay
             try:
                 report = await supervisor.reload(new)
-                self._parts["router"].apply_config(new.router)
+                self.services.router.apply_config(new.router)
                 # A reload may change which lane is active for a role: persist it.
-                self._parts["store"].record(supervisor.active_lanes(), None)
+                self.services.store.record(supervisor.active_lanes(), None)
             finally:
                 # systemd waits for READY=1 after RELOADING=1, whatever happened.
                 self.config = supervisor.config
@@ -374,34 +221,35 @@ class Daemon:
             if a != b:
                 _log().warning("setting changed; takes effect when qwend restarts", setting=what)
 
-    async def _shutdown(self, supervisor: Supervisor) -> None:
+    # --- shutdown -------------------------------------------------------------------
+
+    async def _shut_down(self) -> None:
+        """STOPPING=1, stop accepting, cancel promotions, drain and stop lanes, close."""
+        services = self.services
         _log().info("qwend stopping")
         self.notifier.stopping()
-        control_app = self._parts.get("control_app")
-        if control_app is not None:
-            control_app[CONTROL_KEY].closing.set()
-        # Stop accepting: public ports first, then the router's; in-flight requests go on.
-        for public_site in self._public_sites:
-            await public_site.stop()
-        router_site = self._parts.get("router_site")
-        if router_site is not None:
-            await router_site.stop()
-        promoter = self._parts.get("promoter")
-        if promoter is not None:
-            # No promotion may start or go on while lanes are being stopped.
-            await promoter.aclose()
-        await supervisor.shutdown(self.config.daemon.drain_timeout_s)
+        await self._listeners.stop_accepting()
+        # No promotion may start or go on while lanes are being stopped.
+        await services.promoter.aclose()
+        await services.supervisor.shutdown(self.config.daemon.drain_timeout_s)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        monitor = self._parts.get("monitor")
-        if monitor is not None:
-            await monitor.stop()
-        for runner in (*self._public_runners, *self._runners):
-            await runner.cleanup()
-        if control_app is not None:
-            remove_control_socket(self.config.daemon.control_socket)
+        await services.monitor.stop()
+        await self._listeners.close()
         _log().info("qwend stopped")
+
+
+async def run_daemon(
+    source: Source,
+    config: Config,
+    *,
+    extra_env: Mapping[str, str],
+    announce: Callable[[str], None] | None,
+) -> int:
+    """Build the services inside the event loop, then run the daemon until it stops."""
+    services = build_services(config, extra_env=extra_env)
+    return await Daemon(source, config, services, announce=announce).run()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -450,9 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _log().error("configuration error", issue=str(issue))
         sys.stderr.write(f"qwend: {exc}\n")
         return ExitStatus.CONFIG
-    daemon = Daemon(source, config, extra_env=extra_env, announce=_print if args.demo else None)
+    announce = _print if args.demo else None
     try:
-        return asyncio.run(daemon.run())
+        return asyncio.run(run_daemon(source, config, extra_env=extra_env, announce=announce))
     except QwendError as exc:
         _log().error("qwend failed", error=str(exc))
         return ExitStatus.ERROR
