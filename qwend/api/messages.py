@@ -232,7 +232,6 @@ class PromotionStep(StrEnum):
     WAITING_NPUS = "waiting_npus"
     STARTING = "starting"
     READY = "ready"
-    WARMUP = "warmup"
     SWITCHED = "switched"
     ROLLING_BACK = "rolling_back"
     FINISHED = "finished"

@@ -25,7 +25,7 @@ from qwend.broadcast import Broadcast, Subscription
 from qwend.errors import PromotionConflict, PromotionError
 from qwend.logs import get_logger
 from qwend.promotion.plan import PromotionPlan, plan_promotion, rollback_target
-from qwend.promotion.run import MonitorLike, PromotionRun, SupervisorLike, Warmup
+from qwend.promotion.run import MonitorLike, PromotionRun, SupervisorLike
 from qwend.promotion.state import StateError, StateStore
 from qwend.routing.lanetable import TrafficGate
 
@@ -80,7 +80,6 @@ class Promoter:
         monitor: MonitorLike | None = None,
         *,
         drain_timeout_s: float | None = None,
-        warmup: Warmup | None = None,
         history_limit: int = 50,
     ) -> None:
         self.supervisor = supervisor
@@ -88,7 +87,6 @@ class Promoter:
         self.store = store
         self.monitor = monitor
         self.drain_timeout_s = drain_timeout_s
-        self.warmup = warmup
         self._running: dict[str, Promotion] = {}
         self._history: list[PromotionRecord] = list(store.state.history) if store else []
         self._history_limit = history_limit
@@ -162,7 +160,6 @@ class Promoter:
             supervisor=self.supervisor,
             traffic=self.traffic,
             monitor=self.monitor,
-            warmup=self.warmup,
             emit=lambda item: self._publish(promotion, item),
             drain_timeout_s=self._drain_timeout(),
             ready_timeout_s=timeout,
@@ -241,5 +238,4 @@ __all__ = [
     "PromotionConflict",
     "PromotionError",
     "SupervisorLike",
-    "Warmup",
 ]

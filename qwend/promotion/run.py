@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,10 +46,6 @@ class MonitorLike(Protocol):
     async def pre_start(self, lane: LaneConfig) -> str | None: ...
 
 
-Warmup = Callable[[LaneConfig], Awaitable[None]]
-"""Optional warm-up of a ready candidate before it takes traffic (e.g. one request)."""
-
-
 def describe(exc: BaseException) -> str:
     """A one-line reason for a failed step."""
     text = str(exc).strip()
@@ -65,7 +61,6 @@ class PromotionRun:
     supervisor: SupervisorLike
     traffic: TrafficGate | None
     monitor: MonitorLike | None
-    warmup: Warmup | None
     emit: Callable[[PromotionEvent], None]
     drain_timeout_s: float
     ready_timeout_s: float | None
@@ -124,8 +119,6 @@ class PromotionRun:
         try:
             if not plan.candidate_ready:
                 await self._start_ready(plan.candidate)
-            else:
-                await self._warm(plan.candidate)
         except Exception as exc:
             return await self._restore(describe(exc), restart_incumbent=False)
         self._switch()
@@ -154,7 +147,7 @@ class PromotionRun:
             return PromotionOutcome.ROLLED_BACK, f"{reason}; role {plan.role} has no previous lane"
         try:
             if restart_incumbent:
-                await self._start_ready(plan.incumbent, warm=False)
+                await self._start_ready(plan.incumbent)
             self.supervisor.set_active(plan.role, plan.incumbent)
         except Exception as exc:
             return (
@@ -205,7 +198,7 @@ class PromotionRun:
         if warning:
             self._step(lane, PromotionStep.WAITING_NPUS, warning)
 
-    async def _start_ready(self, lane: str, *, warm: bool = True) -> None:
+    async def _start_ready(self, lane: str) -> None:
         state = self.supervisor.snapshot(lane).state
         config = self.supervisor.config.lane(lane)
         timeout = self.ready_timeout_s or config.health.startup_timeout_s
@@ -216,14 +209,6 @@ class PromotionRun:
             await self.supervisor.start_lane(lane)
         await self.supervisor.wait_ready(lane, timeout)
         self._step(lane, PromotionStep.READY, "ready")
-        if warm:
-            await self._warm(lane)
-
-    async def _warm(self, lane: str) -> None:
-        if self.warmup is None:
-            return
-        self._step(lane, PromotionStep.WARMUP, "sending a warm-up request")
-        await self.warmup(self.supervisor.config.lane(lane))
 
     def _step(self, lane: str, step: PromotionStep, message: str) -> None:
         self.emit(

@@ -217,20 +217,6 @@ async def test_ready_timeout_override_reaches_wait_ready() -> None:
     assert "waiting up to 7s" in starting.message
 
 
-async def test_warmup_runs_before_switch() -> None:
-    sup = FakeSupervisor(demo_config())
-    warmed: list[str] = []
-
-    async def warm(lane: object) -> None:
-        warmed.append(sup.active["stable"])
-
-    promoter = Promoter(sup, FakeTraffic(), None, warmup=warm)
-    events, record = await collect(promoter.start("stable_green", CALLER))
-    assert record.outcome is PromotionOutcome.PROMOTED
-    assert warmed == ["stable"]
-    assert ("stable_green", "warmup") in steps(events)
-
-
 async def test_aclose_cancels_running_promotion_and_refuses_new_ones(tmp_path: Path) -> None:
     sup = FakeSupervisor(demo_config())
     sup.ready_gate = asyncio.Event()
