@@ -52,10 +52,6 @@ class PromotionConflict(PromotionError):
     """Another promotion of the same role is already running."""
 
 
-class RolledBack(PromotionError):
-    """The candidate failed and the previous lane was restored."""
-
-
 class NpuSmiError(QwendError):
     """npu-smi output could not be parsed, or npu-smi failed."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qwend.api.client import ControlTimeout, DaemonNotRunning, RemoteError, SocketPermissionDenied
 from qwend.api.messages import ErrorCode, ExitStatus, PromotionOutcome
-from qwend.errors import ConfigError, QwendError, RolledBack
+from qwend.errors import ConfigError, QwendError
 
 _REMOTE = {
     ErrorCode.NOT_FOUND: ExitStatus.NOT_FOUND,
@@ -23,8 +23,6 @@ def exit_status_for(error: BaseException) -> ExitStatus:
         return ExitStatus.TIMEOUT
     if isinstance(error, RemoteError):
         return _REMOTE.get(error.code, ExitStatus.ERROR)
-    if isinstance(error, RolledBack):
-        return ExitStatus.ROLLED_BACK
     if isinstance(error, ConfigError):
         return ExitStatus.USAGE
     if isinstance(error, QwendError):
