@@ -228,14 +228,3 @@ class Promoter:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-
-
-__all__ = [
-    "MonitorLike",
-    "Progress",
-    "Promoter",
-    "Promotion",
-    "PromotionConflict",
-    "PromotionError",
-    "SupervisorLike",
-]

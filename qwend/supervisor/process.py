@@ -30,7 +30,7 @@ from typing import IO, cast
 from qwend.config.model import LaneConfig
 from qwend.errors import LaneError
 from qwend.logs import lane_logger
-from qwend.supervisor.environment import lane_env_defaults
+from qwend.supervisor.environment import merged_lane_env
 from qwend.supervisor.guard import OrphanGuard
 from qwend.supervisor.output import LogRing, rotate_logs
 
@@ -79,12 +79,9 @@ def lane_environment(
     The Ascend defaults depend on the chip family (None: not known yet, e.g.
     before npu-smi answered): see ``qwend.supervisor.environment``.
     """
-    env = dict(os.environ if inherited is None else inherited)
-    for key in DAEMON_ONLY_ENV:
-        env.pop(key, None)
-    env.update(extra or {})
-    env.update(lane_env_defaults(lane.npus, chip_family))
-    env.update(lane.env)
+    source = os.environ if inherited is None else inherited
+    base = {k: v for k, v in source.items() if k not in DAEMON_ONLY_ENV} | dict(extra or {})
+    env = merged_lane_env(base, lane.npus, chip_family, lane.env)
     env["ASCEND_RT_VISIBLE_DEVICES"] = lane.visible_devices
     return env
 

@@ -70,11 +70,6 @@ class RestartPolicy:
         )
         return Decision(False, delay, count, reason)
 
-    def crashes_in_window(self, now: float) -> int:
-        """Crashes counted against the limit right now."""
-        self._prune(now)
-        return len(self._crashes)
-
     def reset(self) -> None:
         """Forget every crash (operator reset or start)."""
         self._crashes.clear()

@@ -90,9 +90,6 @@ RUNNING: frozenset[LaneState] = frozenset(
 )
 """States in which a lane process may exist."""
 
-DOWN: frozenset[LaneState] = frozenset({LaneState.STOPPED, LaneState.BACKOFF, LaneState.FAILED})
-"""States in which no lane process exists."""
-
 ROUTABLE: frozenset[LaneState] = frozenset({LaneState.READY})
 """States in which a lane accepts new requests."""
 
@@ -109,9 +106,6 @@ WANTED_UP: frozenset[LaneState] = frozenset(
     }
 )
 """States in which the lane is meant to be running (the supervisor keeps it up)."""
-
-STABLE: frozenset[LaneState] = frozenset({LaneState.STOPPED, LaneState.READY, LaneState.FAILED})
-"""States a lane stays in until something happens (the others move on their own)."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +171,7 @@ class IllegalTransition(ValueError):
     def __init__(self, state: LaneState, event: Event) -> None:
         self.state = state
         self.event = event
-        allowed = sorted(ev.value for (st, ev) in TRANSITIONS if st is state)
+        allowed = sorted(ev.value for ev in allowed_events(state))
         super().__init__(
             f"event {event.value!r} is not allowed in lane state {state.value!r}"
             f" (allowed: {', '.join(allowed) or 'none'})"

@@ -32,7 +32,7 @@ from qwend.supervisor.reload import (
     resolve_active,
 )
 from qwend.supervisor.runner import LaneContext, LaneRunner
-from qwend.supervisor.states import CLAIMING, LaneState
+from qwend.supervisor.states import CLAIMING, ROUTABLE, LaneState
 
 EVENT_BUFFER = 1000
 """Lane events a subscriber may fall behind by before it loses the oldest."""
@@ -177,7 +177,7 @@ class Supervisor:
             text=cfg.capabilities.text,
             image=cfg.capabilities.image,
             active=active,
-            accepting=runner.state is LaneState.READY and not self._closing,
+            accepting=runner.state in ROUTABLE and not self._closing,
             model=cfg.model,
         )
 

@@ -8,10 +8,8 @@ import pytest
 
 from qwend.supervisor.states import (
     CLAIMING,
-    DOWN,
     ROUTABLE,
     RUNNING,
-    STABLE,
     TRANSITIONS,
     WANTED_UP,
     Effect,
@@ -25,6 +23,7 @@ from qwend.supervisor.states import (
 
 S = LaneState
 E = Event
+NO_PROCESS = {S.STOPPED, S.BACKOFF, S.FAILED}
 ALL_PAIRS = list(itertools.product(LaneState, Event))
 
 
@@ -106,7 +105,7 @@ def test_stop_of_a_running_lane_terminates_and_of_a_down_lane_does_not() -> None
     for state in RUNNING - {S.STOPPING}:
         assert Effect.TERMINATE in transition(state, E.STOP).effects
         assert transition(state, E.STOP).new_state is S.STOPPING
-    for state in DOWN:
+    for state in NO_PROCESS:
         assert Effect.TERMINATE not in transition(state, E.STOP).effects
         assert transition(state, E.STOP).new_state is S.STOPPED
 
@@ -177,14 +176,12 @@ def test_spawn_leads_to_starting_and_schedule_restart_to_backoff() -> None:
 
 
 def test_state_groups() -> None:
-    assert set(LaneState) == RUNNING | DOWN
-    assert not RUNNING & DOWN
+    assert set(LaneState) - RUNNING == NO_PROCESS
     assert ROUTABLE <= RUNNING
     assert RUNNING | {S.BACKOFF} == CLAIMING
     assert S.STOPPING not in WANTED_UP
     assert S.FAILED not in WANTED_UP
-    assert {S.STOPPED, S.READY, S.FAILED} == STABLE
-    for group in (RUNNING, DOWN, ROUTABLE, CLAIMING, WANTED_UP, STABLE):
+    for group in (RUNNING, ROUTABLE, CLAIMING, WANTED_UP):
         assert isinstance(group, frozenset)
 
 
