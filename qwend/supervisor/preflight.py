@@ -6,6 +6,8 @@ import errno
 import socket
 from collections.abc import Iterable
 
+import psutil
+
 from qwend.config.model import LaneConfig
 from qwend.errors import PreflightError
 
@@ -30,8 +32,6 @@ def port_bind_error(host: str, port: int) -> OSError | None:
 def port_owner(port: int) -> str | None:
     """``PID 123 (python3)`` listening on ``port``, when psutil may see it."""
     try:
-        import psutil
-
         for conn in psutil.net_connections(kind="inet"):
             if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
                 if conn.pid is None:
