@@ -10,7 +10,7 @@ the text policy, and returns a ``Decision``: a lane, "wait for a slot", or
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -221,22 +221,6 @@ class LaneCandidate(Protocol):
     def why_not(self) -> str:
         """Why the lane is not eligible (``draining``, ``breaker open`` ...)."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class LaneView:
-    """A frozen ``LaneCandidate`` (tests, simulations)."""
-
-    name: str
-    role: str
-    text: bool = True
-    image: bool = False
-    eligible: bool = True
-    in_flight: int = 0
-    limit: int = 8
-    outstanding_work: float = 0.0
-    perf: LanePerf = field(default_factory=lambda: LanePerf())
-    why_not: str = ""
 
 
 @dataclass(frozen=True, slots=True)
