@@ -117,12 +117,13 @@ class Supervisor:
 
     def _allowed_active(self, resolved: ActiveLanes) -> dict[str, str]:
         for choice in resolved.dropped:
-            why = "is no longer configured" if choice.now_role is None else "changed role"
             self._log.warning(
-                f"active lane {why}; its role gets its configured lane",
+                "active lane dropped; its role gets its configured lane",
                 role=choice.role,
                 lane=choice.lane,
-                now_role=choice.now_role,
+                why="no longer configured"
+                if choice.now_role is None
+                else f"now serves role {choice.now_role!r}",
             )
         return dict(resolved.active)
 
