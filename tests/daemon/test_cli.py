@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,8 +71,6 @@ def test_demo_runtime_dir_prefers_xdg(tmp_path: Path) -> None:
 def test_busy_router_port_exits_1_with_an_actionable_message(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import socket
-
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -8,12 +8,15 @@ import signal
 import socket
 import sys
 import time
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
 import psutil
 import pytest
 
+from qwend.api.client import ControlClient
+from qwend.config.model import load_config
 from qwend.daemon.demo import demo_environment, demo_path
 from qwend.daemon.lifecycle import ExitStatus
 from tests.support.daemonproc import run_daemon, write_config
@@ -23,8 +26,6 @@ pytestmark = pytest.mark.slow
 
 
 async def test_demo_lanes_reach_ready_with_their_devices(tmp_path: Path) -> None:
-    from qwend.config.model import load_config
-
     demo = load_config(demo_path())
     ports = iter(socket.socket() for _ in demo.lanes)
     lanes = []
@@ -167,8 +168,6 @@ async def test_real_demo_mode_prints_addresses_and_serves(tmp_path: Path) -> Non
         assert "http://127.0.0.1:18088/v1" in lines[0]
         assert "http://127.0.0.1:9102/v1  -> role:multimodal" in "".join(lines)
         assert lines[-1].strip() == f"export QWEND_SOCKET={tmp_path}/qwend/control.sock"
-        from qwend.api.client import ControlClient
-
         deadline = time.monotonic() + 60
         async with ControlClient(tmp_path / "qwend" / "control.sock") as client:
             while True:
@@ -190,7 +189,7 @@ async def test_real_demo_mode_prints_addresses_and_serves(tmp_path: Path) -> Non
 
 
 async def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
-    import openai
+    import openai  # deferred: it takes most of a second, and every run collects this module
 
     lane = replace(
         make_lane("s", npus=(0,)),
@@ -200,8 +199,6 @@ async def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
         ),
     )  # fmt: skip
     cfg = write_config(tmp_path, [lane], drain_timeout_s=30.0)
-    import tomllib
-
     router_url = "http://" + tomllib.loads(cfg.read_text())["router"]["listen"] + "/v1"
     env = demo_environment(tmp_path / "run")
     async with run_daemon(cfg, env=env) as d:

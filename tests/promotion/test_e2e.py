@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tomllib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -166,8 +167,6 @@ async def status_json(socket: Path) -> Any:
 
 
 def router_url(config_path: Path) -> str:
-    import tomllib
-
     listen = tomllib.loads(config_path.read_text())["router"]["listen"]
     return f"http://{listen}/v1"
 

@@ -20,6 +20,7 @@ from qwend.supervisor.health import (
     served_models,
     wait_ready,
 )
+from tests.support.lanescripts.factory import free_port
 
 
 @dataclass
@@ -98,8 +99,6 @@ async def test_ready_times_out_with_the_last_problem(fake: tuple[FakeLane, int])
 
 
 async def test_process_exit_ends_the_wait_at_once() -> None:
-    from tests.support.lanescripts.factory import free_port
-
     lane = lane_for(free_port(), startup_timeout_s=60.0)
     exited = asyncio.Event()
     async with aiohttp.ClientSession() as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -204,8 +205,6 @@ def test_sigkilled_parent_leaves_no_lane_behind(tmp_path: Path, mode: str) -> No
     )
     try:
         assert parent.stdout is not None
-        import json
-
         pids = json.loads(parent.stdout.readline())
     finally:
         parent.kill()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import itertools
 
 import pytest
 
+import qwend.supervisor.states as lanes
 from qwend.supervisor.states import (
     CLAIMING,
     ROUTABLE,
@@ -43,11 +46,6 @@ def test_every_pair_is_in_the_table_or_raises(state: LaneState, event: Event) ->
 
 
 def test_every_state_and_event_has_a_docstring() -> None:
-    import ast
-    import inspect
-
-    import qwend.supervisor.states as lanes
-
     tree = ast.parse(inspect.getsource(lanes))
     documented: set[str] = set()
     for node in ast.walk(tree):

@@ -15,7 +15,7 @@ import pytest
 
 from qwend.broadcast import Subscription
 from qwend.config.model import Config, DaemonConfig, LaneConfig
-from qwend.errors import LaneError
+from qwend.errors import LaneError, PreflightError
 from qwend.routing.lanetable import LaneTable
 from qwend.supervisor.states import LaneState
 from qwend.supervisor.supervisor import LaneEvent, Supervisor
@@ -199,8 +199,6 @@ async def test_npus_claimed_by_a_running_lane_refuse_a_start(make_sup: SupFactor
 
 
 async def test_pre_start_warning_is_shown_and_error_blocks(make_sup: SupFactory) -> None:
-    from qwend.errors import PreflightError
-
     async def pre_start(lane: LaneConfig) -> str | None:
         if lane.name == "bad":
             raise PreflightError("lane bad: NPU 0 still holds 20 GB")

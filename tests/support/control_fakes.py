@@ -23,6 +23,7 @@ from qwend.control.context import ReloadCallback
 from qwend.errors import LaneError, PreflightError
 from qwend.promotion.promoter import Promoter
 from qwend.promotion.state import StateStore
+from qwend.routing.stats import LatencyStats, Percentiles
 from qwend.supervisor.reload import ReloadReport
 from qwend.supervisor.states import LaneState
 from qwend.supervisor.supervisor import LaneEvent, LaneSnapshot
@@ -238,8 +239,6 @@ class FakeRouter:
     """stats_snapshot() returning a small RouterSnapshot-shaped object."""
 
     def __init__(self) -> None:
-        from qwend.routing.stats import LatencyStats, Percentiles
-
         self.latency = LatencyStats(
             ttft=Percentiles(0.12, 0.3, 0.4, 10),
             itl=Percentiles(0.02, 0.03, 0.04, 10),
