@@ -170,7 +170,7 @@ async def cmd_events(ctx: Context) -> int:
 
 async def cmd_check_config(ctx: Context) -> int:
     from qwend.config.check import main as check_main
-    from qwend.config.model import DEFAULT_CONFIG_PATH, load_config
+    from qwend.config.load import DEFAULT_CONFIG_PATH, load_config
     from qwend.errors import ConfigError
 
     if not ctx.json:

@@ -13,7 +13,8 @@ from enum import IntEnum
 from pathlib import Path
 from typing import TextIO
 
-from qwend.config.model import DEFAULT_CONFIG_PATH, Config, LaneConfig, load_config
+from qwend.config.load import DEFAULT_CONFIG_PATH, load_config
+from qwend.config.model import Config, LaneConfig
 from qwend.errors import ConfigError
 
 PROG = "qwend check-config"

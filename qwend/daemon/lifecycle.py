@@ -29,7 +29,8 @@ from typing import Any
 from aiohttp import web
 
 from qwend import __version__
-from qwend.config.model import DEFAULT_CONFIG_PATH, Config, LaneConfig
+from qwend.config.load import DEFAULT_CONFIG_PATH
+from qwend.config.model import Config, LaneConfig
 from qwend.control.app import (
     CONTROL_KEY,
     create_control_socket,

@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from qwend.config.load import load_config
 from qwend.daemon.demo import demo_environment, demo_path
 from qwend.daemon.lifecycle import ExitStatus
 from tests.support.daemonproc import run_daemon, write_config
@@ -23,8 +24,6 @@ pytestmark = pytest.mark.slow
 
 
 async def test_demo_lanes_reach_ready_with_their_devices(tmp_path: Path) -> None:
-    from qwend.config.model import load_config
-
     demo = load_config(demo_path())
     ports = iter(socket.socket() for _ in demo.lanes)
     lanes = []
