@@ -22,6 +22,8 @@ PURE_CORE = (
     "config/parse",
     "config/checks",
     "config/draft",
+    "config/check",
+    "config/summary",
     "supervisor/states",
     "routing/policy",
     "routing/stats",

@@ -2,7 +2,8 @@
 
 The top of the config chain (model -> schema -> draft -> checks -> parse -> load) and its
 only part that touches the filesystem: it reads TOML and hands the mappings to the pure
-``parse_config``.
+``parse_config``. ``check_config`` is the one check behind ``qwend check-config`` and
+``qwenctl check-config``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
+from qwend.config.check import ConfigCheck
 from qwend.config.model import Config
 from qwend.config.parse import parse_config
 from qwend.errors import ConfigError, ConfigIssue
@@ -87,3 +89,17 @@ def _display_name(file: Path, base_dir: Path) -> str:
         return str(file.relative_to(base_dir))
     except ValueError:
         return str(file)
+
+
+def check_config(path: Path) -> ConfigCheck:
+    """Validate the configuration at ``path``: qwend.toml, or the directory holding it."""
+    path = path / "qwend.toml" if path.is_dir() else path
+    missing = None
+    if not path.is_file():
+        missing = "is not a file" if path.exists() else "does not exist"
+    try:
+        return ConfigCheck(path, config=load_config(path))
+    except ConfigError as error:
+        return ConfigCheck(path, issues=error.issues, missing=missing)
+    except OSError as error:
+        return ConfigCheck(path, issues=(ConfigIssue(str(path), "", str(error)),), missing=missing)
