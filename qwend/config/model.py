@@ -274,3 +274,17 @@ class Config:
     def default_active(self) -> dict[str, str]:
         """Role -> the lane configured active (not standby) for it."""
         return {lane.role: lane.name for lane in self.lanes if not lane.standby}
+
+
+def promotes_in_place(candidate: LaneConfig, incumbent: LaneConfig) -> bool:
+    """Whether promoting ``candidate`` over ``incumbent`` is in place (else blue/green).
+
+    In place when the two cannot run side by side: they share an NPU or the port, so the
+    incumbent must stop first. The port alone decides, whatever ``host`` says: ``host`` is
+    where qwend reaches a lane, while the process binds what its command says (there is no
+    ``{host}`` placeholder, and vLLM binds every address by default); the config checks
+    likewise refuse a port shared across hosts. Blue/green when the candidate has NPUs and
+    a port of its own.
+    """
+    shares_npus = bool(set(candidate.npus) & set(incumbent.npus))
+    return shares_npus or candidate.port == incumbent.port

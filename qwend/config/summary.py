@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from qwend.config.model import Config, LaneConfig
+from qwend.config.model import Config, LaneConfig, promotes_in_place
 
 
 def render_summary(config: Config) -> str:
@@ -85,8 +85,7 @@ def _roles(config: Config) -> list[str]:
 
 
 def _promotion_kind(candidate: LaneConfig, incumbent: LaneConfig) -> str:
-    shares = set(candidate.npus) & set(incumbent.npus) or candidate.port == incumbent.port
-    return "in place" if shares else "blue/green"
+    return "in place" if promotes_in_place(candidate, incumbent) else "blue/green"
 
 
 def _count(n: int, noun: str) -> str:

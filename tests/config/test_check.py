@@ -1,11 +1,15 @@
-"""The one check behind both check-config commands, and its report."""
+"""The one check behind both check-config commands, its report, and the in-place rule."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from qwend.config.check import render_check
 from qwend.config.load import check_config, load_config
+from qwend.config.model import promotes_in_place
 from qwend.config.summary import render_summary
 from tests.support.config_fixtures import set_key, valid_lanes, valid_main, write_config
 from tests.support.paths import REPO
@@ -47,3 +51,38 @@ def test_an_invalid_config_lists_every_issue(tmp_path: Path) -> None:
         f"qwend check-config: {path}: invalid",
         "1 configuration error:",
     ]
+
+
+INCUMBENT = next(lane for lane in load_config(SHIPPED).lanes if lane.name == "stable")
+
+
+@pytest.mark.parametrize(
+    ("npus", "port", "host", "in_place"),
+    [
+        ((4,), 18084, "127.0.0.1", True),
+        ((4, 5), 18090, "127.0.0.1", True),
+        ((5,), 18084, "127.0.0.1", True),
+        ((5,), 18084, "127.0.0.2", True),
+        ((5,), 18090, "127.0.0.1", False),
+        ((5,), 18090, "127.0.0.2", False),
+    ],
+    ids=["same-npus-and-port", "shares-an-npu", "same-port", "same-port-other-host",
+         "own-npus-and-port", "own-npus-and-port-other-host"],
+)  # fmt: skip
+def test_in_place_when_the_candidate_cannot_run_beside_the_incumbent(
+    npus: tuple[int, ...], port: int, host: str, in_place: bool
+) -> None:
+    assert (INCUMBENT.npus, INCUMBENT.port, INCUMBENT.host) == ((4,), 18084, "127.0.0.1")
+    candidate = replace(INCUMBENT, name="candidate", standby=True, npus=npus, port=port, host=host)
+    assert promotes_in_place(candidate, INCUMBENT) is in_place
+
+
+def test_summary_calls_a_same_port_candidate_on_another_host_in_place(tmp_path: Path) -> None:
+    lanes = valid_lanes()
+    set_key(lanes["lanes.d/recurrent_v2.toml"], "lane.npus", [5])
+    set_key(lanes["lanes.d/recurrent_v2.toml"], "lane.host", "127.0.0.2")
+    check = check_config(write_config(tmp_path, valid_main(), lanes))
+    assert check.ok, check.issues
+    assert "role stable       active stable; candidates: recurrent_v2 (in place)" in (
+        render_check(check).splitlines()
+    )
