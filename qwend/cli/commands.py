@@ -25,6 +25,9 @@ from qwend.api.messages import (
 from qwend.cli import render
 from qwend.cli.exit import exit_status_for_outcome
 from qwend.cli.npus import parse_npu_file
+from qwend.config.check import render_check
+from qwend.config.load import DEFAULT_CONFIG_PATH, check_config
+from qwend.config.model import LaneConfig
 from qwend.errors import ControlError
 
 
@@ -169,38 +172,28 @@ async def cmd_events(ctx: Context) -> int:
 
 
 async def cmd_check_config(ctx: Context) -> int:
-    from qwend.config.check import main as check_main
-    from qwend.config.model import DEFAULT_CONFIG_PATH, load_config
-    from qwend.errors import ConfigError
+    check = check_config(Path(ctx.args.path) if ctx.args.path else DEFAULT_CONFIG_PATH)
+    if ctx.json:
+        errors = [ConfigIssueInfo(i.file, i.key, i.message).to_dict() for i in check.issues]
+        data: dict[str, Any] = {"ok": check.ok, "path": str(check.path), "errors": errors}
+        if check.config is not None:
+            data["lanes"] = [_lane_summary(lane) for lane in check.config.lanes]
+        ctx.emit(data, "")
+    else:
+        print(render_check(check), file=ctx.stdout if check.ok else ctx.stderr)
+    return ExitStatus.OK if check.ok else ExitStatus.USAGE
 
-    if not ctx.json:
-        argv = [ctx.args.path] if ctx.args.path else []
-        return check_main(argv, stdout=ctx.stdout, stderr=ctx.stderr)
-    path = Path(ctx.args.path) if ctx.args.path else DEFAULT_CONFIG_PATH
-    path = path / "qwend.toml" if path.is_dir() else path
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        errors = [ConfigIssueInfo(i.file, i.key, i.message).to_dict() for i in exc.issues]
-        ctx.emit({"ok": False, "path": str(path), "errors": errors}, "")
-        return ExitStatus.USAGE
-    except OSError as exc:
-        issue = ConfigIssueInfo(str(path), "", str(exc)).to_dict()
-        ctx.emit({"ok": False, "path": str(path), "errors": [issue]}, "")
-        return ExitStatus.USAGE
-    lanes = [
-        {
-            "name": lc.name,
-            "role": lc.role,
-            "variant": lc.variant,
-            "standby": lc.standby,
-            "npus": list(lc.npus),
-            "port": lc.port,
-        }
-        for lc in config.lanes
-    ]
-    ctx.emit({"ok": True, "path": str(path), "errors": [], "lanes": lanes}, "")
-    return ExitStatus.OK
+
+def _lane_summary(lane: LaneConfig) -> dict[str, Any]:
+    """One lane in ``check-config --json``."""
+    return {
+        "name": lane.name,
+        "role": lane.role,
+        "variant": lane.variant,
+        "standby": lane.standby,
+        "npus": list(lane.npus),
+        "port": lane.port,
+    }
 
 
 def completion_script(shell: str) -> str:

@@ -22,14 +22,14 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from qwend import __version__
-from qwend.config.model import DEFAULT_CONFIG_PATH, Config, LaneConfig
+from qwend.config.load import DEFAULT_CONFIG_PATH
+from qwend.config.model import Config, LaneConfig
 from qwend.control.app import (
     CONTROL_KEY,
     create_control_socket,
@@ -37,6 +37,7 @@ from qwend.control.app import (
     remove_control_socket,
 )
 from qwend.daemon.demo import Source, demo_environment, demo_path, demo_runtime_dir
+from qwend.daemon.exit import ExitStatus
 from qwend.daemon.systemd import Notifier, watchdog_interval
 from qwend.errors import ConfigError, QwendError
 from qwend.logs import LogFormat, configure_logging, get_logger
@@ -56,16 +57,6 @@ def _log() -> Any:
 
 
 CONSOLE_IGNORED = "the web console is not part of this version; console_listen is ignored"
-
-
-class ExitStatus(IntEnum):
-    """``qwend`` exit statuses."""
-
-    OK = 0
-    ERROR = 1
-    """Could not start (listener, socket, state) or failed at run time."""
-    CONFIG = 2
-    """The configuration is invalid."""
 
 
 @dataclass

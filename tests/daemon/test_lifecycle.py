@@ -14,8 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from qwend.config.load import load_config
 from qwend.daemon.demo import demo_environment, demo_path
-from qwend.daemon.lifecycle import ExitStatus
+from qwend.daemon.exit import ExitStatus
 from tests.support.daemonproc import run_daemon, write_config
 from tests.support.lanescripts.factory import get_json, make_lane, pid_alive
 
@@ -23,8 +24,6 @@ pytestmark = pytest.mark.slow
 
 
 async def test_demo_lanes_reach_ready_with_their_devices(tmp_path: Path) -> None:
-    from qwend.config.model import load_config
-
     demo = load_config(demo_path())
     ports = iter(socket.socket() for _ in demo.lanes)
     lanes = []

@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 import tomli_w
 
-from qwend.daemon.lifecycle import CONSOLE_IGNORED, ExitStatus
+from qwend.daemon.exit import ExitStatus
+from qwend.daemon.lifecycle import CONSOLE_IGNORED
 from tests.support.daemonproc import free_port, run_daemon, write_config
 from tests.support.lanescripts.factory import make_lane
 
