@@ -19,36 +19,7 @@ from qwend.api.messages import (
     ReloadResponse,
     StatusResponse,
 )
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns separated by two spaces; no trailing blanks."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in [headers, *rows]
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def duration(seconds: float | None) -> str:
-    """``3d4h``, ``2h05m``, ``4m07s``, ``12s``; ``-`` when unknown."""
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s >= 86400:
-        return f"{s // 86400}d{s % 86400 // 3600}h"
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    if s >= 60:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s}s"
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}ms"
+from qwend.text import duration, milliseconds, table
 
 
 def _npus(npus: Sequence[int]) -> str:
@@ -72,8 +43,8 @@ def _lane_row(lane: LaneInfo) -> list[str]:
         str(lane.restarts),
         lane.last_exit or "-",
         str(stats.in_flight) if stats else "-",
-        _ms(stats.ttft_p50_ms) if stats else "-",
-        _ms(stats.e2e_p50_ms) if stats else "-",
+        milliseconds(stats.ttft_p50_ms) if stats else "-",
+        milliseconds(stats.e2e_p50_ms) if stats else "-",
         note,
     ]
 
@@ -99,7 +70,7 @@ LANE_HEADERS = (
 def render_lanes(lanes: LanesResponse | Sequence[LaneInfo]) -> str:
     """The lane table; ``*`` after the role marks the active lane."""
     items = lanes.lanes if isinstance(lanes, LanesResponse) else lanes
-    return table(LANE_HEADERS, [_lane_row(lane) for lane in items])
+    return table(LANE_HEADERS, [_lane_row(lane) for lane in items]) + "\n"
 
 
 def _record_line(record: PromotionRecord) -> str:
@@ -209,7 +180,8 @@ def render_event(event: Event) -> str:
         return render_promotion_item(payload)
     if isinstance(payload, LanesResponse):
         busy = [
-            f"{lane.name} {lane.stats.in_flight} in flight, ttft p50 {_ms(lane.stats.ttft_p50_ms)}"
+            f"{lane.name} {lane.stats.in_flight} in flight,"
+            f" ttft p50 {milliseconds(lane.stats.ttft_p50_ms)}"
             for lane in payload.lanes
             if lane.stats is not None
         ]

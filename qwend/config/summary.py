@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from qwend.config.model import Config, LaneConfig, promotes_in_place
+from qwend.text import table
 
 
 def render_summary(config: Config) -> str:
@@ -41,12 +42,7 @@ def _lane_table(config: Config) -> list[str]:
     if not config.lanes:
         return [f"no lanes in {config.daemon.lanes_dir}: the router answers 503 until one is added"]
     header = ("LANE", "ROLE", "VARIANT", "STATE", "NPUS", "PORT", "SERVES")
-    rows = [header] + [_lane_row(lane) for lane in _ordered(config.lanes)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
+    return table(header, [_lane_row(lane) for lane in _ordered(config.lanes)]).splitlines()
 
 
 def _lane_row(lane: LaneConfig) -> tuple[str, ...]:
