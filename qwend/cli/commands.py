@@ -16,14 +16,13 @@ from qwend.api.messages import (
     ConfigIssueInfo,
     Event,
     EventKind,
-    ExitStatus,
     LaneAction,
     Message,
     PromotionAccepted,
     PromotionRecord,
 )
 from qwend.cli import render
-from qwend.cli.exit import exit_status_for_outcome
+from qwend.cli.exit import ExitStatus, exit_status_for_outcome
 from qwend.cli.npus import parse_npu_file
 from qwend.config.check import render_check
 from qwend.config.load import DEFAULT_CONFIG_PATH, check_config
