@@ -24,6 +24,7 @@ from qwen_tui.screens.dashboard import DashboardScreen
 from qwen_tui.screens.logs import LogsScreen
 from qwend import __version__
 from qwend.api.client import ControlClient, discover_socket
+from qwend.api.describe import result_line
 from qwend.api.messages import (
     EventKind,
     LaneAction,
@@ -31,7 +32,6 @@ from qwend.api.messages import (
     PromotionOutcome,
     PromotionRecord,
 )
-from qwend.cli.render import result_line
 from qwend.errors import QwendError
 
 STATUS_TIMEOUT_S = 10.0

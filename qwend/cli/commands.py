@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from qwend.api.client import ControlClient, PromotionItem, discover_socket
+from qwend.api.describe import event_line, promotion_line
 from qwend.api.messages import (
     ConfigIssueInfo,
     Event,
@@ -101,14 +102,14 @@ async def cmd_npus(ctx: Context) -> int:
 
 async def _follow_promotion(ctx: Context, stream: AsyncIterator[PromotionItem]) -> int:
     async for item in stream:
-        ctx.emit_line(Event.of(item), render.render_promotion_item(item))
+        ctx.emit_line(Event.of(item), promotion_line(item))
         if isinstance(item, PromotionRecord):
             return exit_status_for_outcome(item.outcome)
     raise ControlError("the daemon ended the promotion stream without a result; see qwenctl status")
 
 
 def _accepted(ctx: Context, accepted: PromotionAccepted) -> int:
-    ctx.emit(accepted, render.render_promotion_item(accepted))
+    ctx.emit(accepted, promotion_line(accepted))
     if not ctx.json:
         ctx.stderr.write("running in the daemon; follow it with: qwenctl events\n")
     return ExitStatus.OK
@@ -166,7 +167,7 @@ async def cmd_events(ctx: Context) -> int:
         async for event in client.events(stats_interval_s=interval):
             if event.kind is EventKind.STATS and interval <= 0:
                 continue
-            ctx.emit_line(event, render.render_event(event))
+            ctx.emit_line(event, event_line(event))
     return ExitStatus.OK
 
 

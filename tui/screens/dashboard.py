@@ -19,7 +19,7 @@ from qwen_tui.messages import (
     StatusUpdated,
 )
 from qwen_tui.rows import LANE_COLUMNS, lane_rows, roles_line, summary_line
-from qwend.cli.render import render_event
+from qwend.api.describe import event_line
 
 
 class DashboardScreen(Screen[None]):
@@ -106,7 +106,7 @@ class DashboardScreen(Screen[None]):
         self.query_one("#summary", Static).update("qwend unreachable")
 
     def on_daemon_event(self, message: DaemonEvent) -> None:
-        self.query_one("#events", RichLog).write(render_event(message.event).rstrip())
+        self.query_one("#events", RichLog).write(event_line(message.event).rstrip())
 
     def on_action_finished(self, message: ActionFinished) -> None:
         style = "green" if message.ok else "bold red"
