@@ -78,7 +78,7 @@ PAGES = (
             "qwend.cli.parser:build_parser",
         ),
         (SOCKET_ENV, FILES),
-        "qwend.api.messages:ExitStatus",
+        "qwend.cli.exit:ExitStatus",
     ),
     Page(
         "qwen-tui",

@@ -74,10 +74,17 @@ def configure_logging(
 
 
 def get_logger(component: str, **bound: Any) -> Any:
-    """A logger bound to ``component=`` (and any extra keys)."""
-    return structlog.get_logger().bind(component=component, **bound)
+    """A logger whose lines carry ``component=`` (and any extra keys).
+
+    Safe to create at import time: it is structlog's lazy proxy, which assembles a
+    logger from the configuration in force at each call (``configure_logging`` turns
+    caching off), so a module-level logger honours ``--log-format`` set up later.
+    Binding eagerly instead (``structlog.get_logger().bind(...)``) would freeze the
+    default configuration: console lines on stdout.
+    """
+    return structlog.get_logger(component=component, **bound)
 
 
 def lane_logger(lane: str, **bound: Any) -> Any:
-    """A logger whose every line carries ``lane=NAME``."""
-    return structlog.get_logger().bind(lane=lane, **bound)
+    """A logger whose every line carries ``lane=NAME`` (lazy, like ``get_logger``)."""
+    return structlog.get_logger(lane=lane, **bound)

@@ -1,8 +1,8 @@
 """The dependency rule from DESIGN.md, enforced.
 
 The pure core imports neither aiohttp nor textual; ``qwend`` never imports
-the TUI; qwenctl and qwen-tui reach the daemon only through ``client`` and
-``protocol``. Checked on the import statements of the source, so a lazy
+the TUI; qwenctl and qwen-tui reach the daemon only through ``qwend.api``, and
+the TUI never imports qwenctl's modules. Checked on the import statements of the source, so a lazy
 import inside a function counts too.
 """
 
@@ -21,14 +21,19 @@ PURE_CORE = (
     "config/schema",
     "config/parse",
     "config/checks",
+    "config/draft",
+    "config/check",
+    "config/summary",
     "supervisor/states",
     "routing/policy",
     "routing/stats",
     "routing/breaker",
     "routing/lanetable",
     "tokens",
+    "text",
     "api/messages",
     "api/codec",
+    "api/describe",
     "npu/parse",
     "npu/forms",
     "npu/model",
@@ -43,9 +48,12 @@ CLIENT_SIDE_ALLOWED = (
     "qwend",
     "qwend.api.client",
     "qwend.api.messages",
+    "qwend.api.describe",
     "qwend.errors",
+    "qwend.text",
     "qwend.config.model",
     "qwend.config.check",
+    "qwend.config.load",
     "qwend.npu.parse",
     "qwend.npu.render",
     "qwend.logs",
@@ -109,6 +117,15 @@ def test_cli_and_tui_reach_the_daemon_only_through_the_client(path: Path) -> Non
     # ``from qwend import x`` yields both "qwend" and "qwend.x": judge the specific one.
     bad = sorted(m for m in qwend_imports if m != "qwend" and not allowed(m))
     assert not bad, f"{path.relative_to(REPO)} imports daemon internals: {bad}"
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "tui").rglob("*.py")), ids=lambda p: str(p.relative_to(REPO))
+)
+def test_the_tui_never_imports_the_cli(path: Path) -> None:
+    modules = imported_modules(path)
+    bad = sorted({m for m in modules if m == "qwend.cli" or m.startswith("qwend.cli.")})
+    assert not bad, f"{path.relative_to(REPO)} imports qwenctl's modules: {bad}"
 
 
 def test_every_package_directory_is_installed() -> None:

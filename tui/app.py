@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 from textual import work
@@ -16,6 +17,7 @@ from qwen_tui.messages import (
     ActionFinished,
     DaemonEvent,
     DaemonUnreachable,
+    EventStreamLost,
     LaneActionRequested,
     LogsRequested,
     StatusUpdated,
@@ -23,7 +25,14 @@ from qwen_tui.messages import (
 from qwen_tui.screens.dashboard import DashboardScreen
 from qwen_tui.screens.logs import LogsScreen
 from qwend import __version__
-from qwend.api.client import ControlClient, discover_socket
+from qwend.api.client import (
+    ControlClient,
+    ControlTimeout,
+    DaemonNotRunning,
+    SocketPermissionDenied,
+    discover_socket,
+)
+from qwend.api.describe import result_line
 from qwend.api.messages import (
     EventKind,
     LaneAction,
@@ -31,7 +40,6 @@ from qwend.api.messages import (
     PromotionOutcome,
     PromotionRecord,
 )
-from qwend.cli.render import result_line
 from qwend.errors import QwendError
 
 STATUS_TIMEOUT_S = 10.0
@@ -90,22 +98,32 @@ class QwenTui(App[None]):
     @work(exclusive=True, exit_on_error=False, group="events")
     async def watch_events(self) -> None:
         """Stream lane state changes and promotion progress into the event log."""
+        said = ""
         while True:
+            streaming = False
             try:
                 async with self.client_factory(self.socket_path) as client:
                     async for event in client.events():
+                        streaming, said = True, ""
                         # Periodic stats already refresh the lanes table; the log is for changes.
                         if event.kind is not EventKind.STATS:
                             self.dashboard.post_message(DaemonEvent(event))
-            except QwendError:
-                pass
+                problem = "qwend ended the event stream"
+            except (DaemonNotRunning, SocketPermissionDenied, ControlTimeout) as exc:
+                # The status line already says qwend cannot be reached: only news if we were live.
+                problem = str(exc) if streaming else ""
+            except QwendError as exc:  # the daemon refused the stream, or sent an unknown event
+                problem = str(exc)
+            if problem and problem != said:  # once per problem, not once per retry
+                self.dashboard.post_message(EventStreamLost(f"no live events: {problem}; retrying"))
+                said = problem
             await asyncio.sleep(max(self.refresh_s, 1.0))
 
     def on_lane_action_requested(self, message: LaneActionRequested) -> None:
         self.run_lane_action(message.lane, message.action)
 
     def on_logs_requested(self, message: LogsRequested) -> None:
-        self.push_screen(LogsScreen(self.socket_path, message.lane))
+        self.push_screen(LogsScreen(message.lane, partial(self.client_factory, self.socket_path)))
 
     @work(exit_on_error=False, group="actions")
     async def run_lane_action(self, lane: str, action: str) -> None:

@@ -39,6 +39,14 @@ class DaemonEvent(Message):
         self.event = event
 
 
+class EventStreamLost(Message):
+    """The live event stream broke; ``reason`` says why. The app reconnects on its own."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
 class ActionFinished(Message):
     """A lane action or promotion finished; ``text`` is the outcome for the log."""
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qwend.api.messages import LaneInfo, StatusResponse
-from qwend.cli.render import duration
+from qwend.text import duration, milliseconds
 
 LANE_COLUMNS = (
     "lane",
@@ -52,10 +52,6 @@ class LaneRow:
     state_style: str
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f} ms"
-
-
 def lane_row(lane: LaneInfo) -> LaneRow:
     """Cells for one lane, in ``LANE_COLUMNS`` order."""
     stats = lane.stats
@@ -72,8 +68,8 @@ def lane_row(lane: LaneInfo) -> LaneRow:
         duration(lane.uptime_s),
         str(lane.restarts),
         "-" if stats is None else str(stats.in_flight),
-        "-" if stats is None else _ms(stats.ttft_p50_ms),
-        "-" if stats is None else _ms(stats.e2e_p95_ms),
+        "-" if stats is None else milliseconds(stats.ttft_p50_ms, sep=" "),
+        "-" if stats is None else milliseconds(stats.e2e_p95_ms, sep=" "),
         "-" if stats is None or stats.tokens_per_s is None else f"{stats.tokens_per_s:.1f}",
         "-" if stats is None else (stats.breaker or "-"),
     )

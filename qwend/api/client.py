@@ -318,26 +318,33 @@ async def _remote_error(response: aiohttp.ClientResponse) -> ControlError:
     return RemoteError(error.code, error.message, response.status)
 
 
+_STREAM_CUT = (
+    aiohttp.ClientPayloadError,
+    aiohttp.ServerDisconnectedError,
+    asyncio.IncompleteReadError,
+)
+"""How a stream breaks when the daemon goes away in the middle of it."""
+
+
 async def _ndjson(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:
     try:
         async for raw in response.content:
             line = raw.strip()
             if line:
                 yield json.loads(line)
-    except (
-        aiohttp.ClientPayloadError,
-        aiohttp.ServerDisconnectedError,
-        asyncio.IncompleteReadError,
-    ) as exc:
+    except _STREAM_CUT as exc:
         raise DaemonNotRunning(f"the daemon closed the stream: {exc}") from None
 
 
 async def _sse(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:
     data: list[str] = []
-    async for raw in response.content:
-        line = raw.decode().rstrip("\r\n")
-        if line.startswith("data:"):
-            data.append(line[5:].lstrip())
-        elif not line and data:
-            yield json.loads("\n".join(data))
-            data = []
+    try:
+        async for raw in response.content:
+            line = raw.decode().rstrip("\r\n")
+            if line.startswith("data:"):
+                data.append(line[5:].lstrip())
+            elif not line and data:
+                yield json.loads("\n".join(data))
+                data = []
+    except _STREAM_CUT as exc:
+        raise DaemonNotRunning(f"the daemon closed the event stream: {exc}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Any
 
 from qwend.api.codec import Message, ProtocolError
@@ -24,7 +24,6 @@ __all__ = [
     "ErrorResponse",
     "Event",
     "EventKind",
-    "ExitStatus",
     "LaneAction",
     "LaneActionResult",
     "LaneInfo",
@@ -52,29 +51,6 @@ __all__ = [
 
 API_PREFIX = "/v1"
 """Every control endpoint lives under this path; bumped on incompatible changes."""
-
-
-class ExitStatus(IntEnum):
-    """qwenctl exit statuses (documented in docs/qwenctl.md; stable)."""
-
-    OK = 0
-    """The command did what was asked."""
-    ERROR = 1
-    """The daemon refused or failed the request (the message says why)."""
-    USAGE = 2
-    """Bad command line (argparse's convention), or an invalid configuration for check-config."""
-    UNREACHABLE = 3
-    """No daemon answers on the control socket (not running, or wrong socket)."""
-    PERMISSION_DENIED = 4
-    """The control socket exists but this user may not open it (join its group)."""
-    ROLLED_BACK = 5
-    """The promotion failed and the previous lane was restored."""
-    CONFLICT = 6
-    """Another promotion of the same role is running, or the lane's state forbids the action."""
-    NOT_FOUND = 7
-    """No such lane or role."""
-    TIMEOUT = 8
-    """The daemon did not answer in time."""
 
 
 class ErrorCode(StrEnum):

@@ -12,19 +12,22 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from qwend.api.client import ControlClient, PromotionItem, discover_socket
+from qwend.api.describe import event_line, promotion_line
 from qwend.api.messages import (
     ConfigIssueInfo,
     Event,
     EventKind,
-    ExitStatus,
     LaneAction,
     Message,
     PromotionAccepted,
     PromotionRecord,
 )
 from qwend.cli import render
-from qwend.cli.exit import exit_status_for_outcome
+from qwend.cli.exit import ExitStatus, exit_status_for_outcome
 from qwend.cli.npus import parse_npu_file
+from qwend.config.check import render_check
+from qwend.config.load import DEFAULT_CONFIG_PATH, check_config
+from qwend.config.model import LaneConfig
 from qwend.errors import ControlError
 
 
@@ -99,14 +102,14 @@ async def cmd_npus(ctx: Context) -> int:
 
 async def _follow_promotion(ctx: Context, stream: AsyncIterator[PromotionItem]) -> int:
     async for item in stream:
-        ctx.emit_line(Event.of(item), render.render_promotion_item(item))
+        ctx.emit_line(Event.of(item), promotion_line(item))
         if isinstance(item, PromotionRecord):
             return exit_status_for_outcome(item.outcome)
     raise ControlError("the daemon ended the promotion stream without a result; see qwenctl status")
 
 
 def _accepted(ctx: Context, accepted: PromotionAccepted) -> int:
-    ctx.emit(accepted, render.render_promotion_item(accepted))
+    ctx.emit(accepted, promotion_line(accepted))
     if not ctx.json:
         ctx.stderr.write("running in the daemon; follow it with: qwenctl events\n")
     return ExitStatus.OK
@@ -164,43 +167,33 @@ async def cmd_events(ctx: Context) -> int:
         async for event in client.events(stats_interval_s=interval):
             if event.kind is EventKind.STATS and interval <= 0:
                 continue
-            ctx.emit_line(event, render.render_event(event))
+            ctx.emit_line(event, event_line(event))
     return ExitStatus.OK
 
 
 async def cmd_check_config(ctx: Context) -> int:
-    from qwend.config.check import main as check_main
-    from qwend.config.model import DEFAULT_CONFIG_PATH, load_config
-    from qwend.errors import ConfigError
+    check = check_config(Path(ctx.args.path) if ctx.args.path else DEFAULT_CONFIG_PATH)
+    if ctx.json:
+        errors = [ConfigIssueInfo(i.file, i.key, i.message).to_dict() for i in check.issues]
+        data: dict[str, Any] = {"ok": check.ok, "path": str(check.path), "errors": errors}
+        if check.config is not None:
+            data["lanes"] = [_lane_summary(lane) for lane in check.config.lanes]
+        ctx.emit(data, "")
+    else:
+        print(render_check(check), file=ctx.stdout if check.ok else ctx.stderr)
+    return ExitStatus.OK if check.ok else ExitStatus.USAGE
 
-    if not ctx.json:
-        argv = [ctx.args.path] if ctx.args.path else []
-        return check_main(argv, stdout=ctx.stdout, stderr=ctx.stderr)
-    path = Path(ctx.args.path) if ctx.args.path else DEFAULT_CONFIG_PATH
-    path = path / "qwend.toml" if path.is_dir() else path
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        errors = [ConfigIssueInfo(i.file, i.key, i.message).to_dict() for i in exc.issues]
-        ctx.emit({"ok": False, "path": str(path), "errors": errors}, "")
-        return ExitStatus.USAGE
-    except OSError as exc:
-        issue = ConfigIssueInfo(str(path), "", str(exc)).to_dict()
-        ctx.emit({"ok": False, "path": str(path), "errors": [issue]}, "")
-        return ExitStatus.USAGE
-    lanes = [
-        {
-            "name": lc.name,
-            "role": lc.role,
-            "variant": lc.variant,
-            "standby": lc.standby,
-            "npus": list(lc.npus),
-            "port": lc.port,
-        }
-        for lc in config.lanes
-    ]
-    ctx.emit({"ok": True, "path": str(path), "errors": [], "lanes": lanes}, "")
-    return ExitStatus.OK
+
+def _lane_summary(lane: LaneConfig) -> dict[str, Any]:
+    """One lane in ``check-config --json``."""
+    return {
+        "name": lane.name,
+        "role": lane.role,
+        "variant": lane.variant,
+        "standby": lane.standby,
+        "npus": list(lane.npus),
+        "port": lane.port,
+    }
 
 
 def completion_script(shell: str) -> str:

@@ -1,10 +1,36 @@
-"""qwenctl exit statuses: the pure mapping from errors and outcomes."""
+"""qwenctl exit statuses, and the pure mapping to them from errors and outcomes."""
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 from qwend.api.client import ControlTimeout, DaemonNotRunning, RemoteError, SocketPermissionDenied
-from qwend.api.messages import ErrorCode, ExitStatus, PromotionOutcome
+from qwend.api.messages import ErrorCode, PromotionOutcome
 from qwend.errors import ConfigError, QwendError
+
+
+class ExitStatus(IntEnum):
+    """qwenctl exit statuses (documented in docs/qwenctl.md; stable)."""
+
+    OK = 0
+    """The command did what was asked."""
+    ERROR = 1
+    """The daemon refused or failed the request (the message says why)."""
+    USAGE = 2
+    """Bad command line (argparse's convention), or an invalid configuration for check-config."""
+    UNREACHABLE = 3
+    """No daemon answers on the control socket (not running, or wrong socket)."""
+    PERMISSION_DENIED = 4
+    """The control socket exists but this user may not open it (join its group)."""
+    ROLLED_BACK = 5
+    """The promotion failed and the previous lane was restored."""
+    CONFLICT = 6
+    """Another promotion of the same role is running, or the lane's state forbids the action."""
+    NOT_FOUND = 7
+    """No such lane or role."""
+    TIMEOUT = 8
+    """The daemon did not answer in time."""
+
 
 _REMOTE = {
     ErrorCode.NOT_FOUND: ExitStatus.NOT_FOUND,

@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from qwend import __version__
-from qwend.api.messages import ExitStatus, LaneAction
+from qwend.api.messages import LaneAction
 from qwend.cli.commands import COMMANDS, Context
-from qwend.cli.exit import exit_status_for
+from qwend.cli.exit import ExitStatus, exit_status_for
 from qwend.errors import QwendError
 
 PROG = "qwenctl"

@@ -6,49 +6,14 @@ import time
 from collections.abc import Sequence
 
 from qwend.api.messages import (
-    Event,
-    EventKind,
     LaneActionResult,
     LaneInfo,
     LanesResponse,
-    LaneStateChange,
-    PromotionAccepted,
-    PromotionEvent,
-    PromotionOutcome,
     PromotionRecord,
     ReloadResponse,
     StatusResponse,
 )
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns separated by two spaces; no trailing blanks."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in [headers, *rows]
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def duration(seconds: float | None) -> str:
-    """``3d4h``, ``2h05m``, ``4m07s``, ``12s``; ``-`` when unknown."""
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s >= 86400:
-        return f"{s // 86400}d{s % 86400 // 3600}h"
-    if s >= 3600:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    if s >= 60:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s}s"
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}ms"
+from qwend.text import duration, milliseconds, table
 
 
 def _npus(npus: Sequence[int]) -> str:
@@ -72,8 +37,8 @@ def _lane_row(lane: LaneInfo) -> list[str]:
         str(lane.restarts),
         lane.last_exit or "-",
         str(stats.in_flight) if stats else "-",
-        _ms(stats.ttft_p50_ms) if stats else "-",
-        _ms(stats.e2e_p50_ms) if stats else "-",
+        milliseconds(stats.ttft_p50_ms) if stats else "-",
+        milliseconds(stats.e2e_p50_ms) if stats else "-",
         note,
     ]
 
@@ -99,7 +64,7 @@ LANE_HEADERS = (
 def render_lanes(lanes: LanesResponse | Sequence[LaneInfo]) -> str:
     """The lane table; ``*`` after the role marks the active lane."""
     items = lanes.lanes if isinstance(lanes, LanesResponse) else lanes
-    return table(LANE_HEADERS, [_lane_row(lane) for lane in items])
+    return table(LANE_HEADERS, [_lane_row(lane) for lane in items]) + "\n"
 
 
 def _record_line(record: PromotionRecord) -> str:
@@ -145,35 +110,6 @@ def render_status(status: StatusResponse) -> str:
     return "\n".join(out) + "\n"
 
 
-def _clock(at: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(at))
-
-
-def render_promotion_item(item: PromotionAccepted | PromotionEvent | PromotionRecord) -> str:
-    """One progress line of ``qwenctl promote --wait``."""
-    if isinstance(item, PromotionAccepted):
-        mode = item.mode.value.replace("_", " ")
-        return (
-            f"promotion {item.id}: {item.role} {item.from_lane or '-'} -> {item.to_lane} ({mode})"
-        )
-    if isinstance(item, PromotionEvent):
-        return f"{_clock(item.at)}  {item.lane:<16} {item.step.value:<13} {item.message}"
-    return result_line(item)
-
-
-def result_line(record: PromotionRecord) -> str:
-    """The last line: what happened and how long it took."""
-    took = record.finished_at - record.started_at
-    if record.outcome is PromotionOutcome.PROMOTED:
-        return f"promoted: {record.to_lane} now serves {record.role} ({took:.1f}s)"
-    if record.outcome is PromotionOutcome.ROLLED_BACK:
-        back = record.from_lane or "nothing"
-        return (
-            f"rolled back: {record.to_lane} failed ({record.reason}); {back} serves {record.role}"
-        )
-    return f"FAILED: {record.reason}; role {record.role} needs attention (qwenctl status)"
-
-
 def render_action(result: LaneActionResult) -> str:
     lane = result.lane
     pid = f" pid {lane.pid}" if lane.pid is not None else ""
@@ -197,23 +133,3 @@ def render_reload(reload: ReloadResponse) -> str:
     ]
     parts.append(f"{len(reload.unchanged)} unchanged")
     return "configuration reloaded: " + "; ".join(parts) + "\n"
-
-
-def render_event(event: Event) -> str:
-    """One line of ``qwenctl events``."""
-    payload = event.payload()
-    if isinstance(payload, LaneStateChange):
-        why = f" ({payload.reason})" if payload.reason else ""
-        return f"{_clock(payload.at)}  lane {payload.lane}: {payload.old} -> {payload.new}{why}"
-    if isinstance(payload, PromotionAccepted | PromotionEvent | PromotionRecord):
-        return render_promotion_item(payload)
-    if isinstance(payload, LanesResponse):
-        busy = [
-            f"{lane.name} {lane.stats.in_flight} in flight, ttft p50 {_ms(lane.stats.ttft_p50_ms)}"
-            for lane in payload.lanes
-            if lane.stats is not None
-        ]
-        return f"{_clock(time.time())}  stats: " + ("; ".join(busy) or "no traffic")
-    if event.kind is EventKind.HELLO:
-        return f"connected to qwend {payload.to_dict().get('version', '')}"
-    return f"{event.kind.value}: {payload.to_dict()}"

@@ -1,3 +1,3 @@
-"""Lane and daemon configuration: model, schema, drafts, checks, parsing (pure) and loading from
-files.
+"""Lane and daemon configuration: model, schema, drafts, checks, parsing and the check-config
+report (pure), and loading from files.
 """

@@ -1,151 +1,46 @@
-"""``qwend check-config [PATH]``: validate a configuration and summarise it on one screen.
+"""What ``check-config`` found, and how it is told (pure).
 
-Exit 0 and the summary on stdout when valid; exit 2 and every error on stderr when not
-(a missing file included). The summary rendering is pure (``render_summary``).
+One check for two programs: ``qwend check-config`` and ``qwenctl check-config`` both run
+``qwend.config.load.check_config`` and print ``render_check``; each maps the outcome to
+its own exit status (the qwend program's in ``qwend.daemon.exit``, qwenctl's in
+``qwend.cli``).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Sequence
-from enum import IntEnum
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
-from qwend.config.model import DEFAULT_CONFIG_PATH, Config, LaneConfig, load_config
-from qwend.errors import ConfigError
+from qwend.config.model import Config
+from qwend.config.summary import render_summary
+from qwend.errors import ConfigError, ConfigIssue
 
 PROG = "qwend check-config"
 
 
-class ExitStatus(IntEnum):
-    """Exit statuses of ``qwend check-config`` (stable)."""
+@dataclass(frozen=True)
+class ConfigCheck:
+    """The outcome of checking one configuration."""
 
-    OK = 0
-    """The configuration is valid."""
-    INVALID = 2
-    """The configuration is invalid, missing, or the command line is wrong."""
+    path: Path
+    """The qwend.toml that was checked (a directory stands for the qwend.toml in it)."""
+    config: Config | None = None
+    """The configuration when it is valid; None otherwise."""
+    issues: tuple[ConfigIssue, ...] = ()
+    """Every problem found, file by file; empty when valid."""
+    missing: str | None = None
+    """Why ``path`` is no file to read ("does not exist", "is not a file"); None if it is one."""
 
-
-def main(argv: Sequence[str], *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Validate the configuration at PATH (default /etc/qwend/qwend.toml)."""
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Validate qwend.toml and its lanes directory; print a summary.",
-        epilog="Exit status: 0 valid, 2 invalid or missing.",
-    )
-    parser.add_argument(
-        "path",
-        nargs="?",
-        type=Path,
-        default=DEFAULT_CONFIG_PATH,
-        help=f"qwend.toml, or the directory holding it (default {DEFAULT_CONFIG_PATH})",
-    )
-    try:
-        args = parser.parse_args(list(argv))
-    except SystemExit as exit_:  # --help (0) or a usage error (2, already printed)
-        return ExitStatus.OK if exit_.code == 0 else ExitStatus.INVALID
-    path: Path = args.path
-    if path.is_dir():
-        path = path / "qwend.toml"
-    if not path.is_file():
-        what = "is not a file" if path.exists() else "does not exist"
-        print(f"{PROG}: {path} {what}; pass the path of qwend.toml", file=err)
-        return ExitStatus.INVALID
-    try:
-        config = load_config(path)
-    except ConfigError as error:
-        print(f"{PROG}: {path}: invalid", file=err)
-        print(error, file=err)
-        return ExitStatus.INVALID
-    print(render_summary(config), file=out)
-    return ExitStatus.OK
+    @property
+    def ok(self) -> bool:
+        """Whether the configuration is valid."""
+        return self.config is not None
 
 
-def render_summary(config: Config) -> str:
-    """A one-screen description of a valid configuration."""
-    lines = [f"{config.path}: valid, {_count(len(config.lanes), 'lane')}", ""]
-    lines += _lane_table(config)
-    lines += ["", *_roles(config), ""]
-    router = config.router
-    lines.append(
-        f"router   {router.listen}  policy {router.text_policy.value}, "
-        f"long text >= {router.long_text_min_tokens} tokens"
-    )
-    console = config.public.console_listen
-    lines.append(f"console  {console if console is not None else 'disabled'}")
-    active = config.default_active()
-    for index, endpoint in enumerate(config.public.endpoints):
-        label = "public  " if index == 0 else "        "
-        role = endpoint.role
-        target = endpoint.target if role is None else f"{endpoint.target} ({active.get(role, '-')})"
-        lines.append(f"{label} {endpoint.listen} -> {target}")
-    keys = config.public.api_keys_file
-    lines.append(f"api keys {keys if keys is not None else 'none: public ports are open'}")
-    monitor = config.monitor
-    npu_smi = f'"{monitor.npu_smi}" every {monitor.interval_s:g} s' if monitor.enabled else "off"
-    lines.append(f"monitor  {npu_smi}")
-    daemon = config.daemon
-    lines.append(
-        f"daemon   socket {daemon.control_socket}, state {daemon.state_dir}, logs {daemon.log_dir}"
-    )
-    return "\n".join(lines)
-
-
-def _lane_table(config: Config) -> list[str]:
-    if not config.lanes:
-        return [f"no lanes in {config.daemon.lanes_dir}: the router answers 503 until one is added"]
-    header = ("LANE", "ROLE", "VARIANT", "STATE", "NPUS", "PORT", "SERVES")
-    rows = [header] + [_lane_row(lane) for lane in _ordered(config.lanes)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-
-
-def _lane_row(lane: LaneConfig) -> tuple[str, ...]:
-    serves = "+".join(
-        k for k, on in (("text", lane.capabilities.text), ("image", lane.capabilities.image)) if on
-    )
-    return (
-        lane.name,
-        lane.role,
-        lane.variant,
-        "standby" if lane.standby else "active",
-        ",".join(str(n) for n in lane.npus),
-        str(lane.port),
-        serves,
-    )
-
-
-def _ordered(lanes: Sequence[LaneConfig]) -> list[LaneConfig]:
-    """By role, the active lane before its candidates."""
-    return sorted(lanes, key=lambda lane: (lane.role, lane.standby, lane.name))
-
-
-def _roles(config: Config) -> list[str]:
-    active = config.default_active()
-    lines = []
-    for role in sorted(config.roles):
-        incumbent = config.lane(active[role])
-        candidates = [
-            f"{lane.name} ({_promotion_kind(lane, incumbent)})"
-            for lane in config.lanes
-            if lane.role == role and lane.standby
-        ]
-        extra = f"; candidates: {', '.join(candidates)}" if candidates else ""
-        lines.append(f"role {role:<12} active {incumbent.name}{extra}")
-    return lines
-
-
-def _promotion_kind(candidate: LaneConfig, incumbent: LaneConfig) -> str:
-    shares = set(candidate.npus) & set(incumbent.npus) or candidate.port == incumbent.port
-    return "in place" if shares else "blue/green"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' if n != 1 else ''}"
+def render_check(check: ConfigCheck) -> str:
+    """What check-config prints: the summary (stdout) when valid, else the problems (stderr)."""
+    if check.config is not None:
+        return render_summary(check.config)
+    if check.missing is not None:
+        return f"{PROG}: {check.path} {check.missing}; pass the path of qwend.toml"
+    return f"{PROG}: {check.path}: invalid\n{ConfigError(check.issues)}"

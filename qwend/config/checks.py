@@ -1,16 +1,17 @@
 """Checks across keys and files: lane names, roles, ports and NPUs (pure).
 
-Per-key checks live in ``config_parse``; these need the whole picture. Each issue is
-filed where the operator has to act (the later of two clashing files) and names the
-other party, so the fix is obvious from the message alone.
+Per-key checks live in ``parse`` (through ``schema``); these need the whole picture, which
+they read from the lane drafts. Each issue is filed where the operator has to act (the
+later of two clashing files) and names the other party, so the fix is obvious from the
+message alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from qwend.config.draft import LaneDraft
 from qwend.config.model import PublicConfig, RouterConfig
-from qwend.config.parse import LaneDraft
 from qwend.errors import ConfigIssue
 
 

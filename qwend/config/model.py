@@ -1,25 +1,19 @@
 """Configuration model: frozen dataclasses for qwend.toml and lanes.d/*.toml.
 
-The dataclasses below are the contract the rest of qwend codes against.
-Parsing and validation (``parse_config``, pure) and file loading
-(``load_config``) live here too; they never import aiohttp or textual.
+The dataclasses below are the contract the rest of qwend codes against. This is the
+bottom of the config chain (model -> schema -> draft -> checks -> parse -> load): it
+imports none of the others. Validation is ``qwend.config.parse.parse_config`` (pure);
+reading the files is ``qwend.config.load.load_config``.
 """
 
 from __future__ import annotations
 
 import re
 import signal
-import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-
-from qwend.errors import ConfigError, ConfigIssue
-
-DEFAULT_CONFIG_PATH = Path("/etc/qwend/qwend.toml")
-DEMO_CONFIG_PATH = Path(__file__).resolve().parent.parent / "demo" / "qwend.toml"
-"""The embedded demo (package data): the seed topology on ``qwend-sim`` lanes."""
 
 # Only these names are placeholders; other braces (JSON in vLLM flags) stay literal.
 _PLACEHOLDER_RE = re.compile(r"\{(port|npus|model|name)\}")
@@ -282,90 +276,15 @@ class Config:
         return {lane.role: lane.name for lane in self.lanes if not lane.standby}
 
 
-def parse_config(
-    main: Mapping[str, object],
-    lane_files: Sequence[tuple[str, Mapping[str, object]]],
-    *,
-    main_name: str,
-    base_dir: Path,
-    partial: bool = False,
-) -> Config:
-    """Validate parsed TOML (pure): qwend.toml's mapping and ``(file name, mapping)`` per lane.
+def promotes_in_place(candidate: LaneConfig, incumbent: LaneConfig) -> bool:
+    """Whether promoting ``candidate`` over ``incumbent`` is in place (else blue/green).
 
-    File names are as the operator sees them (``lanes.d/stable.toml``); relative paths in
-    the config resolve against ``base_dir``. ``partial``: some lane file could not be read,
-    so skip the checks that need every lane (roles). Raises ``ConfigError`` with every issue.
+    In place when the two cannot run side by side: they share an NPU or the port, so the
+    incumbent must stop first. The port alone decides, whatever ``host`` says: ``host`` is
+    where qwend reaches a lane, while the process binds what its command says (there is no
+    ``{host}`` placeholder, and vLLM binds every address by default); the config checks
+    likewise refuse a port shared across hosts. Blue/green when the candidate has NPUs and
+    a port of its own.
     """
-    from qwend.config.parse import parse  # builds on the dataclasses above
-
-    return parse(main, lane_files, main_name=main_name, base_dir=base_dir, partial=partial)
-
-
-def load_config(path: Path) -> Config:
-    """Read qwend.toml and every ``*.toml`` in its lanes directory; ``ConfigError`` if invalid."""
-    path = Path(path).absolute()  # not resolve(): keep symlinked paths (etc/qwend/demo) as named
-    issues: list[ConfigIssue] = []
-    main = _read_toml(path, path.name, issues)
-    if main is None:
-        raise ConfigError(issues)
-    base_dir = path.parent
-    lane_files: list[tuple[str, Mapping[str, object]]] = []
-    lanes_dir = _lanes_dir(main, base_dir)
-    if lanes_dir is not None:
-        if not lanes_dir.is_dir():
-            what = "is not a directory" if lanes_dir.exists() else "does not exist"
-            msg = f"lanes directory {lanes_dir} {what}; create it (it may be empty) or fix the path"
-            issues.append(ConfigIssue(path.name, "daemon.lanes_dir", msg))
-        else:
-            for file in sorted(lanes_dir.glob("*.toml")):
-                if file.name.startswith(".") or not file.is_file():
-                    continue  # editor backups and the like
-                name = _display_name(file, base_dir)
-                data = _read_toml(file, name, issues)
-                if data is not None:
-                    lane_files.append((name, data))
-    try:
-        config = parse_config(
-            main, lane_files, main_name=path.name, base_dir=base_dir, partial=bool(issues)
-        )
-    except ConfigError as error:
-        merged = [*issues, *error.issues]
-        merged.sort(key=lambda issue: (issue.file != path.name, issue.file))
-        raise ConfigError(merged) from None
-    if issues:
-        raise ConfigError(issues)
-    return config
-
-
-def _read_toml(path: Path, name: str, issues: list[ConfigIssue]) -> dict[str, object] | None:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        issues.append(ConfigIssue(name, "", f"file not found: {path}"))
-    except tomllib.TOMLDecodeError as error:
-        # tomllib's message carries "(at line L, column C)": keep it as it is.
-        issues.append(ConfigIssue(name, "", f"TOML syntax error: {error}"))
-    except (OSError, UnicodeDecodeError) as error:
-        issues.append(ConfigIssue(name, "", f"cannot read {path}: {error}"))
-    return None
-
-
-def _lanes_dir(main: Mapping[str, object], base_dir: Path) -> Path | None:
-    """Where lane files are, or None when daemon.lanes_dir is malformed (parse reports it)."""
-    daemon = main.get("daemon", {})
-    value = daemon.get("lanes_dir") if isinstance(daemon, Mapping) else None
-    if value is None:
-        return base_dir / "lanes.d"
-    if not isinstance(value, str) or not value.strip():
-        return None
-    lanes_dir = Path(value).expanduser()
-    return lanes_dir if lanes_dir.is_absolute() else base_dir / lanes_dir
-
-
-def _display_name(file: Path, base_dir: Path) -> str:
-    """A lane file's name relative to the config directory when it is inside it."""
-    try:
-        return str(file.relative_to(base_dir))
-    except ValueError:
-        return str(file)
+    shares_npus = bool(set(candidate.npus) & set(incumbent.npus))
+    return shares_npus or candidate.port == incumbent.port

@@ -1,17 +1,20 @@
 """Build a ``Config`` from parsed TOML mappings, collecting every issue (pure).
 
-``parse`` reads qwend.toml's sections and every lane file through ``config_schema.Table``
-(per-key checks), then hands the result to ``config_checks`` (checks across keys and
-files: ports, NPUs, roles). It raises ``ConfigError`` with all issues found.
+``parse_config`` reads qwend.toml's sections and every lane file through ``schema.Table``
+(per-key checks) into ``draft.LaneDraft``s, then hands them to ``checks`` (checks across
+keys and files: ports, NPUs, roles). It raises ``ConfigError`` with all issues found.
+Reading the files is ``load``'s business.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 
+from qwend.config.checks import check_all
+from qwend.config.draft import LaneDraft
 from qwend.config.model import (
     Capabilities,
     Config,
@@ -121,22 +124,7 @@ class Env(Conv[dict[str, str]]):
         return env
 
 
-@dataclass
-class LaneDraft:
-    """What could be read of one lane file; None marks a missing or invalid field."""
-
-    file: str
-    name: str | None = None
-    role: str | None = None
-    standby: bool = False
-    npus: tuple[int, ...] | None = None
-    port: int | None = None
-    capabilities: Capabilities = field(default_factory=Capabilities)
-    values: dict[str, object] = field(default_factory=dict)
-    """Every field of LaneConfig (None when invalid)."""
-
-
-def parse(
+def parse_config(
     main: Mapping[str, object],
     lane_files: Sequence[tuple[str, Mapping[str, object]]],
     *,
@@ -144,9 +132,12 @@ def parse(
     base_dir: Path,
     partial: bool = False,
 ) -> Config:
-    """The whole configuration, or ``ConfigError`` listing every problem found."""
-    from qwend.config.checks import check_all
+    """Validate parsed TOML (pure): qwend.toml's mapping and ``(file name, mapping)`` per lane.
 
+    File names are as the operator sees them (``lanes.d/stable.toml``); relative paths in
+    the config resolve against ``base_dir``. ``partial``: some lane file could not be read,
+    so skip the checks that need every lane (roles). Raises ``ConfigError`` with every issue.
+    """
     issues: list[ConfigIssue] = []
     top = Table(issues, main_name, "", main)
     daemon = parse_daemon(top.sub("daemon"), base_dir)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from qwend.config.model import Config, load_config
+from qwend.config.load import load_config
+from qwend.config.model import Config
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 from qwend import __version__
-from qwend.config.model import DEFAULT_CONFIG_PATH, Config
+from qwend.config.load import DEFAULT_CONFIG_PATH
+from qwend.config.model import Config
 from qwend.daemon.demo import (
     Source,
     demo_addresses,
@@ -35,6 +35,7 @@ from qwend.daemon.demo import (
     demo_path,
     demo_runtime_dir,
 )
+from qwend.daemon.exit import ExitStatus
 from qwend.daemon.listeners import Listeners
 from qwend.daemon.systemd import Notifier, watchdog_interval
 from qwend.daemon.wiring import Services, build_services, control_app
@@ -47,16 +48,6 @@ def _log() -> Any:
     # Looked up per use: a module-level bound logger would freeze structlog's
     # configuration as it was at import, before configure_logging().
     return get_logger("daemon")
-
-
-class ExitStatus(IntEnum):
-    """``qwend`` exit statuses."""
-
-    OK = 0
-    ERROR = 1
-    """Could not start (listener, socket, state) or failed at run time."""
-    CONFIG = 2
-    """The configuration is invalid."""
 
 
 TRAFFIC_PERIOD_S = 2.0

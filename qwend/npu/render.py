@@ -8,7 +8,7 @@ rebuilt with ``view_from_dict``) and ``qwenctl npus --parse FILE [--json]``
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -25,6 +25,7 @@ from qwend.npu.parse import (
     Topology,
     parse_any,
 )
+from qwend.text import Cell, cell_text, table
 
 # ---------------------------------------------------------------- dicts
 
@@ -157,39 +158,12 @@ def parsed_to_dict(parsed: object) -> Any:
 # ---------------------------------------------------------------- text
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Aligned columns, two spaces apart; numbers right-aligned."""
-    text = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in text)]) for i, h in enumerate(headers)]
-    numeric = [
-        bool(rows) and all(isinstance(r[i], int | float) or r[i] is None for r in rows)
-        for i in range(len(headers))
-    ]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            c.rjust(w) if num else c.ljust(w)
-            for c, w, num in zip(cells, widths, numeric, strict=True)
-        ]
-        return "  ".join(parts).rstrip()
-
-    return "\n".join([line(headers), *(line(r) for r in text)])
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    return str(value)
-
-
 def _memory(chip: Chip) -> str:
     used, total = chip.used_mb, chip.total_mb
     if used is None and total is None:
         return "-"
     kind = "HBM" if chip.has_hbm else "DDR"
-    return f"{_cell(used)} / {_cell(total)} {kind}"
+    return f"{cell_text(used)} / {cell_text(total)} {kind}"
 
 
 def _lanes_on(device: int, lane_npus: Mapping[str, tuple[int, ...]]) -> str:
@@ -205,7 +179,7 @@ def render_chips(
     rows = []
     for chip in reading.chips:
         device = reading.device_index(chip.npu, chip.chip)
-        row: list[object] = [chip.npu, chip.chip, device, chip.name, chip.health]
+        row: list[Cell] = [chip.npu, chip.chip, device, chip.name, chip.health]
         row += [chip.power_w, chip.temp_c, chip.aicore_pct, _memory(chip), chip.bus_id]
         if lane_npus is not None:
             row.append(_lanes_on(device, lane_npus))
@@ -217,7 +191,7 @@ def render_processes(reading: NpuReading) -> str:
     """The process table of a reading (no lanes: for ``--parse``)."""
     if not reading.processes:
         return "No processes on NPUs." if reading.has_process_table else "No process table."
-    rows = [
+    rows: list[list[Cell]] = [
         [p.npu, p.chip, reading.process_device(p), p.pid, p.name or "-", p.memory_mb]
         for p in reading.processes
     ]
@@ -255,7 +229,7 @@ def render_view(view: NpuView) -> str:
     lines.append(render_chips(view.reading, view.lane_npus))
     lines.append("")
     if view.processes:
-        rows = [
+        rows: list[list[Cell]] = [
             [
                 p.process.npu,
                 p.process.chip,
@@ -305,7 +279,7 @@ def render_parsed(parsed: object) -> str:
         lines += [f"  {i}" for i in parsed.information]
         return "\n".join(lines)
     assert isinstance(parsed, NpuDetail)
-    lines = [f"NPU {_cell(parsed.npu)}, {_cell(parsed.chip_count)} chip(s)"]
+    lines = [f"NPU {cell_text(parsed.npu)}, {cell_text(parsed.chip_count)} chip(s)"]
     lines += [f"  {k}: {v}" for k, v in parsed.fields]
     for chip in parsed.chips:
         lines.append(f"Chip {chip.chip}")

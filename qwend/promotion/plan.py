@@ -1,8 +1,9 @@
 """Promotion planning (pure): is a promotion valid, and in place or blue/green?
 
-In place when the candidate would collide with the incumbent (shared NPUs or
-the same port) and is not already running; blue/green otherwise. The plan
-also says which lanes are running so the executor knows what to skip.
+In place when the candidate cannot run beside the incumbent (the rule is
+``qwend.config.model.promotes_in_place``, which check-config's summary uses too)
+and is not already ready; blue/green otherwise. The plan also says which lanes
+are running so the executor knows what to skip.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from qwend.api.messages import PromotionMode, PromotionOutcome, PromotionRecord
-from qwend.config.model import Config
+from qwend.config.model import Config, promotes_in_place
 from qwend.errors import LaneError, PromotionError
 from qwend.supervisor.states import WANTED_UP, LaneState
 
@@ -62,10 +63,8 @@ def plan_promotion(
             cand.role, candidate, None, PromotionMode.BLUE_GREEN, candidate_ready, False
         )
     inc = config.lane(incumbent_name)
-    collides = bool(set(cand.npus) & set(inc.npus)) or (
-        cand.port == inc.port and cand.host == inc.host
-    )
-    mode = PromotionMode.IN_PLACE if collides and not candidate_ready else PromotionMode.BLUE_GREEN
+    in_place = promotes_in_place(cand, inc) and not candidate_ready
+    mode = PromotionMode.IN_PLACE if in_place else PromotionMode.BLUE_GREEN
     return PromotionPlan(
         role=cand.role,
         candidate=candidate,

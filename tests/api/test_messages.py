@@ -14,7 +14,6 @@ from qwend.api.messages import (
     ErrorResponse,
     Event,
     EventKind,
-    ExitStatus,
     LaneAction,
     LaneActionResult,
     LaneInfo,
@@ -182,20 +181,6 @@ def test_event_wraps_and_unwraps_payloads(payload: Message, kind: EventKind) -> 
 def test_event_of_unknown_payload_fails() -> None:
     with pytest.raises(ProtocolError, match="no event kind carries"):
         Event.of(LogLine("a", "b"))
-
-
-def test_exit_statuses_are_stable() -> None:
-    assert {s.name: s.value for s in ExitStatus} == {
-        "OK": 0,
-        "ERROR": 1,
-        "USAGE": 2,
-        "UNREACHABLE": 3,
-        "PERMISSION_DENIED": 4,
-        "ROLLED_BACK": 5,
-        "CONFLICT": 6,
-        "NOT_FOUND": 7,
-        "TIMEOUT": 8,
-    }
 
 
 def test_every_error_code_has_an_http_status() -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from qwend.api.messages import ExitStatus
 from qwend.cli.commands import COMMANDS
+from qwend.cli.exit import ExitStatus
 from qwend.cli.main import build_parser, main
 from qwend.control.app import CONTROL_KEY
 from qwend.errors import ConfigError, ConfigIssue

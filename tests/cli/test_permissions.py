@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from qwend.api.messages import ExitStatus
+from qwend.cli.exit import ExitStatus
 from tests.support.control_fakes import Served, serve_control
 
 QWENCTL = Path(sys.executable).with_name("qwenctl")

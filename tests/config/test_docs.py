@@ -20,8 +20,8 @@ from qwend.config.model import (
     RestartConfig,
     RouterConfig,
     StopConfig,
-    parse_config,
 )
+from qwend.config.parse import parse_config
 from tests.support.paths import REPO
 
 DOC = REPO / "docs" / "configuration.md"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qwend.config.model import parse_config
+from qwend.config.parse import parse_config
 from qwend.errors import ConfigError, ConfigIssue
 from tests.support.config_fixtures import DELETE, Data, lane, set_key, valid_lanes, valid_main
 

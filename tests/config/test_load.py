@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from qwend.config.load import load_config
 from qwend.config.model import (
-    DEMO_CONFIG_PATH,
     Config,
     DaemonConfig,
     HealthConfig,
@@ -19,9 +19,9 @@ from qwend.config.model import (
     RouterConfig,
     StopConfig,
     TextPolicy,
-    load_config,
-    parse_config,
 )
+from qwend.config.parse import parse_config
+from qwend.daemon.demo import demo_path
 from qwend.errors import ConfigError
 from tests.support.config_fixtures import lane, set_key, valid_lanes, valid_main, write_config
 from tests.support.paths import REPO
@@ -92,7 +92,7 @@ def test_demo_config_is_the_seed_topology_on_sim_lanes() -> None:
 def test_demo_symlink_points_at_the_packaged_demo() -> None:
     link = REPO / "etc" / "qwend" / "demo"
     assert link.is_symlink()
-    assert DEMO.resolve() == PACKAGED_DEMO.resolve() == DEMO_CONFIG_PATH.resolve()
+    assert DEMO.resolve() == PACKAGED_DEMO.resolve() == demo_path().resolve()
 
 
 def test_commented_vllm_alternative_is_valid() -> None:

@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qwend.config.model import Config, parse_config
+from qwend.config.model import Config
+from qwend.config.parse import parse_config
 from qwend.errors import ConfigError
 from tests.support.config_fixtures import valid_lanes, valid_main
 

@@ -11,7 +11,8 @@ import pytest
 import structlog
 
 from qwend.daemon.demo import Source, demo_environment, demo_path, demo_runtime_dir
-from qwend.daemon.lifecycle import ExitStatus, main
+from qwend.daemon.exit import ExitStatus
+from qwend.daemon.lifecycle import main
 from tests.support.daemonproc import write_config
 from tests.support.lanescripts.factory import make_lane
 

@@ -16,9 +16,9 @@ import psutil
 import pytest
 
 from qwend.api.client import ControlClient
-from qwend.config.model import load_config
+from qwend.config.load import load_config
 from qwend.daemon.demo import demo_environment, demo_path
-from qwend.daemon.lifecycle import ExitStatus
+from qwend.daemon.exit import ExitStatus
 from tests.support.daemonproc import run_daemon, write_config
 from tests.support.lanescripts.factory import get_json, make_lane, pid_alive
 

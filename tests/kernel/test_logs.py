@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from qwend.logs import LogFormat, configure_logging, lane_logger, resolve_format
+from qwend.logs import LogFormat, configure_logging, get_logger, lane_logger, resolve_format
 
 
 @pytest.fixture(autouse=True)
@@ -78,3 +78,33 @@ def test_level_filters_lower_records() -> None:
     lane_logger("stable").error("shown")
     events = [json.loads(line)["event"] for line in out.getvalue().splitlines()]
     assert events == ["shown"]
+
+
+def test_loggers_made_before_configuration_honour_it() -> None:
+    """Modules make their loggers at import time, before ``configure_logging`` runs."""
+    structlog.reset_defaults()
+    component = get_logger("router", policy="fair")
+    lane = lane_logger("stable")
+    out = io.StringIO()
+    configure_logging(LogFormat.JSON, stream=out, env={"JOURNAL_STREAM": "8:1"})
+    component.info("routed", to="mm")
+    lane.warning("slow")
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert records == [
+        {"component": "router", "policy": "fair", "to": "mm", "event": "routed", "level": "info"},
+        {"lane": "stable", "event": "slow", "level": "warning"},
+    ]
+
+
+def test_a_logger_follows_a_later_reconfiguration() -> None:
+    log = get_logger("control")
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging(LogFormat.JSON, stream=first, env={})
+    log.info("control action")
+    configure_logging(LogFormat.CONSOLE, level="warning", stream=second, env={})
+    log.info("filtered out")
+    log.warning("reload refused")
+    assert json.loads(first.getvalue())["event"] == "control action"
+    assert second.getvalue().count("\n") == 1
+    assert "reload refused" in second.getvalue()
+    assert "component=control" in second.getvalue()

@@ -17,7 +17,6 @@ from qwend.npu.render import (
     reading_to_dict,
     render_parse_report,
     render_view,
-    table,
     view_from_dict,
     view_to_dict,
 )
@@ -121,8 +120,3 @@ def test_parse_report_content() -> None:
         "npu": 4, "chip": 0, "pid": 957687, "name": "pt_main_thread", "memory_mb": 49207,
         "container_pid": None, "device_index": 8,
     }  # fmt: skip
-
-
-def test_table_alignment() -> None:
-    out = table(["A", "Name"], [[1, "x"], [100, "longer"]]).splitlines()
-    assert out == ["  A  Name", "  1  x", "100  longer"]

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import openai
 import pytest
 
-from qwend.api.messages import ExitStatus
+from qwend.cli.exit import ExitStatus
 from qwend.config.model import HealthConfig, LaneConfig, RestartConfig, StopConfig
 from tests.support.daemonproc import free_port, run_daemon, write_config
 from tests.support.simlane import sim_command, sim_executable

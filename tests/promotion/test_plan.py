@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qwend.api.messages import PromotionMode, PromotionOutcome, PromotionRecord
+from qwend.config.summary import render_summary
 from qwend.errors import PromotionError
 from qwend.promotion.plan import UnknownLane, plan_promotion, rollback_target
 from qwend.supervisor.states import LaneState
@@ -31,6 +32,26 @@ def test_own_npus_mean_blue_green() -> None:
 def test_same_port_is_in_place_even_on_other_npus() -> None:
     config = with_lane(CONFIG, "stable_green", port=18102)
     assert plan_promotion(config, ACTIVE, "stable_green", STATES).mode is PromotionMode.IN_PLACE
+
+
+def test_same_port_on_another_host_is_in_place() -> None:
+    # lane.host is where qwend reaches the lane, not what its process binds: the ports clash.
+    config = with_lane(CONFIG, "stable_green", port=18102, host="127.0.0.2")
+    assert plan_promotion(config, ACTIVE, "stable_green", STATES).mode is PromotionMode.IN_PLACE
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"npus": (1, 5)}, {"port": 18102}, {"port": 18102, "host": "127.0.0.2"},
+     {"host": "127.0.0.2"}],
+    ids=["own-npus-and-port", "shares-an-npu", "same-port", "same-port-other-host",
+         "other-host"],
+)  # fmt: skip
+def test_plan_and_check_config_summary_agree(changes: dict[str, object]) -> None:
+    config = with_lane(CONFIG, "stable_green", **changes)
+    mode = plan_promotion(config, ACTIVE, "stable_green", STATES).mode
+    kind = "in place" if mode is PromotionMode.IN_PLACE else "blue/green"
+    assert f"stable_green ({kind})" in render_summary(config)
 
 
 def test_candidate_already_ready_is_a_routing_switch() -> None:

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 import tomli_w
 
-from qwend.daemon.lifecycle import ExitStatus
+from qwend.daemon.exit import ExitStatus
 from qwend.daemon.listeners import CONSOLE_IGNORED
 from tests.support.daemonproc import free_port, run_daemon, write_config
 from tests.support.lanescripts.factory import make_lane

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import pytest
 from textual.widgets import DataTable, RichLog, Static
@@ -12,18 +15,94 @@ from textual.widgets import DataTable, RichLog, Static
 from qwen_tui.app import QwenTui, build_parser, main
 from qwen_tui.rows import LANE_COLUMNS, lane_row, roles_line
 from qwen_tui.screens.logs import LogsScreen
-from qwend.api.messages import LaneInfo, LaneStats
+from qwend.api.client import DaemonNotRunning, RemoteError
+from qwend.api.messages import (
+    DaemonInfo,
+    ErrorCode,
+    Event,
+    LaneInfo,
+    LaneStats,
+    LogLine,
+    NpusResponse,
+    StatusResponse,
+)
+from qwend.errors import QwendError
 from tests.support.control_fakes import FakeSupervisor, demo_config, serve_control
 
 
-async def wait_for(pilot_pause: Callable[[], object], check: Callable[[], bool]) -> None:
-    """Let the app run until ``check`` holds (bounded)."""
-    for _ in range(200):
-        if check():
-            return
+async def wait_for(
+    pilot_pause: Callable[[], object], check: Callable[[], bool], timeout: float = 15.0
+) -> None:
+    """Let the app run until ``check`` holds (bounded by ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
         await pilot_pause()  # type: ignore[misc]
         await asyncio.sleep(0.02)
-    raise AssertionError("condition not reached in time")
+
+
+INFO = DaemonInfo(version="0.1.0", pid=1, started_at=0.0, uptime_s=1.0, config_path="x")
+HELLO = Event.of(INFO)
+
+
+class ScriptedDaemon:
+    """What ``ScriptedClient`` answers: one lane, a scripted event stream per connection."""
+
+    def __init__(self, streams: Sequence[Sequence[Event | QwendError]] = ()) -> None:
+        self.streams = list(streams)
+        self.event_connections = 0
+        self.follows: list[tuple[str, int]] = []
+
+    def client(self, socket_path: Path) -> ScriptedClient:
+        return ScriptedClient(self)
+
+
+class ScriptedClient:
+    """Stands in for ControlClient without a socket."""
+
+    def __init__(self, daemon: ScriptedDaemon) -> None:
+        self.daemon = daemon
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    async def status(self) -> StatusResponse:
+        lane = LaneInfo(
+            name="mm", role="multimodal", variant="v3", state="ready", active=True, standby=False
+        )
+        return StatusResponse(daemon=INFO, active={"multimodal": "mm"}, lanes=(lane,))
+
+    async def npus(self) -> NpusResponse:
+        return NpusResponse(enabled=False)
+
+    async def events(self) -> AsyncIterator[Event]:
+        self.daemon.event_connections += 1
+        script = self.daemon.streams.pop(0) if self.daemon.streams else []
+        for item in script:
+            if isinstance(item, QwendError):
+                raise item
+            yield item
+        if not script:
+            await asyncio.Event().wait()  # a quiet, healthy stream
+
+    async def follow_logs(self, name: str, n: int = 100) -> AsyncIterator[LogLine]:
+        self.daemon.follows.append((name, n))
+        for i in range(3):
+            yield LogLine(name, f"{name} scripted line {i}")
+
+
+def event_lines(app: QwenTui) -> list[str]:
+    return [str(line.text) for line in app.dashboard.query_one("#events", RichLog).lines]
+
+
+def notices(app: QwenTui) -> list[str]:
+    return [notification.message for notification in app._notifications]
 
 
 def lanes_table(app: QwenTui) -> DataTable[object]:
@@ -106,6 +185,48 @@ async def test_logs_screen_shows_the_lane_log() -> None:
             )
             await pilot.press("escape")
             await wait_for(pilot.pause, lambda: app.screen is app.dashboard)
+
+
+async def test_logs_screen_follows_through_the_injected_client() -> None:
+    daemon = ScriptedDaemon()
+    app = QwenTui(Path("/nonexistent/control.sock"), refresh_s=60, client_factory=daemon.client)  # type: ignore[arg-type]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot.pause, lambda: lanes_table(app).row_count == 1)
+        await pilot.press("l")
+        await wait_for(pilot.pause, lambda: isinstance(app.screen, LogsScreen))
+        log = app.screen.query_one("#log", RichLog)
+        await wait_for(pilot.pause, lambda: any("mm scripted line 2" in str(x) for x in log.lines))
+        assert daemon.follows == [("mm", 200)]
+
+
+async def test_a_broken_event_stream_is_a_notice() -> None:
+    cut = DaemonNotRunning("the daemon closed the event stream: cut")
+    daemon = ScriptedDaemon([[HELLO, cut]])
+    app = QwenTui(Path("/run/qwend/control.sock"), refresh_s=60, client_factory=daemon.client)  # type: ignore[arg-type]
+    async with app.run_test(size=(120, 40)) as pilot:
+        said = "no live events: the daemon closed the event stream: cut; retrying"
+        await wait_for(pilot.pause, lambda: said in event_lines(app))
+        assert "connected to qwend 0.1.0" in event_lines(app)
+        assert said in notices(app)
+
+
+async def test_a_refused_event_stream_is_said_once() -> None:
+    refused = RemoteError(ErrorCode.NOT_FOUND, "no /v1/events here", 404)
+    daemon = ScriptedDaemon([[refused], [refused]])
+    app = QwenTui(Path("/run/qwend/control.sock"), refresh_s=0.1, client_factory=daemon.client)  # type: ignore[arg-type]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot.pause, lambda: daemon.event_connections >= 3)
+        assert notices(app) == ["no live events: no /v1/events here; retrying"]
+
+
+async def test_an_unreachable_daemon_adds_no_event_notice() -> None:
+    away = DaemonNotRunning("qwend is not running")
+    daemon = ScriptedDaemon([[away]])
+    app = QwenTui(Path("/run/qwend/control.sock"), refresh_s=0.1, client_factory=daemon.client)  # type: ignore[arg-type]
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot.pause, lambda: daemon.event_connections >= 2)
+        assert notices(app) == []
+        assert not any("no live events" in line for line in event_lines(app))
 
 
 async def test_unreachable_daemon_is_said_plainly(tmp_path: Path) -> None:

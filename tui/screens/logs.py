@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 from typing import ClassVar
 
 from textual import work
@@ -16,14 +16,14 @@ from qwend.errors import QwendError
 
 
 class LogsScreen(Screen[None]):
-    """Follows one lane's output over the control socket."""
+    """Follows one lane's output through a client from ``connect`` (the app's client factory)."""
 
     CSS_PATH = "logs.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "app.pop_screen", "Back")]
 
-    def __init__(self, socket_path: Path, lane: str, lines: int = 200) -> None:
+    def __init__(self, lane: str, connect: Callable[[], ControlClient], lines: int = 200) -> None:
         super().__init__()
-        self.socket_path = socket_path
+        self.connect = connect
         self.lane = lane
         self.lines = lines
 
@@ -39,7 +39,7 @@ class LogsScreen(Screen[None]):
     async def follow(self) -> None:
         log = self.query_one("#log", RichLog)
         try:
-            async with ControlClient(self.socket_path) as client:
+            async with self.connect() as client:
                 async for line in client.follow_logs(self.lane, n=self.lines):
                     log.write(line.line)
         except QwendError as exc:

@@ -1,0 +1,88 @@
+"""The one-screen summary ``check-config`` prints for a valid configuration (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from qwend.config.model import Config, LaneConfig, promotes_in_place
+from qwend.text import table
+
+
+def render_summary(config: Config) -> str:
+    """A one-screen description of a valid configuration."""
+    lines = [f"{config.path}: valid, {_count(len(config.lanes), 'lane')}", ""]
+    lines += _lane_table(config)
+    lines += ["", *_roles(config), ""]
+    router = config.router
+    lines.append(
+        f"router   {router.listen}  policy {router.text_policy.value}, "
+        f"long text >= {router.long_text_min_tokens} tokens"
+    )
+    console = config.public.console_listen
+    lines.append(f"console  {console if console is not None else 'disabled'}")
+    active = config.default_active()
+    for index, endpoint in enumerate(config.public.endpoints):
+        label = "public  " if index == 0 else "        "
+        role = endpoint.role
+        target = endpoint.target if role is None else f"{endpoint.target} ({active.get(role, '-')})"
+        lines.append(f"{label} {endpoint.listen} -> {target}")
+    keys = config.public.api_keys_file
+    lines.append(f"api keys {keys if keys is not None else 'none: public ports are open'}")
+    monitor = config.monitor
+    npu_smi = f'"{monitor.npu_smi}" every {monitor.interval_s:g} s' if monitor.enabled else "off"
+    lines.append(f"monitor  {npu_smi}")
+    daemon = config.daemon
+    lines.append(
+        f"daemon   socket {daemon.control_socket}, state {daemon.state_dir}, logs {daemon.log_dir}"
+    )
+    return "\n".join(lines)
+
+
+def _lane_table(config: Config) -> list[str]:
+    if not config.lanes:
+        return [f"no lanes in {config.daemon.lanes_dir}: the router answers 503 until one is added"]
+    header = ("LANE", "ROLE", "VARIANT", "STATE", "NPUS", "PORT", "SERVES")
+    return table(header, [_lane_row(lane) for lane in _ordered(config.lanes)]).splitlines()
+
+
+def _lane_row(lane: LaneConfig) -> tuple[str, ...]:
+    serves = "+".join(
+        k for k, on in (("text", lane.capabilities.text), ("image", lane.capabilities.image)) if on
+    )
+    return (
+        lane.name,
+        lane.role,
+        lane.variant,
+        "standby" if lane.standby else "active",
+        ",".join(str(n) for n in lane.npus),
+        str(lane.port),
+        serves,
+    )
+
+
+def _ordered(lanes: Sequence[LaneConfig]) -> list[LaneConfig]:
+    """By role, the active lane before its candidates."""
+    return sorted(lanes, key=lambda lane: (lane.role, lane.standby, lane.name))
+
+
+def _roles(config: Config) -> list[str]:
+    active = config.default_active()
+    lines = []
+    for role in sorted(config.roles):
+        incumbent = config.lane(active[role])
+        candidates = [
+            f"{lane.name} ({_promotion_kind(lane, incumbent)})"
+            for lane in config.lanes
+            if lane.role == role and lane.standby
+        ]
+        extra = f"; candidates: {', '.join(candidates)}" if candidates else ""
+        lines.append(f"role {role:<12} active {incumbent.name}{extra}")
+    return lines
+
+
+def _promotion_kind(candidate: LaneConfig, incumbent: LaneConfig) -> str:
+    return "in place" if promotes_in_place(candidate, incumbent) else "blue/green"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"

@@ -1,0 +1,47 @@
+"""``qwend check-config [PATH]``: validate a configuration and summarise it on one screen.
+
+Exit 0 and the summary on stdout when valid; exit 2 and every error on stderr when not
+(a missing file included). The check and its rendering are ``qwend.config``'s, shared with
+``qwenctl check-config``; this is the qwend program's command line around them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from qwend.config.check import PROG, render_check
+from qwend.config.load import DEFAULT_CONFIG_PATH, check_config
+from qwend.daemon.exit import ExitStatus
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``qwend check-config`` command line."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Validate qwend.toml and its lanes directory; print a summary.",
+        epilog="Exit status: 0 valid, 2 invalid or missing.",
+    )
+    parser.add_argument(
+        "path",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_CONFIG_PATH,
+        help=f"qwend.toml, or the directory holding it (default {DEFAULT_CONFIG_PATH})",
+    )
+    return parser
+
+
+def main(argv: Sequence[str], *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Validate the configuration at PATH (default /etc/qwend/qwend.toml)."""
+    try:
+        args = build_parser().parse_args(list(argv))
+    except SystemExit as exit_:  # --help (0) or a usage error (2, already printed)
+        return ExitStatus.OK if exit_.code == 0 else ExitStatus.CONFIG
+    check = check_config(args.path)
+    out = (stdout or sys.stdout) if check.ok else (stderr or sys.stderr)
+    print(render_check(check), file=out)
+    return ExitStatus.OK if check.ok else ExitStatus.CONFIG
