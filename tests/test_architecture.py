@@ -41,6 +41,8 @@ PURE_CORE = (
     "supervisor/restart",
     "errors",
     "supervisor/environment",
+    "supervisor/reload",
+    "promotion/plan",
 )
 UI_FRAMEWORKS = ("aiohttp", "textual")
 # What the CLI and TUI may import from qwend: the client, the protocol and pure helpers.

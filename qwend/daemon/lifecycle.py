@@ -23,7 +23,6 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from qwend import __version__
 from qwend.config.load import DEFAULT_CONFIG_PATH
@@ -43,11 +42,7 @@ from qwend.errors import ConfigError, QwendError
 from qwend.logs import LogFormat, configure_logging, get_logger
 from qwend.supervisor.reload import ReloadReport
 
-
-def _log() -> Any:
-    # Looked up per use: a module-level bound logger would freeze structlog's
-    # configuration as it was at import, before configure_logging().
-    return get_logger("daemon")
+log = get_logger("daemon")
 
 
 TRAFFIC_PERIOD_S = 2.0
@@ -97,11 +92,11 @@ class Daemon:
             await services.monitor.start()
             await services.supervisor.start()
         except QwendError as exc:
-            _log().error("qwend cannot start", error=str(exc))
+            log.error("qwend cannot start", error=str(exc))
             return False
         status = services.supervisor.status_line()
         self.notifier.ready(status)
-        _log().info("qwend ready", status=status, pid=os.getpid())
+        log.info("qwend ready", status=status, pid=os.getpid())
         interval = watchdog_interval(os.environ)
         if interval is not None and self.notifier.enabled:
             self._tasks.append(asyncio.create_task(self.notifier.watchdog_loop(interval)))
@@ -132,7 +127,7 @@ class Daemon:
             try:
                 lanes = router.stats_snapshot().lanes
             except Exception as exc:  # stats must never take the daemon down
-                _log().warning("router statistics unavailable", error=str(exc))
+                log.warning("router statistics unavailable", error=str(exc))
                 continue
             for lane in lanes:
                 completed = lane.requests - lane.failures - lane.in_flight
@@ -161,7 +156,7 @@ class Daemon:
                 await reload_task
 
     async def _reload_from_signal(self) -> None:
-        _log().info("SIGHUP: reloading configuration", path=str(self.source.path))
+        log.info("SIGHUP: reloading configuration", path=str(self.source.path))
         control = self._listeners.control
         try:
             if control is not None:
@@ -172,7 +167,7 @@ class Daemon:
         except ConfigError:
             pass  # logged by reload(); the old configuration keeps running
         except Exception:
-            _log().exception("reload failed; the previous configuration may be partly applied")
+            log.exception("reload failed; the previous configuration may be partly applied")
 
     async def reload(self) -> ReloadReport:
         """Re-read the configuration and apply it; ConfigError keeps the old one."""
@@ -183,7 +178,7 @@ class Daemon:
                 new = self.source.load()
             except ConfigError as exc:
                 for issue in exc.issues:
-                    _log().error("reload refused: configuration error", issue=str(issue))
+                    log.error("reload refused: configuration error", issue=str(issue))
                 self.notifier.ready(supervisor.status_line() + "; reload failed, see the log")
                 raise
             self._warn_restart_only(new)
@@ -210,14 +205,14 @@ class Daemon:
             ("console_listen", old.public.console_listen, new.public.console_listen),
         ):
             if a != b:
-                _log().warning("setting changed; takes effect when qwend restarts", setting=what)
+                log.warning("setting changed; takes effect when qwend restarts", setting=what)
 
     # --- shutdown -------------------------------------------------------------------
 
     async def _shut_down(self) -> None:
         """STOPPING=1, stop accepting, cancel promotions, drain and stop lanes, close."""
         services = self.services
-        _log().info("qwend stopping")
+        log.info("qwend stopping")
         self.notifier.stopping()
         await self._listeners.stop_accepting()
         # No promotion may start or go on while lanes are being stopped.
@@ -228,7 +223,7 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await services.monitor.stop()
         await self._listeners.close()
-        _log().info("qwend stopped")
+        log.info("qwend stopped")
 
 
 async def run_daemon(
@@ -286,12 +281,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = source.load()
     except ConfigError as exc:
         for issue in exc.issues:
-            _log().error("configuration error", issue=str(issue))
+            log.error("configuration error", issue=str(issue))
         sys.stderr.write(f"qwend: {exc}\n")
         return ExitStatus.CONFIG
     announce = _print if args.demo else None
     try:
         return asyncio.run(run_daemon(source, config, extra_env=extra_env, announce=announce))
     except QwendError as exc:
-        _log().error("qwend failed", error=str(exc))
+        log.error("qwend failed", error=str(exc))
         return ExitStatus.ERROR

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from aiohttp.log import access_logger
@@ -30,10 +29,7 @@ from qwend.router.router import Router
 CONSOLE_IGNORED = "the web console is not part of this version; console_listen is ignored"
 
 
-def _log() -> Any:
-    # Looked up per use: a module-level bound logger would freeze structlog's
-    # configuration as it was at import, before configure_logging().
-    return get_logger("daemon")
+log = get_logger("daemon")
 
 
 async def _serve_tcp(
@@ -79,16 +75,16 @@ class Listeners:
             advice="stop what uses that port or change [router] listen",
             access_log=None,  # the hot path: no access-log line per proxied request
         )
-        _log().info("router listening", url=listen.url)
+        log.info("router listening", url=listen.url)
 
     async def open_public(self, public: PublicConfig, router: Router) -> None:
         """One listener per ``[[public.endpoints]]``, each handing requests to the router."""
         if public.console_listen is not None:
-            _log().warning(CONSOLE_IGNORED, console_listen=str(public.console_listen))
+            log.warning(CONSOLE_IGNORED, console_listen=str(public.console_listen))
         keys = ApiKeys.load(public.api_keys_file)  # ApiKeysError (a QwendError) names the file
         self.api_keys = keys
         if keys.enabled:
-            _log().info("API keys loaded", file=str(keys.path), keys=len(keys))
+            log.info("API keys loaded", file=str(keys.path), keys=len(keys))
         for endpoint in public.endpoints:
             app = make_public_app(endpoint, router, keys)
             listen = endpoint.listen
@@ -101,7 +97,7 @@ class Listeners:
                 ),
             )
             self._public.append(runner)
-            _log().info("public endpoint listening", url=listen.url, target=endpoint.target)
+            log.info("public endpoint listening", url=listen.url, target=endpoint.target)
 
     async def open_control(self, app: web.Application, daemon: DaemonConfig) -> None:
         """The control API on its Unix socket (ControlError when another qwend has it)."""
@@ -112,7 +108,7 @@ class Listeners:
         await self._control.setup()
         await web.SockSite(self._control, sock).start()
         self.control = app[CONTROL_KEY]
-        _log().info("control socket listening", path=str(path))
+        log.info("control socket listening", path=str(path))
 
     async def stop_accepting(self) -> None:
         """No new connections on the TCP ports (public first); in-flight requests go on.

@@ -13,7 +13,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -29,11 +28,7 @@ from qwend.routing.lanetable import LaneTable
 from qwend.supervisor.reload import ReloadReport
 from qwend.supervisor.supervisor import Supervisor
 
-
-def _log() -> Any:
-    # Looked up per use: a module-level bound logger would freeze structlog's
-    # configuration as it was at import, before configure_logging().
-    return get_logger("daemon")
+log = get_logger("daemon")
 
 
 @dataclass(frozen=True)
@@ -86,7 +81,7 @@ def _restore_active(store: StateStore, config: Config) -> tuple[dict[str, str], 
     active, stale = reconcile_active(state, config)
     warnings = (*([warning] if warning else []), *stale)
     for text in warnings:
-        _log().warning("startup warning", warning=text)
+        log.warning("startup warning", warning=text)
     return active, warnings
 
 
@@ -102,7 +97,7 @@ def _npu_pre_start(
         lanes = supervisor()
         if lanes.chip_family is None and reading is not None and reading.npus:
             lanes.chip_family = reading.npus[0].name
-            _log().info("chip family for lane environments", chip=lanes.chip_family)
+            log.info("chip family for lane environments", chip=lanes.chip_family)
         return warning
 
     return pre_start
