@@ -30,7 +30,7 @@ from qwend.public.keys import ApiKeys
 from qwend.router.handlers import models_response, parse_request
 from qwend.router.proxy import error_response
 from qwend.router.router import Router
-from qwend.routing.policy import RequestSummary, classify_chat, classify_completion
+from qwend.routing.classify import RequestSummary, classify_chat, classify_completion
 
 log = get_logger("public")
 MAX_BODY_BYTES = 32 * 1024 * 1024

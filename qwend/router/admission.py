@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 from qwend.routing.breaker import CircuitBreaker
 from qwend.routing.lanetable import RoutableLane
+from qwend.routing.perf import LanePerf
 from qwend.routing.policy import Decision
-from qwend.routing.stats import LanePerf, Series
+from qwend.routing.windows import Series
 
 
 class QueueFull(Exception):

@@ -33,7 +33,8 @@ from qwend.router.proxy import (
     relay_stream,
 )
 from qwend.router.recording import record_stream, record_whole
-from qwend.routing.policy import Decision, RequestSummary
+from qwend.routing.classify import RequestSummary
+from qwend.routing.policy import Decision
 
 if TYPE_CHECKING:
     from qwend.router.router import Router

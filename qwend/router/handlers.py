@@ -14,7 +14,12 @@ from qwend.router.admission import LaneRuntime
 from qwend.router.metrics import render_metrics
 from qwend.router.proxy import UPSTREAM_ERRORS, error_response
 from qwend.router.router import ROUTER_KEY, Router
-from qwend.routing.policy import InvalidRequest, RequestSummary, classify_chat, classify_completion
+from qwend.routing.classify import (
+    InvalidRequest,
+    RequestSummary,
+    classify_chat,
+    classify_completion,
+)
 
 log = get_logger("router")
 _MODELS_TIMEOUT = ClientTimeout(total=2.0)

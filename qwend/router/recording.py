@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from qwend.router.proxy import StreamResult, usage_counts
-from qwend.routing.policy import RequestSummary
-from qwend.routing.stats import ClassStats, LaneStats, RouterSnapshot, Series, Window
+from qwend.routing.classify import RequestSummary
+from qwend.routing.snapshot import ClassStats, LaneStats, RouterSnapshot
+from qwend.routing.windows import Series, Window
 
 if TYPE_CHECKING:
     from qwend.router.admission import LaneRuntime

@@ -3,7 +3,7 @@
 ``make_router_app(config, lanes)`` builds the aiohttp application; the
 ``Router`` under ``ROUTER_KEY`` holds the live state (lane slots, queue,
 breakers, statistics) and implements ``TrafficGate`` for the supervisor.
-Per request: validate and classify (``qwend.routing.policy``), admit (a lane slot or
+Per request: validate and classify (``qwend.routing.classify``), admit (a lane slot or
 the FIFO queue), forward, retry on another lane while nothing reached the
 client, relay, record. Handlers live in ``qwend.router.handlers``.
 """
@@ -24,9 +24,10 @@ from qwend.router.admission import Admission, LaneRuntime
 from qwend.router.exchange import Exchange
 from qwend.router.recording import ClassRuntime, RouterCounters, build_snapshot
 from qwend.routing.breaker import CircuitBreaker
+from qwend.routing.classify import RequestClass, RequestSummary
 from qwend.routing.lanetable import LaneTable, RoutableLane
-from qwend.routing.policy import Decision, PolicyState, RequestClass, RequestSummary, choose
-from qwend.routing.stats import RouterSnapshot
+from qwend.routing.policy import Decision, PolicyState, choose
+from qwend.routing.snapshot import RouterSnapshot
 
 log = get_logger("router")
 WATCH_INTERVAL_S = 0.05
