@@ -27,6 +27,7 @@ PURE_CORE = (
     "routing/perf",
     "routing/windows",
     "routing/snapshot",
+    "routing/models",
     "routing/breaker",
     "routing/lanetable",
     "tokens",

@@ -22,6 +22,7 @@ from qwend.router.recording import RouterCounters
 from qwend.router.router import FORWARDING_KEY, ROUTER_KEY
 from qwend.router.upstream import Upstream
 from qwend.routing.classify import InvalidRequest, RequestSummary
+from qwend.routing.models import ModelEntry, listed_models, models_union
 
 log = get_logger("router")
 _MODELS_TIMEOUT = ClientTimeout(total=2.0)
@@ -65,7 +66,7 @@ async def complete(request: web.Request, path: str, classify: Classifier) -> web
         return error_response(500, f"internal router error: {type(exc).__name__}: {exc}")
 
 
-async def _lane_models(upstream: Upstream, base_url: str) -> list[dict[str, object]]:
+async def _lane_models(upstream: Upstream, base_url: str) -> list[ModelEntry]:
     try:
         async with upstream.session.get(base_url + "/v1/models", timeout=_MODELS_TIMEOUT) as resp:
             if resp.status != 200:
@@ -73,20 +74,16 @@ async def _lane_models(upstream: Upstream, base_url: str) -> list[dict[str, obje
             doc = await resp.json()
     except _MODEL_ERRORS:
         return []
-    data = doc.get("data") if isinstance(doc, dict) else None
-    return [m for m in data if isinstance(m, dict) and "id" in m] if isinstance(data, list) else []
+    return listed_models(doc)
 
 
 async def models_response(upstream: Upstream, lanes: Sequence[LaneRuntime]) -> web.Response:
     """The union of the models ``lanes`` serve, as ``GET /v1/models`` answers it."""
     answers = await asyncio.gather(*(_lane_models(upstream, r.lane.base_url) for r in lanes))
-    seen: dict[str, dict[str, object]] = {}
-    for runtime, found in zip(lanes, answers, strict=True):
-        if not found and runtime.lane.model:
-            found = [{"id": runtime.lane.model, "object": "model", "owned_by": "qwend"}]
-        for model in found:
-            seen.setdefault(str(model["id"]), model)
-    return web.json_response({"object": "list", "data": list(seen.values())})
+    union = models_union(
+        (found, runtime.lane.model) for runtime, found in zip(lanes, answers, strict=True)
+    )
+    return web.json_response(union)
 
 
 async def models(request: web.Request) -> web.Response:
