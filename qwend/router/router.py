@@ -7,9 +7,11 @@ them through one ``Forwarding`` record; the daemon, the control API and the
 promotion code see the ``Router``: its configuration, ``stats_snapshot`` and
 ``TrafficGate`` (``in_flight``, ``wait_drained``).
 
-Per request (``qwend.router.exchange``): classify, admit (a lane slot or the
-FIFO queue), forward, retry on another lane while nothing reached the client,
-relay, record. ``qwend.router.app.make_router_app`` builds the aiohttp app.
+Per request: a handler validates and classifies the body
+(``qwend.router.handlers``), then an ``Exchange`` admits it (a lane slot or the
+FIFO queue), forwards, retries on another lane while nothing reached the
+client, relays and records. ``qwend.router.app.make_router_app`` builds the
+aiohttp app.
 """
 
 from __future__ import annotations
