@@ -44,7 +44,7 @@ class ControlSupervisor(Protocol):
 
 
 class RouterStats(Protocol):
-    """The router's ``stats_snapshot()`` (a ``qwend.routing.stats.RouterSnapshot``)."""
+    """The router's ``stats_snapshot()`` (a ``qwend.routing.snapshot.RouterSnapshot``)."""
 
     def stats_snapshot(self) -> Any: ...
 

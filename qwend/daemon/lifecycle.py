@@ -45,7 +45,8 @@ from qwend.npu.monitor import NpuMonitor
 from qwend.promotion.promoter import Promoter
 from qwend.public.app import make_public_app
 from qwend.public.keys import ApiKeys
-from qwend.router.router import ROUTER_KEY, make_router_app
+from qwend.router.app import make_router_app
+from qwend.router.router import ROUTER_KEY
 from qwend.routing.lanetable import LaneTable
 from qwend.supervisor.supervisor import ReloadReport, Supervisor
 

@@ -263,7 +263,7 @@ class FakeRouter:
     """stats_snapshot() returning a small RouterSnapshot-shaped object."""
 
     def __init__(self) -> None:
-        from qwend.routing.stats import LatencyStats, Percentiles
+        from qwend.routing.windows import LatencyStats, Percentiles
 
         self.latency = LatencyStats(
             ttft=Percentiles(0.12, 0.3, 0.4, 10),
