@@ -174,7 +174,7 @@ def run_bare(upstream: str, profile: str | None = None) -> None:
 def run_qwend(upstream: str, profile: str | None) -> None:
     """qwend's router app with one lane (the mock) of the throughput role."""
     from qwend.config.model import RouterConfig
-    from qwend.router.router import make_router_app
+    from qwend.router.app import make_router_app
     from qwend.routing.lanetable import LaneTable, RoutableLane
 
     lane = RoutableLane("mock", "throughput", "v3", upstream, True, False, True, True, "bench")

@@ -58,7 +58,8 @@ import aiohttp
 from aiohttp import web
 
 from qwend.config.model import RouterConfig, TextPolicy
-from qwend.router.router import ROUTER_KEY, make_router_app
+from qwend.router.app import make_router_app
+from qwend.router.router import ROUTER_KEY
 from qwend.routing.lanetable import LaneTable, RoutableLane
 from qwend.sim.images import data_url, solid_png
 from qwend.sim.latency import SEED_PROMPT_TOKENS, profile_for, single_request_s

@@ -37,7 +37,7 @@ class ControlSupervisor(SupervisorLike, Protocol):
 
 
 class RouterStats(Protocol):
-    """The router's ``stats_snapshot()`` (a ``qwend.routing.stats.RouterSnapshot``)."""
+    """The router's ``stats_snapshot()`` (a ``qwend.routing.snapshot.RouterSnapshot``)."""
 
     def stats_snapshot(self) -> Any: ...
 

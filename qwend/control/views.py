@@ -20,7 +20,7 @@ def _ms(seconds: object) -> float | None:
 
 
 def lane_stats_from_router(snapshot: object | None) -> dict[str, LaneStats]:
-    """Per-lane ``LaneStats`` from a ``qwend.routing.stats.RouterSnapshot`` (empty when None)."""
+    """Per-lane ``LaneStats`` from a ``qwend.routing.snapshot.RouterSnapshot`` (empty when None)."""
     if snapshot is None:
         return {}
     result: dict[str, LaneStats] = {}

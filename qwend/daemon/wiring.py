@@ -23,7 +23,8 @@ from qwend.logs import get_logger
 from qwend.npu.monitor import NpuMonitor
 from qwend.promotion.promoter import Promoter
 from qwend.promotion.state import StateStore, reconcile_active
-from qwend.router.router import ROUTER_KEY, Router, make_router_app
+from qwend.router.app import make_router_app
+from qwend.router.router import ROUTER_KEY, Router
 from qwend.routing.lanetable import LaneTable
 from qwend.supervisor.reload import ReloadReport
 from qwend.supervisor.supervisor import Supervisor

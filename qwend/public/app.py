@@ -17,7 +17,6 @@ Served: ``POST /v1/chat/completions``, ``POST /v1/completions``,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -27,15 +26,15 @@ from aiohttp.typedefs import Handler
 from qwend.config.model import PublicEndpoint
 from qwend.logs import get_logger
 from qwend.public.keys import ApiKeys
-from qwend.router.handlers import models_response, parse_request
+from qwend.router.exchange import Exchange
+from qwend.router.handlers import Classifier, models_response, parse_request
 from qwend.router.proxy import error_response
-from qwend.router.router import Router
-from qwend.routing.policy import RequestSummary, classify_chat, classify_completion
+from qwend.router.router import Forwarding, Router
+from qwend.routing.classify import classify_chat, classify_completion
 
 log = get_logger("public")
 MAX_BODY_BYTES = 32 * 1024 * 1024
 """Largest request body accepted (a few images as base64 data URLs fit)."""
-_Classifier = Callable[[object], RequestSummary]
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,8 @@ class PublicContext:
     """What one public endpoint's handlers need."""
 
     endpoint: PublicEndpoint
-    router: Router
+    forwarding: Forwarding
+    """The router's request path: requests go through it in process."""
     keys: ApiKeys
     """Shared by every endpoint; reloaded in place (SIGHUP)."""
     max_body: int = MAX_BODY_BYTES
@@ -118,19 +118,19 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
 
 
-async def _complete(request: web.Request, path: str, classify: _Classifier) -> web.StreamResponse:
+async def _complete(request: web.Request, path: str, classify: Classifier) -> web.StreamResponse:
     """``POST /v1/chat/completions`` and ``POST /v1/completions``: into the router."""
     ctx = request.app[PUBLIC_KEY]
-    router = ctx.router
+    fwd = ctx.forwarding
     body = await request.read()  # beyond client_max_size: HTTPRequestEntityTooLarge
-    summary = parse_request(router, body, classify)
+    summary = parse_request(fwd.counters, body, classify)
     if isinstance(summary, web.Response):
         return summary
     role = ctx.role
     if role is not None:
         summary = replace(summary, role=role)
     try:
-        return await router.handle(request, path, body, summary)
+        return await Exchange(fwd, request, path, body, summary).run()
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as exc:  # the boundary: never a crash, always an OpenAI error
@@ -141,14 +141,15 @@ async def _complete(request: web.Request, path: str, classify: _Classifier) -> w
 async def _models(request: web.Request) -> web.Response:
     """``GET /v1/models``: the models of the accepting lanes behind this endpoint."""
     ctx = request.app[PUBLIC_KEY]
-    lanes = [r for r in ctx.router.lanes() if r.eligible and ctx.serves(r.role)]
-    return await models_response(ctx.router, lanes)
+    fwd = ctx.forwarding
+    lanes = [r for r in fwd.slots.runtimes() if r.eligible and ctx.serves(r.role)]
+    return await models_response(fwd.upstream, lanes)
 
 
 async def _health(request: web.Request) -> web.Response:
     """``GET /health``: 200 when a lane behind this endpoint accepts requests, else 503."""
     ctx = request.app[PUBLIC_KEY]
-    lanes = {r.name: r.eligible for r in ctx.router.lanes() if ctx.serves(r.role)}
+    lanes = {r.name: r.eligible for r in ctx.forwarding.slots.runtimes() if ctx.serves(r.role)}
     ok = any(lanes.values())
     doc = {
         "status": "ok" if ok else "no_lane_available",
@@ -168,7 +169,7 @@ def make_public_app(
 ) -> web.Application:
     """The app of one public endpoint; ``keys`` None accepts every request."""
     app = web.Application(client_max_size=max_body, middlewares=[_guard])
-    app[PUBLIC_KEY] = PublicContext(endpoint, router, keys or ApiKeys(), max_body)
+    app[PUBLIC_KEY] = PublicContext(endpoint, router.forwarding, keys or ApiKeys(), max_body)
     chat = partial(_complete, path="/v1/chat/completions", classify=classify_chat)
     app.router.add_post("/v1/chat/completions", chat)
     completions = partial(_complete, path="/v1/completions", classify=classify_completion)

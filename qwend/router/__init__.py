@@ -1,3 +1,4 @@
-"""The adaptive router: live lane state and snapshot, the aiohttp app, handlers, exchange,
-admission, proxy, recording and metrics.
+"""The adaptive router: live state and snapshot (router), the aiohttp app (app, handlers), one
+request's way through (exchange), lane slots and the queue (lanes, slots, admission), the upstream
+pool and watchdog, proxying, recording and metrics.
 """

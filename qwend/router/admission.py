@@ -1,4 +1,4 @@
-"""Admission control: per-lane slots and one bounded FIFO queue.
+"""Admission control: the one bounded FIFO queue in front of the lanes' slots.
 
 A request first asks the policy for a lane with a free slot. When every
 eligible lane is at its in-flight limit it waits in a FIFO queue (bounded:
@@ -12,15 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from qwend.routing.breaker import CircuitBreaker
-from qwend.routing.lanetable import RoutableLane
 from qwend.routing.policy import Decision
-from qwend.routing.stats import LanePerf, Series
 
 
 class QueueFull(Exception):
@@ -29,104 +24,6 @@ class QueueFull(Exception):
 
 class QueueTimeout(Exception):
     """A queued request waited longer than the queue timeout."""
-
-
-@dataclass(eq=False)
-class LaneCounters:
-    """Monotonic per-lane counters (the snapshot and /metrics read them)."""
-
-    requests: int = 0
-    failures: int = 0
-    retried_away: int = 0
-    spills: int = 0
-    mid_stream_errors: int = 0
-    disconnects: int = 0
-
-
-@dataclass(eq=False)
-class LaneRuntime:
-    """The router's live view of one lane (satisfies ``routing.LaneCandidate``)."""
-
-    lane: RoutableLane
-    limit: int
-    breaker: CircuitBreaker
-    perf: LanePerf = field(default_factory=LanePerf)
-    series: Series = field(default_factory=Series)
-    counters: LaneCounters = field(default_factory=LaneCounters)
-    in_flight: int = 0
-    outstanding_work: float = 0.0
-    busy_integral: float = 0.0
-    """Integral of in_flight over time (request-seconds): mean concurrency of a request."""
-    _changed_at: float = 0.0
-    _drained: asyncio.Event | None = None
-
-    # LaneCandidate protocol
-    @property
-    def name(self) -> str:
-        return self.lane.name
-
-    @property
-    def role(self) -> str:
-        return self.lane.role
-
-    @property
-    def text(self) -> bool:
-        return self.lane.text
-
-    @property
-    def image(self) -> bool:
-        return self.lane.image
-
-    @property
-    def eligible(self) -> bool:
-        lane = self.lane
-        return lane.active and lane.accepting and self.breaker.available(time.monotonic())
-
-    @property
-    def why_not(self) -> str:
-        if not self.lane.active:
-            return "standby"
-        if not self.lane.accepting:
-            return "not accepting (starting, draining or unhealthy)"
-        if not self.breaker.available(time.monotonic()):
-            return "circuit breaker open after repeated failures"
-        return "busy" if self.in_flight >= self.limit else ""
-
-    def _tick(self, now: float) -> None:
-        self.busy_integral += self.in_flight * (now - self._changed_at)
-        self._changed_at = now
-
-    def occupy(self, now: float, work: float) -> None:
-        """A request starts on this lane."""
-        self._tick(now)
-        self.in_flight += 1
-        self.outstanding_work += work
-        self.counters.requests += 1
-
-    def release(self, now: float, work: float) -> None:
-        """A request on this lane ended (however it ended)."""
-        self._tick(now)
-        self.in_flight -= 1
-        self.outstanding_work = max(0.0, self.outstanding_work - work)
-        if self.in_flight == 0 and self._drained is not None:
-            self._drained.set()
-
-    def integral_now(self, now: float) -> float:
-        """``busy_integral`` brought up to ``now``."""
-        return self.busy_integral + self.in_flight * (now - self._changed_at)
-
-    async def wait_drained(self, timeout: float) -> bool:
-        """Wait until nothing is in flight; False on timeout."""
-        if self.in_flight == 0:
-            return True
-        if self._drained is None or self._drained.is_set():
-            self._drained = asyncio.Event()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._drained.wait()
-        except TimeoutError:
-            return self.in_flight == 0
-        return True
 
 
 Picker = Callable[[], Decision]

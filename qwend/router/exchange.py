@@ -1,10 +1,12 @@
 """One client request on its way through the router: admit, attempt, retry, relay.
 
-An ``Exchange`` lives as long as its handler. Each attempt claims a lane slot
-(directly, or through the admission queue), sends the body, and either
-returns a response for the client or a ``Failure``; failures that happened
-before any byte reached the client are retried on another eligible lane,
-never the same one twice, within the retry budget and the deadline.
+An ``Exchange`` lives as long as its handler (the router's or a public
+endpoint's, which create it with the router's ``Forwarding``: it never sees
+the ``Router`` itself). Each attempt claims a lane slot (directly, or through
+the admission queue), sends the body, and either returns a response for the
+client or a ``Failure``; failures that happened before any byte reached the
+client are retried on another eligible lane, never the same one twice, within
+the retry budget and the deadline.
 Deadlines cost no timer per request: the router's watchdog compares
 ``expires_at`` with the clock every 50 ms and cancels the handler; the
 exchange turns that cancellation into a timeout failure (``expired``).
@@ -14,29 +16,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
 from aiohttp import ClientResponse, web
 
 from qwend.logs import get_logger
-from qwend.router.admission import LaneRuntime, QueueFull, QueueTimeout
+from qwend.router.admission import QueueFull, QueueTimeout
+from qwend.router.lanes import LaneRuntime
 from qwend.router.proxy import (
     ATTEMPTS_HEADER,
     LANE_HEADER,
     RETRYABLE_STATUSES,
     UPSTREAM_ERRORS,
     Failure,
-    StreamResult,
     connection_failure,
     error_response,
     read_failure,
     relay_stream,
 )
 from qwend.router.recording import record_stream, record_whole
-from qwend.routing.policy import Decision, RequestSummary
-
-if TYPE_CHECKING:
-    from qwend.router.router import Router
+from qwend.router.router import Forwarding
+from qwend.routing.classify import RequestSummary
+from qwend.routing.policy import Decision
 
 log = get_logger("router")
 _NEVER = float("inf")
@@ -52,10 +52,10 @@ class Exchange:
         "deadline",
         "expired",
         "expires_at",
+        "fwd",
         "klass",
         "path",
         "request",
-        "router",
         "start",
         "summary",
         "task",
@@ -64,10 +64,10 @@ class Exchange:
     )
 
     def __init__(
-        self, router: Router, request: web.Request, path: str, body: bytes, summary: RequestSummary
+        self, fwd: Forwarding, request: web.Request, path: str, body: bytes, summary: RequestSummary
     ) -> None:
-        cfg = router.config
-        self.router = router
+        cfg = fwd.config
+        self.fwd = fwd
         self.request = request
         self.path = path
         self.body = body
@@ -78,14 +78,14 @@ class Exchange:
         """When the watchdog cancels this exchange (first-byte or overall deadline)."""
         self.expired: str | None = None
         """Set by the watchdog right before it cancels the handler for a deadline."""
-        self.klass = router.classes[summary.request_class(cfg.long_text_min_tokens)]
+        self.klass = fwd.classes[summary.request_class(cfg.long_text_min_tokens)]
         self.work = float(summary.expected_output)
         self.tried: list[str] = []
         task = asyncio.current_task()
         assert task is not None
         self.task = task
         self.klass.requests += 1
-        router.counters.requests += 1
+        fwd.counters.requests += 1
 
     def _take_expiry(self) -> bool:
         """After a CancelledError: was it our deadline (then swallow the cancel)?"""
@@ -98,31 +98,27 @@ class Exchange:
 
     async def run(self) -> web.StreamResponse:
         """Admit, attempt (with retries) and answer; the handler's only frame below it."""
-        router = self.router
-        watched = router.watched
-        if not watched:
-            router.wake_watchdog()
-        watched[self.task] = self
+        fwd = self.fwd
+        fwd.watchdog.watch(self.task, self)
         try:
             response = await self._run()
         except asyncio.CancelledError:
-            router.counters.client_disconnects += 1
+            fwd.counters.client_disconnects += 1
             raise
         finally:
-            del watched[self.task]
+            fwd.watchdog.unwatch(self.task)
         if response.status >= 400:
             self.klass.errors += 1
         return response
 
     async def _run(self) -> web.StreamResponse:
-        router = self.router
+        fwd = self.fwd
+        slots, counters = fwd.slots, fwd.counters
         last: Failure | None = None
         while True:
             exclude = frozenset(self.tried)
-            decision = router.pick(self.summary, exclude)
-            if decision.lane is not None:  # the fast path: a free slot right now
-                router.grant(decision, self.work)
-            elif decision.wait:
+            decision = slots.claim(self.summary, exclude, self.work)  # fast: a free slot now
+            if decision.lane is None and decision.wait:
                 queued = await self._queue(exclude)
                 if not isinstance(queued, Decision):
                     return queued
@@ -130,38 +126,34 @@ class Exchange:
             if decision.lane is None:
                 if last is not None:
                     return last.response(len(self.tried))
-                router.counters.rejected_no_lane += 1
+                counters.rejected_no_lane += 1
                 return error_response(
                     503, decision.message, code="no_lane_available", retry_after=5
                 )
-            lane = router.runtime(decision.lane)
+            lane = slots.runtime(decision.lane)
             self.tried.append(lane.name)
             if decision.spilled:
-                router.counters.spills += 1
+                counters.spills += 1
                 lane.counters.spills += 1
             outcome = await self._attempt(lane)
             if not isinstance(outcome, Failure):
                 return outcome
             last = outcome
-            if len(self.tried) > router.config.retry_budget or time.monotonic() >= self.deadline:
+            if len(self.tried) > fwd.config.retry_budget or time.monotonic() >= self.deadline:
                 return outcome.response(len(self.tried))
             lane.counters.retried_away += 1
-            router.counters.retries += 1
+            counters.retries += 1
 
     async def _queue(self, exclude: frozenset[str]) -> Decision | web.Response:
         """Wait in the admission queue for a slot (or learn that no lane is left)."""
-        router = self.router
-        work = self.work
+        fwd = self.fwd
         try:
-            return await router.admission.admit(
-                lambda: router.pick(self.summary, exclude),
-                lambda d: router.grant(d, work),
-                lambda d: router.ungrant(d, work),
-                self.deadline - time.monotonic(),
+            return await fwd.slots.wait_for_slot(
+                self.summary, exclude, self.work, self.deadline - time.monotonic()
             )
         except QueueFull:
-            router.counters.rejected_queue_full += 1
-            size = router.admission.queue_size
+            fwd.counters.rejected_queue_full += 1
+            size = fwd.slots.queue_size
             return error_response(
                 429,
                 f"the router's queue is full ({size} requests waiting); retry later",
@@ -169,7 +161,7 @@ class Exchange:
                 retry_after=1,
             )
         except QueueTimeout:
-            router.counters.rejected_queue_full += 1
+            fwd.counters.rejected_queue_full += 1
             return error_response(
                 429,
                 "no lane slot became free within the queue timeout; retry later",
@@ -190,8 +182,8 @@ class Exchange:
 
     async def _attempt(self, lane: LaneRuntime) -> web.StreamResponse | Failure:
         """One try on one lane; its slot is already claimed and is released here."""
-        router = self.router
-        cfg = router.config
+        fwd = self.fwd
+        cfg = fwd.config
         began = time.monotonic()
         integral0 = lane.integral_now(began)
         self.expires_at = min(began + cfg.first_byte_timeout_s, self.deadline)
@@ -199,11 +191,11 @@ class Exchange:
         verdict: bool | None = None  # True: lane did well; False: lane failed; None: no verdict
         try:
             try:
-                resp = await router.session.post(
+                resp = await fwd.upstream.session.post(
                     lane.lane.base_url + self.path,
                     data=self.body,
                     headers=self._upstream_headers(),
-                    timeout=router.upstream_timeout,
+                    timeout=fwd.upstream.timeout,
                 )
                 status = resp.status
                 if status in RETRYABLE_STATUSES:
@@ -243,7 +235,12 @@ class Exchange:
             raise
         finally:
             self.expires_at = _NEVER
-            router.finish(lane, resp, verdict, self.work)
+            if resp is not None:  # a good answer's connection goes back to the pool
+                if verdict is True:
+                    resp.release()
+                else:
+                    resp.close()
+            fwd.slots.release(lane, verdict, self.work)
 
     async def _relay(
         self,
@@ -257,19 +254,16 @@ class Exchange:
         headers["Cache-Control"] = "no-cache"
         headers["X-Accel-Buffering"] = "no"
         out, result = await relay_stream(self.request, resp, first, headers, self._take_expiry)
-        router = self.router
+        counters = self.fwd.counters
         if result.client_gone:
             lane.counters.disconnects += 1
-            router.counters.client_disconnects += 1
+            counters.client_disconnects += 1
             return None, out
         if result.upstream_error is not None:
             lane.counters.mid_stream_errors += 1
-            router.counters.mid_stream_errors += 1
+            counters.mid_stream_errors += 1
             self.klass.errors += 1
             log.warning("mid-stream failure", lane=lane.name, error=result.upstream_error)
             return False, out
         record_stream(lane, self.klass, self.summary, self.start, began, integral0, result)
         return True, out
-
-
-__all__ = ["Exchange", "StreamResult"]

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from qwend.routing.stats import LatencyStats, RouterSnapshot
+from qwend.routing.snapshot import RouterSnapshot
+from qwend.routing.windows import LatencyStats
 
 _P = "qwend_router_"
 _QUANTILES = (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"))

@@ -1,6 +1,6 @@
 """HTTP pieces of the router: OpenAI error bodies, upstream calls, the stream relay.
 
-Nothing here decides where a request goes; ``qwend.router.router`` does. These
+Nothing here decides where a request goes (``qwend.router.exchange`` does). These
 functions move bytes: send one attempt to a lane, copy an SSE stream to the
 client chunk by chunk (no buffering), end a broken stream with an OpenAI-style
 error event, and pull ``usage`` out of a response without decoding all of it.

@@ -1,18 +1,18 @@
-"""Router counters, per-request recording and the ``RouterSnapshot`` builder."""
+"""Recording traffic: router-wide counters, per-class statistics, and what one finished
+request teaches its lane (windows and learned model).
+
+The functions work on the runtimes they are given; the router's snapshot reads the result.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from qwend.router.lanes import LaneRuntime
 from qwend.router.proxy import StreamResult, usage_counts
-from qwend.routing.policy import RequestSummary
-from qwend.routing.stats import ClassStats, LaneStats, RouterSnapshot, Series, Window
-
-if TYPE_CHECKING:
-    from qwend.router.admission import LaneRuntime
-    from qwend.router.router import Router
+from qwend.routing.classify import RequestSummary
+from qwend.routing.windows import Series
 
 
 @dataclass(eq=False)
@@ -82,57 +82,3 @@ def record_stream(
     ttft, e2e = first_at - start, last_at - start
     lane.series.record(last_at, ttft, itl, e2e, completion)
     klass.series.record(last_at, ttft, itl, e2e, completion)
-
-
-def build_snapshot(router: Router) -> RouterSnapshot:
-    """Freeze the router's statistics as of now."""
-    now = time.monotonic()
-    cfg = router.config
-    lanes = []
-    for runtime in router.lanes():
-        view = runtime.breaker.view(now)
-        lanes.append(
-            LaneStats(
-                name=runtime.name,
-                role=runtime.role,
-                variant=runtime.lane.variant,
-                accepting=runtime.eligible,
-                in_flight=runtime.in_flight,
-                limit=runtime.limit,
-                outstanding_work=runtime.outstanding_work,
-                breaker=str(view.state),
-                breaker_failures=view.consecutive_failures,
-                latency=runtime.series.stats(now),
-                requests=runtime.counters.requests,
-                failures=runtime.counters.failures,
-                retried_away=runtime.counters.retried_away,
-                spills=runtime.counters.spills,
-                mid_stream_errors=runtime.counters.mid_stream_errors,
-                disconnects=runtime.counters.disconnects,
-                perf=runtime.perf.view(runtime.limit),
-            )
-        )
-    classes = tuple(
-        ClassStats(str(cls), c.series.stats(now), c.requests, c.errors)
-        for cls, c in router.classes.items()
-    )
-    counters = router.counters
-    return RouterSnapshot(
-        policy=str(cfg.text_policy),
-        long_text_min_tokens=cfg.long_text_min_tokens,
-        taken_at=time.time(),
-        window_s=Window().window_s,
-        lanes=tuple(lanes),
-        classes=classes,
-        in_flight=router.total_in_flight(),
-        queued=router.queued,
-        queue_limit=cfg.queue_size,
-        requests=counters.requests,
-        retries=counters.retries,
-        spills=counters.spills,
-        rejected_queue_full=counters.rejected_queue_full,
-        rejected_no_lane=counters.rejected_no_lane,
-        mid_stream_errors=counters.mid_stream_errors,
-        client_disconnects=counters.client_disconnects,
-        bad_requests=counters.bad_requests,
-    )

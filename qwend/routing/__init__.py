@@ -1,3 +1,4 @@
-"""The pure router core: request classification, routing policy, lane performance model, windows,
-breaker.
+"""The pure router core: request classification, lane choice (policy), the learned lane
+model (perf), sliding windows, the statistics snapshot, the breaker, the routable lane set and
+the ``/v1/models`` parser.
 """

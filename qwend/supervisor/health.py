@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from qwend.config.model import LaneConfig
+from qwend.routing.models import model_ids
 
 READY_POLL_S = 0.25
 """Readiness poll period (the probe is cheap; a quick ready matters on promotion)."""
@@ -69,10 +70,7 @@ async def served_models(session: aiohttp.ClientSession, lane: LaneConfig) -> lis
             body = await resp.json(content_type=None)
     except (TimeoutError, aiohttp.ClientError, ValueError):
         return []
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, list):
-        return []
-    return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m]
+    return model_ids(body)
 
 
 def model_mismatch(lane: LaneConfig, ids: list[str]) -> str | None:

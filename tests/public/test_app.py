@@ -100,7 +100,7 @@ async def test_router_target_routes_like_the_router() -> None:
         }
         assert "mm" not in long_lanes
         # In process: the router's own counters saw the public requests.
-        assert s.router.router.counters.requests == 6
+        assert s.router.router.stats_snapshot().requests == 6
 
 
 async def test_text_to_the_multimodal_role_reaches_the_mm_lane() -> None:
@@ -167,7 +167,7 @@ async def test_busy_role_lane_queues_in_the_router() -> None:
         first = asyncio.create_task(post_stream(session, url))
         await s.lanes["mm"].started.wait()
         second = asyncio.create_task(post(session, url, chat("queued")))
-        while s.router.router.queued == 0:
+        while s.router.queued == 0:
             await asyncio.sleep(0.005)
         gate.set()
         lane, text = await first

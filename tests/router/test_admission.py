@@ -29,7 +29,7 @@ async def test_full_queue_answers_429_with_retry_after() -> None:
             running = asyncio.create_task(post(s, h.url, chat()))
             await until(lambda: h.router.in_flight("fast") == 1)
             queued = asyncio.create_task(post(s, h.url, chat()))
-            await until(lambda: h.router.queued == 1)
+            await until(lambda: h.queued == 1)
             status, headers, body = await post(s, h.url, chat())
             assert status == 429 and headers["Retry-After"] == "1"
             assert json.loads(body)["error"]["code"] == "queue_full"
@@ -37,7 +37,7 @@ async def test_full_queue_answers_429_with_retry_after() -> None:
             running.cancel()
             queued.cancel()
             await asyncio.gather(running, queued, return_exceptions=True)
-            await until(lambda: h.router.in_flight("fast") == 0 and h.router.queued == 0)
+            await until(lambda: h.router.in_flight("fast") == 0 and h.queued == 0)
 
 
 async def test_queue_timeout_answers_429() -> None:
@@ -52,7 +52,7 @@ async def test_queue_timeout_answers_429() -> None:
             assert json.loads(body)["error"]["code"] == "queue_timeout"
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
-            await until(lambda: h.router.in_flight("fast") == 0 and h.router.queued == 0)
+            await until(lambda: h.router.in_flight("fast") == 0 and h.queued == 0)
 
 
 async def test_queued_request_is_served_when_a_slot_frees() -> None:
@@ -73,7 +73,7 @@ async def test_queued_requests_get_503_when_their_lanes_disappear() -> None:
             running = asyncio.create_task(post(s, h.url, chat()))
             await until(lambda: h.router.in_flight("fast") == 1)
             queued = asyncio.create_task(post(s, h.url, chat()))
-            await until(lambda: h.router.queued == 1)
+            await until(lambda: h.queued == 1)
             table.replace((routable("fast", fast.url, "throughput", accepting=False),))
             status, headers, _ = await queued
             assert status == 503 and "Retry-After" in headers
@@ -186,7 +186,7 @@ async def test_no_counter_leaks_under_mixed_errors_and_disconnects() -> None:
 
             for start in range(0, 300, 30):
                 await asyncio.gather(*(one(i) for i in range(start, start + 30)))
-            await until(lambda: h.router.total_in_flight() == 0 and h.router.queued == 0)
+            await until(lambda: h.idle)
             snap = h.router.stats_snapshot()
             assert all(lane.in_flight == 0 and lane.outstanding_work == 0 for lane in snap.lanes)
             assert snap.requests > 200

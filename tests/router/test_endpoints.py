@@ -9,7 +9,8 @@ import aiohttp
 from aiohttp import web
 
 from qwend.config.model import RouterConfig
-from qwend.router.router import ROUTER_KEY, Router, make_router_app
+from qwend.router.app import make_router_app
+from qwend.router.router import ROUTER_KEY, Router
 from qwend.routing.lanetable import LaneTable
 from tests.support.router_fakes import FakeLane, chat, fake_lanes, routable, run_router
 

@@ -145,7 +145,7 @@ async def test_killed_lane_requests_succeed_elsewhere(sim_lane: SimLaneFactory) 
                 return r.status, r.headers.get("X-Qwend-Lane", "")
 
         requests = [asyncio.create_task(one()) for _ in range(16)]
-        await until(lambda: h.router.in_flight("fast") == 2 and h.router.queued > 0)
+        await until(lambda: h.router.in_flight("fast") == 2 and h.queued > 0)
         fast.proc.kill()  # the supervisor has not noticed: the lane still looks accepting
         results = await asyncio.gather(*requests)
         assert [status for status, _ in results] == [200] * 16
@@ -186,7 +186,7 @@ async def test_full_queue_is_429_on_sim_lanes(sim_lane: SimLaneFactory) -> None:
         first = asyncio.create_task(s.post(url, json=body))
         await until(lambda: h.router.in_flight("fast") == 1)
         second = asyncio.create_task(s.post(url, json=body))
-        await until(lambda: h.router.queued == 1)
+        await until(lambda: h.queued == 1)
         async with s.post(url, json=body) as r:
             assert r.status == 429 and r.headers["Retry-After"] == "1"
             assert (await r.json())["error"]["type"] == "rate_limit_error"
@@ -259,7 +259,7 @@ async def test_no_counter_leaks_after_1000_mixed_requests(sim_lane: SimLaneFacto
 
         for start in range(0, 1000, 50):
             await asyncio.gather(*(one(i) for i in range(start, start + 50)))
-        await until(lambda: h.router.total_in_flight() == 0 and h.router.queued == 0, 10)
+        await until(lambda: h.idle, 10)
         snap = h.router.stats_snapshot()
     assert sum(statuses.values()) == 1000
     assert set(statuses) <= {-1, 200, 400, 429, 500, 503}, statuses

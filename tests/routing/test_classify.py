@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qwend.routing.policy import (
+from qwend.routing.classify import (
     IMAGE_TOKENS,
     InvalidRequest,
     RequestClass,

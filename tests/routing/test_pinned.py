@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 
 from qwend.config.model import TextPolicy
-from qwend.routing.policy import RequestSummary, choose
+from qwend.routing.classify import RequestSummary
+from qwend.routing.policy import choose
 from tests.support.lane_view import LaneView
 
 SHORT = RequestSummary(False, 20, 8, False)

@@ -8,13 +8,9 @@ from dataclasses import replace
 import pytest
 
 from qwend.config.model import TextPolicy
-from qwend.routing.policy import (
-    NO_LANES_MESSAGE,
-    PolicyState,
-    RequestSummary,
-    choose,
-)
-from qwend.routing.stats import LanePerf
+from qwend.routing.classify import RequestSummary
+from qwend.routing.perf import LanePerf
+from qwend.routing.policy import NO_LANES_MESSAGE, PolicyState, choose
 from tests.support.lane_view import LaneView
 
 SHORT = RequestSummary(False, 20, 8, False)

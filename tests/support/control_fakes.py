@@ -23,7 +23,7 @@ from qwend.control.context import ReloadCallback
 from qwend.errors import LaneError, PreflightError
 from qwend.promotion.promoter import Promoter
 from qwend.promotion.state import StateStore
-from qwend.routing.stats import LatencyStats, Percentiles
+from qwend.routing.windows import LatencyStats, Percentiles
 from qwend.supervisor.reload import ReloadReport
 from qwend.supervisor.states import LaneState
 from qwend.supervisor.supervisor import LaneEvent, LaneSnapshot

@@ -1,15 +1,15 @@
-"""``LaneView``: a frozen ``LaneCandidate`` for routing policy tests."""
+"""A frozen ``LaneCandidate`` for the policy tests (the router's live lanes stand in production)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from qwend.routing.stats import LanePerf
+from qwend.routing.perf import LanePerf
 
 
 @dataclass(frozen=True, slots=True)
 class LaneView:
-    """A frozen ``qwend.routing.policy.LaneCandidate``."""
+    """One lane as ``qwend.routing.policy.choose`` reads it, with test-friendly defaults."""
 
     name: str
     role: str

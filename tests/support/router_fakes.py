@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from qwend.config.model import RouterConfig
-from qwend.router.router import ROUTER_KEY, Router, make_router_app
+from qwend.router.app import make_router_app
+from qwend.router.router import ROUTER_KEY, Router
 from qwend.routing.lanetable import LaneTable, RoutableLane
 
 
@@ -203,6 +204,17 @@ class RouterHandle:
     url: str
     router: Router
     table: LaneTable
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a lane slot (the router's snapshot)."""
+        return self.router.stats_snapshot().queued
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight on any lane and nothing queued."""
+        snap = self.router.stats_snapshot()
+        return snap.in_flight == 0 and snap.queued == 0
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,174 @@
+"""The lanes' slots: which lanes the router has, which one takes a request, giving slots back.
+
+``LaneSlots`` follows the lane table (a lane keeps its runtime, counters and
+learned model across updates; one that now runs another process relearns),
+runs the policy over the current lanes, claims a slot on the lane it picked
+(or queues for one in ``Admission``) and releases it with the attempt's
+verdict for the lane's breaker, offering the freed slot to the queue.
+"""
+
+from __future__ import annotations
+
+import time
+
+from qwend.config.model import RouterConfig
+from qwend.router.admission import Admission
+from qwend.router.lanes import LaneRuntime
+from qwend.routing.breaker import CircuitBreaker
+from qwend.routing.classify import RequestSummary
+from qwend.routing.lanetable import RoutableLane
+from qwend.routing.perf import LanePerf
+from qwend.routing.policy import Decision, PolicyState, choose
+
+
+class LaneSlots:
+    """The current lanes' runtimes, the admission queue and the policy's state."""
+
+    def __init__(self, config: RouterConfig) -> None:
+        self._config = config
+        self._runtimes: dict[str, LaneRuntime] = {}
+        """Every lane with a runtime, including removed ones still serving requests."""
+        self._lanes: list[LaneRuntime] = []
+        """The current lane set's runtimes, in lane-table order."""
+        self._admission = Admission(config.queue_size, config.queue_timeout_s)
+        self._policy_state = PolicyState()
+
+    # ----- configuration and lane set -----
+
+    @property
+    def config(self) -> RouterConfig:
+        """The router configuration in force."""
+        return self._config
+
+    def configure(self, config: RouterConfig) -> None:
+        """Take a reloaded configuration: policy, limits, queue and breaker settings."""
+        self._config = config
+        self._admission.queue_size = config.queue_size
+        self._admission.queue_timeout_s = config.queue_timeout_s
+        for runtime in self._runtimes.values():
+            runtime.limit = config.max_in_flight_per_lane
+            runtime.breaker.threshold = config.breaker_failure_threshold
+            runtime.breaker.cooldown_s = config.breaker_cooldown_s
+        self._admission.wake()
+
+    def update(self, lanes: tuple[RoutableLane, ...]) -> None:
+        """Follow a new lane set (``LaneTable`` listener); waiters are offered the new lanes."""
+        current: list[LaneRuntime] = []
+        for lane in lanes:
+            runtime = self._runtimes.get(lane.name)
+            if runtime is None:
+                cfg = self._config
+                breaker = CircuitBreaker(cfg.breaker_failure_threshold, cfg.breaker_cooldown_s)
+                runtime = LaneRuntime(
+                    lane, cfg.max_in_flight_per_lane, breaker, changed_at=time.monotonic()
+                )
+                self._runtimes[lane.name] = runtime
+            elif runtime.lane.base_url != lane.base_url or runtime.lane.variant != lane.variant:
+                runtime.perf = LanePerf()  # another process now: relearn it
+                runtime.lane = lane
+            else:
+                runtime.lane = lane
+            current.append(runtime)
+        names = {lane.name for lane in lanes}
+        for name in [n for n, r in self._runtimes.items() if n not in names and r.in_flight == 0]:
+            del self._runtimes[name]
+        self._lanes = current
+        self._admission.wake()
+
+    # ----- reading -----
+
+    def runtimes(self) -> list[LaneRuntime]:
+        """The current lanes' runtimes, in lane-table order."""
+        return list(self._lanes)
+
+    def runtime(self, name: str) -> LaneRuntime:
+        """The live state of lane ``name`` (KeyError when unknown)."""
+        return self._runtimes[name]
+
+    def in_flight(self, name: str) -> int:
+        """Requests being served by lane ``name`` (0 for an unknown lane)."""
+        runtime = self._runtimes.get(name)
+        return runtime.in_flight if runtime is not None else 0
+
+    async def wait_drained(self, name: str, timeout: float) -> bool:
+        """Wait until lane ``name`` has nothing in flight; False when ``timeout`` passed first."""
+        runtime = self._runtimes.get(name)
+        return True if runtime is None else await runtime.wait_drained(timeout)
+
+    def total_in_flight(self) -> int:
+        """Requests in flight on every lane (removed lanes still serving included)."""
+        return sum(r.in_flight for r in self._runtimes.values())
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a slot."""
+        return self._admission.queued
+
+    @property
+    def queue_size(self) -> int:
+        """How many requests may wait for a slot."""
+        return self._admission.queue_size
+
+    # ----- claiming and releasing -----
+
+    def _pick(self, summary: RequestSummary, exclude: frozenset[str]) -> Decision:
+        cfg = self._config
+        return choose(
+            summary,
+            self._lanes,
+            cfg.text_policy,
+            long_text_min_tokens=cfg.long_text_min_tokens,
+            state=self._policy_state,
+            exclude=exclude,
+        )
+
+    def _grant(self, decision: Decision, work: float) -> None:
+        runtime = self._runtimes[decision.lane or ""]
+        now = time.monotonic()
+        runtime.occupy(now, work)
+        runtime.breaker.on_attempt(now)
+
+    def _ungrant(self, decision: Decision, work: float) -> None:
+        runtime = self._runtimes.get(decision.lane or "")
+        if runtime is not None:
+            runtime.release(time.monotonic(), work)
+            runtime.breaker.on_neutral()
+        self._admission.wake()
+
+    def claim(self, summary: RequestSummary, exclude: frozenset[str], work: float) -> Decision:
+        """The policy's choice among the lanes not in ``exclude``, its slot claimed at once.
+
+        A Decision without lane means wait (``wait_for_slot``) or refuse.
+        """
+        decision = self._pick(summary, exclude)
+        if decision.lane is not None:
+            self._grant(decision, work)
+        return decision
+
+    async def wait_for_slot(
+        self, summary: RequestSummary, exclude: frozenset[str], work: float, timeout: float
+    ) -> Decision:
+        """Queue until a lane's slot is claimed, or no lane is left (a Decision without lane).
+
+        Raises ``QueueFull`` or ``QueueTimeout``.
+        """
+        return await self._admission.admit(
+            lambda: self._pick(summary, exclude),
+            lambda d: self._grant(d, work),
+            lambda d: self._ungrant(d, work),
+            timeout,
+        )
+
+    def release(self, lane: LaneRuntime, verdict: bool | None, work: float) -> None:
+        """An attempt on ``lane`` ended; ``verdict`` is the breaker's: True well, False failed,
+        None no verdict (the client left)."""
+        now = time.monotonic()
+        if verdict is True:
+            lane.breaker.on_success()
+        elif verdict is False:
+            lane.counters.failures += 1
+            lane.breaker.on_failure(now)
+        else:
+            lane.breaker.on_neutral()
+        lane.release(now, work)
+        self._admission.wake()
