@@ -6,7 +6,7 @@ import inspect
 import os
 import platform
 import subprocess
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from types import CodeType, ModuleType
 from typing import Any
@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from tests.support.simlane import SimLaneFactory, SimLaneProcess, start_sim_lane
+
+pytest_plugins = ["pytester"]  # tests/test_integration_marking.py runs pytest on small files
 
 # -- integration tests: marked at collection, enforced at run time -------------------------
 #
@@ -90,26 +92,32 @@ def pytest_itemcollected(item: pytest.Item) -> None:
         item.add_marker(pytest.mark.integration)
 
 
+def _recorded(original: Callable[..., Any], describe: Callable[..., str]) -> Callable[..., Any]:
+    """``original``, noting each call in ``_spawned`` first."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        _spawned.append(describe(*args, **kwargs)[:200])
+        return original(*args, **kwargs)
+
+    return call
+
+
 @pytest.fixture(scope="session", autouse=True)
 def record_spawns() -> Iterator[None]:
-    """Record every ``Popen`` (``subprocess`` and ``asyncio`` both use it) and ``fork``."""
+    """Record every process start: ``Popen`` (``subprocess`` and ``asyncio`` both use it),
+    ``fork`` (``multiprocessing``, ``os.spawn*``), ``system`` and ``posix_spawn``."""
     # The openai client reads platform.platform(), which runs `uname -p` once per process:
     # run it now so it is not charged to whichever test builds the first client.
     platform.platform()
-    popen_init = subprocess.Popen.__init__
-    fork = os.fork
-
-    def recording_init(self: subprocess.Popen[Any], args: Any, *rest: Any, **kw: Any) -> None:
-        _spawned.append(repr(args)[:200])
-        popen_init(self, args, *rest, **kw)
-
-    def recording_fork() -> int:
-        _spawned.append("os.fork()")
-        return fork()
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(subprocess.Popen, "__init__", recording_init)
-        patch.setattr(os, "fork", recording_fork)
+        for owner, name, describe in (
+            (subprocess.Popen, "__init__", lambda _self, args, *a, **kw: repr(args)),
+            (os, "fork", lambda: "os.fork()"),
+            (os, "system", lambda command: f"os.system({command!r})"),
+            (os, "posix_spawn", lambda path, argv, *a, **kw: repr(argv)),
+            (os, "posix_spawnp", lambda path, argv, *a, **kw: repr(argv)),
+        ):
+            patch.setattr(owner, name, _recorded(getattr(owner, name), describe))
         yield
 
 
