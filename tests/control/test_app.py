@@ -270,7 +270,7 @@ async def test_shutdown_ends_event_stream_promptly() -> None:
                 return len([e async for e in stream])
 
             task = asyncio.create_task(drain())
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # one loop turn, not a wait: drain() is now reading
             # Leaving serve_control's block runs runner.cleanup (on_shutdown sets closing).
             await srv.app.shutdown()
             assert await asyncio.wait_for(task, 5) == 0

@@ -21,6 +21,7 @@ from qwend.daemon.demo import demo_environment, demo_path
 from qwend.daemon.exit import ExitStatus
 from tests.support.daemonproc import run_daemon, write_config
 from tests.support.lanescripts.factory import get_json, make_lane, pid_alive
+from tests.support.polling import SLACK_S, until
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +80,7 @@ async def test_sigterm_exits_0_and_leaves_nothing(tmp_path: Path) -> None:
         assert not d.control_socket.exists()
 
 
-async def test_sigkill_of_qwend_takes_every_lane_down_within_2s(tmp_path: Path) -> None:
+async def test_sigkill_of_qwend_takes_every_lane_down(tmp_path: Path) -> None:
     a = make_lane("a", npus=(0,), extra=["--spawn-child"])
     b = make_lane("b", npus=(1,), extra=["--ignore-term"])
     cfg = write_config(tmp_path, [a, b])
@@ -93,10 +94,10 @@ async def test_sigkill_of_qwend_takes_every_lane_down_within_2s(tmp_path: Path) 
         assert len(pids) >= 4  # two lanes, a grandchild, the orphan guard
         d.send(signal.SIGKILL)
         await d.wait_exit(5)
-        deadline = time.monotonic() + 2.0
-        while left := d.leftovers():
-            assert time.monotonic() < deadline, f"still alive after 2 s: {left}"
-            await asyncio.sleep(0.02)
+        # At once on a quiet machine (PDEATHSIG and the orphan guard); a loaded one gets slack.
+        await until(
+            lambda: not d.leftovers(), SLACK_S, f"all of {sorted(pids)} to die", interval=0.02
+        )
 
 
 async def test_sighup_restarts_only_the_lane_whose_env_changed(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Every captured npu-smi output in shared/fixtures/npu-smi parses to the values it shows."""
+"""Every captured npu-smi output in tests/fixtures/npu-smi parses to the values it shows."""
 
 from __future__ import annotations
 

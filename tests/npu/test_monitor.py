@@ -20,6 +20,7 @@ from qwend.errors import PreflightError
 from qwend.npu.monitor import NpuMonitor, run_tool
 from qwend.npu.parse import parse_info
 from tests.support.paths import NPU_SMI_FIXTURES
+from tests.support.polling import SLACK_S
 
 FIXTURES = NPU_SMI_FIXTURES
 
@@ -200,7 +201,7 @@ async def test_disabled_or_missing_npu_smi(tmp_path: Path) -> None:
     assert "not found" in (missing.view().error or "")
     started = time.monotonic()
     assert await missing.pre_start(lane("a", (0,))) is None
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < SLACK_S  # no release wait (30 s) without npu-smi
     await missing.stop()
     await off.stop()
 

@@ -24,6 +24,7 @@ import pytest
 from qwend.cli.exit import ExitStatus
 from qwend.config.model import HealthConfig, LaneConfig, RestartConfig, StopConfig
 from tests.support.daemonproc import free_port, run_daemon, write_config
+from tests.support.polling import until
 from tests.support.simlane import sim_command, sim_executable
 
 pytestmark = pytest.mark.slow
@@ -137,7 +138,9 @@ class Load:
         tasks = [asyncio.create_task(self.worker(n)) for n in range(self.workers)]
         try:
             result = await coro
-            await asyncio.sleep(1.0)  # keep loading the new lane for a moment
+            # Keep the load on until a few more long-text answers came after the switch.
+            answered = len(self.lanes)
+            await until(lambda: len(self.lanes) >= answered + 4, 60, "answers after the switch")
             return result
         finally:
             self.stop.set()

@@ -19,6 +19,7 @@ from qwend.errors import PromotionConflict, PromotionError
 from qwend.promotion.promoter import Promoter, Promotion
 from qwend.promotion.state import StateStore
 from tests.support.control_fakes import FakeMonitor, FakeSupervisor, FakeTraffic, demo_config
+from tests.support.polling import until
 
 CALLER = Caller(uid=1000, pid=4242, user="op")
 
@@ -223,7 +224,7 @@ async def test_aclose_cancels_running_promotion_and_refuses_new_ones(tmp_path: P
     store = StateStore(tmp_path)
     promoter = Promoter(sup, FakeTraffic(), store)
     promotion = promoter.start("recurrent_v2", CALLER)
-    await asyncio.sleep(0)
+    await until(lambda: ("wait_ready", "recurrent_v2") in sup.calls, what="the candidate start")
     await promoter.aclose()
     assert promotion.task is not None and promotion.task.cancelled()
     assert promoter.running() == ()

@@ -15,6 +15,7 @@ from qwend.config.model import ListenAddress, PublicEndpoint
 from qwend.public.app import MAX_BODY_BYTES, make_public_app
 from qwend.public.keys import ApiKeys
 from qwend.routing.lanetable import LaneTable, RoutableLane
+from tests.support.polling import until
 from tests.support.router_fakes import (
     IMAGE_PART,
     FakeLane,
@@ -167,8 +168,7 @@ async def test_busy_role_lane_queues_in_the_router() -> None:
         first = asyncio.create_task(post_stream(session, url))
         await s.lanes["mm"].started.wait()
         second = asyncio.create_task(post(session, url, chat("queued")))
-        while s.router.queued == 0:
-            await asyncio.sleep(0.005)
+        await until(lambda: s.router.queued == 1, what="the second request queued")
         gate.set()
         lane, text = await first
         assert lane == "mm" and text == "mm0 mm1 "

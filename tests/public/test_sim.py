@@ -141,7 +141,10 @@ async def test_client_disconnect_through_a_role_endpoint_aborts_the_lane(
 
         task = asyncio.create_task(reader())
         await until(lambda: handle.router.in_flight("fast") == 1)
-        await asyncio.sleep(0.2)  # let generation run for a while
+        running = "vllm:num_requests_running"
+        await asyncio.to_thread(
+            wait_for, lambda: metric_value(fast.base_url, running) == 1.0, what="generating"
+        )
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         aborted = "qwend_sim_requests_aborted_total"

@@ -11,6 +11,7 @@ import aiohttp
 
 from qwend.config.model import RouterConfig, TextPolicy
 from qwend.routing.lanetable import LaneTable
+from tests.support.polling import SLACK_S
 from tests.support.router_fakes import FakeLane, chat, fake_lanes, routable, run_router, until
 
 
@@ -102,7 +103,8 @@ async def _disconnect_aborts_upstream(stream: bool) -> None:
             task.cancel()  # closes the client's connection
             await asyncio.gather(task, return_exceptions=True)
             await until(lambda: fast.aborts == 1)
-            assert fast.abort_times[0] - gone < 0.1 + 0.05  # the 100 ms bound, plus loop jitter
+            # Prompt (a 50 ms watch); the figure is in benchmarks/disconnect_abort.py.
+            assert fast.abort_times[0] - gone < SLACK_S
             await until(lambda: h.router.in_flight("fast") == 0)
             snap = h.router.stats_snapshot()
             assert snap.client_disconnects >= 1

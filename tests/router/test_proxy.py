@@ -219,7 +219,7 @@ async def test_draining_lane_gets_no_new_requests_but_finishes() -> None:
                 _, headers, _ = await post(h.url, chat())
                 assert headers["X-Qwend-Lane"] == "stable"
                 drained = asyncio.create_task(h.router.wait_drained("fast", 5))
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # one loop turn, not a wait: the task is now waiting
                 assert not drained.done()
                 gate.set()
                 assert (await r.read()).endswith(b"[DONE]\n\n")

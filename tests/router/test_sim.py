@@ -23,6 +23,7 @@ from tests.support.simlane import (
 )
 
 ABORTED = "qwend_sim_requests_aborted_total"
+RUNNING = "vllm:num_requests_running"
 
 
 def lane_of(name: str, sim: SimLaneProcess, role: str, variant: str) -> RoutableLane:
@@ -212,7 +213,9 @@ async def test_client_disconnect_aborts_sim_generation(
 
         task = asyncio.create_task(client())
         await until(lambda: h.router.in_flight("fast") == 1)
-        await asyncio.sleep(0.2)  # let generation run for a while
+        await asyncio.to_thread(
+            wait_for, lambda: metric_value(fast.base_url, RUNNING) == 1.0, what="generating"
+        )
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await asyncio.to_thread(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
@@ -20,7 +19,7 @@ from qwend.supervisor.health import (
     served_models,
     wait_ready,
 )
-from tests.support.lanescripts.factory import free_port
+from tests.support.polling import SLACK_S, until
 
 
 @dataclass
@@ -31,6 +30,8 @@ class FakeLane:
     health_hang: bool = False
     models: list[str] = field(default_factory=lambda: ["m"])
     completions: int = 0
+    health_requests: int = 0
+    models_requests: int = 0
 
 
 def lane_for(port: int, **health: object) -> LaneConfig:
@@ -52,11 +53,13 @@ async def fake() -> AsyncIterator[tuple[FakeLane, int]]:
     state = FakeLane()
 
     async def health(_: web.Request) -> web.Response:
+        state.health_requests += 1
         if state.health_hang:
             await asyncio.sleep(3600)
         return web.json_response({}, status=state.health_status)
 
     async def models(_: web.Request) -> web.Response:
+        state.models_requests += 1
         return web.json_response({"data": [{"id": m} for m in state.models]})
 
     async def completions(_: web.Request) -> web.Response:
@@ -82,8 +85,9 @@ async def test_ready_needs_health_and_a_listed_model(fake: tuple[FakeLane, int])
     state.models = []
     async with aiohttp.ClientSession() as session:
         assert await check_models(session, lane) == "/v1/models lists no model yet"
+        asked = state.models_requests
         task = asyncio.create_task(wait_ready(session, lane, asyncio.Event()))
-        await asyncio.sleep(0.3)
+        await until(lambda: state.models_requests >= asked + 2, what="two looks at the models")
         assert not task.done()
         state.models = ["m"]
         await asyncio.wait_for(task, 2)
@@ -98,17 +102,18 @@ async def test_ready_times_out_with_the_last_problem(fake: tuple[FakeLane, int])
             await wait_ready(session, lane, asyncio.Event())
 
 
-async def test_process_exit_ends_the_wait_at_once() -> None:
-    lane = lane_for(free_port(), startup_timeout_s=60.0)
+async def test_process_exit_ends_the_wait_at_once(fake: tuple[FakeLane, int]) -> None:
+    state, port = fake
+    state.health_status = 503
+    lane = lane_for(port, startup_timeout_s=60.0)
     exited = asyncio.Event()
     async with aiohttp.ClientSession() as session:
         task = asyncio.create_task(wait_ready(session, lane, exited))
-        await asyncio.sleep(0.1)
-        started = time.monotonic()
+        await until(lambda: state.health_requests >= 1, what="the wait to be polling")
         exited.set()
+        # "At once": within a loaded machine's slack, nowhere near startup_timeout_s.
         with pytest.raises(NotReady, match="process exited during start"):
-            await asyncio.wait_for(task, 2)
-        assert time.monotonic() - started < 1.0
+            await asyncio.wait_for(task, SLACK_S)
 
 
 async def test_hanging_health_is_unhealthy_after_threshold(fake: tuple[FakeLane, int]) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -15,6 +15,7 @@ from qwend.config.model import RouterConfig
 from qwend.router.app import make_router_app
 from qwend.router.router import ROUTER_KEY, Router
 from qwend.routing.lanetable import LaneTable, RoutableLane
+from tests.support.polling import until as until  # re-exported for the router tests
 
 
 @dataclass
@@ -237,12 +238,3 @@ def chat(text: str = "hello", max_tokens: int = 8, **extra: object) -> dict[str,
 
 
 IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait (polling the loop) until ``predicate()`` is true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)

@@ -30,6 +30,7 @@ from typing import Any
 
 from qwend.sim import images
 from qwend.sim.images import solid_png
+from tests.support.polling import wait_for as wait_for  # re-exported for the sim tests
 
 DEFAULT_MODEL = "qwen3.5-9b"
 
@@ -240,15 +241,6 @@ def metric_value(base_url: str, name: str) -> float:
         if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
             total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll ``predicate`` (for state only observable by polling: metrics, files)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 async def collect_stream(stream: AsyncIterable[Any]) -> tuple[str, Any]:
