@@ -79,7 +79,8 @@ def build_services(
     promoter = Promoter(
         supervisor, router, store, monitor, drain_timeout_s=config.daemon.drain_timeout_s
     )
-    api_keys = ApiKeys(keys)
+    api_keys = ApiKeys()
+    api_keys.swap(keys)  # as a reload does: logs what is in force
     return Services(store, router_app, router, monitor, supervisor, promoter, warnings, api_keys)
 
 
