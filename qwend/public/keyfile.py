@@ -72,7 +72,14 @@ class KeySet:
         """The key an ``Authorization`` header value carries, or None."""
         if authorization is None or authorization[:7].lower() != _BEARER:
             return None
-        presented = digest(authorization[7:].strip())
+        try:
+            # aiohttp hands over header bytes that are not UTF-8 as surrogate escapes:
+            # back to the same bytes, which match no key of the (UTF-8) file.
+            presented = hashlib.sha256(
+                authorization[7:].strip().encode("utf-8", "surrogateescape")
+            ).digest()
+        except UnicodeEncodeError:
+            return None
         found: ApiKey | None = None
         for key in self.keys:  # no early exit: every key costs the same
             if hmac.compare_digest(presented, key.digest):

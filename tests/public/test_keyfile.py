@@ -41,6 +41,12 @@ def test_anything_but_the_exact_key_is_refused(header: str | None) -> None:
     assert parse(KEY + "\n").find(header) is None
 
 
+@pytest.mark.parametrize("junk", ["\udcff\udcfe", "\ud800", "\udced\udca0\udc80"])
+def test_a_header_that_was_not_utf8_matches_no_key(junk: str) -> None:
+    # aiohttp passes such header bytes on as surrogate escapes.
+    assert parse(KEY + "\n").find(f"Bearer {junk}") is None
+
+
 def test_settings_after_the_key_name_and_limit_it() -> None:
     keys = parse(
         f"{KEY}   name=alice requests_per_minute=60 tokens_per_minute=200000  # the lab\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -172,6 +173,22 @@ async def test_requests_need_a_right_key(target: str) -> None:
         assert status == 200 and headers["X-Qwend-Lane"] == "fast"
         assert (await call(url, f"Bearer {KEY}", "/v1/models"))[0] == 200
         assert fast.requests == 1
+
+
+async def test_a_key_header_of_bytes_that_are_not_utf8_is_a_401() -> None:
+    async with endpoints(ApiKeys(key_set(f"{KEY}\n"))) as ([url], fast):
+        host, port = url.removeprefix("http://").split(":")
+        for junk in (b"\xff\xfe", b"\xed\xa0\x80", KEY.encode() + b"\xc3"):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(
+                b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                b"Authorization: Bearer " + junk + b"\r\n\r\n"
+            )
+            status_line = await asyncio.wait_for(reader.readline(), 10)
+            writer.close()
+            await writer.wait_closed()
+            assert status_line.startswith(b"HTTP/1.1 401 "), (junk, status_line)
+        assert fast.requests == 0
 
 
 async def test_every_endpoint_follows_one_swap_on_and_off() -> None:
