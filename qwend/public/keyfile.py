@@ -34,8 +34,12 @@ OPTIONS = ("name", "requests_per_minute", "tokens_per_minute")
 
 
 def digest(key: str) -> bytes:
-    """What is kept of a key."""
-    return hashlib.sha256(key.encode()).digest()
+    """What is kept of a key; UnicodeEncodeError for a string no bytes could have given.
+
+    aiohttp hands over header bytes that are not UTF-8 as surrogate escapes: they are
+    encoded back to the bytes sent, which match no key of the (UTF-8) file.
+    """
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
 
 
 @dataclass(frozen=True)
@@ -43,11 +47,16 @@ class ApiKey:
     """One accepted key: its digest, a name for people, its limits."""
 
     digest: bytes = field(repr=False)
-    name: str
-    """``name=`` on its line, else ``line N``: how logs and messages refer to the key."""
+    name: str | None = None
+    """``name=`` on its line, if any."""
     limits: KeyLimits = field(default_factory=KeyLimits)
     line: int = 0
     """Its line in the keys file."""
+
+    @property
+    def label(self) -> str:
+        """How logs refer to the key (never by the key itself): its name, else its line."""
+        return self.name if self.name is not None else f"line {self.line}"
 
 
 @dataclass(frozen=True)
@@ -73,11 +82,7 @@ class KeySet:
         if authorization is None or authorization[:7].lower() != _BEARER:
             return None
         try:
-            # aiohttp hands over header bytes that are not UTF-8 as surrogate escapes:
-            # back to the same bytes, which match no key of the (UTF-8) file.
-            presented = hashlib.sha256(
-                authorization[7:].strip().encode("utf-8", "surrogateescape")
-            ).digest()
+            presented = digest(authorization[7:].strip())
         except UnicodeEncodeError:
             return None
         found: ApiKey | None = None
@@ -104,15 +109,17 @@ def parse_key_file(text: str, source: str) -> KeySet:
             continue
         known = keys.get(key.digest)
         if known is not None:
-            if known.limits != key.limits or _named(known) != _named(key):
+            if (known.name, known.limits) != (key.name, key.limits):
                 msg = f"the same key as line {known.line} with other settings; keep one of them"
                 issues.append(ConfigIssue(source, where, msg))
             continue  # an exact repeat is harmless
-        if key.name in names:
-            msg = f"name {key.name!r} is already used on line {names[key.name]}; names are unique"
-            issues.append(ConfigIssue(source, where, msg))
-            continue
-        names[key.name] = number
+        if key.name is not None:
+            if key.name in names:
+                used = names[key.name]
+                msg = f"name {key.name!r} is already used on line {used}; names are unique"
+                issues.append(ConfigIssue(source, where, msg))
+                continue
+            names[key.name] = number
         keys[key.digest] = key
     if not keys and not issues:
         msg = (
@@ -127,10 +134,6 @@ def parse_key_file(text: str, source: str) -> KeySet:
 
 class _BadLine(Exception):
     """A key line that cannot be used; the message never quotes the key."""
-
-
-def _named(key: ApiKey) -> str | None:
-    return None if key.name == f"line {key.line}" else key.name
 
 
 def _parse_line(number: int, words: list[str]) -> ApiKey:
@@ -153,8 +156,8 @@ def _parse_line(number: int, words: list[str]) -> ApiKey:
         if option in settings:
             raise _BadLine(f"{option} is set twice")
         settings[option] = value
-    name = settings.get("name", f"line {number}")
-    if "name" in settings and not _NAME_RE.fullmatch(name):
+    name = settings.get("name")
+    if name is not None and not _NAME_RE.fullmatch(name):
         raise _BadLine(f"name={name!r}: expected letters, digits, '_', '.', '@', '-' (at most 64)")
     limits = KeyLimits(
         requests_per_minute=_rate(settings, "requests_per_minute"),

@@ -57,6 +57,8 @@ class ApiKeys:
         self._keys = keys
         self._limiter = RateLimiter()
         self._clock = clock
+        self._held: set[bytes] = set()
+        """Keys refused since their last admitted request (logged once per episode)."""
 
     @property
     def current(self) -> KeySet | None:
@@ -73,6 +75,7 @@ class ApiKeys:
         old, self._keys = self._keys, keys
         kept = keys.keys if keys is not None else ()
         self._limiter.retain((key.digest, key.limits) for key in kept)
+        self._held &= {key.digest for key in kept}
         if keys is not None:
             log.info("API keys loaded", file=keys.source, keys=keys.count, limited=keys.limited)
         elif old is not None:
@@ -80,4 +83,17 @@ class ApiKeys:
 
     def admit(self, key: ApiKey, tokens: int) -> Limited | None:
         """Charge one request of ``tokens`` estimated tokens to ``key``: None, or why not."""
-        return self._limiter.admit(key.digest, key.limits, tokens, self._clock())
+        limited = self._limiter.admit(key.digest, key.limits, tokens, self._clock())
+        if limited is None:
+            self._held.discard(key.digest)
+        elif key.digest not in self._held:
+            # Once until the key gets through again: a client hammering a limit is no flood.
+            self._held.add(key.digest)
+            log.warning(
+                "API key over its rate limit",
+                key=key.label,
+                limit=limited.limit.value,
+                per_minute=limited.per_minute,
+                retry_after_s=limited.retry_after_header,
+            )
+        return limited

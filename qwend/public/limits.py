@@ -115,18 +115,18 @@ class RateLimiter:
     def admit(self, key: bytes, limits: KeyLimits, tokens: int, now: float) -> Limited | None:
         """Admit one request of ``key`` costing ``tokens``: None, or why not (nothing paid)."""
         costs = {Limit.REQUESTS: 1, Limit.TOKENS: tokens}
-        buckets = []
-        refusal: Limited | None = None
+        payments: list[tuple[TokenBucket, int]] = []
+        worst: tuple[float, Limit, int] | None = None  # the longest wait: what to report
         for kind, rate in limits.rates():
             bucket = self._bucket(key, kind, rate, now)
-            cost = costs[kind]
-            wait = bucket.wait_s(cost, now)
-            buckets.append((bucket, cost))
-            if wait > 0 and (refusal is None or _later(wait, refusal.retry_after_s)):
-                refusal = Limited(kind, rate, cost, None if math.isinf(wait) else wait)
-        if refusal is not None:
-            return refusal
-        for bucket, cost in buckets:
+            wait = bucket.wait_s(costs[kind], now)
+            payments.append((bucket, costs[kind]))
+            if wait > 0 and (worst is None or wait > worst[0]):
+                worst = (wait, kind, rate)
+        if worst is not None:
+            wait, kind, rate = worst
+            return Limited(kind, rate, costs[kind], None if math.isinf(wait) else wait)
+        for bucket, cost in payments:
             bucket.take(cost, now)
         return None
 
@@ -147,10 +147,3 @@ class RateLimiter:
         if bucket is None:
             bucket = self._buckets[name] = TokenBucket(rate, now)
         return bucket
-
-
-def _later(wait: float, than: float | None) -> bool:
-    """Whether ``wait`` is a longer (or more final) refusal than ``than`` (None: never)."""
-    if than is None:
-        return False
-    return wait > than

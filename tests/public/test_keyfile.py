@@ -30,7 +30,7 @@ def test_bare_keys_read_as_they_always_did() -> None:
     assert keys.find(f"bearer {OTHER}") is not None  # the scheme is case-insensitive
     assert keys.find("Bearer # team A") is None
     assert keys.find(f"#{OTHER}") is None
-    assert [k.name for k in keys.keys] == ["line 3", "line 6"]
+    assert [(k.name, k.label) for k in keys.keys] == [(None, "line 3"), (None, "line 6")]
 
 
 @pytest.mark.parametrize(
@@ -53,10 +53,10 @@ def test_settings_after_the_key_name_and_limit_it() -> None:
         f"{OTHER} tokens_per_minute=5\n"
     )
     alice = keys.find(f"Bearer {KEY}")
-    assert alice is not None and alice.name == "alice" and alice.line == 1
+    assert alice is not None and alice.label == "alice" and alice.line == 1
     assert alice.limits == KeyLimits(requests_per_minute=60, tokens_per_minute=200000)
     other = keys.find(f"Bearer {OTHER}")
-    assert other is not None and other.name == "line 2"
+    assert other is not None and other.name is None and other.label == "line 2"
     assert other.limits == KeyLimits(tokens_per_minute=5)
     assert keys.limited == 2
 

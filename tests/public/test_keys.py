@@ -93,9 +93,6 @@ def test_swap_puts_a_whole_set_in_force_and_logs_no_key() -> None:
     assert all(OTHER not in str(entry) and KEY not in str(entry) for entry in logs)
 
 
-# -- over HTTP ----------------------------------------------------------------------------
-
-
 @dataclass
 class Clock:
     """A monotonic clock the test moves by hand."""
@@ -104,6 +101,29 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def test_a_key_over_its_limit_is_logged_once_per_episode_by_name() -> None:
+    clock = Clock()
+    keys = ApiKeys(key_set(f"{KEY} name=alice requests_per_minute=1\n"), clock=clock)
+    current = keys.current
+    assert current is not None
+    (alice,) = current.keys
+    with capture_logs() as logs:
+        assert keys.admit(alice, 1) is None
+        for _ in range(50):
+            assert keys.admit(alice, 1) is not None
+        clock.now += 60
+        assert keys.admit(alice, 1) is None
+        assert keys.admit(alice, 1) is not None
+    held = [e for e in logs if e["event"] == "API key over its rate limit"]
+    assert len(held) == 2
+    assert held[0]["key"] == "alice" and held[0]["limit"] == "requests"
+    assert held[0]["retry_after_s"] == 60 and held[0]["log_level"] == "warning"
+    assert all(KEY not in str(entry) for entry in logs)
+
+
+# -- over HTTP ----------------------------------------------------------------------------
 
 
 @contextlib.asynccontextmanager
