@@ -65,6 +65,8 @@ class LaneSnapshot:
     accepting: bool
     """Routable right now (ready, active, not draining)."""
     warnings: tuple[str, ...]
+    last_error: str | None = None
+    """qwend's own last error supervising the lane (retried); cleared when it is ready."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,7 @@ class Supervisor:
             reason=runner.reason,
             accepting=routable.accepting and routable.active,
             warnings=runner.warnings,
+            last_error=runner.last_error,
         )
 
     def snapshots(self) -> tuple[LaneSnapshot, ...]:
