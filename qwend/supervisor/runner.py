@@ -26,7 +26,16 @@ from qwend.config.model import LaneConfig
 from qwend.errors import LaneError
 from qwend.logs import lane_logger
 from qwend.supervisor.guard import OrphanGuard
-from qwend.supervisor.health import Liveness, NotReady, model_mismatch, served_models, wait_ready
+from qwend.supervisor.health import (
+    ListenerCheck,
+    Liveness,
+    NotReady,
+    model_mismatch,
+    served_models,
+    wait_ready,
+)
+from qwend.supervisor.identity import check_listeners
+from qwend.supervisor.listener import Listeners
 from qwend.supervisor.output import LogRing
 from qwend.supervisor.process import LaneProcess
 from qwend.supervisor.restart import RestartPolicy
@@ -248,7 +257,7 @@ class LaneRunner:
         except LaneError as exc:
             return str(exc)
         try:
-            await wait_ready(self._ctx.session(), self.cfg, proc.exited)
+            await wait_ready(self._ctx.session(), self.cfg, proc.exited, self._listeners(proc))
         except NotReady as exc:
             if proc.running:
                 self.apply(Event.UNHEALTHY, str(exc))
@@ -266,8 +275,23 @@ class LaneRunner:
         self.last_error = None
         return await self._watch(proc)
 
+    def _listeners(self, proc: LaneProcess) -> ListenerCheck:
+        """Who listens on the lane's port, checked in a thread (it reads /proc)."""
+        pgid = proc.pid
+        assert pgid is not None
+
+        async def check() -> Listeners:
+            return await asyncio.to_thread(check_listeners, self.name, self.cfg.port, pgid)
+
+        return check
+
     async def _watch(self, proc: LaneProcess) -> str:
-        live = Liveness(self.cfg, self._ctx.session(), last_traffic_ok=lambda: self.last_traffic_ok)
+        live = Liveness(
+            self.cfg,
+            self._ctx.session(),
+            last_traffic_ok=lambda: self.last_traffic_ok,
+            listeners=self._listeners(proc),
+        )
         self._live = live
         live_task = asyncio.create_task(live.run(), name=f"live:{self.name}")
         exit_task = asyncio.create_task(proc.exited.wait(), name=f"exit:{self.name}")
