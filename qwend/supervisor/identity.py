@@ -26,7 +26,9 @@ def check_listeners(lane: str, port: int, pgid: int) -> Listeners:
     listening = frozenset().union(*(_listening(table, port) for table in TCP_TABLES))
     if not listening:
         return judge(lane, port, pgid, listening, frozenset(), {})
-    own = _held(group_members(pgid), listening)
+    own = _held([pgid], listening)  # the group leader listens itself in most servers
+    if own != listening:
+        own = _held(group_members(pgid), listening)
     holders = {} if listening <= own else _holders(listening - own)
     return judge(lane, port, pgid, listening, own, holders)
 
