@@ -59,16 +59,17 @@ async def parse_request(
     except InvalidRequest as exc:
         return _bad_request(fwd.counters, exc.message, exc.param)
     refused = await media_refusal(fwd, doc)
-    return refused or summary
+    return summary if refused is None else refused
 
 
 async def media_refusal(fwd: Forwarding, doc: object) -> web.Response | None:
     """A 400 when a media URL of ``doc`` is refused by the policy, else None."""
+    sources = list(media_sources(doc))
+    if not sources:  # text: nothing to judge
+        return None
     config = fwd.config
     try:
-        await check_media(
-            media_sources(doc), MediaPolicy.of(config), config.media_resolve_timeout_s
-        )
+        await check_media(sources, MediaPolicy.of(config), config.media_resolve_timeout_s)
     except MediaRefused as exc:
         fwd.counters.bad_requests += 1
         return error_response(400, exc.message, param=exc.param, code=MEDIA_REFUSED)

@@ -144,15 +144,15 @@ def _is_source_key(key: object) -> bool:
 
 def judge_source(url: str, policy: MediaPolicy) -> Verdict:
     """What the policy says about one media URL before any name is resolved."""
-    scheme, colon, rest = url.partition(":")
-    scheme = scheme.lower()
-    if not colon or not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
+    colon = url.find(":", 0, 32)  # bounded: a data: URL may be megabytes long
+    scheme = url[:colon].lower()
+    if colon < 0 or not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
         return Refused("is not a URL: send a data: URL or an http(s) URL")
     if scheme == "data":
         return _judge_data(url, policy)
     if scheme not in ("http", "https"):
         return Refused(f"uses the scheme {scheme}:, refused here: send a data: or http(s) URL")
-    found = _authority(rest)
+    found = _authority(url[colon + 1 :])
     if isinstance(found, Refused):
         return found
     host, port = found
@@ -179,7 +179,7 @@ def _judge_data(url: str, policy: MediaPolicy) -> Verdict:
             f"is a data: URL of {len(url)} bytes, more than this server's limit of"
             f" {policy.data_url_max_bytes}"
         )
-    if "," not in url:
+    if url.find(",", 0, 1024) < 0:  # the comma ends the short header (media type, base64)
         return Refused("is not a valid data: URL (data:[MEDIA-TYPE][;base64],DATA)")
     return Allowed()
 
