@@ -121,6 +121,14 @@ class RouterConfig:
     """Idle keep-alive of pooled lane connections (shorter than the lane's own)."""
     allow_unauthenticated: bool = False
     """Allow ``listen`` on a non-loopback address: the router's port never asks for a key."""
+    media_data_url_max_bytes: int = 20 * 1024 * 1024
+    """Longest ``data:`` URL a request's media part may be; 0 refuses data URLs."""
+    media_allowed_hosts: tuple[str, ...] = ()
+    """Hosts media URLs may name whatever their addresses (the operator's image servers)."""
+    media_public_hosts: bool = True
+    """Accept media URLs naming any other host whose every address is public."""
+    media_resolve_timeout_s: float = 2.0
+    """How long resolving the host of a media URL may take (then the request is refused)."""
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,7 @@ async def _complete(request: web.Request, path: str, classify: Classifier) -> we
     ctx = request.app[PUBLIC_KEY]
     fwd = ctx.forwarding
     body = await request.read()  # beyond client_max_size: HTTPRequestEntityTooLarge
-    summary = parse_request(fwd.counters, body, classify)
+    summary = await parse_request(fwd, body, classify)
     if isinstance(summary, web.Response):
         return summary
     key = request.get(CALLER_KEY)
