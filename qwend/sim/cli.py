@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
@@ -19,6 +20,12 @@ from qwend.sim.lane import FaultSettings, SimSettings
 from qwend.sim.latency import VARIANTS, profile_for
 
 USAGE_ERROR = 2
+
+HANG_FILE = "npu-smi-hang"
+"""While a file of this name is in the state directory, every ``npu-smi`` run hangs (fault
+injection: a wedged driver's npu-smi never answers)."""
+
+HANG_POLL_S = 0.1
 
 
 def _positive(value: str) -> float:
@@ -116,6 +123,9 @@ def npu_smi(argv: Sequence[str], env: Mapping[str, str], out: TextIO, err: TextI
         err.write(f"{npusmi.USAGE}\n")
         return USAGE_ERROR
     opts = args[1:]
+    hang = state.state_dir(env) / HANG_FILE
+    while hang.exists():
+        time.sleep(HANG_POLL_S)
     records = state.read_records(state.state_dir(env))
     if not opts:
         out.write(npusmi.render_info(records))

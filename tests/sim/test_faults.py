@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -13,12 +15,15 @@ import aiohttp
 import openai
 import pytest
 
+from qwend.sim.cli import HANG_FILE
+from tests.support.polling import SLACK_S
 from tests.support.simlane import DEFAULT_MODEL as MODEL
 from tests.support.simlane import (
     SimLaneFactory,
     SimLaneProcess,
     metric_value,
     run_npu_smi,
+    sim_executable,
     wait_for,
 )
 
@@ -153,3 +158,23 @@ def test_leaked_npu_memory_shows_after_exit(sim_lane: SimLaneFactory, sim_state_
         what="the leak window to end",
     )
     assert f"| 5       0            | {held.pid:<14}|" in run_npu_smi(sim_state_dir, "info").stdout
+
+
+def test_npu_smi_hangs_while_the_hang_file_exists(sim_state_dir: Path) -> None:
+    sim_state_dir.mkdir(parents=True, exist_ok=True)
+    hang = sim_state_dir / HANG_FILE
+    hang.touch()
+    env = dict(os.environ, QWEND_SIM_STATE_DIR=str(sim_state_dir))
+    proc = subprocess.Popen(
+        [sim_executable(), "npu-smi", "info"], stdout=subprocess.PIPE, env=env, text=True
+    )
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=1.0)  # a hung npu-smi: no answer while the file is there
+        hang.unlink()
+        out, _ = proc.communicate(timeout=SLACK_S)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0
+    assert "npu-smi" in out
