@@ -203,6 +203,11 @@ class Daemon:
             ("monitor", old.monitor, new.monitor),
             ("public endpoints", old.public.endpoints, new.public.endpoints),
             ("console_listen", old.public.console_listen, new.public.console_listen),
+            (
+                "lanes_survive_restart",
+                old.daemon.lanes_survive_restart,
+                new.daemon.lanes_survive_restart,
+            ),
         ):
             if a != b:
                 log.warning("setting changed; takes effect when qwend restarts", setting=what)

@@ -22,6 +22,7 @@ import aiohttp
 from qwend.config.model import LaneConfig
 from qwend.errors import LaneError
 from qwend.logs import lane_logger
+from qwend.supervisor.detached import DetachedLaneProcess, LaneRegistry
 from qwend.supervisor.guard import OrphanGuard
 from qwend.supervisor.health import Liveness, NotReady, model_mismatch, served_models, wait_ready
 from qwend.supervisor.output import LogRing
@@ -45,6 +46,8 @@ class LaneContext:
     """Raises PreflightError (checks claims of the other lanes and the port)."""
     pre_start: Callable[[LaneConfig], Awaitable[str | None]] | None
     on_change: Callable[[LaneRunner, LaneState, LaneState, str | None], None]
+    registry: LaneRegistry | None = None
+    """Set when lanes outlive the daemon (``[daemon] lanes_survive_restart``)."""
 
 
 class LaneRunner:
@@ -58,7 +61,8 @@ class LaneRunner:
         self.restarts = 0
         self.last_exit: str | None = None
         self.warnings: tuple[str, ...] = ()
-        self.proc: LaneProcess | None = None
+        self.proc: LaneProcess | DetachedLaneProcess | None = None
+        self._adopted: DetachedLaneProcess | None = None
         self.ring = LogRing()
         self.policy = RestartPolicy(cfg.restart)
         self.last_traffic_ok: float | None = None
@@ -123,6 +127,11 @@ class LaneRunner:
                 self.policy.reset()  # an operator start is a fresh chance
             self.apply(Event.START)
             self._life = asyncio.create_task(self._run(), name=f"lane:{self.name}")
+
+    async def adopt(self, proc: DetachedLaneProcess) -> None:
+        """Supervise a running process a previous daemon started: a start that spawns nothing."""
+        self._adopted = proc
+        await self.start()
 
     async def stop(self, reason: str | None = None) -> None:
         """Stop the lane; returns when its process group is gone."""
@@ -189,7 +198,11 @@ class LaneRunner:
                     self.apply(Event.STOP, f"internal error: {exc}")
                     self.apply(Event.STOPPED, f"internal error: {exc}")
 
-    async def _spawn(self) -> LaneProcess:
+    async def _spawn(self) -> LaneProcess | DetachedLaneProcess:
+        adopted, self._adopted = self._adopted, None
+        if adopted is not None:
+            self.proc = adopted
+            return adopted
         cfg = self.cfg
         self._ctx.preflight(cfg)
         warnings: list[str] = []
@@ -199,14 +212,25 @@ class LaneRunner:
                 warnings.append(warning)
                 self._log.warning("pre-start warning", warning=warning)
         self.warnings = tuple(warnings)
-        proc = LaneProcess(
-            cfg,
-            log_dir=self._ctx.log_dir(),
-            log_keep=self._ctx.log_keep(),
-            env=self._ctx.environment(cfg),
-            guard=self._ctx.guard,
-            ring=self.ring,
-        )
+        proc: LaneProcess | DetachedLaneProcess
+        if self._ctx.registry is not None:
+            proc = DetachedLaneProcess(
+                cfg,
+                log_dir=self._ctx.log_dir(),
+                log_keep=self._ctx.log_keep(),
+                env=self._ctx.environment(cfg),
+                registry=self._ctx.registry,
+                ring=self.ring,
+            )
+        else:
+            proc = LaneProcess(
+                cfg,
+                log_dir=self._ctx.log_dir(),
+                log_keep=self._ctx.log_keep(),
+                env=self._ctx.environment(cfg),
+                guard=self._ctx.guard,
+                ring=self.ring,
+            )
         self.proc = proc
         await proc.start()
         return proc
@@ -234,7 +258,7 @@ class LaneRunner:
         self.apply(Event.READY)
         return await self._watch(proc)
 
-    async def _watch(self, proc: LaneProcess) -> str:
+    async def _watch(self, proc: LaneProcess | DetachedLaneProcess) -> str:
         live = Liveness(self.cfg, self._ctx.session(), last_traffic_ok=lambda: self.last_traffic_ok)
         self._live = live
         live_task = asyncio.create_task(live.run(), name=f"live:{self.name}")

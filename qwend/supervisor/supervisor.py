@@ -9,6 +9,7 @@ reads (replaced on every change), lane events, and carries out reloads (planned 
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from qwend.config.model import Config, LaneConfig
 from qwend.errors import LaneError
 from qwend.logs import get_logger
 from qwend.routing.lanetable import LaneTable, RoutableLane, TrafficGate
+from qwend.supervisor.adoption import LaneRecord, Verdict, decide
+from qwend.supervisor.detached import DetachedLaneProcess, LaneRegistry, proc_facts, stop_group
 from qwend.supervisor.guard import OrphanGuard
 from qwend.supervisor.output import read_log_tail
 from qwend.supervisor.preflight import preflight
@@ -105,6 +108,10 @@ class Supervisor:
         self._extra_env = dict(extra_env or {})
         self.chip_family = chip_family
         self._guard = OrphanGuard()
+        # Always kept: lanes a previous daemon left are adopted, or stopped when the
+        # setting is off now (``[daemon] lanes_survive_restart`` needs a restart).
+        self._registry = LaneRegistry(config.daemon.state_dir)
+        self._survive = config.daemon.lanes_survive_restart
         self._session: aiohttp.ClientSession | None = None
         self._events: Broadcast[LaneEvent] = Broadcast(EVENT_BUFFER)
         self._closing = False
@@ -137,6 +144,7 @@ class Supervisor:
             preflight=self._preflight,
             pre_start=self._pre_start,
             on_change=self._on_change,
+            registry=self._registry if self._survive else None,
         )
 
     def _environment(self, lane: LaneConfig) -> dict[str, str]:
@@ -271,10 +279,45 @@ class Supervisor:
     # --- lane actions -------------------------------------------------------------
 
     async def start(self) -> None:
-        """Begin starting every active lane; returns at once."""
+        """Take back the lanes a previous daemon left, begin starting every active lane."""
+        await self._adopt()
         for runner in self._runners.values():
             if self._active.get(runner.cfg.role) == runner.name:
                 await runner.start()
+
+    async def _adopt(self) -> None:
+        """Adopt, stop or forget each lane recorded by a previous daemon (``adoption``)."""
+        stops = []
+        for record in self._registry.load():
+            runner = self._runners.get(record.name)
+            lane = runner.cfg if runner is not None else None
+            decision = decide(record, lane, proc_facts(record.pid), survive=self._survive)
+            self._log.info(
+                "lane left by a previous qwend",
+                lane=record.name,
+                pid=record.pid,
+                verdict=decision.verdict.value,
+                reason=decision.reason,
+            )
+            if decision.verdict is Verdict.ADOPT and runner is not None:
+                proc = DetachedLaneProcess.adopt(
+                    runner.cfg,
+                    record,
+                    log_dir=self._config.daemon.log_dir,
+                    registry=self._registry,
+                    ring=runner.ring,
+                )
+                await runner.adopt(proc)
+            elif decision.verdict is Verdict.STOP:
+                stops.append(self._stop_left(record, lane))
+            else:
+                self._registry.drop(record.name, record.pid)
+        await asyncio.gather(*stops)
+
+    async def _stop_left(self, record: LaneRecord, lane: LaneConfig | None) -> None:
+        sig, timeout = (lane.stop.signal, lane.stop.timeout_s) if lane else (signal.SIGTERM, 30.0)
+        await stop_group(record.pid, sig, timeout)
+        self._registry.drop(record.name, record.pid)
 
     async def start_lane(self, name: str) -> None:
         """Start (or reset, when failed) a lane; returns once it is starting."""
