@@ -382,6 +382,14 @@ class DetachedLaneProcess:
         await self.finish()
         return self.exit_description
 
+    async def detach(self) -> None:
+        """Stop watching and following; the process goes on, recorded for the next qwend."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.running:
+            self._log.info("lane left running for the next qwend", pid=self.pid)
+
     async def finish(self) -> None:
         """After the exit: make sure the group is gone and the output was followed."""
         pid = self.pid

@@ -144,6 +144,16 @@ class LaneRunner:
                 await self._terminate()
                 self.apply(Event.STOPPED, reason)
 
+    async def detach(self) -> None:
+        """Stop supervising and leave a detached process running (qwend restarts)."""
+        async with self.lock:
+            await self._cancel_life()
+            proc = self.proc
+            if isinstance(proc, DetachedLaneProcess):
+                await proc.detach()
+            elif proc is not None and proc.running:
+                await self._terminate()
+
     async def drain(self) -> None:
         """Stop routing new requests to a ready lane."""
         async with self.lock:

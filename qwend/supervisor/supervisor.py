@@ -100,6 +100,7 @@ class Supervisor:
         pre_start: Callable[[LaneConfig], Awaitable[str | None]] | None = None,
         extra_env: Mapping[str, str] | None = None,
         chip_family: str | None = None,
+        survive: bool = False,
     ) -> None:
         self._config = config
         self._table = lane_table
@@ -108,10 +109,10 @@ class Supervisor:
         self._extra_env = dict(extra_env or {})
         self.chip_family = chip_family
         self._guard = OrphanGuard()
-        # Always kept: lanes a previous daemon left are adopted, or stopped when the
-        # setting is off now (``[daemon] lanes_survive_restart`` needs a restart).
+        # Always kept: lanes a previous daemon left are adopted, or stopped when lanes
+        # do not survive now (``[daemon] lanes_survive_restart``, fixed for a daemon's life).
         self._registry = LaneRegistry(config.daemon.state_dir)
-        self._survive = config.daemon.lanes_survive_restart
+        self._survive = survive
         self._session: aiohttp.ClientSession | None = None
         self._events: Broadcast[LaneEvent] = Broadcast(EVENT_BUFFER)
         self._closing = False
@@ -198,6 +199,11 @@ class Supervisor:
         return self._events.subscribe()
 
     # --- read side -------------------------------------------------------------
+
+    @property
+    def survive(self) -> bool:
+        """Lanes outlive this daemon (and a restarted one re-adopts them)."""
+        return self._survive
 
     @property
     def config(self) -> Config:
@@ -426,3 +432,19 @@ class Supervisor:
             await self._session.close()
         self._guard.close()
         self._log.info("all lanes stopped")
+
+    async def detach(self, drain_timeout: float) -> None:
+        """Unroute everything, let in-flight requests finish, leave every lane running.
+
+        For a restart in survive mode: the next daemon re-adopts the lanes recorded in
+        the state directory. Lanes that are not running detached are stopped.
+        """
+        self._closing = True
+        self._publish()
+        running = [n for n, r in self._runners.items() if r.pid is not None]
+        await self._drain_wait(running, drain_timeout)
+        await asyncio.gather(*(r.detach() for r in self._runners.values()))
+        if self._session is not None:
+            await self._session.close()
+        self._guard.close()
+        self._log.info("lanes left running for the next qwend", lanes=running)
