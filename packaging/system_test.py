@@ -352,7 +352,12 @@ def configure_demo(c: Container) -> None:
     step("configuring the qwend-sim demo lanes and a 10 s watchdog")
     c.run("sh", "-c", f"cp {DEMO}/qwend.toml /etc/qwend/qwend.toml")
     c.run("sh", "-c", f"cp {DEMO}/lanes.d/*.toml /etc/qwend/lanes.d/")
-    c.write(TEST_DROPIN, "[Service]\nWatchdogSec=10s\nRestartSec=1s\nTimeoutAbortSec=10s\n")
+    # More restarts than the unit's start limit allows in 10 minutes happen on purpose here.
+    c.write(
+        TEST_DROPIN,
+        "[Unit]\nStartLimitBurst=20\n"
+        "[Service]\nWatchdogSec=10s\nRestartSec=1s\nTimeoutAbortSec=10s\n",
+    )
     c.run("systemctl", "daemon-reload")
     c.run("qwend", "check-config", "/etc/qwend/qwend.toml")
     c.run("systemctl", "restart", "qwend", timeout=180)
