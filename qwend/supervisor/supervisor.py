@@ -113,6 +113,7 @@ class Supervisor:
         # do not survive now (``[daemon] lanes_survive_restart``, fixed for a daemon's life).
         self._registry = LaneRegistry(config.daemon.state_dir)
         self._survive = survive
+        self._adopted = False
         self._session: aiohttp.ClientSession | None = None
         self._events: Broadcast[LaneEvent] = Broadcast(EVENT_BUFFER)
         self._closing = False
@@ -293,9 +294,14 @@ class Supervisor:
 
     async def _adopt(self) -> None:
         """Adopt, stop or forget each lane recorded by a previous daemon (``adoption``)."""
+        if self._adopted:  # once: later records are this daemon's own lanes
+            return
+        self._adopted = True
         stops = []
         for record in self._registry.load():
             runner = self._runners.get(record.name)
+            if runner is not None and runner.state is not LaneState.STOPPED:
+                continue  # started already by this daemon; not a left-over
             lane = runner.cfg if runner is not None else None
             decision = decide(record, lane, proc_facts(record.pid), survive=self._survive)
             self._log.info(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -16,8 +17,10 @@ import aiohttp
 import tomli_w
 
 from qwend.config.model import LaneConfig
+from qwend.supervisor.adoption import LaneRecord, dumps_records, lane_digest
+from qwend.supervisor.detached import proc_facts
 from tests.support.daemonproc import free_port, run_daemon, write_config
-from tests.support.lanescripts.factory import get_json, make_lane, pid_alive
+from tests.support.lanescripts.factory import FAST_HEALTH, get_json, make_lane, pid_alive
 from tests.support.polling import DEADLINE_S, until
 
 
@@ -116,3 +119,49 @@ async def test_turning_survival_off_stops_the_lanes_left_behind(tmp_path: Path) 
             new = infos["a"].pid
             assert new is not None
             await until(lambda: not pid_alive(new), DEADLINE_S, "the lane to die with qwend")
+
+
+async def test_a_recycled_pid_in_the_records_is_never_signalled(tmp_path: Path) -> None:
+    lane = make_lane("a")
+    cfg = configure(tmp_path, [lane], free_port(), survive=True, runtime=None)
+    # A process that is not the lane, under a recorded PID with another start time:
+    # what a PID recycled while qwend was down looks like.
+    bystander = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import time; time.sleep(120)", start_new_session=True
+    )
+    try:
+        facts = proc_facts(bystander.pid)
+        assert facts.start_ticks is not None
+        record = LaneRecord("a", bystander.pid, facts.start_ticks + 1, lane.port, lane_digest(lane))
+        (tmp_path / "state").mkdir()
+        (tmp_path / "state" / "lanes.toml").write_text(dumps_records([record]))
+        async with run_daemon(cfg) as d:
+            infos = await d.wait_lanes({"a": "ready"})
+            assert infos["a"].pid != bystander.pid
+            assert bystander.returncode is None and pid_alive(bystander.pid)
+    finally:
+        bystander.kill()
+        await bystander.wait()
+
+
+async def test_an_adopted_lane_that_does_not_answer_is_replaced(tmp_path: Path) -> None:
+    hang = tmp_path / "hang"
+    lane = make_lane(
+        "a",
+        extra=("--hang-health-file", str(hang)),
+        health=replace(FAST_HEALTH, startup_timeout_s=2.0),
+    )
+    port = free_port()
+    cfg = configure(tmp_path, [lane], port, survive=True, runtime=None)
+    async with run_daemon(cfg) as first:
+        pid = (await first.wait_lanes({"a": "ready"}))["a"].pid
+        assert pid is not None
+        first.send(signal.SIGKILL)
+        await first.wait_exit(5)
+        hang.touch()  # the lane still runs but no longer answers /health
+        async with run_daemon(cfg) as second:
+            await until(lambda: not pid_alive(pid), 30, "the mute adopted lane to be stopped")
+            hang.unlink()
+            infos = await second.wait_lanes({"a": "ready"})
+            assert infos["a"].pid not in (None, pid)
+            assert await chat(port, lane.model) == 200
