@@ -196,6 +196,7 @@ def parse_router(t: Table) -> RouterConfig:
         ),
         breaker_cooldown_s=_num(t, "breaker_cooldown_s", NONNEG, d.breaker_cooldown_s),
         upstream_keepalive_s=_num(t, "upstream_keepalive_s", NONNEG, d.upstream_keepalive_s),
+        allow_unauthenticated=_bool(t, "allow_unauthenticated", d.allow_unauthenticated),
     )
     t.finish()
     return result
@@ -221,6 +222,7 @@ def parse_public(t: Table, base: Path) -> tuple[PublicConfig, list[str]]:
         console_listen=t.opt("console_listen", Listen()),
         endpoints=tuple(endpoints),
         api_keys_file=t.opt("api_keys_file", PathConv(base)),
+        allow_unauthenticated=_bool(t, "allow_unauthenticated", False),
     )
     t.finish()
     return result, keys

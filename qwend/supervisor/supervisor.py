@@ -68,6 +68,8 @@ class LaneSnapshot:
     accepting: bool
     """Routable right now (ready, active, not draining)."""
     warnings: tuple[str, ...]
+    last_error: str | None = None
+    """qwend's own last error supervising the lane (retried); cleared when it is ready."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class Supervisor:
         self._extra_env = dict(extra_env or {})
         self.chip_family = chip_family
         self._guard = OrphanGuard()
+        self._guard_watch: asyncio.Task[None] | None = None
         # Always kept: lanes a previous daemon left are adopted, or stopped when lanes
         # do not survive now (``[daemon] lanes_survive_restart``, fixed for a daemon's life).
         self._registry = LaneRegistry(config.daemon.state_dir)
@@ -237,6 +240,7 @@ class Supervisor:
             reason=runner.reason,
             accepting=routable.accepting and routable.active,
             warnings=runner.warnings,
+            last_error=runner.last_error,
         )
 
     def snapshots(self) -> tuple[LaneSnapshot, ...]:
@@ -287,6 +291,8 @@ class Supervisor:
 
     async def start(self) -> None:
         """Take back the lanes a previous daemon left, begin starting every active lane."""
+        if self._guard_watch is None:
+            self._guard_watch = asyncio.create_task(self._guard.watch(), name="orphan-guard")
         await self._adopt()
         for runner in self._runners.values():
             if self._active.get(runner.cfg.role) == runner.name:
@@ -436,6 +442,9 @@ class Supervisor:
         await asyncio.gather(*(r.stop("qwend shutting down") for r in self._runners.values()))
         if self._session is not None:
             await self._session.close()
+        if self._guard_watch is not None:
+            self._guard_watch.cancel()
+            await asyncio.gather(self._guard_watch, return_exceptions=True)
         self._guard.close()
         self._log.info("all lanes stopped")
 
@@ -452,5 +461,8 @@ class Supervisor:
         await asyncio.gather(*(r.detach() for r in self._runners.values()))
         if self._session is not None:
             await self._session.close()
+        if self._guard_watch is not None:
+            self._guard_watch.cancel()
+            await asyncio.gather(self._guard_watch, return_exceptions=True)
         self._guard.close()
         self._log.info("lanes left running for the next qwend", lanes=running)
