@@ -109,6 +109,11 @@ class Exchange:
         self.task.uncancel()
         return self.timer
 
+    @property
+    def awaiting_lane(self) -> LaneRuntime | None:
+        """The lane whose first answer this exchange waits for (``Watched``)."""
+        return self.lane if self.timer is _FIRST_BYTE else None
+
     def reading(self) -> None:
         """The relay waits for the lane: the idle timer runs (``StreamWatch``)."""
         idle_at = time.monotonic() + self.fwd.config.stream_idle_timeout_s
@@ -272,6 +277,7 @@ class Exchange:
             raise
         finally:
             self.expires_at = _NEVER
+            self.lane = None
             if resp is not None:  # a good answer's connection goes back to the pool
                 if verdict is True:
                     resp.release()

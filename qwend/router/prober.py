@@ -8,7 +8,8 @@ waiting for the supervisor's health probe, and probed right away. A lane
 whose breaker is half-open gets the router's own probe: a 1-token chat
 completion, bounded by ``probe_timeout_s``. Client requests are never probes,
 so a probe that hangs costs no client anything and leaves the role's other
-lanes serving.
+lanes serving. When a probe fails, the requests still waiting for that lane's
+first answer are failed over to another lane (nothing reached their clients).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from qwend.router.lanes import LaneRuntime
 from qwend.router.proxy import UPSTREAM_ERRORS
 from qwend.router.slots import LaneSlots
 from qwend.router.upstream import Upstream
+from qwend.router.watchdog import Watchdog
 from qwend.routing.breaker import TripReason, stalled
 
 log = get_logger("router")
@@ -48,9 +50,10 @@ def probe_body(model: str) -> dict[str, Any]:
 class Prober:
     """Stall detection and breaker probes for the router's lanes."""
 
-    def __init__(self, slots: LaneSlots, upstream: Upstream) -> None:
+    def __init__(self, slots: LaneSlots, upstream: Upstream, watchdog: Watchdog) -> None:
         self._slots = slots
         self._upstream = upstream
+        self._watchdog = watchdog
         self._probes: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -97,7 +100,11 @@ class Prober:
             log.info("lane probe succeeded: routed again", lane=runtime.name)
             self._slots.wake()
         else:
-            log.warning("lane probe failed: stays ejected", lane=runtime.name)
+            # The lane is dead or hung: requests still waiting for its first answer would
+            # wait for first_byte_timeout_s; nothing reached their clients, so they go
+            # to another lane now.
+            moved = self._watchdog.fail_over(runtime, f"lane {runtime.name!r} is not answering")
+            log.warning("lane probe failed: stays ejected", lane=runtime.name, failed_over=moved)
 
     async def _send(self, runtime: LaneRuntime) -> bool:
         lane = runtime.lane

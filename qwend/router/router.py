@@ -72,7 +72,7 @@ class Router:
             watchdog=Watchdog(),
             retry_budget=RetryBudget(config.retry_budget_ratio),
         )
-        self.prober = Prober(slots, self._forwarding.upstream)
+        self.prober = Prober(slots, self._forwarding.upstream, self._forwarding.watchdog)
         """Ejects hung lanes and probes ejected ones (runs while the app runs)."""
         lanes.subscribe(slots.update)
         slots.update(lanes.snapshot())
