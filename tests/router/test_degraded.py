@@ -57,7 +57,7 @@ async def test_half_failing_lane_costs_no_client_request_and_is_ejected() -> Non
             batch = bodies[at : at + 8]
             results += await asyncio.gather(*(ask(s, h.url, b) for b in batch))
         failed = [(st, lane) for st, lane, body in results if st != 200 or b"error" in body]
-        assert failed == []
+        assert not failed, f"{len(failed)} of {len(results)} failed, e.g. {failed[:3]}"
         assert opened(h.router, "fast") >= 1
         assert fast.requests < len(bodies) // 2  # it does not draw the traffic any more
         assert h.router.stats_snapshot().retries >= 1

@@ -9,6 +9,7 @@ import signal
 import time
 
 import aiohttp
+import pytest
 
 from qwend.config.model import RouterConfig
 from qwend.routing.lanetable import LaneTable, RoutableLane
@@ -18,6 +19,8 @@ from tests.support.simlane import DEFAULT_MODEL as MODEL
 from tests.support.simlane import SimLaneFactory, SimLaneProcess
 
 TIMEOUT = aiohttp.ClientTimeout(total=60)
+DEFAULT_STALL_S = 5.0
+"""``stall_timeout_s``'s documented default (a literal: the test must run against older code)."""
 
 
 def lane_of(name: str, sim: SimLaneProcess, role: str) -> RoutableLane:
@@ -50,11 +53,12 @@ async def test_half_failing_sim_lane_fails_no_client_request(sim_lane: SimLaneFa
         snap = h.router.stats_snapshot()
     failed = [(status, lane) for status, lane, data in results if status != 200]
     failed += [(status, lane) for status, lane, data in results if b'"error"' in data]
-    assert failed == []
+    assert not failed, f"{len(failed)} of {len(results)} failed, e.g. {failed[:3]}"
     assert snap.lane("bad").requests < 60  # ejected: it does not draw the traffic
     assert snap.retries >= 1
 
 
+@pytest.mark.slow  # default timeouts: ejection after 5 s, fail-over after the 10 s probe
 async def test_sigstopped_sim_lane_stops_receiving_traffic(sim_lane: SimLaneFactory) -> None:
     """A SIGSTOPped lane still accepts TCP connections; the router sees its in-flight
     requests make no progress and takes it out of routing within ``stall_timeout_s``
@@ -70,7 +74,7 @@ async def test_sigstopped_sim_lane_stops_receiving_traffic(sim_lane: SimLaneFact
             load = [asyncio.create_task(ask(s, h.url, body(i))) for i in range(4)]
             await until(
                 lambda: h.router.stats_snapshot().lane("stopped").breaker != "closed",
-                timeout=RouterConfig().stall_timeout_s + SLACK_S,
+                timeout=DEFAULT_STALL_S + SLACK_S,
                 what="the stopped lane ejected",
             )
             ejected_after = time.monotonic() - began
@@ -80,11 +84,11 @@ async def test_sigstopped_sim_lane_stops_receiving_traffic(sim_lane: SimLaneFact
                 assert (status, lane) == (200, "good")
             assert h.router.stats_snapshot().lane("stopped").requests == sent
             # The requests stuck on it fail over once the router's probe failed.
-            results = await asyncio.gather(*load)
-            assert {status for status, _, _ in results} == {200}
+            statuses = [status for status, _, _ in await asyncio.gather(*load)]
+            assert statuses == [200] * len(load)
         finally:
             os.kill(stopped.pid, signal.SIGCONT)
-    assert ejected_after < RouterConfig().stall_timeout_s + SLACK_S
+    assert ejected_after < DEFAULT_STALL_S + SLACK_S
 
 
 async def test_stream_stalled_mid_way_ends_with_an_error_event(sim_lane: SimLaneFactory) -> None:
