@@ -135,6 +135,7 @@ class Router:
             mid_stream_errors=counters.mid_stream_errors,
             client_disconnects=counters.client_disconnects,
             bad_requests=counters.bad_requests,
+            retries_refused=counters.retries_refused,
         )
 
 
