@@ -58,6 +58,7 @@ class Exchange:
         "expired",
         "expires_at",
         "fwd",
+        "idle_s",
         "klass",
         "lane",
         "path",
@@ -81,6 +82,7 @@ class Exchange:
         self.summary = summary
         self.start = time.monotonic()
         self.deadline = self.start + cfg.request_timeout_s
+        self.idle_s = cfg.stream_idle_timeout_s
         self.expires_at = _NEVER
         """When the watchdog cancels this exchange (first-byte or overall deadline)."""
         self.expired: str | None = None
@@ -116,7 +118,7 @@ class Exchange:
 
     def reading(self) -> None:
         """The relay waits for the lane: the idle timer runs (``StreamWatch``)."""
-        idle_at = time.monotonic() + self.fwd.config.stream_idle_timeout_s
+        idle_at = time.monotonic() + self.idle_s
         if idle_at < self.deadline:
             self.expires_at, self.timer = idle_at, _IDLE
         else:
