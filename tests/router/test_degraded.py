@@ -12,6 +12,7 @@ import aiohttp
 from qwend.config.model import RouterConfig
 from qwend.router.router import Router
 from qwend.routing.lanetable import LaneTable
+from qwend.routing.outcomes import RETRY_FLOOR
 from tests.support.polling import SLACK_S
 from tests.support.router_fakes import FakeLane, chat, fake_lanes, routable, run_router, until
 
@@ -148,3 +149,21 @@ async def test_breaker_resets_when_the_lane_comes_back_or_changes() -> None:
             moved = routable("fast", stable.url, "throughput")  # another process now
             table.replace((moved, lanes[1]))
             assert breaker_state(h.router, "fast") == "closed"
+
+
+async def test_retry_budget_bounds_retries_per_window() -> None:
+    """With ``retry_budget_ratio = 0`` only the floor of 10 retries per window goes out:
+    a lane failing everything cannot double the load on its sibling."""
+    config = RouterConfig(
+        retry_budget_ratio=0.0, breaker_failure_threshold=1000, breaker_min_requests=1000
+    )
+    fast, stable = FakeLane("fast", status=500), FakeLane("stable")
+    async with (
+        fake_lanes(fast, stable),
+        run_router(two_lanes(fast, stable), config) as h,
+        aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as s,
+    ):
+        results = [(await ask(s, h.url, chat()))[:2] for _ in range(30)]
+        snap = h.router.stats_snapshot()
+    assert results == [(200, "stable")] * RETRY_FLOOR + [(500, "fast")] * 20
+    assert snap.retries == RETRY_FLOOR and snap.retries_refused == 20
