@@ -106,7 +106,7 @@ class RouterConfig:
     breaker_window_s: float = 10.0
     """Sliding window of request outcomes for the failure rate."""
     probe_timeout_s: float = 10.0
-    """Time the router's probe request (a 1-token chat completion) may take."""
+    """Time the router's probe of an ejected lane may take (a model list or 1-token chat)."""
     retry_budget_ratio: float = 0.2
     """Retries allowed per window as a fraction of requests (plus 10 per window)."""
     stream_idle_timeout_s: float = 30.0

