@@ -40,6 +40,9 @@ class LaneRuntime:
     """Integral of in_flight over time (request-seconds): mean concurrency of a request."""
     changed_at: float = 0.0
     """Monotonic time ``in_flight`` last changed (``busy_integral`` is integrated up to it)."""
+    last_resort: bool = False
+    """Set by ``LaneSlots`` for a second policy pass when no lane could serve a request:
+    a lane ejected for its failure rate (``breaker.degraded``) is eligible then."""
     progress_at: float = 0.0
     """Monotonic time the lane last sent data (headers, a chunk, a body) or became busy:
     the prober ejects a lane with requests in flight and no progress for ``stall_timeout_s``."""
@@ -65,7 +68,10 @@ class LaneRuntime:
     @property
     def eligible(self) -> bool:
         lane = self.lane
-        return lane.active and lane.accepting and self.breaker.closed
+        if not (lane.active and lane.accepting):
+            return False
+        breaker = self.breaker
+        return breaker.closed or (self.last_resort and breaker.degraded)
 
     @property
     def why_not(self) -> str:

@@ -124,6 +124,25 @@ class LaneSlots:
     # ----- claiming and releasing -----
 
     def _pick(self, summary: RequestSummary, exclude: frozenset[str]) -> Decision:
+        decision = self._choose(summary, exclude)
+        if decision.lane is not None or decision.wait:
+            return decision
+        # No lane can serve it: rather than refusing, use a lane ejected for its failure
+        # rate (it still answers part of its requests; a 503 answers none). Only on this
+        # path, so a healthy router never pays for it.
+        degraded = [r for r in self._lanes if r.breaker.degraded]
+        if not degraded:
+            return decision
+        for runtime in degraded:
+            runtime.last_resort = True
+        try:
+            fallback = self._choose(summary, exclude)
+        finally:
+            for runtime in degraded:
+                runtime.last_resort = False
+        return fallback if fallback.lane is not None or fallback.wait else decision
+
+    def _choose(self, summary: RequestSummary, exclude: frozenset[str]) -> Decision:
         cfg = self._config
         return choose(
             summary,

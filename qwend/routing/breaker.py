@@ -44,7 +44,7 @@ class TripReason(StrEnum):
     CONSECUTIVE = "consecutive failures"
     FAILURE_RATE = "failure rate"
     STALLED = "no progress on in-flight requests"
-    PROBE = "probe failed"
+    PROBE = "not answering its probe"
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,12 @@ class CircuitBreaker:
         """Why it last opened (decides how the router probes it)."""
         return self._reason
 
+    @property
+    def degraded(self) -> bool:
+        """Ejected for its failure rate only: it still serves part of its requests, so the
+        router may use it as a last resort when no other lane can serve a request."""
+        return self._reason is TripReason.FAILURE_RATE and self._state is not BreakerState.CLOSED
+
     def needs_probe(self, now: float) -> bool:
         """Half-open and no probe out: the router should send its probe now."""
         return self.state(now) is BreakerState.HALF_OPEN and not self._probe_out
@@ -154,8 +160,9 @@ class CircuitBreaker:
             return  # reset (lane restarted) while the probe ran: its verdict is stale
         if ok:
             self._close()
-        else:
-            self._open(now, self.settings.cooldown_s, TripReason.PROBE)
+        else:  # keep why it was ejected; a stalled lane that fails its probe is dead
+            dead = self._reason in (TripReason.STALLED, TripReason.PROBE)
+            self._open(now, self.settings.cooldown_s, TripReason.PROBE if dead else self._reason)
 
     def on_success(self, now: float) -> None:
         """A client request went well (it does not close an open breaker: the probe does)."""

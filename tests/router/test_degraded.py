@@ -184,3 +184,18 @@ async def test_a_busy_lane_is_not_a_hung_one() -> None:
         assert opened(h.router, "fast") >= 1  # it was suspected ...
         assert breaker_state(h.router, "fast") == "closed"  # ... and cleared
         assert stable.requests == 0
+
+
+async def test_a_degraded_lane_alone_in_its_role_still_serves() -> None:
+    """Ejecting the only lane that can serve a request would turn its 50 % failures into
+    100 % 503s: a lane ejected for its failure rate is the last resort instead."""
+    only = FakeLane("only", fail_ratio=0.5, fail_status=500)
+    async with (
+        fake_lanes(only),
+        run_router(LaneTable((routable("only", only.url, "throughput"),))) as h,
+        aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as s,
+    ):
+        statuses = [(await ask(s, h.url, chat()))[0] for _ in range(40)]
+        assert opened(h.router, "only") >= 1  # ejected ...
+    assert 503 not in statuses  # ... yet still used, as nothing else can serve
+    assert statuses.count(200) >= 15

@@ -92,7 +92,29 @@ def test_failed_probe_reopens_for_another_cooldown() -> None:
     b.on_probe_result(10.5, False)
     assert b.state(19) is BreakerState.OPEN
     assert b.state(20.5) is BreakerState.HALF_OPEN
-    assert b.view(20.5).opened == 1 and b.view(20.5).reason is TripReason.PROBE
+    assert b.view(20.5).opened == 1 and b.view(20.5).reason is TripReason.CONSECUTIVE
+
+
+def test_a_stalled_lane_that_fails_its_probe_is_not_answering() -> None:
+    b = breaker(cooldown_s=10)
+    b.trip(0, TripReason.STALLED)
+    b.on_probe_start(0)
+    b.on_probe_result(1, False)
+    assert b.reason is TripReason.PROBE and b.state(5) is BreakerState.OPEN
+
+
+def test_only_a_failure_rate_ejection_is_degraded() -> None:
+    b = breaker(threshold=100, failure_ratio=0.5, min_requests=2)
+    assert not b.degraded
+    b.on_success(0)
+    b.on_failure(0)
+    assert b.degraded and b.reason is TripReason.FAILURE_RATE
+    b.on_probe_start(10)
+    b.on_probe_result(10, False)
+    assert b.degraded  # still the same fault
+    c = breaker(threshold=1)
+    c.on_failure(0)
+    assert not c.degraded
 
 
 def test_trip_ejects_at_once_and_asks_for_a_probe_now() -> None:
