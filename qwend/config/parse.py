@@ -35,6 +35,7 @@ from qwend.config.schema import (
     REQUIRED,
     Bad,
     Bool,
+    BoolOrAuto,
     Choice,
     Conv,
     Int,
@@ -56,6 +57,7 @@ ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_NPU = 63
 POS = Num(positive=True)
 NONNEG = Num()
+RATIO = Num(positive=True, most=1.0)
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,7 @@ def parse_daemon(t: Table, base: Path) -> DaemonConfig:
         lanes_dir=t.get("lanes_dir", paths, base / "lanes.d") or base / "lanes.d",
         drain_timeout_s=_num(t, "drain_timeout_s", NONNEG, d.drain_timeout_s),
         lane_log_keep=_int(t, "lane_log_keep", Int(0, 1000), d.lane_log_keep),
+        lanes_survive_restart=t.opt("lanes_survive_restart", BoolOrAuto()),
     )
     t.finish()
     return result
@@ -209,6 +212,13 @@ def parse_router(t: Table) -> RouterConfig:
             t, "breaker_failure_threshold", Int(1), d.breaker_failure_threshold
         ),
         breaker_cooldown_s=_num(t, "breaker_cooldown_s", NONNEG, d.breaker_cooldown_s),
+        breaker_failure_ratio=_num(t, "breaker_failure_ratio", RATIO, d.breaker_failure_ratio),
+        breaker_min_requests=_int(t, "breaker_min_requests", Int(1), d.breaker_min_requests),
+        breaker_window_s=_num(t, "breaker_window_s", POS, d.breaker_window_s),
+        probe_timeout_s=_num(t, "probe_timeout_s", POS, d.probe_timeout_s),
+        retry_budget_ratio=_num(t, "retry_budget_ratio", NONNEG, d.retry_budget_ratio),
+        stream_idle_timeout_s=_num(t, "stream_idle_timeout_s", POS, d.stream_idle_timeout_s),
+        stall_timeout_s=_num(t, "stall_timeout_s", POS, d.stall_timeout_s),
         upstream_keepalive_s=_num(t, "upstream_keepalive_s", NONNEG, d.upstream_keepalive_s),
         allow_unauthenticated=_bool(t, "allow_unauthenticated", d.allow_unauthenticated),
         media_data_url_max_bytes=_int(
