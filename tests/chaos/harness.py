@@ -204,6 +204,8 @@ class Tally:
     """The first few failures, for the assertion message."""
     longest_s: float = 0.0
     """Longest request (from send to its last byte)."""
+    longest_stream_s: float = 0.0
+    """Longest streamed request (a non-streamed answer may legitimately take long)."""
     in_flight: int = 0
     """Requests of this window not finished yet."""
 
@@ -248,6 +250,8 @@ class Load:
 
     urls: Sequence[str]
     clients: int = 4
+    kinds: Sequence[tuple[str, bool]] = REQUEST_KINDS
+    """(text or image, streamed) of the requests, taken in turn."""
     client_timeout_s: float = 90.0
     total: int = 0
     tally: Tally = field(default_factory=lambda: Tally("warm-up"))
@@ -260,8 +264,8 @@ class Load:
             k = 0
             while not self.stopping.is_set():
                 # Every client goes through every kind and both ports in turn.
-                kind, stream = REQUEST_KINDS[(index + k) % len(REQUEST_KINDS)]
-                url = self.urls[(index + k // len(REQUEST_KINDS)) % len(self.urls)]
+                kind, stream = self.kinds[(index + k) % len(self.kinds)]
+                url = self.urls[(index + k // len(self.kinds)) % len(self.urls)]
                 await self.one(session, url, request_body(kind, stream, index + k * self.clients))
                 k += 1
 
@@ -299,7 +303,10 @@ class Load:
             tally.note_failure(mid, f"{what}: {type(exc).__name__}: {exc}")
         tally.in_flight -= 1
         tally.requests += 1
-        tally.longest_s = max(tally.longest_s, time.monotonic() - started)
+        took = time.monotonic() - started
+        tally.longest_s = max(tally.longest_s, took)
+        if body["stream"]:
+            tally.longest_stream_s = max(tally.longest_stream_s, took)
         self.total += 1
         self._changed.set()
         self._changed = asyncio.Event()
@@ -386,6 +393,7 @@ class Row:
     rss_after_mb: float
     samples: tuple[str, ...] = ()
     longest_s: float = 0.0
+    longest_stream_s: float = 0.0
     statuses: tuple[tuple[int, int], ...] = ()
     problems: tuple[str, ...] = ()
 
@@ -452,8 +460,10 @@ class Rig:
         return resources(self.daemon.pid)
 
     @contextlib.asynccontextmanager
-    async def load(self, clients: int = 4) -> AsyncIterator[Load]:
-        load = Load(self.urls, clients=clients)
+    async def load(
+        self, clients: int = 4, kinds: Sequence[tuple[str, bool]] = REQUEST_KINDS
+    ) -> AsyncIterator[Load]:
+        load = Load(self.urls, clients=clients, kinds=kinds)
         tasks = [asyncio.create_task(load.run_client(i)) for i in range(clients)]
         try:
             yield load
@@ -491,6 +501,7 @@ class Rig:
             rss_after_mb=now.rss / 2**20,
             samples=tuple(tally.samples),
             longest_s=tally.longest_s,
+            longest_stream_s=tally.longest_stream_s,
             statuses=tuple(sorted(tally.statuses.items())),
         )
 

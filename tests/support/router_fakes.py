@@ -101,11 +101,18 @@ def _chunk(doc: dict[str, object], i: int, lane: str) -> bytes:
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
+def _body(data: bytes) -> dict[str, object]:
+    """The JSON body as a lane reads it: UTF-8 whatever charset the Content-Type names
+    (``request.json()`` would decode by that charset and fail on a bogus one)."""
+    doc: dict[str, object] = json.loads(data)
+    return doc
+
+
 def fake_lane_app(lane: FakeLane) -> web.Application:
     """An aiohttp app behaving like a vLLM lane, per ``lane``'s knobs."""
 
     async def complete(request: web.Request) -> web.StreamResponse:
-        doc = await request.json()
+        doc = _body(await request.read())
         if request.headers.get("X-Qwend-Probe"):
             lane.probes += 1
             if lane.hang:
@@ -166,7 +173,7 @@ def fake_lane_app(lane: FakeLane) -> web.Application:
         )
 
     async def tokenize(request: web.Request) -> web.Response:
-        doc = await request.json()
+        doc = _body(await request.read())
         return web.json_response({"tokens": [1, 2, 3], "count": 3, "lane": lane.name, "echo": doc})
 
     app = web.Application()
