@@ -27,6 +27,7 @@ from pathlib import Path
 from qwend import __version__
 from qwend.config.load import DEFAULT_CONFIG_PATH
 from qwend.config.model import Config
+from qwend.daemon.connections import raise_nofile
 from qwend.daemon.demo import (
     Source,
     demo_addresses,
@@ -35,7 +36,8 @@ from qwend.daemon.demo import (
     demo_runtime_dir,
 )
 from qwend.daemon.exit import ExitStatus
-from qwend.daemon.listeners import Listeners
+from qwend.daemon.fdplan import lane_reserve, plan_fds
+from qwend.daemon.listeners import ListenerLimits, Listeners
 from qwend.daemon.systemd import Notifier, watchdog_interval
 from qwend.daemon.wiring import Services, build_services, control_app
 from qwend.errors import ConfigError, QwendError
@@ -47,6 +49,40 @@ log = get_logger("daemon")
 
 TRAFFIC_PERIOD_S = 2.0
 """How often the router's per-lane completions are passed on to the supervisor."""
+
+
+def connection_limits(config: Config) -> ListenerLimits:
+    """Raise the descriptor limit, keep a reserve out of it, cap each TCP listener with the rest.
+
+    The reserve keeps health probes, lane restarts, npu-smi and the control socket working
+    however many connections clients hold (``qwend.daemon.fdplan``).
+    """
+    soft, hard = raise_nofile()
+    conns = config.connections
+    plan = plan_fds(
+        soft,
+        reserve=lane_reserve(len(config.lanes), config.router.max_in_flight_per_lane),
+        listeners=1 + len(config.public.endpoints),
+        configured=conns.max_per_listener,
+    )
+    log.info(
+        "file descriptors",
+        limit=plan.limit,
+        hard_limit=hard,
+        reserve=plan.reserve,
+        listeners=plan.listeners,
+        max_per_listener=plan.per_listener,
+    )
+    if plan.lowered:
+        log.warning(
+            "connection cap lowered to keep the file-descriptor reserve",
+            configured=plan.configured,
+            in_force=plan.per_listener,
+            limit=plan.limit,
+            reserve=plan.reserve,
+            hint="raise LimitNOFILE (the hard RLIMIT_NOFILE) or lower max_per_listener",
+        )
+    return ListenerLimits(plan.per_listener, conns.header_timeout_s, conns.idle_timeout_s)
 
 
 @dataclass
@@ -86,8 +122,9 @@ class Daemon:
         config, services = self.config, self.services
         control = control_app(services, config, config_path=self.source.path, reload=self.reload)
         try:
-            await self._listeners.open_router(services.router_app, config.router.listen)
-            await self._listeners.open_public(config.public, services.router)
+            limits = connection_limits(config)
+            await self._listeners.open_router(services.router_app, config.router.listen, limits)
+            await self._listeners.open_public(config.public, services.router, limits)
             await self._listeners.open_control(control, config.daemon)
             await services.monitor.start()
             await services.supervisor.start()
@@ -203,6 +240,7 @@ class Daemon:
             ("monitor", old.monitor, new.monitor),
             ("public endpoints", old.public.endpoints, new.public.endpoints),
             ("console_listen", old.public.console_listen, new.public.console_listen),
+            ("connections", old.connections, new.connections),
         ):
             if a != b:
                 log.warning("setting changed; takes effect when qwend restarts", setting=what)
