@@ -1,8 +1,10 @@
 """``qwend``: the daemon's life, start-up -> serve -> shutdown, and its command line.
 
 Start-up: config and persisted state -> services, wired (``qwend.daemon.wiring``;
-the lanes not yet started) -> router listener (TCP) -> public endpoints (TCP, one
-per ``[[public.endpoints]]``, in process to the router) -> control socket (Unix;
+the lanes not yet started) -> the descriptor limit raised and a reserve kept out of the
+listeners' connection caps (``connection_limits``) -> router listener (TCP) -> public
+endpoints (TCP, one per ``[[public.endpoints]]``, in process to the router; every
+TCP connection behind a guard, ``qwend.daemon.connections``) -> control socket (Unix;
 ``qwend.daemon.listeners``) -> NPU monitor -> lanes begin starting in the
 background -> ``READY=1`` (systemd) with ``STATUS=0/3 lanes ready`` kept current.
 Serve: signal handlers only set events; the main coroutine does the work. SIGHUP

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 
 import pytest
 from aiohttp import web
@@ -175,3 +179,20 @@ async def test_the_count_follows_closes_by_either_side(cap: int) -> None:
         again = await connect(tcp)
         assert b"200 OK" in await get(again)
         close(again)
+
+
+def _limit(soft: int, hard: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_raise_nofile_lifts_the_soft_limit_to_the_hard_one() -> None:
+    code = "from qwend.daemon.connections import raise_nofile; print(*raise_nofile())"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        preexec_fn=partial(_limit, 256, 1024),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == ["1024", "1024"]
