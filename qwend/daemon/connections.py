@@ -16,17 +16,21 @@ through a ``ConnectionGuard`` first:
 
 The head is complete at its first empty line (``CRLF CRLF``, or a bare ``LF LF``, which
 aiohttp's parser also accepts); the guard only looks for that, it parses nothing.
-``raise_nofile`` lifts the daemon's descriptor limit as far as it may go.
+``raise_nofile`` lifts the daemon's descriptor limit as far as it may go; ``ServerLog``
+keeps malformed requests from writing tracebacks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import resource
 import time
 from collections.abc import Callable
+
+from aiohttp.http_exceptions import HttpProcessingError
 
 from qwend.config.model import ListenAddress
 from qwend.logs import get_logger
@@ -64,6 +68,31 @@ TIMEOUT_RESPONSE = _response(
 
 FULL_LOG_EVERY_S = 10.0
 """While a listener stays full, how often its rejections are summed up in the log."""
+
+
+class ServerLog(logging.Logger):
+    """aiohttp's server logger for a guarded listener: structlog lines, no client tracebacks.
+
+    aiohttp logs a request it cannot parse (a line or header past its limits: 8190
+    bytes, 128 headers) with a full traceback on stderr; any client could fill the
+    journal that way. Such a request was answered 400: one warning line says so.
+    """
+
+    def __init__(self, listen: ListenAddress) -> None:
+        super().__init__("qwend.http", logging.WARNING)
+        self._listen = str(listen)
+
+    def handle(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            log.warning(
+                "malformed request refused",
+                listen=self._listen,
+                status=exc.code,
+                error=exc.message.splitlines()[0][:200] if exc.message else type(exc).__name__,
+            )
+        else:  # not the client's doing: keep the traceback
+            log.error(record.getMessage(), listen=self._listen, exc_info=record.exc_info)
 
 
 def raise_nofile() -> tuple[int, int]:

@@ -22,7 +22,7 @@ from qwend.control.app import (
     create_control_socket,
     remove_control_socket,
 )
-from qwend.daemon.connections import ConnectionGuard
+from qwend.daemon.connections import ConnectionGuard, ServerLog
 from qwend.errors import QwendError
 from qwend.logs import get_logger
 from qwend.public.app import make_public_app
@@ -70,6 +70,7 @@ async def _serve_tcp(
         shutdown_timeout=1.0,
         access_log=access_log,
         keepalive_timeout=limits.idle_timeout_s,
+        logger=ServerLog(listen),
     )
     await runner.setup()
     handler = runner.server

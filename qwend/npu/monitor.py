@@ -127,8 +127,8 @@ async def run_tool(argv: list[str], timeout: float, max_output: int = MAX_OUTPUT
     finally:
         if proc.returncode is None:  # timed out, too long, or the poll was cancelled
             _kill_group(proc.pid)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_finish(proc), 5.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_finish(proc), 5.0)
     text = out.decode("utf-8", "replace")
     if proc.returncode != 0:
         detail = (err.decode("utf-8", "replace").strip() or text.strip()).splitlines()

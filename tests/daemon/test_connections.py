@@ -13,6 +13,7 @@ from functools import partial
 
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from qwend.config.model import ListenAddress
 from qwend.daemon.listeners import ListenerLimits, TcpListener, _serve_tcp
@@ -196,3 +197,27 @@ def test_raise_nofile_lifts_the_soft_limit_to_the_hard_one() -> None:
         timeout=60,
     )
     assert done.stdout.split() == ["1024", "1024"]
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /ok HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+        b"GET /ok HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(200)) + b"\r\n",
+    ],
+    ids=["long-line", "long-field", "many-headers"],
+)
+async def test_an_oversized_head_is_a_400_and_one_log_line_without_traceback(
+    request_head: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with serving() as tcp:
+        reader, writer = await connect(tcp)
+        with capture_logs() as logs:
+            writer.write(request_head)
+            answer = await read_all(reader)
+        writer.close()
+    assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request")
+    assert [e["event"] for e in logs] == ["malformed request refused"]
+    assert logs[0]["status"] == 400
+    assert "Traceback" not in capsys.readouterr().err
