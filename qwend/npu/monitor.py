@@ -138,12 +138,17 @@ async def run_tool(argv: list[str], timeout: float, max_output: int = MAX_OUTPUT
 
 
 async def _finish(proc: asyncio.subprocess.Process) -> None:
-    """Reap a killed tool and read its pipes to EOF, so their transports close now."""
-    await proc.wait()
+    """Read a finished or killed tool's pipes to EOF, then reap it.
+
+    In that order: a pipe left with unread output stays paused (its reader stopped at
+    the cap), never sees EOF, and ``wait()``, which also waits for the pipes to close,
+    would never return.
+    """
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:
             while await stream.read(READ_CHUNK):
                 pass
+    await proc.wait()
 
 
 def _kill_group(pid: int) -> None:
