@@ -111,12 +111,27 @@ def test_every_package_directory_is_installed() -> None:
         assert base.joinpath(*rest).is_dir(), f"pyproject lists {package}, which does not exist"
 
 
-@pytest.mark.parametrize(
-    "path", python_files(REPO / "tests", REPO / "benchmarks"), ids=lambda p: p.name
-)
-def test_tests_read_nothing_outside_the_checkout(path: Path) -> None:
+def project_text_files() -> list[Path]:
+    """The code, tests, benchmarks and packaging that could read a file at run time."""
+    roots = ("qwend", "tui", "tests", "benchmarks", "packaging")
+    found = [REPO / "Makefile", REPO / "pyproject.toml"]
+    for root in roots:
+        found.extend(
+            p
+            for p in (REPO / root).rglob("*")
+            if p.is_file()
+            and p.suffix in {".py", ".toml", ".sh", ".bash", ""}
+            and "fixtures" not in p.parts
+            and ".cache" not in p.parts
+            and "__pycache__" not in p.parts
+        )
+    return sorted(found)
+
+
+@pytest.mark.parametrize("path", project_text_files(), ids=lambda p: str(p.relative_to(REPO)))
+def test_nothing_reads_outside_the_checkout(path: Path) -> None:
     if path == Path(__file__):
-        return
-    text = path.read_text(encoding="utf-8")
+        return  # the markers are named here
+    text = path.read_text(encoding="utf-8", errors="replace")
     found = [marker for marker in OUTSIDE_THE_CHECKOUT if marker in text]
     assert not found, f"{path.relative_to(REPO)} points outside the checkout: {found}"

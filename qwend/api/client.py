@@ -3,7 +3,7 @@
 Finds the socket (``--socket``, ``$QWEND_SOCKET``, ``/run/qwend/control.sock``,
 ``$XDG_RUNTIME_DIR/qwend/control.sock``), speaks the ``qwend.api.messages``
 messages, and turns connection failures into errors a person can act on:
-the daemon is not running, or the socket's group must be joined.
+the daemon is not running, or the socket's group must be joined (or sudo used).
 """
 
 from __future__ import annotations
@@ -99,12 +99,16 @@ def discover_socket(explicit: str | None, env: Mapping[str, str]) -> Path:
     return candidates[0]
 
 
-def _owner_text(path: Path) -> tuple[str, str]:
-    """(description of owner/group/mode, group name) of ``path`` for messages."""
+ADMIN_GROUPS = frozenset({"root", "wheel", "sudo", "admin", "adm"})
+"""Groups that grant far more than the control socket: never advise joining them."""
+
+
+def _owner_text(path: Path) -> tuple[str, str, int | None]:
+    """(description of owner/group/mode, group name, gid) of ``path`` for messages."""
     try:
         st = path.stat()
     except OSError:
-        return "", ""
+        return "", "", None
     try:
         group = grp.getgrgid(st.st_gid).gr_name
     except KeyError:
@@ -113,19 +117,33 @@ def _owner_text(path: Path) -> tuple[str, str]:
         owner = pwd.getpwuid(st.st_uid).pw_name
     except KeyError:
         owner = str(st.st_uid)
-    return f"owner {owner}, group {group}, mode {stat.S_IMODE(st.st_mode):04o}", group
+    return f"owner {owner}, group {group}, mode {stat.S_IMODE(st.st_mode):04o}", group, st.st_gid
+
+
+def permission_advice(group: str, gid: int) -> str:
+    """What to do about a socket of ``group`` this user may not open (pure)."""
+    if gid == 0 or group in ADMIN_GROUPS:
+        # Joining root (or an admin group) to talk to qwend would hand out far more.
+        return (
+            "run qwenctl with sudo, or have an admin give the socket a group of its own:"
+            ' [daemon] socket_group = "qwend" in qwend.toml (groupadd qwend if it is missing),'
+            " restart qwend, then sudo usermod -aG qwend $USER and log in again"
+        )
+    return (
+        f"join its group: sudo usermod -aG {group} $USER, then log in again"
+        " (or run qwenctl with sudo)"
+    )
 
 
 def connection_error(path: Path, exc: OSError) -> ControlError:
     """A person-readable error for failing to connect to ``path``."""
     code = exc.errno
     if code in (errno.EACCES, errno.EPERM):
-        owner, group = _owner_text(path)
-        if group:
+        owner, group, gid = _owner_text(path)
+        if gid is not None:
             return SocketPermissionDenied(
                 f"permission denied on the qwend control socket {path} ({owner});"
-                f" join its group: sudo usermod -aG {group} $USER, then log in again"
-                " (or run qwenctl with sudo)"
+                f" {permission_advice(group, gid)}"
             )
         return SocketPermissionDenied(
             f"permission denied on the qwend control socket {path} (cannot even look at it:"

@@ -179,6 +179,8 @@ class LaneInfo(Message):
     """NPU health problem on the lane's NPUs, from the monitor."""
     warnings: tuple[str, ...] = ()
     stats: LaneStats | None = None
+    last_error: str | None = None
+    """qwend's own last error supervising the lane (it retries); cleared once ready."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,12 @@ def _lane_row(lane: LaneInfo) -> list[str]:
     role = lane.role + ("*" if lane.active else "")
     state = lane.state + (" (degraded)" if lane.degraded else "")
     stats = lane.stats
-    note = lane.degraded or lane.reason or (lane.warnings[0] if lane.warnings else "")
+    note = (
+        lane.degraded
+        or lane.reason
+        or lane.last_error
+        or (lane.warnings[0] if lane.warnings else "")
+    )
     return [
         lane.name,
         role,

@@ -1,4 +1,4 @@
-"""Checks across keys and files: lane names, roles, ports and NPUs (pure).
+"""Checks across keys and files: lane names, roles, ports, NPUs, exposure (pure).
 
 Per-key checks live in ``parse`` (through ``schema``); these need the whole picture, which
 they read from the lane drafts. Each issue is filed where the operator has to act (the
@@ -34,6 +34,7 @@ def check_all(
         check_roles(issues, drafts)
     check_lane_resources(issues, drafts)
     check_ports(issues, main_name, router, public, endpoint_keys, drafts)
+    check_exposure(issues, main_name, router, public, endpoint_keys)
     if drafts and not uncertain:
         check_endpoint_roles(issues, main_name, public, endpoint_keys, drafts)
 
@@ -135,6 +136,44 @@ def check_ports(
                 "lanes need ports of their own"
             )
             issues.append(ConfigIssue(d.file, "lane.port", msg))
+
+
+_TRUSTED = "if every client that can reach it is trusted"
+
+
+def check_exposure(
+    issues: list[ConfigIssue],
+    main_name: str,
+    router: RouterConfig,
+    public: PublicConfig,
+    endpoint_keys: Sequence[str],
+) -> None:
+    """No port that serves the lanes without a key is reachable from elsewhere by accident.
+
+    The router's port never asks for a key; public endpoints do when ``api_keys_file``
+    is set. Either on a non-loopback address without keys needs an explicit
+    ``allow_unauthenticated = true`` in its section.
+    """
+    if not router.listen.loopback and not router.allow_unauthenticated:
+        msg = (
+            f"{router.listen} is not a loopback address, and the router's port never asks"
+            " for an API key: anyone who reaches it can use the lanes. Listen on"
+            ' 127.0.0.1 and serve clients through a [[public.endpoints]] with target = "router"'
+            " and [public] api_keys_file, or set router.allow_unauthenticated = true"
+            f" {_TRUSTED}"
+        )
+        issues.append(ConfigIssue(main_name, "router.listen", msg))
+    if public.api_keys_file is not None or public.allow_unauthenticated:
+        return
+    for key, endpoint in zip(endpoint_keys, public.endpoints, strict=True):
+        if endpoint.listen.loopback:
+            continue
+        msg = (
+            f"{endpoint.listen} is not a loopback address and no API keys are configured:"
+            " anyone who reaches it can use the lanes. Set public.api_keys_file, listen on"
+            f" 127.0.0.1, or set public.allow_unauthenticated = true {_TRUSTED}"
+        )
+        issues.append(ConfigIssue(main_name, f"{key}.listen", msg))
 
 
 def check_endpoint_roles(

@@ -8,6 +8,7 @@ reading the files is ``qwend.config.load.load_config``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import signal
 from collections.abc import Mapping
@@ -44,6 +45,23 @@ class ListenAddress:
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        """Whether only this host can connect: a loopback address or ``localhost``.
+
+        Wildcards (``0.0.0.0``, ``::``) and every other name or address are reachable
+        from elsewhere, as far as qwend can tell.
+        """
+        if self.host.lower() == "localhost":
+            return True
+        try:
+            address = ipaddress.ip_address(self.host)
+        except ValueError:
+            return False  # a hostname: it may resolve to any interface
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return address.is_loopback
 
     @property
     def url(self) -> str:
@@ -101,6 +119,16 @@ class RouterConfig:
     """Time an open breaker waits before letting one probe request through."""
     upstream_keepalive_s: float = 4.0
     """Idle keep-alive of pooled lane connections (shorter than the lane's own)."""
+    allow_unauthenticated: bool = False
+    """Allow ``listen`` on a non-loopback address: the router's port never asks for a key."""
+    media_data_url_max_bytes: int = 20 * 1024 * 1024
+    """Longest ``data:`` URL a request's media part may be; 0 refuses data URLs."""
+    media_allowed_hosts: tuple[str, ...] = ()
+    """Hosts media URLs may name whatever their addresses (the operator's image servers)."""
+    media_public_hosts: bool = True
+    """Accept media URLs naming any other host whose every address is public."""
+    media_resolve_timeout_s: float = 2.0
+    """How long resolving the host of a media URL may take (then the request is refused)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +154,8 @@ class PublicConfig:
     endpoints: tuple[PublicEndpoint, ...] = ()
     api_keys_file: Path | None = None
     """File of accepted API keys, one per line; None accepts unauthenticated requests."""
+    allow_unauthenticated: bool = False
+    """Allow endpoints on non-loopback addresses without ``api_keys_file`` (trusted networks)."""
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,22 @@ class Command(Conv[tuple[str, ...]]):
 
 
 @dataclass(frozen=True)
+class HostList(Conv[tuple[str, ...]]):
+    """A list of host names or IP addresses (IPv6 with or without brackets)."""
+
+    expected: str = 'a list of host names or addresses, e.g. ["images.example.com", "10.0.0.5"]'
+
+    def __call__(self, value: object) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise Bad(self.expected, value)
+        for index, host in enumerate(value):
+            bare = host[1:-1] if isinstance(host, str) and host.startswith("[") else host
+            if not isinstance(bare, str) or parse_host(bare.removesuffix(".")) is None:
+                raise Bad("a host name or an IP address", host, f"[{index}]")
+        return tuple(value)
+
+
+@dataclass(frozen=True)
 class Env(Conv[dict[str, str]]):
     """A table of environment variables; integer values become strings."""
 
@@ -198,6 +214,14 @@ def parse_router(t: Table) -> RouterConfig:
         ),
         breaker_cooldown_s=_num(t, "breaker_cooldown_s", NONNEG, d.breaker_cooldown_s),
         upstream_keepalive_s=_num(t, "upstream_keepalive_s", NONNEG, d.upstream_keepalive_s),
+        allow_unauthenticated=_bool(t, "allow_unauthenticated", d.allow_unauthenticated),
+        media_data_url_max_bytes=_int(
+            t, "media_data_url_max_bytes", Int(0), d.media_data_url_max_bytes
+        ),
+        media_allowed_hosts=t.get("media_allowed_hosts", HostList(), d.media_allowed_hosts)
+        or d.media_allowed_hosts,
+        media_public_hosts=_bool(t, "media_public_hosts", d.media_public_hosts),
+        media_resolve_timeout_s=_num(t, "media_resolve_timeout_s", POS, d.media_resolve_timeout_s),
     )
     t.finish()
     return result
@@ -223,6 +247,7 @@ def parse_public(t: Table, base: Path) -> tuple[PublicConfig, list[str]]:
         console_listen=t.opt("console_listen", Listen()),
         endpoints=tuple(endpoints),
         api_keys_file=t.opt("api_keys_file", PathConv(base)),
+        allow_unauthenticated=_bool(t, "allow_unauthenticated", False),
     )
     t.finish()
     return result, keys

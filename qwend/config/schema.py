@@ -278,11 +278,6 @@ class Table:
             self.issues.append(ConfigIssue(self.file, self.key(name) + bad.suffix, bad.message))
             return None
 
-    def has(self, name: str) -> bool:
-        """Whether ``name`` is present (and mark it as known)."""
-        self.seen.add(name)
-        return name in self.data
-
     def sub(self, name: str, *, required: bool = False) -> Table:
         """The sub-table ``name`` (empty when absent or not a table; a non-table is recorded)."""
         self.seen.add(name)

@@ -17,6 +17,7 @@ def render_summary(config: Config) -> str:
     lines.append(
         f"router   {router.listen}  policy {router.text_policy.value}, "
         f"long text >= {router.long_text_min_tokens} tokens"
+        + (", no key needed (allow_unauthenticated = true)" if router.allow_unauthenticated else "")
     )
     console = config.public.console_listen
     lines.append(f"console  {console if console is not None else 'disabled'}")
@@ -26,8 +27,7 @@ def render_summary(config: Config) -> str:
         role = endpoint.role
         target = endpoint.target if role is None else f"{endpoint.target} ({active.get(role, '-')})"
         lines.append(f"{label} {endpoint.listen} -> {target}")
-    keys = config.public.api_keys_file
-    lines.append(f"api keys {keys if keys is not None else 'none: public ports are open'}")
+    lines.append(f"api keys {_keys(config)}")
     monitor = config.monitor
     npu_smi = f'"{monitor.npu_smi}" every {monitor.interval_s:g} s' if monitor.enabled else "off"
     lines.append(f"monitor  {npu_smi}")
@@ -36,6 +36,15 @@ def render_summary(config: Config) -> str:
         f"daemon   socket {daemon.control_socket}, state {daemon.state_dir}, logs {daemon.log_dir}"
     )
     return "\n".join(lines)
+
+
+def _keys(config: Config) -> str:
+    public = config.public
+    if public.api_keys_file is not None:
+        return str(public.api_keys_file)
+    if public.allow_unauthenticated:
+        return "none: public ports need no key (allow_unauthenticated = true)"
+    return "none: public ports need no key, so they must listen on loopback"
 
 
 def _lane_table(config: Config) -> list[str]:

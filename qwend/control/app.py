@@ -9,13 +9,13 @@ logged with the caller's uid and pid (SO_PEERCRED).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
 
+from qwend import jsonbody
 from qwend.api.messages import (
     API_PREFIX,
     Caller,
@@ -46,6 +46,7 @@ from qwend.control.streams import stream_events, stream_log, stream_promotion
 from qwend.control.unix_socket import create_control_socket, peer_caller, remove_control_socket
 from qwend.control.views import router_dict
 from qwend.errors import LaneError, PromotionConflict, PromotionError, QwendError
+from qwend.jsonbody import NotJson, TooDeep
 from qwend.logs import get_logger
 from qwend.npu.render import render_view, view_to_dict
 from qwend.promotion.plan import UnknownLane
@@ -128,9 +129,11 @@ def _audit(request: web.Request, action: str, **fields: object) -> Caller | None
 
 async def _body(request: web.Request, tp: type[M]) -> M:
     try:
-        data = await request.json()
-    except json.JSONDecodeError:
+        data = jsonbody.loads(await request.read())
+    except NotJson:
         raise ProtocolError("request body is not JSON") from None
+    except TooDeep as exc:
+        raise ProtocolError(str(exc)) from None
     return tp.from_dict(data)
 
 

@@ -84,6 +84,7 @@ def lane_info(
         restarts=snap.restarts,
         last_exit=snap.last_exit,
         reason=snap.reason,
+        last_error=snap.last_error,
         degraded=degraded.get(snap.name),
         warnings=tuple(snap.warnings),
         stats=stats.get(snap.name),

@@ -1,6 +1,6 @@
 """``qwend``: the daemon's life, start-up -> serve -> shutdown, and its command line.
 
-Start-up: config and persisted state -> services, wired (``qwend.daemon.wiring``;
+Start-up: config, API keys and persisted state -> services, wired (``qwend.daemon.wiring``;
 the lanes not yet started) -> the descriptor limit raised and a reserve kept out of the
 listeners' connection caps (``connection_limits``) -> router listener (TCP) -> public
 endpoints (TCP, one per ``[[public.endpoints]]``, in process to the router; every
@@ -8,10 +8,11 @@ TCP connection behind a guard, ``qwend.daemon.connections``) -> control socket (
 ``qwend.daemon.listeners``) -> NPU monitor -> lanes begin starting in the
 background -> ``READY=1`` (systemd) with ``STATUS=0/3 lanes ready`` kept current.
 Serve: signal handlers only set events; the main coroutine does the work. SIGHUP
-reloads (a broken config keeps the old one running and its errors are kept for
-``qwenctl status``). Shutdown, on SIGTERM/SIGINT, in order: ``STOPPING=1``, close
-the listeners (public ports first), drain in-flight requests (bounded by
-``daemon.drain_timeout_s``), stop every lane in parallel, exit 0.
+reloads the config and the API keys file together (either one broken keeps both old
+ones running, and the errors are kept for ``qwenctl status``). Shutdown, on
+SIGTERM/SIGINT, in order: ``STOPPING=1``, close the listeners (public ports first),
+drain in-flight requests (bounded by ``daemon.drain_timeout_s``), stop every lane in
+parallel, exit 0.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from qwend.daemon.systemd import Notifier, watchdog_interval
 from qwend.daemon.wiring import Services, build_services, control_app
 from qwend.errors import ConfigError, QwendError
 from qwend.logs import LogFormat, configure_logging, get_logger
+from qwend.public.keyfile import KeySet
+from qwend.public.keys import read_api_keys
 from qwend.supervisor.reload import ReloadReport
 
 log = get_logger("daemon")
@@ -126,7 +129,9 @@ class Daemon:
         try:
             limits = connection_limits(config)
             await self._listeners.open_router(services.router_app, config.router.listen, limits)
-            await self._listeners.open_public(config.public, services.router, limits)
+            await self._listeners.open_public(
+                config.public, services.router, services.api_keys, limits
+            )
             await self._listeners.open_control(control, config.daemon)
             await services.monitor.start()
             await services.supervisor.start()
@@ -209,20 +214,20 @@ class Daemon:
             log.exception("reload failed; the previous configuration may be partly applied")
 
     async def reload(self) -> ReloadReport:
-        """Re-read the configuration and apply it; ConfigError keeps the old one."""
+        """Re-read the configuration and the API keys, and apply them; ConfigError keeps both."""
         supervisor = self.services.supervisor
         async with self._reload_lock:
             self.notifier.reloading()
             try:
-                new = self.source.load()
+                new, keys = load_settings(self.source)
             except ConfigError as exc:
                 for issue in exc.issues:
                     log.error("reload refused: configuration error", issue=str(issue))
                 self.notifier.ready(supervisor.status_line() + "; reload failed, see the log")
                 raise
             self._warn_restart_only(new)
-            if self._listeners.api_keys is not None:
-                self._listeners.api_keys.reload(new.public.api_keys_file)  # broken: old keys stay
+            # Everything is checked by now: from here on the new configuration is applied.
+            self.services.api_keys.swap(keys)
             try:
                 report = await supervisor.reload(new)
                 self.services.router.apply_config(new.router)
@@ -266,15 +271,23 @@ class Daemon:
         log.info("qwend stopped")
 
 
+def load_settings(source: Source) -> tuple[Config, KeySet | None]:
+    """The configuration and the API keys it names; ConfigError with what is wrong in either."""
+    config = source.load()
+    name = config.path.name if config.path is not None else source.path.name
+    return config, read_api_keys(config.public, name)
+
+
 async def run_daemon(
     source: Source,
     config: Config,
     *,
     extra_env: Mapping[str, str],
     announce: Callable[[str], None] | None,
+    keys: KeySet | None,
 ) -> int:
     """Build the services inside the event loop, then run the daemon until it stops."""
-    services = build_services(config, extra_env=extra_env)
+    services = build_services(config, extra_env=extra_env, keys=keys)
     return await Daemon(source, config, services, announce=announce).run()
 
 
@@ -318,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         source = Source(args.config)
     try:
-        config = source.load()
+        config, keys = load_settings(source)
     except ConfigError as exc:
         for issue in exc.issues:
             log.error("configuration error", issue=str(issue))
@@ -326,7 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitStatus.CONFIG
     announce = _print if args.demo else None
     try:
-        return asyncio.run(run_daemon(source, config, extra_env=extra_env, announce=announce))
+        return asyncio.run(
+            run_daemon(source, config, extra_env=extra_env, announce=announce, keys=keys)
+        )
     except QwendError as exc:
         log.error("qwend failed", error=str(exc))
         return ExitStatus.ERROR

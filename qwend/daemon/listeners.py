@@ -99,8 +99,6 @@ class Listeners:
         self._public: list[TcpListener] = []
         self._control: web.AppRunner | None = None
         self._socket: Path | None = None
-        self.api_keys: ApiKeys | None = None
-        """The public endpoints' API keys (reloaded with the configuration)."""
         self.control: ControlContext | None = None
         """The control API's context, once its socket listens."""
 
@@ -115,18 +113,18 @@ class Listeners:
             advice="stop what uses that port or change [router] listen",
             access_log=None,  # the hot path: no access-log line per proxied request
         )
-        log.info("router listening", url=listen.url)
+        # The address bound, as configured: 0.0.0.0 stays 0.0.0.0 (not the URL to reach it).
+        log.info("router listening", address=str(listen))
 
     async def open_public(
-        self, public: PublicConfig, router: Router, limits: ListenerLimits
+        self, public: PublicConfig, router: Router, keys: ApiKeys, limits: ListenerLimits
     ) -> None:
-        """One listener per ``[[public.endpoints]]``, each handing requests to the router."""
+        """One listener per ``[[public.endpoints]]``, each handing requests to the router.
+
+        Every endpoint checks the same ``keys``: a reload swaps the key set inside it.
+        """
         if public.console_listen is not None:
             log.warning(CONSOLE_IGNORED, console_listen=str(public.console_listen))
-        keys = ApiKeys.load(public.api_keys_file)  # ApiKeysError (a QwendError) names the file
-        self.api_keys = keys
-        if keys.enabled:
-            log.info("API keys loaded", file=str(keys.path), keys=len(keys))
         for endpoint in public.endpoints:
             app = make_public_app(endpoint, router, keys)
             listen = endpoint.listen
@@ -140,7 +138,12 @@ class Listeners:
                 ),
             )
             self._public.append(runner)
-            log.info("public endpoint listening", url=listen.url, target=endpoint.target)
+            log.info(
+                "public endpoint listening",
+                address=str(listen),
+                target=endpoint.target,
+                api_keys=keys.enabled,
+            )
 
     async def open_control(self, app: web.Application, daemon: DaemonConfig) -> None:
         """The control API on its Unix socket (ControlError when another qwend has it)."""

@@ -23,6 +23,8 @@ from qwend.logs import get_logger
 from qwend.npu.monitor import NpuMonitor
 from qwend.promotion.promoter import Promoter
 from qwend.promotion.state import StateStore, reconcile_active
+from qwend.public.keyfile import KeySet
+from qwend.public.keys import ApiKeys
 from qwend.router.app import make_router_app
 from qwend.router.router import ROUTER_KEY, Router
 from qwend.routing.lanetable import LaneTable
@@ -46,10 +48,14 @@ class Services:
     promoter: Promoter
     warnings: tuple[str, ...]
     """Start-up warnings kept for ``qwenctl status`` (a corrupt state file, stale choices)."""
+    api_keys: ApiKeys
+    """The one key holder of every public endpoint (a reload swaps its key set)."""
 
 
-def build_services(config: Config, *, extra_env: Mapping[str, str]) -> Services:
-    """Every service, wired; nothing is started yet."""
+def build_services(
+    config: Config, *, extra_env: Mapping[str, str], keys: KeySet | None
+) -> Services:
+    """Every service, wired; nothing is started yet. ``keys``: those of api_keys_file."""
     store = StateStore(config.daemon.state_dir)
     active, warnings = _restore_active(store, config)
     table = LaneTable()
@@ -73,7 +79,9 @@ def build_services(config: Config, *, extra_env: Mapping[str, str]) -> Services:
     promoter = Promoter(
         supervisor, router, store, monitor, drain_timeout_s=config.daemon.drain_timeout_s
     )
-    return Services(store, router_app, router, monitor, supervisor, promoter, warnings)
+    api_keys = ApiKeys()
+    api_keys.swap(keys)  # as a reload does: logs what is in force
+    return Services(store, router_app, router, monitor, supervisor, promoter, warnings, api_keys)
 
 
 def _restore_active(store: StateStore, config: Config) -> tuple[dict[str, str], tuple[str, ...]]:

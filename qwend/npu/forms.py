@@ -13,7 +13,7 @@ recognise raises :class:`NpuSmiError` quoting the offending line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from qwend.errors import NpuSmiError
@@ -368,8 +368,3 @@ def parse_topo(text: str) -> Topology:
     if not links:
         raise not_recognised("info -t topo", error_line(lines))
     return Topology(tuple(names), tuple(links), tuple(affinity))
-
-
-def first_nonblank(lines: Sequence[str]) -> str:
-    """The first non-blank line, stripped ('' when there is none)."""
-    return next((ln.strip() for ln in lines if ln.strip()), "")

@@ -1,13 +1,12 @@
 """Human tables and JSON-able dicts of npu-smi readings and NPU monitor views (pure).
 
-Used by ``qwenctl npus`` (the daemon's live view, sent as ``view_to_dict`` and
-rebuilt with ``view_from_dict``) and ``qwenctl npus --parse FILE [--json]``
-(``render_parse_report``), which needs no daemon.
+Used by ``qwenctl npus`` (the daemon's live view, sent as ``view_to_dict``; the
+``*_from_dict`` inverses keep that wire form lossless) and ``qwenctl npus --parse FILE
+[--json]`` (``parsed_to_dict`` and ``render_parsed``), which needs no daemon.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, fields
 from typing import Any
@@ -23,7 +22,6 @@ from qwend.npu.parse import (
     NpuReading,
     NpuView,
     Topology,
-    parse_any,
 )
 from qwend.text import Cell, cell_text, table
 
@@ -288,14 +286,3 @@ def render_parsed(parsed: object) -> str:
         lines.append("MCU")
         lines += [f"  {k}: {v}" for k, v in parsed.mcu]
     return "\n".join(lines)
-
-
-def render_parse_report(text: str, as_json: bool = False) -> str:
-    """``qwenctl npus --parse FILE [--json]``: parse captured npu-smi output and show it.
-
-    Raises NpuSmiError (quoting the offending line) when the text is not recognised.
-    """
-    parsed = parse_any(text)
-    if as_json:
-        return json.dumps(parsed_to_dict(parsed), indent=2)
-    return render_parsed(parsed)

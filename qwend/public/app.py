@@ -1,7 +1,8 @@
 """The public API endpoints: one aiohttp app per ``[[public.endpoints]]`` port.
 
 A public endpoint is what clients on the network talk to. It checks the API
-key (``[public] api_keys_file``), bounds the request body, and hands the
+key (``[public] api_keys_file``; one ``ApiKeys`` shared by every endpoint) and
+the key's rate limits (429 with ``Retry-After``), bounds the request body, and hands the
 request to the router in process: no second HTTP hop. ``target = "router"``
 routes like the router's own port; ``target = "role:NAME"`` pins every
 request to the lanes of role NAME (``RequestSummary.role``), so the router's
@@ -25,7 +26,9 @@ from aiohttp.typedefs import Handler
 
 from qwend.config.model import PublicEndpoint
 from qwend.logs import get_logger
+from qwend.public.keyfile import ApiKey
 from qwend.public.keys import ApiKeys
+from qwend.public.limits import Limited
 from qwend.router.exchange import Exchange
 from qwend.router.handlers import Classifier, models_response, parse_request
 from qwend.router.proxy import error_response
@@ -45,7 +48,7 @@ class PublicContext:
     forwarding: Forwarding
     """The router's request path: requests go through it in process."""
     keys: ApiKeys
-    """Shared by every endpoint; reloaded in place (SIGHUP)."""
+    """The one holder shared by every endpoint; a reload swaps the key set inside it."""
     max_body: int = MAX_BODY_BYTES
 
     @property
@@ -61,6 +64,8 @@ class PublicContext:
 
 PUBLIC_KEY: web.AppKey[PublicContext] = web.AppKey("qwend_public", PublicContext)
 """Where ``make_public_app`` keeps the endpoint's ``PublicContext``."""
+CALLER_KEY: web.RequestKey[ApiKey] = web.RequestKey("qwend_api_key", ApiKey)
+"""The API key a request was authenticated with (absent when keys are off)."""
 
 
 def _unauthorized(missing: bool) -> web.Response:
@@ -71,6 +76,15 @@ def _unauthorized(missing: bool) -> web.Response:
     )
     return error_response(
         401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def _rate_limited(limited: Limited) -> web.Response:
+    return error_response(
+        429,
+        limited.message(),
+        code="rate_limit_exceeded",
+        retry_after=limited.retry_after_header,
     )
 
 
@@ -105,11 +119,13 @@ def _http_error(exc: web.HTTPException, request: web.Request, max_body: int) -> 
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """API key first (before any body is read), then the handler; HTTP errors as JSON."""
     ctx = request.app[PUBLIC_KEY]
-    keys = ctx.keys
-    if keys.enabled:
+    keys = ctx.keys.current  # once: a reload swaps the whole set, never half of it
+    if keys is not None:
         header = request.headers.get("Authorization")
-        if not keys.check(header):
+        key = keys.find(header)
+        if key is None:
             return _unauthorized(missing=not header)
+        request[CALLER_KEY] = key
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -123,9 +139,14 @@ async def _complete(request: web.Request, path: str, classify: Classifier) -> we
     ctx = request.app[PUBLIC_KEY]
     fwd = ctx.forwarding
     body = await request.read()  # beyond client_max_size: HTTPRequestEntityTooLarge
-    summary = parse_request(fwd.counters, body, classify)
+    summary = await parse_request(fwd, body, classify)
     if isinstance(summary, web.Response):
         return summary
+    key = request.get(CALLER_KEY)
+    if key is not None:
+        limited = ctx.keys.admit(key, summary.prompt_tokens + summary.expected_output)
+        if limited is not None:
+            return _rate_limited(limited)
     role = ctx.role
     if role is not None:
         summary = replace(summary, role=role)
@@ -167,9 +188,11 @@ def make_public_app(
     *,
     max_body: int = MAX_BODY_BYTES,
 ) -> web.Application:
-    """The app of one public endpoint; ``keys`` None accepts every request."""
+    """The app of one public endpoint; ``keys`` None accepts every request (tests)."""
     app = web.Application(client_max_size=max_body, middlewares=[_guard])
-    app[PUBLIC_KEY] = PublicContext(endpoint, router.forwarding, keys or ApiKeys(), max_body)
+    # `is None`, not `or`: every endpoint must hold the very same ApiKeys, whatever it holds.
+    shared = keys if keys is not None else ApiKeys()
+    app[PUBLIC_KEY] = PublicContext(endpoint, router.forwarding, shared, max_body)
     chat = partial(_complete, path="/v1/chat/completions", classify=classify_chat)
     app.router.add_post("/v1/chat/completions", chat)
     completions = partial(_complete, path="/v1/completions", classify=classify_completion)

@@ -1,111 +1,99 @@
-"""API keys of the public endpoints: ``[public] api_keys_file``, one key per line.
+"""API keys of the public endpoints: the one key set they share, swapped whole on reload.
 
-Blank lines and lines starting with ``#`` are ignored. Only SHA-256 digests of
-the keys are kept, and a presented key is compared against every digest with
-``hmac.compare_digest``: the time taken says nothing about how much of a key
-matched, nor (all digests being the same size) about the keys' lengths. No
-key ever appears in a message or a log line.
+``read_api_keys`` reads ``[public] api_keys_file`` (format: ``qwend.public.keyfile``)
+as part of loading a configuration: a file that is missing, unreadable, empty or
+malformed is a ``ConfigError`` like any other, so startup refuses it and a
+reload keeps the previous configuration and keys. ``ApiKeys`` is the single
+holder every public endpoint checks against: a reload replaces its ``KeySet``
+in one assignment (no request sees half of it), and turning keys on or off is
+just a swap to or from None. It also keeps the per-key rate-limit buckets.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from qwend.errors import QwendError
+from qwend.config.model import PublicConfig
+from qwend.errors import ConfigError, ConfigIssue
 from qwend.logs import get_logger
+from qwend.public.keyfile import ApiKey, KeySet, parse_key_file
+from qwend.public.limits import Limited, RateLimiter
 
-_BEARER = "bearer "
-
-
-class ApiKeysError(QwendError):
-    """The API keys file cannot be used (missing, unreadable, malformed)."""
-
-
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
+log = get_logger("public")
+KEY_PATH = "public.api_keys_file"
 
 
-def read_keys(path: Path) -> frozenset[bytes]:
-    """The digests of the keys in ``path``; ApiKeysError naming the file and line."""
+def read_api_keys(public: PublicConfig, main_name: str = "qwend.toml") -> KeySet | None:
+    """The keys of ``public.api_keys_file`` (None: not set); ConfigError naming what is wrong.
+
+    ``main_name`` is the configuration file that names the keys file (for messages).
+    """
+    path = public.api_keys_file
+    return None if path is None else read_key_file(path, main_name)
+
+
+def read_key_file(path: Path, main_name: str = "qwend.toml") -> KeySet:
+    """The keys in ``path``; ConfigError: unreadable (filed under ``main_name``), bad lines."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ApiKeysError(
+        msg = (
             f"cannot read the API keys file {path}: {reason};"
-            " create it (one key per line) or remove [public] api_keys_file"
-        ) from None
-    digests: set[bytes] = set()
-    for number, line in enumerate(text.splitlines(), start=1):
-        key = line.strip()
-        if not key or key.startswith("#"):
-            continue
-        if any(ch.isspace() for ch in key):
-            # The key itself is not quoted: the message may end up in a log.
-            raise ApiKeysError(
-                f"{path}:{number}: an API key may not contain spaces; put one key per line"
-            )
-        digests.add(_digest(key))
-    if not digests:
-        raise ApiKeysError(
-            f"the API keys file {path} holds no keys; add one per line"
-            " or remove [public] api_keys_file to accept unauthenticated requests"
+            f" create it (one key per line, readable by qwend) or remove {KEY_PATH}"
         )
-    return frozenset(digests)
+        raise ConfigError([ConfigIssue(main_name, KEY_PATH, msg)]) from None
+    return parse_key_file(text, str(path))
 
 
 class ApiKeys:
-    """The accepted keys, shared by every public endpoint and replaced on reload."""
+    """The accepted keys (None: requests need no key) and their rate-limit buckets."""
 
-    def __init__(self, path: Path | None = None, digests: frozenset[bytes] = frozenset()) -> None:
-        self._path = path
-        self._digests = tuple(digests)
-
-    @classmethod
-    def load(cls, path: Path | None) -> ApiKeys:
-        """Keys from ``path`` (None: authentication off); raises ApiKeysError."""
-        return cls(path, read_keys(path) if path is not None else frozenset())
+    def __init__(
+        self, keys: KeySet | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._keys = keys
+        self._limiter = RateLimiter()
+        self._clock = clock
+        self._held: set[bytes] = set()
+        """Keys refused since their last admitted request (logged once per episode)."""
 
     @property
-    def path(self) -> Path | None:
-        """The keys file in force; None when requests need no key."""
-        return self._path
+    def current(self) -> KeySet | None:
+        """The key set in force; read it once per request."""
+        return self._keys
 
     @property
     def enabled(self) -> bool:
         """Requests need a key."""
-        return self._path is not None
+        return self._keys is not None
 
-    def __len__(self) -> int:
-        return len(self._digests)
+    def swap(self, keys: KeySet | None) -> None:
+        """Put ``keys`` in force for every endpoint at once (startup, reload)."""
+        old, self._keys = self._keys, keys
+        kept = keys.keys if keys is not None else ()
+        self._limiter.retain((key.digest, key.limits) for key in kept)
+        self._held &= {key.digest for key in kept}
+        if keys is not None:
+            log.info("API keys loaded", file=keys.source, keys=keys.count, limited=keys.limited)
+        elif old is not None:
+            log.warning("API keys turned off: public endpoints accept requests without a key")
 
-    def reload(self, path: Path | None) -> bool:
-        """Re-read (a reload, SIGHUP). A broken file keeps the old keys: False, logged."""
-        try:
-            digests = read_keys(path) if path is not None else frozenset()
-        except ApiKeysError as exc:
-            get_logger("public").error(
-                "API keys not reloaded; keeping the previous keys", error=str(exc)
+    def admit(self, key: ApiKey, tokens: int) -> Limited | None:
+        """Charge one request of ``tokens`` estimated tokens to ``key``: None, or why not."""
+        limited = self._limiter.admit(key.digest, key.limits, tokens, self._clock())
+        if limited is None:
+            self._held.discard(key.digest)
+        elif key.digest not in self._held:
+            # Once until the key gets through again: a client hammering a limit is no flood.
+            self._held.add(key.digest)
+            log.warning(
+                "API key over its rate limit",
+                key=key.label,
+                limit=limited.limit.value,
+                per_minute=limited.per_minute,
+                retry_after_s=limited.retry_after_header,
             )
-            return False
-        if path is None and self._path is not None:
-            get_logger("public").warning("api_keys_file removed: public endpoints need no key now")
-        self._path = path
-        self._digests = tuple(digests)
-        if path is not None:
-            get_logger("public").info("API keys loaded", file=str(path), keys=len(digests))
-        return True
-
-    def check(self, authorization: str | None) -> bool:
-        """Whether an ``Authorization`` header value carries an accepted key."""
-        if self._path is None:
-            return True
-        if authorization is None or authorization[:7].lower() != _BEARER:
-            return False
-        presented = _digest(authorization[7:].strip())
-        found = False
-        for digest in self._digests:  # no early exit: every key costs the same
-            found |= hmac.compare_digest(presented, digest)
-        return found
+        return limited

@@ -1,5 +1,6 @@
 """The router's HTTP handlers (``make_router_app`` routes to them), and the request-path
-pieces the public endpoints reuse: request parsing and the ``/v1/models`` union.
+pieces the public endpoints reuse: request parsing (JSON with a nesting bound, the
+OpenAI shape, the media URL policy) and the ``/v1/models`` union.
 
 A completion handler parses and classifies the body, then creates the request's
 ``Exchange`` with the router's ``Forwarding``, which admits, forwards and relays it.
@@ -8,25 +9,30 @@ A completion handler parses and classifies the body, then creates the request's
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Sequence
 
 from aiohttp import ClientTimeout, web
 
+from qwend import jsonbody
+from qwend.jsonbody import JsonBodyError
 from qwend.logs import get_logger
 from qwend.router.exchange import Exchange
 from qwend.router.lanes import LaneRuntime
+from qwend.router.media import MediaRefused, check_media
 from qwend.router.metrics import render_metrics
 from qwend.router.proxy import UPSTREAM_ERRORS, error_response
 from qwend.router.recording import RouterCounters
-from qwend.router.router import FORWARDING_KEY, ROUTER_KEY
+from qwend.router.router import FORWARDING_KEY, ROUTER_KEY, Forwarding
 from qwend.router.upstream import Upstream
 from qwend.routing.classify import InvalidRequest, RequestSummary
+from qwend.routing.media import MediaPolicy, media_sources
 from qwend.routing.models import ModelEntry, listed_models, models_union
 
 log = get_logger("router")
 _MODELS_TIMEOUT = ClientTimeout(total=2.0)
 _MODEL_ERRORS: tuple[type[BaseException], ...] = (ValueError, *UPSTREAM_ERRORS)
+MEDIA_REFUSED = "media_url_refused"
+"""The error ``code`` of a request refused by the media URL policy."""
 Classifier = Callable[[object], RequestSummary]
 """``classify_chat`` or ``classify_completion``: a decoded body to its summary."""
 
@@ -36,25 +42,45 @@ def _bad_request(counters: RouterCounters, message: str, param: str | None = Non
     return error_response(400, message, param=param)
 
 
-def parse_request(
-    counters: RouterCounters, body: bytes, classify: Classifier
+async def parse_request(
+    fwd: Forwarding, body: bytes, classify: Classifier
 ) -> RequestSummary | web.Response:
-    """The request's summary, or an OpenAI-style 400 (counted as a bad request)."""
+    """The request's summary, or an OpenAI-style 400 (counted as a bad request).
+
+    The one place the router's port and the public endpoints read a completion body:
+    JSON with a nesting bound, then the OpenAI shape, then the media URL policy.
+    """
     try:
-        doc = json.loads(body.decode())  # str: json skips its encoding detection
-    except ValueError as exc:  # UnicodeDecodeError is a ValueError
-        return _bad_request(counters, f"The request body is not valid JSON: {exc}")
+        doc = jsonbody.loads(body)
+    except JsonBodyError as exc:
+        return _bad_request(fwd.counters, str(exc))
     try:
-        return classify(doc)
+        summary = classify(doc)
     except InvalidRequest as exc:
-        return _bad_request(counters, exc.message, exc.param)
+        return _bad_request(fwd.counters, exc.message, exc.param)
+    refused = await media_refusal(fwd, doc)
+    return summary if refused is None else refused
+
+
+async def media_refusal(fwd: Forwarding, doc: object) -> web.Response | None:
+    """A 400 when a media URL of ``doc`` is refused by the policy, else None."""
+    sources = list(media_sources(doc))
+    if not sources:  # text: nothing to judge
+        return None
+    config = fwd.config
+    try:
+        await check_media(sources, MediaPolicy.of(config), config.media_resolve_timeout_s)
+    except MediaRefused as exc:
+        fwd.counters.bad_requests += 1
+        return error_response(400, exc.message, param=exc.param, code=MEDIA_REFUSED)
+    return None
 
 
 async def complete(request: web.Request, path: str, classify: Classifier) -> web.StreamResponse:
     """``POST /v1/chat/completions`` and ``POST /v1/completions``."""
     fwd = request.app[FORWARDING_KEY]
     body = await request.read()
-    summary = parse_request(fwd.counters, body, classify)
+    summary = await parse_request(fwd, body, classify)
     if isinstance(summary, web.Response):
         return summary
     try:
@@ -102,6 +128,13 @@ async def tokenize(request: web.Request) -> web.Response:
     )
     if not lanes:
         return error_response(503, "no accepting text lane to tokenize with", retry_after=5)
+    try:
+        doc = jsonbody.loads(body)
+    except JsonBodyError as exc:
+        return _bad_request(fwd.counters, str(exc))
+    refused = await media_refusal(fwd, doc)  # vLLM fetches a chat's media to tokenize it
+    if refused is not None:
+        return refused
     headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
     for runtime in lanes[:2]:
         try:

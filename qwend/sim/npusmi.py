@@ -5,7 +5,7 @@ table), ``render_mapping`` prints ``npu-smi info -m`` and ``render_usages``
 prints ``npu-smi info -t usages -i N``. Sim lanes (``LaneRecord``s) appear as
 processes on the NPUs of their ``ASCEND_RT_VISIBLE_DEVICES``; their HBM and AI
 Core load show in the NPU rows. Column widths follow the captures in
-``shared/fixtures/npu-smi/910a-info-8npu-*``.
+``tests/fixtures/npu-smi/910a-info-8npu-*``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ The supervisor builds a lane's environment as: inherited environment <
 is only a default; a lane file overrides any of them (set it to the value you
 want; an empty string also counts as set).
 
-Where the values come from (vLLM-Ascend recipes for Qwen3.5 in shared/seeds):
+Where the values come from (the vLLM-Ascend recipes for Qwen3.5 this project started from):
 
 - ``PYTORCH_NPU_ALLOC_CONF=expandable_segments:True``: seeds 001 (27B, A2/A3),
   002 (397B-A17B) and 004 (27B). Lets the torch_npu caching allocator grow

@@ -4,11 +4,17 @@ PDEATHSIG only reaches a lane's direct child; its own children (vLLM workers,
 helpers) would survive a ``kill -9`` of qwend. The guard holds the read end of
 a pipe whose only writer is qwend and the list of lane process groups; EOF on
 the pipe (qwend exited for any reason) means SIGKILL every registered group.
+
+The guard itself may die (an operator's ``kill``, the OOM killer); ``watch``
+restarts it the moment it exits and hands the new one every registered group,
+so a later ``kill -9`` of qwend still takes every lane down.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 from typing import IO
@@ -74,6 +80,18 @@ class OrphanGuard:
             proc.stdin.flush()
         return proc.stdin
 
+    async def watch(self) -> None:
+        """Keep a guard running until cancelled: restart it (with every group) when it dies."""
+        while True:
+            try:
+                self._ensure()  # notices a dead guard, logs it and starts a new one
+            except OSError as exc:  # e.g. no fd left to spawn it: try again shortly
+                self._log.error("cannot start the orphan guard; retrying", error=str(exc))
+                await asyncio.sleep(WATCH_POLL_S)
+                continue
+            assert self._proc is not None
+            await _exited(self._proc)
+
     def _send(self, line: str) -> None:
         stdin = self._ensure()
         if stdin is None:
@@ -111,3 +129,27 @@ class OrphanGuard:
         except subprocess.TimeoutExpired:  # pragma: no cover - guard wedged
             proc.kill()
             proc.wait()
+
+
+WATCH_POLL_S = 1.0
+"""How soon the watch looks again when it cannot wait for the guard's exit."""
+
+
+async def _exited(proc: subprocess.Popen[str]) -> None:
+    """Return once ``proc`` has exited (not reaped: ``poll()`` does), or after WATCH_POLL_S.
+
+    The second case is when no pidfd can be had (Linux < 5.3, or no fd left).
+    """
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        await asyncio.sleep(WATCH_POLL_S)
+        return
+    exited = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(fd, exited.set)  # a pidfd becomes readable when its process exits
+    try:
+        await exited.wait()
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)

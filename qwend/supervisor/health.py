@@ -1,9 +1,12 @@
 """Lane health: readiness during start, liveness while running, inference probe.
 
-Readiness: the health path answers 2xx, then ``/v1/models`` lists a model, all
-within ``startup_timeout_s``; a process that exits meanwhile ends the wait at
-once. Liveness: every ``interval_s`` the health path (and optionally a
-``max_tokens=1`` completion) must answer within ``timeout_s``;
+Readiness: the health path answers 2xx, then ``/v1/models`` lists a model, and
+the socket that answered belongs to the lane's own process group, all within
+``startup_timeout_s``; a process that exits meanwhile ends the wait at once, and
+so does a stranger answering on the lane's port (see
+``qwend.supervisor.listener``). Liveness: every ``interval_s`` the port must
+still be the lane's own (else unhealthy at once), and the health path (and
+optionally a ``max_tokens=1`` completion) must answer within ``timeout_s``;
 ``failure_threshold`` failures in a row make the lane unhealthy. The inference
 probe is skipped while real traffic succeeded recently: a lane busy serving is
 never killed for being slow to answer a probe.
@@ -20,6 +23,10 @@ import aiohttp
 
 from qwend.config.model import LaneConfig
 from qwend.routing.models import model_ids
+from qwend.supervisor.listener import Listeners, Verdict
+
+ListenerCheck = Callable[[], Awaitable[Listeners]]
+"""Who listens on the lane's port (``qwend.supervisor.identity``, run off the loop)."""
 
 READY_POLL_S = 0.25
 """Readiness poll period (the probe is cheap; a quick ready matters on promotion)."""
@@ -102,9 +109,16 @@ async def inference_probe(session: aiohttp.ClientSession, lane: LaneConfig) -> s
 
 
 async def wait_ready(
-    session: aiohttp.ClientSession, lane: LaneConfig, exited: asyncio.Event
+    session: aiohttp.ClientSession,
+    lane: LaneConfig,
+    exited: asyncio.Event,
+    listeners: ListenerCheck | None = None,
 ) -> None:
-    """Return once the lane is ready; raise NotReady on exit or after startup_timeout_s."""
+    """Return once the lane is ready; raise NotReady on exit or after startup_timeout_s.
+
+    With ``listeners``, the lane is ready only once its own process listens on the
+    port; a stranger there raises NotReady at once (the lane cannot bind it anyway).
+    """
     deadline = time.monotonic() + lane.health.startup_timeout_s
     last = "no answer yet"
     while True:
@@ -113,8 +127,13 @@ async def wait_ready(
         problem = await check_health(session, lane)
         if problem is None:
             problem = await check_models(session, lane)
-            if problem is None:
-                return
+        if problem is None and listeners is not None:
+            found = await listeners()
+            if found.verdict is Verdict.FOREIGN:
+                raise NotReady(found.problem or "a stranger listens on the lane's port")
+            problem = found.problem
+        if problem is None:
+            return
         last = problem
         if time.monotonic() >= deadline:
             raise NotReady(
@@ -137,9 +156,11 @@ class Liveness:
         *,
         last_traffic_ok: Callable[[], float | None],
         clock: Callable[[], float] = time.monotonic,
+        listeners: ListenerCheck | None = None,
     ) -> None:
         self.lane = lane
         self._session = session
+        self._listeners = listeners
         self._last_traffic_ok = last_traffic_ok
         self._clock = clock
         self.failures = 0
@@ -162,6 +183,13 @@ class Liveness:
             problem = await inference_probe(self._session, self.lane)
         return problem
 
+    async def stranger(self) -> str | None:
+        """Why the lane's port is answered by another process, or None when it is not."""
+        if self._listeners is None:
+            return None
+        found = await self._listeners()
+        return found.problem if found.verdict is Verdict.FOREIGN else None
+
     def record(self, problem: str | None) -> bool:
         """Count a probe result; True when the lane just crossed the failure threshold."""
         if problem is None:
@@ -180,6 +208,9 @@ class Liveness:
         """Probe every ``interval_s`` until unhealthy; returns the reason."""
         while True:
             await sleep(self.lane.health.interval_s)
+            stranger = await self.stranger()
+            if stranger is not None:  # no threshold: its traffic would go to a stranger
+                return stranger
             if self.record(await self.probe_once()):
                 threshold = self.lane.health.failure_threshold
                 return f"liveness failed {threshold} times in a row: {self.last_problem}"

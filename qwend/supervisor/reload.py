@@ -6,6 +6,9 @@ their role, removed lanes are drained and stopped, and every kept lane gets its 
 settings in place (health, stop, restart and capability settings need no restart).
 The active lane of each role carries over when the new configuration still allows
 it (``resolve_active``, also used to restore the persisted choices at start-up).
+A role whose active lane changes (its promoted lane was removed or moved to another
+role) gets its new active lane started when it is down: a promotion left it stopped,
+and nothing else would ever start it again.
 
 ``plan_reload`` decides; ``Supervisor.reload`` carries the plan out on its lanes.
 """
@@ -86,14 +89,14 @@ class ReloadPlan:
     add: tuple[LaneConfig, ...]
     """Lanes new in the configuration (stopped at first)."""
     start: tuple[str, ...]
-    """New lanes that are the active lane of their role: started."""
+    """Lanes that become the active lane of their role and are down (new, stopped, failed)."""
     active: ActiveLanes
     """Role -> active lane under the new configuration."""
 
     @property
     def report(self) -> ReloadReport:
         """What the plan does, for operators (``unchanged``: kept and not restarted)."""
-        touched = {*self.restart, *(lane.name for lane in self.add)}
+        touched = {*self.restart, *self.start, *(lane.name for lane in self.add)}
         return ReloadReport(
             restarted=self.restart,
             started=self.start,
@@ -114,6 +117,15 @@ def plan_reload(
     update = tuple(lane for lane in new.lanes if lane.name in old)
     add = tuple(lane for lane in new.lanes if lane.name not in old)
     resolved = resolve_active(new, active)
+
+    def becomes_active_down(lane: LaneConfig) -> bool:
+        if resolved.active.get(lane.role) != lane.name:
+            return False
+        if lane.name not in old:
+            return True
+        was_active = active.get(lane.role) == lane.name
+        return not was_active and states.get(lane.name, LaneState.STOPPED) in KEPT_DOWN
+
     return ReloadPlan(
         config=new,
         remove=tuple(name for name in old if name not in wanted),
@@ -125,6 +137,6 @@ def plan_reload(
         ),
         update=update,
         add=add,
-        start=tuple(lane.name for lane in add if resolved.active.get(lane.role) == lane.name),
+        start=tuple(lane.name for lane in new.lanes if becomes_active_down(lane)),
         active=resolved,
     )

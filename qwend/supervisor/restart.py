@@ -6,6 +6,10 @@ The n-th crash within ``crash_loop_window_s`` waits ``min * 2**(n-1)`` seconds
 the delay, so lanes that crashed together do not restart together). More than
 ``crash_loop_limit`` restarts within the window means the lane is broken: the
 policy gives up and the lane goes to ``failed`` until an operator resets it.
+
+An *internal error* (qwend itself failed to supervise the lane, e.g. "Too many open
+files" while probing) is not the lane's fault: it backs off the same way but never
+counts toward the crash loop, so the lane comes back once the cause goes away.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class RestartPolicy:
         self.cfg = cfg
         self._rng = rng if rng is not None else random.Random()
         self._crashes: deque[float] = deque()
+        self._errors = 0
+        """Internal errors since the lane was last ready."""
 
     def _prune(self, now: float) -> None:
         horizon = now - self.cfg.crash_loop_window_s
@@ -70,9 +76,19 @@ class RestartPolicy:
         )
         return Decision(False, delay, count, reason)
 
+    def record_error(self) -> float:
+        """Record an internal error; the delay before retrying (no crash-loop limit)."""
+        self._errors += 1
+        return backoff_delay(self.cfg, self._errors, self._rng)
+
+    def clear_errors(self) -> None:
+        """The lane became ready: the next internal error starts from the shortest delay."""
+        self._errors = 0
+
     def reset(self) -> None:
-        """Forget every crash (operator reset or start)."""
+        """Forget every crash and internal error (operator reset or start)."""
         self._crashes.clear()
+        self._errors = 0
 
     def reconfigure(self, cfg: RestartConfig) -> None:
         """Apply a reloaded ``[restart]`` table, keeping the history."""

@@ -3,6 +3,9 @@
 The *life task* runs while the lane is meant to be up: preflight, spawn, wait
 for readiness, then watch liveness and the process; on an unasked end it asks
 the restart policy, sleeps the backoff and goes again, or gives up (``failed``).
+An internal error (a bug, or "Too many open files" while probing) is logged, kept
+as ``last_error`` for ``qwenctl status`` and followed by a backoff and a new
+start, never by a lane left down for good.
 Operator actions (start/stop/drain/reset) take the lane's lock, cancel the life
 task where needed and feed events; every state change goes through
 ``qwend.supervisor.states.transition``.
@@ -23,13 +26,25 @@ from qwend.config.model import LaneConfig
 from qwend.errors import LaneError
 from qwend.logs import lane_logger
 from qwend.supervisor.guard import OrphanGuard
-from qwend.supervisor.health import Liveness, NotReady, model_mismatch, served_models, wait_ready
+from qwend.supervisor.health import (
+    ListenerCheck,
+    Liveness,
+    NotReady,
+    model_mismatch,
+    served_models,
+    wait_ready,
+)
+from qwend.supervisor.identity import check_listeners
+from qwend.supervisor.listener import Listeners
 from qwend.supervisor.output import LogRing
 from qwend.supervisor.process import LaneProcess
 from qwend.supervisor.restart import RestartPolicy
 from qwend.supervisor.states import Effect, Event, LaneState, Transition, transition
 
 S = LaneState
+
+RECOVERABLE: frozenset[LaneState] = frozenset({S.STARTING, S.READY, S.UNHEALTHY, S.DRAINING})
+"""States in which the life task may hit an internal error and turn it into a backoff."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,8 @@ class LaneRunner:
         self.reason: str | None = None
         self.restarts = 0
         self.last_exit: str | None = None
+        self.last_error: str | None = None
+        """The last internal error while supervising the lane; cleared when it is ready."""
         self.warnings: tuple[str, ...] = ()
         self.proc: LaneProcess | None = None
         self.ring = LogRing()
@@ -167,27 +184,49 @@ class LaneRunner:
     # --- the life task --------------------------------------------------------
 
     async def _run(self) -> None:
-        try:
-            while True:
-                problem = await self._run_once()
-                decision = self.policy.record_crash(time.monotonic())
-                if decision.give_up:
-                    self.apply(Event.CRASH_LOOP, f"{problem}; {decision.reason}")
+        while True:
+            try:
+                if await self._run_and_back_off():
                     return
-                self.apply(Event.CRASHED, f"{problem}; {decision.reason}")
-                await asyncio.sleep(decision.delay_s)
-                self.restarts += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # A bug or a resource shortage (EMFILE while probing, /proc unreadable)
+                # must not leave the lane down for good: back off and go again.
+                await self._recover(exc)
+
+    async def _run_and_back_off(self) -> bool:
+        """One run, then the restart policy's answer; True when it gives up (crash loop)."""
+        problem = await self._run_once()
+        decision = self.policy.record_crash(time.monotonic())
+        if decision.give_up:
+            self.apply(Event.CRASH_LOOP, f"{problem}; {decision.reason}")
+            return True
+        self.apply(Event.CRASHED, f"{problem}; {decision.reason}")
+        await asyncio.sleep(decision.delay_s)
+        self.restarts += 1
+        self.apply(Event.RETRY)
+        return False
+
+    async def _recover(self, exc: Exception) -> None:
+        """After an internal error: stop the process, back off, start again (never raises)."""
+        delay = self.policy.record_error()
+        self.last_error = f"internal error: {type(exc).__name__}: {exc}"
+        reason = f"{self.last_error}; retrying in {delay:.1f}s"
+        self._log.exception(
+            "lane supervision failed; retrying", error=self.last_error, retry_in_s=round(delay, 1)
+        )
+        try:
+            await self._terminate()
+            if self.state in RECOVERABLE:
+                self.apply(Event.CRASHED, reason)
+        except Exception as again:  # the cause may persist (fds still exhausted)
+            self._log.error("cleaning up after the internal error failed", error=str(again))
+        await asyncio.sleep(delay)
+        self.restarts += 1
+        with contextlib.suppress(Exception):  # if this fails too, the next run fails and recovers
+            if self.state is S.BACKOFF:
                 self.apply(Event.RETRY)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug must not leave the lane silently stuck
-            self._log.exception("lane supervision failed")
-            with contextlib.suppress(Exception):
-                await self._terminate()
-            if self.state is not S.STOPPED:
-                with contextlib.suppress(Exception):
-                    self.apply(Event.STOP, f"internal error: {exc}")
-                    self.apply(Event.STOPPED, f"internal error: {exc}")
 
     async def _spawn(self) -> LaneProcess:
         cfg = self.cfg
@@ -218,7 +257,7 @@ class LaneRunner:
         except LaneError as exc:
             return str(exc)
         try:
-            await wait_ready(self._ctx.session(), self.cfg, proc.exited)
+            await wait_ready(self._ctx.session(), self.cfg, proc.exited, self._listeners(proc))
         except NotReady as exc:
             if proc.running:
                 self.apply(Event.UNHEALTHY, str(exc))
@@ -232,10 +271,27 @@ class LaneRunner:
             self._log.warning("served model differs from the configuration", warning=mismatch)
             self.warnings = (*self.warnings, mismatch)
         self.apply(Event.READY)
+        self.policy.clear_errors()
+        self.last_error = None
         return await self._watch(proc)
 
+    def _listeners(self, proc: LaneProcess) -> ListenerCheck:
+        """Who listens on the lane's port, checked in a thread (it reads /proc)."""
+        pgid = proc.pid
+        assert pgid is not None
+
+        async def check() -> Listeners:
+            return await asyncio.to_thread(check_listeners, self.name, self.cfg.port, pgid)
+
+        return check
+
     async def _watch(self, proc: LaneProcess) -> str:
-        live = Liveness(self.cfg, self._ctx.session(), last_traffic_ok=lambda: self.last_traffic_ok)
+        live = Liveness(
+            self.cfg,
+            self._ctx.session(),
+            last_traffic_ok=lambda: self.last_traffic_ok,
+            listeners=self._listeners(proc),
+        )
         self._live = live
         live_task = asyncio.create_task(live.run(), name=f"live:{self.name}")
         exit_task = asyncio.create_task(proc.exited.wait(), name=f"exit:{self.name}")

@@ -65,6 +65,8 @@ class LaneSnapshot:
     accepting: bool
     """Routable right now (ready, active, not draining)."""
     warnings: tuple[str, ...]
+    last_error: str | None = None
+    """qwend's own last error supervising the lane (retried); cleared when it is ready."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class Supervisor:
         self._extra_env = dict(extra_env or {})
         self.chip_family = chip_family
         self._guard = OrphanGuard()
+        self._guard_watch: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._events: Broadcast[LaneEvent] = Broadcast(EVENT_BUFFER)
         self._closing = False
@@ -222,6 +225,7 @@ class Supervisor:
             reason=runner.reason,
             accepting=routable.accepting and routable.active,
             warnings=runner.warnings,
+            last_error=runner.last_error,
         )
 
     def snapshots(self) -> tuple[LaneSnapshot, ...]:
@@ -272,6 +276,8 @@ class Supervisor:
 
     async def start(self) -> None:
         """Begin starting every active lane; returns at once."""
+        if self._guard_watch is None:
+            self._guard_watch = asyncio.create_task(self._guard.watch(), name="orphan-guard")
         for runner in self._runners.values():
             if self._active.get(runner.cfg.role) == runner.name:
                 await runner.start()
@@ -381,5 +387,8 @@ class Supervisor:
         await asyncio.gather(*(r.stop("qwend shutting down") for r in self._runners.values()))
         if self._session is not None:
             await self._session.close()
+        if self._guard_watch is not None:
+            self._guard_watch.cancel()
+            await asyncio.gather(self._guard_watch, return_exceptions=True)
         self._guard.close()
         self._log.info("all lanes stopped")

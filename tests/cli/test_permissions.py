@@ -73,7 +73,9 @@ async def test_user_outside_the_group_gets_a_clean_permission_denied(root_socket
     assert code == ExitStatus.PERMISSION_DENIED
     assert out == ""
     assert "permission denied on the qwend control socket" in err
-    assert "group root" in err and "usermod -aG root" in err
+    assert "group root" in err  # what is in the way...
+    assert "-aG root" not in err  # ...but never "join root": that is far more than qwend
+    assert "run qwenctl with sudo" in err and '[daemon] socket_group = "qwend"' in err
     assert "Traceback" not in err
 
 

@@ -217,7 +217,8 @@ def test_stop_signal_forms(value: object, expected: signal.Signals) -> None:
     ],
 )
 def test_listen_address_forms(text: str, expected: ListenAddress) -> None:
-    config = parse_config({"router": {"listen": text}}, [], main_name="q", base_dir=Path("/"))
+    router = {"listen": text, "allow_unauthenticated": True}  # wildcards are not loopback
+    config = parse_config({"router": router}, [], main_name="q", base_dir=Path("/"))
     assert config.router.listen == expected
 
 

@@ -19,8 +19,15 @@ LANE_KEYS = [
 ]  # fmt: skip
 MAIN_KEYS = {
     "daemon": ["control_socket", "state_dir", "log_dir", "lanes_dir", "drain_timeout_s"],
-    "router": ["listen", "text_policy", "long_text_min_tokens", "queue_size", "retry_budget"],
-    "public": ["console_listen", "endpoints", "api_keys_file"],
+    "router": [
+        "listen",
+        "text_policy",
+        "long_text_min_tokens",
+        "queue_size",
+        "retry_budget",
+        "allow_unauthenticated",
+    ],
+    "public": ["console_listen", "endpoints", "api_keys_file", "allow_unauthenticated"],
     "monitor": ["enabled", "npu_smi", "interval_s", "timeout_s"],
 }
 

@@ -290,3 +290,25 @@ async def test_bad_bodies_are_400_with_a_message() -> None:
     assert "missing field 'lane'" in bodies[1]["message"]
     assert "use one of start, stop, restart, drain, reset" in bodies[2]["message"]
     assert bodies[3]["code"] == "not_found"
+
+
+async def test_deeply_nested_bodies_are_400_not_an_internal_error() -> None:
+    with capture_logs() as logs:
+        bodies = await post_nested_promotions()
+    for doc in bodies:
+        assert doc["code"] == "bad_request"
+        assert "levels deep" in doc["message"]
+    assert [e for e in logs if e["log_level"] in ("error", "critical")] == []
+
+
+async def post_nested_promotions() -> list[dict[str, str]]:
+    async with serve_control() as srv:
+        connector = aiohttp.UnixConnector(path=str(srv.path))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            bodies = []
+            for depth in (200, 100_000):
+                body = b'{"lane": ' + b"[" * depth + b"]" * depth + b"}"
+                async with session.post("http://qwend/v1/promotions", data=body) as r:
+                    assert r.status == 400
+                    bodies.append(await r.json())
+    return bodies

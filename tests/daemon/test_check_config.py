@@ -38,9 +38,10 @@ def test_valid_config_prints_a_one_screen_summary() -> None:
     assert "role stable       active stable; candidates: recurrent_v2 (in place)" in lines
     assert "role throughput   active throughput; candidates: chunk_v2 (blue/green)" in lines
     assert "router   127.0.0.1:18088  policy balanced_long_text, long text >= 32 tokens" in lines
-    assert "console  0.0.0.0:9105" in lines
-    assert "0.0.0.0:9102 -> role:multimodal (mm)" in out
-    assert "0.0.0.0:9111 -> role:throughput (throughput)" in out
+    assert "console  127.0.0.1:9105" in lines
+    assert "127.0.0.1:9102 -> role:multimodal (mm)" in out
+    assert "127.0.0.1:9111 -> role:throughput (throughput)" in out
+    assert "api keys none: public ports need no key, so they must listen on loopback" in lines
 
 
 def test_exit_statuses_are_stable() -> None:

@@ -100,6 +100,39 @@ async def test_sigkill_of_qwend_takes_every_lane_down(tmp_path: Path) -> None:
         )
 
 
+def guard_pids(daemon_pid: int) -> set[int]:
+    """The orphan guard among the daemon's children (``python -I -S -c ...``)."""
+    found = set()
+    for child in psutil.Process(daemon_pid).children():
+        try:
+            if child.cmdline()[1:4] == ["-I", "-S", "-c"] and child.status() != "zombie":
+                found.add(child.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+async def test_a_dead_orphan_guard_is_restarted_with_every_lane_group(tmp_path: Path) -> None:
+    a = make_lane("a", npus=(0,), extra=["--spawn-child"])
+    cfg = write_config(tmp_path, [a])
+    async with run_daemon(cfg) as d:
+        await d.wait_notify(lambda m: m == "STATUS=1/1 lanes ready")
+        await d.lanes()
+        env = await get_json(f"{a.base_url}/env")
+        assert isinstance(env, dict)
+        d.known_pids.add(env["child_pid"])
+        (guard,) = guard_pids(d.pid)
+        os.kill(guard, signal.SIGKILL)
+        await until(lambda: guard_pids(d.pid) - {guard} != set(), SLACK_S, "a new orphan guard")
+        pids = set(d.descendants())
+        d.send(signal.SIGKILL)
+        await d.wait_exit(5)
+        # The lane's grandchild ignores SIGTERM and has no PDEATHSIG: only the guard kills it.
+        await until(
+            lambda: not d.leftovers(), SLACK_S, f"all of {sorted(pids)} to die", interval=0.02
+        )
+
+
 async def test_sighup_restarts_only_the_lane_whose_env_changed(tmp_path: Path) -> None:
     lanes = [make_lane(n, npus=(i,)) for i, n in enumerate("abc")]
     cfg = write_config(tmp_path, lanes)

@@ -16,7 +16,7 @@ def config_in(tmp_path: Path) -> Config:
 
 
 async def test_services_share_one_supervisor_router_and_store(tmp_path: Path) -> None:
-    services = build_services(config_in(tmp_path), extra_env={})
+    services = build_services(config_in(tmp_path), extra_env={}, keys=None)
     assert services.supervisor.traffic is services.router
     assert services.promoter.supervisor is services.supervisor
     assert services.promoter.traffic is services.router
@@ -31,7 +31,7 @@ async def test_persisted_active_lanes_are_restored_and_stale_ones_reported(
     tmp_path: Path,
 ) -> None:
     StateStore(tmp_path / "state").record({"stable": "recurrent_v2", "throughput": "gone"}, None)
-    services = build_services(config_in(tmp_path), extra_env={})
+    services = build_services(config_in(tmp_path), extra_env={}, keys=None)
     assert services.supervisor.active_lanes()["stable"] == "recurrent_v2"
     assert services.supervisor.active_lanes()["throughput"] == "throughput"
     assert len(services.warnings) == 1
@@ -41,6 +41,6 @@ async def test_persisted_active_lanes_are_restored_and_stale_ones_reported(
 async def test_a_corrupt_state_file_is_a_warning_not_a_failure(tmp_path: Path) -> None:
     (tmp_path / "state").mkdir()
     (tmp_path / "state" / "state.toml").write_text("active = [")
-    services = build_services(config_in(tmp_path), extra_env={})
+    services = build_services(config_in(tmp_path), extra_env={}, keys=None)
     assert services.supervisor.active_lanes() == demo_config().default_active()
     assert len(services.warnings) == 1 and "not valid TOML" in services.warnings[0]

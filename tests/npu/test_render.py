@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from qwend.cli.npus import parse_npu_file
 from qwend.errors import NpuSmiError
 from qwend.npu.attribution import attribute, degraded
 from qwend.npu.parse import LaneProcess, NpuView, parse_info
@@ -15,7 +16,6 @@ from qwend.npu.render import (
     parsed_to_dict,
     reading_from_dict,
     reading_to_dict,
-    render_parse_report,
     render_view,
     view_from_dict,
     view_to_dict,
@@ -102,16 +102,16 @@ def test_lane_process_labels() -> None:
 def test_parse_report_for_every_fixture(path: Path) -> None:
     if path.name in ERRORS:
         with pytest.raises(NpuSmiError, match="not recognised at line"):
-            render_parse_report(path.read_text())
+            parse_npu_file(path.read_text())
         return
-    text = render_parse_report(path.read_text())
+    data, text = parse_npu_file(path.read_text())
     assert text.strip()
-    data = json.loads(render_parse_report(path.read_text(), as_json=True))
+    data = json.loads(json.dumps(data))
     assert data["form"] in {"info", "map", "list", "topo", "health", "detail"}
 
 
 def test_parse_report_content() -> None:
-    text = render_parse_report(A3.read_text())
+    _, text = parse_npu_file(A3.read_text())
     assert "8 NPU(s), 16 chip(s)" in text
     assert "957687  pt_main_thread" in text
     data = parsed_to_dict(parse_info(A3.read_text()))

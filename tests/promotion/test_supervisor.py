@@ -63,6 +63,24 @@ async def test_in_place_promotion_with_real_lanes(make_sup: SupFactory, tmp_path
     assert StateStore(tmp_path / "state").load().active["stable"] == "cand"
 
 
+async def test_reload_removing_the_promoted_lane_starts_the_configured_one(
+    make_sup: SupFactory, tmp_path: Path
+) -> None:
+    stable = make_lane("stable", npus=(0,))
+    sup = await started(make_sup(stable, make_lane("cand", npus=(0,), role="stable", standby=True)))
+    record = await Promoter(sup, None, None).start("cand", None).result()
+    assert record.outcome is PromotionOutcome.PROMOTED, record.reason
+    assert sup.snapshot("stable").state is LaneState.STOPPED
+    # The file of the promoted lane is removed: the role goes back to its configured lane.
+    config = Config(daemon=sup.config.daemon, lanes=(stable,))
+    report = await sup.reload(config)
+    assert report.stopped == ("cand",)
+    assert report.started == ("stable",)
+    assert sup.active_lanes() == {"stable": "stable"}
+    await sup.wait_ready("stable", 30)
+    assert sup.snapshot("stable").accepting
+
+
 async def test_blue_green_promotion_with_real_lanes(make_sup: SupFactory) -> None:
     sup = await started(
         make_sup(

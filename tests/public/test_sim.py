@@ -14,7 +14,7 @@ import pytest
 
 from qwend.config.model import ListenAddress, PublicEndpoint
 from qwend.public.app import make_public_app
-from qwend.public.keys import ApiKeys
+from qwend.public.keys import ApiKeys, read_key_file
 from qwend.routing.lanetable import LaneTable, RoutableLane
 from tests.support.router_fakes import RouterHandle, run_router, until
 from tests.support.router_fakes import serve as serve_app
@@ -78,7 +78,7 @@ async def test_openai_package_through_public_endpoints_with_a_key(
 ) -> None:
     keys_path = tmp_path / "api-keys"
     keys_path.write_text(f"# operators\n{KEY}\n")
-    async with public(seed(sim_lane), ApiKeys.load(keys_path)) as (handle, urls):
+    async with public(seed(sim_lane), ApiKeys(read_key_file(keys_path))) as (handle, urls):
         mm, fast, router = (
             client(urls["role:multimodal"]),
             client(urls["role:throughput"]),

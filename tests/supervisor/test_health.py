@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 import aiohttp
@@ -19,6 +20,8 @@ from qwend.supervisor.health import (
     served_models,
     wait_ready,
 )
+from qwend.supervisor.identity import check_listeners
+from qwend.supervisor.listener import Listeners, Verdict
 from tests.support.polling import SLACK_S, until
 
 
@@ -185,3 +188,68 @@ async def test_served_model_mismatch_is_a_warning(fake: tuple[FakeLane, int]) ->
     assert "serves other but lane.model is 'm'" in warning
     assert model_mismatch(lane, ["m", "other"]) is None
     assert model_mismatch(lane, []) is None
+
+
+UNUSED_PGID = 2**22 + 7
+"""Above pid_max's default: no process group has this id."""
+
+
+def listeners_of(port: int, pgid: int) -> Callable[[], Awaitable[Listeners]]:
+    async def check() -> Listeners:
+        return await asyncio.to_thread(check_listeners, "h", port, pgid)
+
+    return check
+
+
+async def test_ready_when_the_listener_is_in_the_lane_group(fake: tuple[FakeLane, int]) -> None:
+    _, port = fake  # served by this test process: its group is the "lane's"
+    async with aiohttp.ClientSession() as session:
+        lane = lane_for(port)
+        await wait_ready(session, lane, asyncio.Event(), listeners_of(port, os.getpgid(0)))
+
+
+async def test_a_stranger_on_the_port_fails_readiness_at_once(fake: tuple[FakeLane, int]) -> None:
+    _, port = fake
+    lane = lane_for(port, startup_timeout_s=60.0)
+    async with aiohttp.ClientSession() as session:
+        wait = wait_ready(session, lane, asyncio.Event(), listeners_of(port, UNUSED_PGID))
+        with pytest.raises(NotReady) as caught:
+            await asyncio.wait_for(wait, SLACK_S)
+    assert f"port {port} is answered by PID {os.getpid()} (" in str(caught.value)
+    assert f"not by lane h's processes (group {UNUSED_PGID})" in str(caught.value)
+
+
+async def test_a_stranger_makes_a_live_lane_unhealthy_without_a_threshold(
+    fake: tuple[FakeLane, int],
+) -> None:
+    _, port = fake
+    lane = lane_for(port, failure_threshold=1000)
+    async with aiohttp.ClientSession() as session:
+        live = Liveness(
+            lane, session, last_traffic_ok=lambda: None, listeners=listeners_of(port, UNUSED_PGID)
+        )
+        reason = await asyncio.wait_for(live.run(), SLACK_S)
+    assert f"answered by PID {os.getpid()}" in reason
+
+
+async def test_nobody_on_the_port_is_not_ready_yet() -> None:
+    async def nobody() -> Listeners:
+        return Listeners(Verdict.NONE, "nothing listens on port 1 yet")
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"data": [{"id": "m"}]})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", health)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    lane = lane_for(runner.addresses[0][1], startup_timeout_s=0.5)
+    try:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(NotReady, match="last probe: nothing listens on port 1 yet"):
+                await wait_ready(session, lane, asyncio.Event(), nobody)
+    finally:
+        await runner.cleanup()

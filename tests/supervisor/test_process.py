@@ -24,7 +24,7 @@ from qwend.supervisor.process import (
 )
 from tests.support.lanescripts.factory import get_json, make_lane, pid_alive, wait_json
 from tests.support.paths import REPO
-from tests.support.polling import SLACK_S, wait_for
+from tests.support.polling import SLACK_S, until, wait_for
 
 
 def test_environment_layers_and_visible_devices() -> None:
@@ -238,3 +238,23 @@ def test_guard_kills_registered_groups_on_close_and_restarts_when_killed() -> No
     assert guard.pid not in (None, first)
     guard.close()
     assert sleeper.wait(timeout=5) == -signal.SIGKILL
+
+
+async def test_a_watched_guard_is_restarted_at_once_with_every_group() -> None:
+    sleeper = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+    guard = OrphanGuard()
+    watch = asyncio.create_task(guard.watch())
+    try:
+        guard.register(sleeper.pid)
+        first = guard.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        # No register/unregister follows: only the watch can bring a guard back.
+        await until(lambda: guard.pid not in (None, first), SLACK_S, "a new guard")
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+    guard.close()  # EOF for the new guard: it kills the group the old one was told about
+    assert sleeper.wait(timeout=SLACK_S) == -signal.SIGKILL

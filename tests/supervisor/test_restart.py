@@ -75,3 +75,15 @@ def test_reconfigure_applies_a_new_limit() -> None:
     policy.record_crash(0.0)
     policy.reconfigure(RestartConfig(crash_loop_limit=1, crash_loop_window_s=60.0))
     assert policy.record_crash(1.0).give_up
+
+
+def test_internal_errors_back_off_without_ever_giving_up() -> None:
+    class Top(random.Random):
+        def uniform(self, a: float, b: float) -> float:
+            return b
+
+    policy = RestartPolicy(CFG, Top())
+    assert [policy.record_error() for _ in range(8)] == [1, 2, 4, 8, 16, 30, 30, 30]
+    assert not policy.record_crash(0.0).give_up  # errors are not crashes
+    policy.clear_errors()
+    assert policy.record_error() == 1

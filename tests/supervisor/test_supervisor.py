@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import socket
@@ -17,6 +18,9 @@ from qwend.broadcast import Subscription
 from qwend.config.model import Config, DaemonConfig, LaneConfig
 from qwend.errors import LaneError, PreflightError
 from qwend.routing.lanetable import LaneTable
+from qwend.supervisor import preflight as preflight_module
+from qwend.supervisor import supervisor as supervisor_module
+from qwend.supervisor.health import Liveness
 from qwend.supervisor.states import LaneState
 from qwend.supervisor.supervisor import LaneEvent, Supervisor
 from tests.support.lanescripts.factory import get_json, make_lane, pid_alive
@@ -292,3 +296,56 @@ async def test_follow_log_streams_new_lines_and_rejects_unknown_lanes(
     assert first.startswith("--- qwend: starting lane a")
     await sup.wait_ready("a", 20)
     await lines.aclose()
+
+
+async def test_an_internal_error_while_starting_backs_off_and_retries(
+    make_sup: SupFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The preflight runs in the start path; make it fail like a daemon out of fds.
+    failures = [OSError(errno.EMFILE, "Too many open files", "/proc")] * 2
+    real = preflight_module.preflight
+
+    def preflight(lane: LaneConfig, claiming: object) -> None:
+        if failures:
+            raise failures.pop()
+        real(lane, claiming)  # type: ignore[arg-type]  # the supervisor passes lanes
+
+    monkeypatch.setattr(supervisor_module, "preflight", preflight)
+    sup = make_sup(make_lane("a"))
+    events = sup.subscribe()
+    await sup.start()
+    backoff = await wait_for_state(events, "a", S.BACKOFF)
+    assert backoff.reason is not None and "Too many open files" in backoff.reason
+    assert "retrying in" in backoff.reason
+    last_error = sup.snapshot("a").last_error
+    assert last_error is not None and "OSError" in last_error
+    await wait_for_state(events, "a", S.READY)
+    assert not failures
+    assert sup.snapshot("a").last_error is None  # cleared once ready
+
+
+async def test_an_internal_error_while_probing_a_ready_lane_restarts_it(
+    make_sup: SupFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sup = make_sup(make_lane("a"))
+    events = sup.subscribe()
+    await sup.start()
+    await sup.wait_ready("a", 20)
+    old_pid = sup.snapshot("a").pid
+    real = Liveness.probe_once
+    failures = [RuntimeError("probe exploded")]
+
+    async def probe_once(self: Liveness) -> str | None:
+        if failures:
+            raise failures.pop()
+        return await real(self)
+
+    monkeypatch.setattr(Liveness, "probe_once", probe_once)
+    backoff = await wait_for_state(events, "a", S.BACKOFF)
+    assert backoff.reason is not None and "RuntimeError: probe exploded" in backoff.reason
+    assert not sup.snapshot("a").accepting
+    await wait_for_state(events, "a", S.READY)
+    snap = sup.snapshot("a")
+    assert snap.pid not in (None, old_pid)
+    assert old_pid is not None and not pid_alive(old_pid)
+    assert snap.restarts == 1

@@ -25,6 +25,7 @@ import socket
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -120,6 +121,13 @@ def write_config(
             tomli_w.dumps({"lane": lane_table(lane)}).encode()
         )
     return path
+
+
+def add_public(config: Path, public: Mapping[str, Any]) -> None:
+    """Give a qwend.toml written by ``write_config`` this ``[public]`` section."""
+    doc = tomllib.loads(config.read_text())
+    doc["public"] = dict(public)
+    config.write_bytes(tomli_w.dumps(doc).encode())
 
 
 @dataclass
@@ -246,8 +254,6 @@ async def run_daemon(
     ``nofile``: the daemon's RLIMIT_NOFILE, soft and hard (so it cannot raise it), to run
     out of file descriptors with a few hundred connections instead of thousands.
     """
-    import tomllib
-
     control = Path(tomllib.loads(config_path.read_text())["daemon"]["control_socket"])
     run = short_dir()
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

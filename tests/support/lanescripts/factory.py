@@ -106,3 +106,11 @@ def pid_alive(pid: int) -> bool:
         return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
+
+
+SQUATTER_SCRIPT = LANE_SCRIPT.with_name("squatter.py")
+
+
+def squatter_argv(port: int, model: str = "test-model") -> list[str]:
+    """A process that binds ``port`` and answers like a lane (see squatter.py)."""
+    return [sys.executable, str(SQUATTER_SCRIPT), "--port", str(port), "--model", model]
