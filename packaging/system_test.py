@@ -318,9 +318,9 @@ def check_commands(c: Container) -> None:
         c.run(cmd, "--help", timeout=60)
 
 
-def chat(c: Container, model: str) -> str:
-    """POST one chat completion to the router from inside the container: 'STATUS body'."""
-    probe = (
+def chat_probe(model: str) -> str:
+    """Python source that POSTs one chat completion to the router and prints 'STATUS body'."""
+    return (
         "import json, sys, urllib.error, urllib.request\n"
         "req = urllib.request.Request('http://127.0.0.1:18088/v1/chat/completions',"
         " data=json.dumps({'model': sys.argv[1], 'max_tokens': 8,"
@@ -329,8 +329,12 @@ def chat(c: Container, model: str) -> str:
         "try:\n    r = urllib.request.urlopen(req, timeout=30)\n"
         "    print(r.status, r.read().decode()[:300])\n"
         "except urllib.error.HTTPError as e:\n    print(e.code, e.read().decode()[:300])\n"
-    )
-    return c.out("/usr/lib/qwend/venv/bin/python3", "-c", probe, model)
+    ).replace("sys.argv[1]", repr(model))
+
+
+def chat(c: Container, model: str) -> str:
+    """POST one chat completion to the router from inside the container: 'STATUS body'."""
+    return c.out("/usr/lib/qwend/venv/bin/python3", "-c", chat_probe(model))
 
 
 def check_default_config(c: Container) -> None:
@@ -348,7 +352,12 @@ def configure_demo(c: Container) -> None:
     step("configuring the qwend-sim demo lanes and a 10 s watchdog")
     c.run("sh", "-c", f"cp {DEMO}/qwend.toml /etc/qwend/qwend.toml")
     c.run("sh", "-c", f"cp {DEMO}/lanes.d/*.toml /etc/qwend/lanes.d/")
-    c.write(TEST_DROPIN, "[Service]\nWatchdogSec=10s\nRestartSec=1s\nTimeoutAbortSec=10s\n")
+    # More restarts than the unit's start limit allows in 10 minutes happen on purpose here.
+    c.write(
+        TEST_DROPIN,
+        "[Unit]\nStartLimitBurst=20\n"
+        "[Service]\nWatchdogSec=10s\nRestartSec=1s\nTimeoutAbortSec=10s\n",
+    )
     c.run("systemctl", "daemon-reload")
     c.run("qwend", "check-config", "/etc/qwend/qwend.toml")
     c.run("systemctl", "restart", "qwend", timeout=180)
@@ -400,10 +409,56 @@ def check_reload(c: Container) -> None:
         raise TestFailure(f"reload changed PIDs: {before_main} {before} -> {after_main} {after}")
 
 
+def running_lanes(c: Container) -> dict[str, object]:
+    """Lane name -> pid of every lane with a process."""
+    return {name: lane["pid"] for name, lane in lanes(c).items() if lane.get("pid")}
+
+
+def served(c: Container) -> bool:
+    """A chat completion through the router answers 200 right now."""
+    probe = chat_probe("Qwen3.5-9B")
+    result = c.run("/usr/lib/qwend/venv/bin/python3", "-c", probe, check=False, timeout=60)
+    return result.returncode == 0 and result.stdout.startswith("200")
+
+
+def check_lanes_survive(c: Container, what: str, action: Callable[[], None]) -> None:
+    """After ``action`` restarts qwend: a new main PID, the same lane PIDs, served quickly."""
+    step(f"{what}: lanes keep their PIDs and serve again within seconds")
+    wait_for("the active lanes before the restart", lambda: active_ready(c), 120)
+    old_main, before = main_pid(c), running_lanes(c)
+    started = time.monotonic()
+    action()
+    wait_for(
+        f"qwend restarted after {what}",
+        lambda: main_pid(c) not in (0, old_main) and is_active(c) == "active",
+        90,
+    )
+    wait_for(f"traffic served after {what}", lambda: served(c), 60, interval=0.2)
+    took = time.monotonic() - started
+    wait_for(f"the active lanes after {what}", lambda: active_ready(c), 60)
+    after = running_lanes(c)
+    log(f"{what}: served again {took:.1f}s after it began; lanes {after}")
+    if before != after:
+        raise TestFailure(f"{what} changed the lane PIDs: {before} -> {after}")
+
+
+def check_sigkill(c: Container) -> None:
+    """SIGKILL of qwend's main process: systemd restarts it, the lanes are re-adopted."""
+    check_lanes_survive(c, "kill -KILL qwend", lambda: c.run("kill", "-KILL", str(main_pid(c))))
+
+
+def check_restart(c: Container) -> None:
+    """``systemctl restart qwend`` re-adopts the running lanes."""
+    check_lanes_survive(
+        c, "systemctl restart qwend", lambda: c.run("systemctl", "restart", "qwend", timeout=180)
+    )
+
+
 def check_upgrade(c: Container, deb: Path) -> None:
-    """Reinstalling (the upgrade path) keeps the edited config and the promoted lane."""
+    """Reinstalling (the upgrade path) keeps the edited config, the promoted lane, the lanes."""
     step("apt-get install --reinstall: config kept, service restarted, promotion persisted")
-    old = main_pid(c)
+    wait_for("the active lanes before the upgrade", lambda: active_ready(c), 120)
+    old, before = main_pid(c), running_lanes(c)
     c.run(
         "apt-get",
         "install",
@@ -420,12 +475,17 @@ def check_upgrade(c: Container, deb: Path) -> None:
     wait_for("the active lanes after the upgrade", lambda: active_ready(c), 120)
     if not lanes(c).get("recurrent_v2", {}).get("active"):
         raise TestFailure("the promotion of recurrent_v2 did not survive the restart")
+    wait_for("traffic served after the upgrade", lambda: served(c), 60, interval=0.2)
+    after = running_lanes(c)
+    if before != after:
+        raise TestFailure(f"the upgrade changed the lane PIDs: {before} -> {after}")
 
 
 def check_watchdog(c: Container) -> None:
     """A stopped (hung) qwend is killed by the watchdog and restarted."""
-    step("kill -STOP qwend: the watchdog restarts it")
-    old = main_pid(c)
+    step("kill -STOP qwend: the watchdog restarts it, the lanes keep their PIDs")
+    wait_for("the active lanes before the watchdog", lambda: active_ready(c), 120)
+    old, before = main_pid(c), running_lanes(c)
     restarts = int(c.out("systemctl", "show", "-p", "NRestarts", "--value", "qwend"))
     c.run("kill", "-STOP", str(old))
     wait_for(
@@ -440,6 +500,9 @@ def check_watchdog(c: Container) -> None:
     if "watchdog" not in journal.lower():
         raise TestFailure("the journal does not mention the watchdog")
     wait_for("the active lanes after the watchdog restart", lambda: active_ready(c), 120)
+    after = running_lanes(c)
+    if before != after:
+        raise TestFailure(f"the watchdog restart changed the lane PIDs: {before} -> {after}")
 
 
 def check_stop(c: Container) -> None:
@@ -451,11 +514,17 @@ def check_stop(c: Container) -> None:
         raise TestFailure(f"processes left after stop: {left}")
 
 
-def check_purge(c: Container) -> None:
-    """``apt-get purge qwend`` leaves no file, directory, user or group behind."""
-    step("apt-get purge qwend leaves nothing behind")
+def check_purge(c: Container, running: bool) -> None:
+    """``apt-get purge qwend`` leaves no process, file, directory, user or group behind."""
+    step("apt-get purge qwend (lanes running) leaves nothing behind")
+    if running:
+        c.run("systemctl", "start", "qwend", timeout=180)
+        wait_for("the active lanes before the purge", lambda: active_ready(c), 120)
     c.run("rm", "-f", TEST_DROPIN)
     c.run("apt-get", "purge", "-y", "qwend", timeout=180)
+    procs = [p for p in container_processes(c) if "qwend" in p[2]]
+    if procs:
+        raise TestFailure(f"processes left after purge: {procs}")
     left = [p for p in PURGED_PATHS if c.run("test", "-e", p, check=False).returncode == 0]
     found = c.run(
         "find",
@@ -505,10 +574,12 @@ def run(deb: Path, cache: Path, stop_after_install: bool) -> None:
                 check_sandbox(c)
                 check_promote(c)
                 check_reload(c)
+                check_sigkill(c)
+                check_restart(c)
                 check_upgrade(c, deb)
                 check_watchdog(c)
                 check_stop(c)
-            check_purge(c)
+            check_purge(c, running=not stop_after_install)
         except TestFailure:
             journal = c.run("journalctl", "-u", "qwend", "--no-pager", "-n", "80", check=False)
             log("journal of qwend.service (last 80 lines):\n" + journal.stdout)

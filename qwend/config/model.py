@@ -89,6 +89,11 @@ class DaemonConfig:
     """On shutdown, how long in-flight requests may finish before lanes are stopped."""
     lane_log_keep: int = 5
     """How many previous lane logs (``NAME.log.1`` ...) to keep."""
+    lanes_survive_restart: bool | None = None
+    """Lanes outlive a daemon restart and are re-adopted (``qwend.supervisor.adoption``).
+
+    None (``"auto"``): only when qwend runs as a systemd service (see
+    ``qwend.daemon.systemd.lanes_survive``)."""
 
 
 @dataclass(frozen=True)

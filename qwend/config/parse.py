@@ -36,6 +36,7 @@ from qwend.config.schema import (
     REQUIRED,
     Bad,
     Bool,
+    BoolOrAuto,
     Choice,
     Conv,
     Int,
@@ -189,6 +190,7 @@ def parse_daemon(t: Table, base: Path) -> DaemonConfig:
         lanes_dir=t.get("lanes_dir", paths, base / "lanes.d") or base / "lanes.d",
         drain_timeout_s=_num(t, "drain_timeout_s", NONNEG, d.drain_timeout_s),
         lane_log_keep=_int(t, "lane_log_keep", Int(0, 1000), d.lane_log_keep),
+        lanes_survive_restart=t.opt("lanes_survive_restart", BoolOrAuto()),
     )
     t.finish()
     return result

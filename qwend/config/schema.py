@@ -123,6 +123,20 @@ class Bool(Conv[bool]):
 
 
 @dataclass(frozen=True)
+class BoolOrAuto(Conv["bool | None"]):
+    """``true``, ``false`` or ``"auto"`` (None: decided at run time)."""
+
+    expected: str = 'true, false or "auto"'
+
+    def __call__(self, value: object) -> bool | None:
+        if isinstance(value, bool):
+            return value
+        if value == "auto":
+            return None
+        raise Bad(self.expected, value)
+
+
+@dataclass(frozen=True)
 class Str(Conv[str]):
     """A non-empty string, optionally matching ``pattern``."""
 

@@ -41,7 +41,12 @@ from qwend.daemon.demo import (
 from qwend.daemon.exit import ExitStatus
 from qwend.daemon.fdplan import lane_reserve, plan_fds
 from qwend.daemon.listeners import ListenerLimits, Listeners
-from qwend.daemon.systemd import Notifier, watchdog_interval
+from qwend.daemon.systemd import (
+    Notifier,
+    clear_restart_marker,
+    restart_requested,
+    watchdog_interval,
+)
 from qwend.daemon.wiring import Services, build_services, control_app
 from qwend.errors import ConfigError, QwendError
 from qwend.logs import LogFormat, configure_logging, get_logger
@@ -125,6 +130,7 @@ class Daemon:
     async def _start_up(self) -> bool:
         """Listeners, NPU monitor, lanes (starting in the background), READY=1."""
         config, services = self.config, self.services
+        clear_restart_marker(os.environ)
         control = control_app(services, config, config_path=self.source.path, reload=self.reload)
         try:
             limits = connection_limits(config)
@@ -140,7 +146,8 @@ class Daemon:
             return False
         status = services.supervisor.status_line()
         self.notifier.ready(status)
-        log.info("qwend ready", status=status, pid=os.getpid())
+        survive = services.supervisor.survive
+        log.info("qwend ready", status=status, pid=os.getpid(), lanes_survive_restart=survive)
         interval = watchdog_interval(os.environ)
         if interval is not None and self.notifier.enabled:
             self._tasks.append(asyncio.create_task(self.notifier.watchdog_loop(interval)))
@@ -248,6 +255,11 @@ class Daemon:
             ("public endpoints", old.public.endpoints, new.public.endpoints),
             ("console_listen", old.public.console_listen, new.public.console_listen),
             ("connections", old.connections, new.connections),
+            (
+                "lanes_survive_restart",
+                old.daemon.lanes_survive_restart,
+                new.daemon.lanes_survive_restart,
+            ),
         ):
             if a != b:
                 log.warning("setting changed; takes effect when qwend restarts", setting=what)
@@ -262,7 +274,12 @@ class Daemon:
         await self._listeners.stop_accepting()
         # No promotion may start or go on while lanes are being stopped.
         await services.promoter.aclose()
-        await services.supervisor.shutdown(self.config.daemon.drain_timeout_s)
+        drain = self.config.daemon.drain_timeout_s
+        if services.supervisor.survive and restart_requested(os.environ):
+            log.info("qwend restarting: lanes keep running for the next qwend")
+            await services.supervisor.detach(drain)
+        else:
+            await services.supervisor.shutdown(drain)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

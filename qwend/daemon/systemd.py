@@ -9,10 +9,12 @@ systemd restarts qwend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 from qwend.logs import get_logger
 
@@ -41,6 +43,38 @@ def watchdog_interval(env: Mapping[str, str], pid: int | None = None) -> float |
     except ValueError:
         return None
     return usec / 2_000_000 if usec > 0 else None
+
+
+RESTART_MARKER = "restarting"
+"""File in ``$RUNTIME_DIRECTORY`` that the unit's ExecStop= helper creates when the stop
+is the first half of a restart (a ``restart`` job: ``systemctl restart``, a package
+upgrade), so qwend leaves its lanes running for the next qwend."""
+
+
+def lanes_survive(setting: bool | None, env: Mapping[str, str], ppid: int) -> bool:
+    """Whether lanes outlive this daemon: ``[daemon] lanes_survive_restart``, or for
+    ``"auto"`` (None) whether qwend runs as a system service (systemd, PID 1, started it
+    with an ``INVOCATION_ID``); a ``qwend`` in a terminal keeps its lanes tied to it."""
+    if setting is not None:
+        return setting
+    return bool(env.get("INVOCATION_ID")) and ppid == 1
+
+
+def _markers(env: Mapping[str, str]) -> list[Path]:
+    runtime = env.get("RUNTIME_DIRECTORY", "")
+    return [Path(d, RESTART_MARKER) for d in runtime.split(":") if d]
+
+
+def restart_requested(env: Mapping[str, str]) -> bool:
+    """systemd is restarting qwend (not stopping it): the ExecStop= helper said so."""
+    return any(marker.exists() for marker in _markers(env))
+
+
+def clear_restart_marker(env: Mapping[str, str]) -> None:
+    """Forget a restart marker left by an earlier stop (the runtime directory may persist)."""
+    for marker in _markers(env):
+        with contextlib.suppress(OSError):
+            marker.unlink()
 
 
 class Notifier:

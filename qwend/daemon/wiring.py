@@ -9,6 +9,7 @@ starts, serves and stops them.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from aiohttp import web
 from qwend import __version__
 from qwend.config.model import Config, LaneConfig
 from qwend.control.app import make_control_app
+from qwend.daemon.systemd import lanes_survive
 from qwend.logs import get_logger
 from qwend.npu.monitor import NpuMonitor
 from qwend.promotion.promoter import Promoter
@@ -75,6 +77,7 @@ def build_services(
         traffic=router,
         pre_start=_npu_pre_start(monitor, lambda: supervisor) if monitor.available else None,
         extra_env=extra_env,
+        survive=lanes_survive(config.daemon.lanes_survive_restart, os.environ, os.getppid()),
     )
     promoter = Promoter(
         supervisor, router, store, monitor, drain_timeout_s=config.daemon.drain_timeout_s

@@ -25,6 +25,7 @@ import aiohttp
 from qwend.config.model import LaneConfig
 from qwend.errors import LaneError
 from qwend.logs import lane_logger
+from qwend.supervisor.detached import DetachedLaneProcess, LaneRegistry
 from qwend.supervisor.guard import OrphanGuard
 from qwend.supervisor.health import (
     ListenerCheck,
@@ -60,6 +61,8 @@ class LaneContext:
     """Raises PreflightError (checks claims of the other lanes and the port)."""
     pre_start: Callable[[LaneConfig], Awaitable[str | None]] | None
     on_change: Callable[[LaneRunner, LaneState, LaneState, str | None], None]
+    registry: LaneRegistry | None = None
+    """Set when lanes outlive the daemon (``[daemon] lanes_survive_restart``)."""
 
 
 class LaneRunner:
@@ -75,7 +78,8 @@ class LaneRunner:
         self.last_error: str | None = None
         """The last internal error while supervising the lane; cleared when it is ready."""
         self.warnings: tuple[str, ...] = ()
-        self.proc: LaneProcess | None = None
+        self.proc: LaneProcess | DetachedLaneProcess | None = None
+        self._adopted: DetachedLaneProcess | None = None
         self.ring = LogRing()
         self.policy = RestartPolicy(cfg.restart)
         self.last_traffic_ok: float | None = None
@@ -141,6 +145,11 @@ class LaneRunner:
             self.apply(Event.START)
             self._life = asyncio.create_task(self._run(), name=f"lane:{self.name}")
 
+    async def adopt(self, proc: DetachedLaneProcess) -> None:
+        """Supervise a running process a previous daemon started: a start that spawns nothing."""
+        self._adopted = proc
+        await self.start()
+
     async def stop(self, reason: str | None = None) -> None:
         """Stop the lane; returns when its process group is gone."""
         async with self.lock:
@@ -151,6 +160,16 @@ class LaneRunner:
             if Effect.TERMINATE in result.effects or self.state is S.STOPPING:
                 await self._terminate()
                 self.apply(Event.STOPPED, reason)
+
+    async def detach(self) -> None:
+        """Stop supervising and leave a detached process running (qwend restarts)."""
+        async with self.lock:
+            await self._cancel_life()
+            proc = self.proc
+            if isinstance(proc, DetachedLaneProcess):
+                await proc.detach()
+            elif proc is not None and proc.running:
+                await self._terminate()
 
     async def drain(self) -> None:
         """Stop routing new requests to a ready lane."""
@@ -228,7 +247,11 @@ class LaneRunner:
             if self.state is S.BACKOFF:
                 self.apply(Event.RETRY)
 
-    async def _spawn(self) -> LaneProcess:
+    async def _spawn(self) -> LaneProcess | DetachedLaneProcess:
+        adopted, self._adopted = self._adopted, None
+        if adopted is not None:
+            self.proc = adopted
+            return adopted
         cfg = self.cfg
         self._ctx.preflight(cfg)
         warnings: list[str] = []
@@ -238,14 +261,25 @@ class LaneRunner:
                 warnings.append(warning)
                 self._log.warning("pre-start warning", warning=warning)
         self.warnings = tuple(warnings)
-        proc = LaneProcess(
-            cfg,
-            log_dir=self._ctx.log_dir(),
-            log_keep=self._ctx.log_keep(),
-            env=self._ctx.environment(cfg),
-            guard=self._ctx.guard,
-            ring=self.ring,
-        )
+        proc: LaneProcess | DetachedLaneProcess
+        if self._ctx.registry is not None:
+            proc = DetachedLaneProcess(
+                cfg,
+                log_dir=self._ctx.log_dir(),
+                log_keep=self._ctx.log_keep(),
+                env=self._ctx.environment(cfg),
+                registry=self._ctx.registry,
+                ring=self.ring,
+            )
+        else:
+            proc = LaneProcess(
+                cfg,
+                log_dir=self._ctx.log_dir(),
+                log_keep=self._ctx.log_keep(),
+                env=self._ctx.environment(cfg),
+                guard=self._ctx.guard,
+                ring=self.ring,
+            )
         self.proc = proc
         await proc.start()
         return proc
@@ -275,7 +309,7 @@ class LaneRunner:
         self.last_error = None
         return await self._watch(proc)
 
-    def _listeners(self, proc: LaneProcess) -> ListenerCheck:
+    def _listeners(self, proc: LaneProcess | DetachedLaneProcess) -> ListenerCheck:
         """Who listens on the lane's port, checked in a thread (it reads /proc)."""
         pgid = proc.pid
         assert pgid is not None
@@ -285,7 +319,7 @@ class LaneRunner:
 
         return check
 
-    async def _watch(self, proc: LaneProcess) -> str:
+    async def _watch(self, proc: LaneProcess | DetachedLaneProcess) -> str:
         live = Liveness(
             self.cfg,
             self._ctx.session(),

@@ -9,6 +9,7 @@ reads (replaced on every change), lane events, and carries out reloads (planned 
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from qwend.config.model import Config, LaneConfig
 from qwend.errors import LaneError
 from qwend.logs import get_logger
 from qwend.routing.lanetable import LaneTable, RoutableLane, TrafficGate
+from qwend.supervisor.adoption import LaneRecord, Verdict, decide
+from qwend.supervisor.detached import DetachedLaneProcess, LaneRegistry, proc_facts, stop_group
 from qwend.supervisor.guard import OrphanGuard
 from qwend.supervisor.output import read_log_tail
 from qwend.supervisor.preflight import preflight
@@ -99,6 +102,7 @@ class Supervisor:
         pre_start: Callable[[LaneConfig], Awaitable[str | None]] | None = None,
         extra_env: Mapping[str, str] | None = None,
         chip_family: str | None = None,
+        survive: bool = False,
     ) -> None:
         self._config = config
         self._table = lane_table
@@ -108,6 +112,11 @@ class Supervisor:
         self.chip_family = chip_family
         self._guard = OrphanGuard()
         self._guard_watch: asyncio.Task[None] | None = None
+        # Always kept: lanes a previous daemon left are adopted, or stopped when lanes
+        # do not survive now (``[daemon] lanes_survive_restart``, fixed for a daemon's life).
+        self._registry = LaneRegistry(config.daemon.state_dir)
+        self._survive = survive
+        self._adopted = False
         self._session: aiohttp.ClientSession | None = None
         self._events: Broadcast[LaneEvent] = Broadcast(EVENT_BUFFER)
         self._closing = False
@@ -140,6 +149,7 @@ class Supervisor:
             preflight=self._preflight,
             pre_start=self._pre_start,
             on_change=self._on_change,
+            registry=self._registry if self._survive else None,
         )
 
     def _environment(self, lane: LaneConfig) -> dict[str, str]:
@@ -193,6 +203,11 @@ class Supervisor:
         return self._events.subscribe()
 
     # --- read side -------------------------------------------------------------
+
+    @property
+    def survive(self) -> bool:
+        """Lanes outlive this daemon (and a restarted one re-adopts them)."""
+        return self._survive
 
     @property
     def config(self) -> Config:
@@ -275,12 +290,52 @@ class Supervisor:
     # --- lane actions -------------------------------------------------------------
 
     async def start(self) -> None:
-        """Begin starting every active lane; returns at once."""
+        """Take back the lanes a previous daemon left, begin starting every active lane."""
         if self._guard_watch is None:
             self._guard_watch = asyncio.create_task(self._guard.watch(), name="orphan-guard")
+        await self._adopt()
         for runner in self._runners.values():
             if self._active.get(runner.cfg.role) == runner.name:
                 await runner.start()
+
+    async def _adopt(self) -> None:
+        """Adopt, stop or forget each lane recorded by a previous daemon (``adoption``)."""
+        if self._adopted:  # once: later records are this daemon's own lanes
+            return
+        self._adopted = True
+        stops = []
+        for record in self._registry.load():
+            runner = self._runners.get(record.name)
+            if runner is not None and runner.state is not LaneState.STOPPED:
+                continue  # started already by this daemon; not a left-over
+            lane = runner.cfg if runner is not None else None
+            decision = decide(record, lane, proc_facts(record.pid), survive=self._survive)
+            self._log.info(
+                "lane left by a previous qwend",
+                lane=record.name,
+                pid=record.pid,
+                verdict=decision.verdict.value,
+                reason=decision.reason,
+            )
+            if decision.verdict is Verdict.ADOPT and runner is not None:
+                proc = DetachedLaneProcess.adopt(
+                    runner.cfg,
+                    record,
+                    log_dir=self._config.daemon.log_dir,
+                    registry=self._registry,
+                    ring=runner.ring,
+                )
+                await runner.adopt(proc)
+            elif decision.verdict is Verdict.STOP:
+                stops.append(self._stop_left(record, lane))
+            else:
+                self._registry.drop(record.name, record.pid)
+        await asyncio.gather(*stops)
+
+    async def _stop_left(self, record: LaneRecord, lane: LaneConfig | None) -> None:
+        sig, timeout = (lane.stop.signal, lane.stop.timeout_s) if lane else (signal.SIGTERM, 30.0)
+        await stop_group(record.pid, sig, timeout)
+        self._registry.drop(record.name, record.pid)
 
     async def start_lane(self, name: str) -> None:
         """Start (or reset, when failed) a lane; returns once it is starting."""
@@ -392,3 +447,22 @@ class Supervisor:
             await asyncio.gather(self._guard_watch, return_exceptions=True)
         self._guard.close()
         self._log.info("all lanes stopped")
+
+    async def detach(self, drain_timeout: float) -> None:
+        """Unroute everything, let in-flight requests finish, leave every lane running.
+
+        For a restart in survive mode: the next daemon re-adopts the lanes recorded in
+        the state directory. Lanes that are not running detached are stopped.
+        """
+        self._closing = True
+        self._publish()
+        running = [n for n, r in self._runners.items() if r.pid is not None]
+        await self._drain_wait(running, drain_timeout)
+        await asyncio.gather(*(r.detach() for r in self._runners.values()))
+        if self._session is not None:
+            await self._session.close()
+        if self._guard_watch is not None:
+            self._guard_watch.cancel()
+            await asyncio.gather(self._guard_watch, return_exceptions=True)
+        self._guard.close()
+        self._log.info("lanes left running for the next qwend", lanes=running)

@@ -1,4 +1,5 @@
-"""The Debian package on a real systemd: install, run, reload, watchdog, stop, purge.
+"""The Debian package on a real systemd: install, run, reload, restarts that keep the lanes
+(SIGKILL, systemctl restart, upgrade, watchdog), stop, purge.
 
 Runs packaging/system-test (systemd booted in systemd-nspawn on a cached debootstrap
 rootfs) against the newest dist/qwend_*.deb. Marked ``system``: `make system` builds
