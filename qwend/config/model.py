@@ -121,7 +121,21 @@ class RouterConfig:
     breaker_failure_threshold: int = 5
     """Consecutive failures that open a lane's circuit breaker."""
     breaker_cooldown_s: float = 10.0
-    """Time an open breaker waits before letting one probe request through."""
+    """Time an open breaker waits before the router sends its own probe request."""
+    breaker_failure_ratio: float = 0.3
+    """Fraction of failed requests in ``breaker_window_s`` that ejects a lane."""
+    breaker_min_requests: int = 10
+    """Requests the window must hold before ``breaker_failure_ratio`` applies."""
+    breaker_window_s: float = 10.0
+    """Sliding window of request outcomes for the failure rate."""
+    probe_timeout_s: float = 10.0
+    """Time the router's probe of an ejected lane may take (a model list or 1-token chat)."""
+    retry_budget_ratio: float = 0.2
+    """Retries allowed per window as a fraction of requests (plus 10 per window)."""
+    stream_idle_timeout_s: float = 30.0
+    """A stream with no data from its lane for this long ends with an error event."""
+    stall_timeout_s: float = 5.0
+    """A lane whose in-flight requests gave no data for this long is ejected and probed."""
     upstream_keepalive_s: float = 4.0
     """Idle keep-alive of pooled lane connections (shorter than the lane's own)."""
     allow_unauthenticated: bool = False

@@ -58,6 +58,7 @@ ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_NPU = 63
 POS = Num(positive=True)
 NONNEG = Num()
+RATIO = Num(positive=True, most=1.0)
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,13 @@ def parse_router(t: Table) -> RouterConfig:
             t, "breaker_failure_threshold", Int(1), d.breaker_failure_threshold
         ),
         breaker_cooldown_s=_num(t, "breaker_cooldown_s", NONNEG, d.breaker_cooldown_s),
+        breaker_failure_ratio=_num(t, "breaker_failure_ratio", RATIO, d.breaker_failure_ratio),
+        breaker_min_requests=_int(t, "breaker_min_requests", Int(1), d.breaker_min_requests),
+        breaker_window_s=_num(t, "breaker_window_s", POS, d.breaker_window_s),
+        probe_timeout_s=_num(t, "probe_timeout_s", POS, d.probe_timeout_s),
+        retry_budget_ratio=_num(t, "retry_budget_ratio", NONNEG, d.retry_budget_ratio),
+        stream_idle_timeout_s=_num(t, "stream_idle_timeout_s", POS, d.stream_idle_timeout_s),
+        stall_timeout_s=_num(t, "stall_timeout_s", POS, d.stall_timeout_s),
         upstream_keepalive_s=_num(t, "upstream_keepalive_s", NONNEG, d.upstream_keepalive_s),
         allow_unauthenticated=_bool(t, "allow_unauthenticated", d.allow_unauthenticated),
         media_data_url_max_bytes=_int(

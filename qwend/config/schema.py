@@ -92,12 +92,16 @@ class Int(Conv[int]):
 
 @dataclass(frozen=True)
 class Num(Conv[float]):
-    """A number of seconds (or similar): ``>= 0``, or ``> 0`` when ``positive``."""
+    """A number of seconds (or similar): ``>= 0``, or ``> 0`` when ``positive``; at most
+    ``most`` when given (a fraction)."""
 
     positive: bool = False
+    most: float | None = None
 
     @property
     def expected(self) -> str:  # type: ignore[override]
+        if self.most is not None:
+            return f"a number {'> 0' if self.positive else '>= 0'} and <= {self.most:g}"
         return "a number > 0" if self.positive else "a number >= 0"
 
     def __call__(self, value: object) -> float:
@@ -106,6 +110,8 @@ class Num(Conv[float]):
         if value != value or value in (float("inf"), float("-inf")):
             raise Bad(self.expected, value)
         if value < 0 or (self.positive and value == 0):
+            raise Bad(self.expected, value)
+        if self.most is not None and value > self.most:
             raise Bad(self.expected, value)
         return float(value)
 

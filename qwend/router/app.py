@@ -29,12 +29,14 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     fwd = app[FORWARDING_KEY]
     await fwd.upstream.open()
     watcher = asyncio.create_task(fwd.watchdog.run(), name="router-disconnect-watch")
+    prober = asyncio.create_task(app[ROUTER_KEY].prober.run(), name="router-lane-prober")
     try:
         yield
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        for task in (prober, watcher):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await fwd.upstream.close()
 
 

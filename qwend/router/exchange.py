@@ -6,10 +6,12 @@ the ``Router`` itself). Each attempt claims a lane slot (directly, or through
 the admission queue), sends the body, and either returns a response for the
 client or a ``Failure``; failures that happened before any byte reached the
 client are retried on another eligible lane, never the same one twice, within
-the retry budget and the deadline.
+the per-request retry limit, the router-wide retry budget and the deadline.
 Deadlines cost no timer per request: the router's watchdog compares
 ``expires_at`` with the clock every 50 ms and cancels the handler; the
-exchange turns that cancellation into a timeout failure (``expired``).
+exchange turns that cancellation into a timeout failure (``expired``). While a
+stream is relayed, ``expires_at`` is the inter-token idle deadline
+(``stream_idle_timeout_s``) whenever the relay waits for the lane.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from qwend.routing.policy import Decision
 
 log = get_logger("router")
 _NEVER = float("inf")
+_FIRST_BYTE = "no answer within first_byte_timeout_s"
+_DEADLINE = "the request deadline passed"
+_IDLE = "no data from the lane within stream_idle_timeout_s"
 _FORWARD_HEADERS = ("Authorization", "X-Request-Id")
 _JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -53,12 +58,15 @@ class Exchange:
         "expired",
         "expires_at",
         "fwd",
+        "idle_s",
         "klass",
+        "lane",
         "path",
         "request",
         "start",
         "summary",
         "task",
+        "timer",
         "tried",
         "work",
     )
@@ -74,10 +82,15 @@ class Exchange:
         self.summary = summary
         self.start = time.monotonic()
         self.deadline = self.start + cfg.request_timeout_s
+        self.idle_s = cfg.stream_idle_timeout_s
         self.expires_at = _NEVER
         """When the watchdog cancels this exchange (first-byte or overall deadline)."""
         self.expired: str | None = None
         """Set by the watchdog right before it cancels the handler for a deadline."""
+        self.timer = _FIRST_BYTE
+        """What ``expires_at`` stands for (the message when it fires)."""
+        self.lane: LaneRuntime | None = None
+        """The lane of the current attempt (its progress is recorded while relaying)."""
         self.klass = fwd.classes[summary.request_class(cfg.long_text_min_tokens)]
         self.work = float(summary.expected_output)
         self.tried: list[str] = []
@@ -86,15 +99,37 @@ class Exchange:
         self.task = task
         self.klass.requests += 1
         fwd.counters.requests += 1
+        fwd.retry_budget.on_request(self.start)
 
-    def _take_expiry(self) -> bool:
-        """After a CancelledError: was it our deadline (then swallow the cancel)?"""
+    def take_expiry(self) -> str | None:
+        """After a CancelledError: the timer that fired (then the cancel is swallowed), or
+        None when it was not ours (the client left)."""
         if self.expired is None:
-            return False
+            return None
         self.expired = None
         self.expires_at = _NEVER  # one expiry per attempt: finishing up must not be cut again
         self.task.uncancel()
-        return True
+        return self.timer
+
+    @property
+    def awaiting_lane(self) -> LaneRuntime | None:
+        """The lane whose first answer this exchange waits for (``Watched``)."""
+        return self.lane if self.timer is _FIRST_BYTE else None
+
+    def reading(self) -> None:
+        """The relay waits for the lane: the idle timer runs (``StreamWatch``)."""
+        idle_at = time.monotonic() + self.idle_s
+        if idle_at < self.deadline:
+            self.expires_at, self.timer = idle_at, _IDLE
+        else:
+            self.expires_at, self.timer = self.deadline, _DEADLINE
+
+    def writing(self) -> None:
+        """The lane sent a chunk: progress; only the deadline runs (``StreamWatch``)."""
+        lane = self.lane
+        if lane is not None:
+            lane.progress_at = time.monotonic()
+        self.expires_at, self.timer = self.deadline, _DEADLINE
 
     async def run(self) -> web.StreamResponse:
         """Admit, attempt (with retries) and answer; the handler's only frame below it."""
@@ -139,7 +174,11 @@ class Exchange:
             if not isinstance(outcome, Failure):
                 return outcome
             last = outcome
-            if len(self.tried) > fwd.config.retry_budget or time.monotonic() >= self.deadline:
+            now = time.monotonic()
+            if len(self.tried) > fwd.config.retry_budget or now >= self.deadline:
+                return outcome.response(len(self.tried))
+            if not fwd.retry_budget.try_spend(now):
+                counters.retries_refused += 1
                 return outcome.response(len(self.tried))
             lane.counters.retried_away += 1
             counters.retries += 1
@@ -186,7 +225,12 @@ class Exchange:
         cfg = fwd.config
         began = time.monotonic()
         integral0 = lane.integral_now(began)
-        self.expires_at = min(began + cfg.first_byte_timeout_s, self.deadline)
+        first_byte_at = began + cfg.first_byte_timeout_s
+        if first_byte_at < self.deadline:
+            self.expires_at, self.timer = first_byte_at, _FIRST_BYTE
+        else:
+            self.expires_at, self.timer = self.deadline, _DEADLINE
+        self.lane = lane
         resp: ClientResponse | None = None
         verdict: bool | None = None  # True: lane did well; False: lane failed; None: no verdict
         try:
@@ -198,6 +242,7 @@ class Exchange:
                     timeout=fwd.upstream.timeout,
                 )
                 status = resp.status
+                lane.progress_at = time.monotonic()
                 if status in RETRYABLE_STATUSES:
                     failure = await read_failure(lane.name, resp)
                     verdict = False if failure.breaker_failure else None
@@ -209,21 +254,20 @@ class Exchange:
                     if not first:
                         verdict = False
                         return connection_failure(lane.name, EOFError("empty stream"), "at once")
-                    self.expires_at = self.deadline
+                    self.writing()
                     verdict, out = await self._relay(lane, resp, first, headers, began, integral0)
                     return out
-                self.expires_at = self.deadline
+                self.expires_at, self.timer = self.deadline, _DEADLINE
                 data = await resp.read()
             except UPSTREAM_ERRORS as exc:
                 verdict = False
                 return connection_failure(lane.name, exc, "to connect or answer")
             except asyncio.CancelledError:
-                if not self._take_expiry():
+                expiry = self.take_expiry()
+                if expiry is None:
                     raise
                 verdict = False
-                return connection_failure(
-                    lane.name, TimeoutError("no answer in time"), "within the timeout"
-                )
+                return connection_failure(lane.name, TimeoutError(expiry), "within the timeout")
             verdict = status < 500
             if status == 200:
                 record_whole(lane, self.klass, self.summary, self.start, began, integral0, data)
@@ -235,6 +279,7 @@ class Exchange:
             raise
         finally:
             self.expires_at = _NEVER
+            self.lane = None
             if resp is not None:  # a good answer's connection goes back to the pool
                 if verdict is True:
                     resp.release()
@@ -253,7 +298,7 @@ class Exchange:
     ) -> tuple[bool | None, web.StreamResponse]:
         headers["Cache-Control"] = "no-cache"
         headers["X-Accel-Buffering"] = "no"
-        out, result = await relay_stream(self.request, resp, first, headers, self._take_expiry)
+        out, result = await relay_stream(self.request, resp, first, headers, self)
         counters = self.fwd.counters
         if result.client_gone:
             lane.counters.disconnects += 1

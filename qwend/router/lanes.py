@@ -40,6 +40,12 @@ class LaneRuntime:
     """Integral of in_flight over time (request-seconds): mean concurrency of a request."""
     changed_at: float = 0.0
     """Monotonic time ``in_flight`` last changed (``busy_integral`` is integrated up to it)."""
+    last_resort: bool = False
+    """Set by ``LaneSlots`` for a second policy pass when no lane could serve a request:
+    a lane ejected for its failure rate (``breaker.degraded``) is eligible then."""
+    progress_at: float = 0.0
+    """Monotonic time the lane last sent data (headers, a chunk, a body) or became busy:
+    the prober ejects a lane with requests in flight and no progress for ``stall_timeout_s``."""
     _drained: asyncio.Event | None = None
 
     # LaneCandidate protocol
@@ -62,7 +68,10 @@ class LaneRuntime:
     @property
     def eligible(self) -> bool:
         lane = self.lane
-        return lane.active and lane.accepting and self.breaker.available(time.monotonic())
+        if not (lane.active and lane.accepting):
+            return False
+        breaker = self.breaker
+        return breaker.closed or (self.last_resort and breaker.degraded)
 
     @property
     def why_not(self) -> str:
@@ -70,8 +79,9 @@ class LaneRuntime:
             return "standby"
         if not self.lane.accepting:
             return "not accepting (starting, draining or unhealthy)"
-        if not self.breaker.available(time.monotonic()):
-            return "circuit breaker open after repeated failures"
+        if not self.breaker.closed:
+            view = self.breaker.view(time.monotonic())
+            return f"circuit breaker {view.state} ({view.reason})"
         return "busy" if self.in_flight >= self.limit else ""
 
     def _tick(self, now: float) -> None:
@@ -81,6 +91,8 @@ class LaneRuntime:
     def occupy(self, now: float, work: float) -> None:
         """A request starts on this lane."""
         self._tick(now)
+        if self.in_flight == 0:
+            self.progress_at = now  # an idle lane owes nothing yet: the stall clock starts
         self.in_flight += 1
         self.outstanding_work += work
         self.counters.requests += 1

@@ -35,6 +35,7 @@ class _SnapshotCollector:
         for name, value, text in (
             ("requests", snap.requests, "Requests received"),
             ("retries", snap.retries, "Attempts re-sent to another lane before the first byte"),
+            ("retries_refused", snap.retries_refused, "Retries refused by the retry budget"),
             ("spills", snap.spills, "Short text spilled off the throughput lane"),
             ("rejected_queue_full", snap.rejected_queue_full, "429 answers (queue full/timeout)"),
             ("rejected_no_lane", snap.rejected_no_lane, "503 answers (no eligible lane)"),

@@ -11,19 +11,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import ClientError, ClientResponse, web
 
-RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 """Lane answers that are re-sent to another lane when nothing reached the client yet."""
 UPSTREAM_ERRORS: tuple[type[BaseException], ...] = (ClientError, TimeoutError, OSError)
 """Exceptions meaning "the lane failed" while talking to it."""
 LANE_HEADER = "X-Qwend-Lane"
 ATTEMPTS_HEADER = "X-Qwend-Attempts"
 _JSON = "application/json"
-_DEADLINE = "the request deadline passed"
 _ERROR_TYPES = {
     400: "invalid_request_error",
     404: "not_found_error",
@@ -135,6 +134,23 @@ async def read_failure(lane: str, resp: ClientResponse) -> Failure:
     return Failure(lane, resp.status, body, ctype, True, resp.status != 429)
 
 
+class StreamWatch(Protocol):
+    """The relay's link to the request's timers (an ``Exchange``): the idle timer runs
+    while the relay waits for the lane, never while it writes to a slow client."""
+
+    def reading(self) -> None:
+        """The relay waits for the lane's next chunk: arm the inter-token idle timer."""
+        ...
+
+    def writing(self) -> None:
+        """The lane sent data: it made progress; only the overall deadline runs now."""
+        ...
+
+    def take_expiry(self) -> str | None:
+        """After a cancellation: which timer fired (the message), None if the client left."""
+        ...
+
+
 @dataclass(slots=True)
 class StreamResult:
     """What a relayed stream looked like, for statistics and the breaker."""
@@ -156,14 +172,15 @@ async def relay_stream(
     resp: ClientResponse,
     first: bytes,
     headers: dict[str, str],
-    expired: Callable[[], bool],
+    watch: StreamWatch,
 ) -> tuple[web.StreamResponse, StreamResult]:
     """Copy an SSE stream to the client chunk by chunk; ``first`` is already read.
 
     Never replays: an upstream failure after this point ends the client's stream
     with an error event. A client that went away ends the relay (the caller
     closes the upstream connection, which aborts generation on the lane).
-    ``expired()`` tells a deadline cancellation (ends the stream with an error
+    ``watch.take_expiry()`` tells a timer's cancellation (the deadline, or no
+    data from the lane within the idle timeout: ends the stream with an error
     event) from a client disconnect (re-raised).
     """
     out = web.StreamResponse(status=resp.status, headers=headers)
@@ -177,24 +194,28 @@ async def relay_stream(
         result.client_gone = True
         return out, result
     except asyncio.CancelledError:
-        if not expired():
+        expiry = watch.take_expiry()
+        if expiry is None:
             raise
-        result.upstream_error = _DEADLINE  # the client is not reading: nothing more to send
+        result.upstream_error = expiry  # the client is not reading: nothing more to send
         return out, result
     content = resp.content
     while True:
+        watch.reading()
         try:
             chunk = await content.readany()
         except UPSTREAM_ERRORS as exc:
             result.upstream_error = str(exc) or type(exc).__name__
             break
         except asyncio.CancelledError:
-            if not expired():
+            expiry = watch.take_expiry()
+            if expiry is None:
                 raise
-            result.upstream_error = _DEADLINE
+            result.upstream_error = expiry
             break
         if not chunk:
             break
+        watch.writing()
         result.events += chunk.count(b"data:")
         previous, tail = tail, chunk  # the usage event may straddle two chunks
         try:
@@ -203,9 +224,10 @@ async def relay_stream(
             result.client_gone = True
             return out, result
         except asyncio.CancelledError:
-            if not expired():
+            expiry = watch.take_expiry()
+            if expiry is None:
                 raise
-            result.upstream_error = _DEADLINE  # stuck writing to a slow client: stop here
+            result.upstream_error = expiry  # stuck writing to a slow client: stop here
             return out, result
     result.last_at = time.monotonic()
     result.usage = usage_counts(previous[-1024:] + tail)

@@ -21,6 +21,8 @@ class RouterCounters:
 
     requests: int = 0
     retries: int = 0
+    retries_refused: int = 0
+    """Retries not sent because the router-wide retry budget was spent."""
     spills: int = 0
     rejected_queue_full: int = 0
     rejected_no_lane: int = 0

@@ -24,12 +24,14 @@ from aiohttp import web
 
 from qwend.config.model import RouterConfig
 from qwend.router.lanes import LaneRuntime
+from qwend.router.prober import Prober
 from qwend.router.recording import ClassRuntime, RouterCounters
 from qwend.router.slots import LaneSlots
 from qwend.router.upstream import Upstream
 from qwend.router.watchdog import Watchdog
 from qwend.routing.classify import RequestClass
 from qwend.routing.lanetable import LaneTable
+from qwend.routing.outcomes import RetryBudget
 from qwend.routing.snapshot import ClassStats, LaneStats, RouterSnapshot
 from qwend.routing.windows import WINDOW_S
 
@@ -48,6 +50,8 @@ class Forwarding:
     """The pooled session to the lanes."""
     watchdog: Watchdog
     """Cancels handlers whose client left or whose deadline passed."""
+    retry_budget: RetryBudget
+    """Router-wide: how many retries may still go out in the current window."""
 
     @property
     def config(self) -> RouterConfig:
@@ -66,7 +70,10 @@ class Router:
             classes={cls: ClassRuntime() for cls in RequestClass},
             upstream=Upstream(config),
             watchdog=Watchdog(),
+            retry_budget=RetryBudget(config.retry_budget_ratio),
         )
+        self.prober = Prober(slots, self._forwarding.upstream, self._forwarding.watchdog)
+        """Ejects hung lanes and probes ejected ones (runs while the app runs)."""
         lanes.subscribe(slots.update)
         slots.update(lanes.snapshot())
 
@@ -87,6 +94,7 @@ class Router:
         """
         self._forwarding.upstream.configure(config)
         self._forwarding.slots.configure(config)
+        self._forwarding.retry_budget.ratio = config.retry_budget_ratio
 
     # ----- TrafficGate -----
 
@@ -127,6 +135,7 @@ class Router:
             mid_stream_errors=counters.mid_stream_errors,
             client_disconnects=counters.client_disconnects,
             bad_requests=counters.bad_requests,
+            retries_refused=counters.retries_refused,
         )
 
 

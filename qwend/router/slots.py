@@ -12,13 +12,16 @@ from __future__ import annotations
 import time
 
 from qwend.config.model import RouterConfig
+from qwend.logs import get_logger
 from qwend.router.admission import Admission
 from qwend.router.lanes import LaneRuntime
-from qwend.routing.breaker import CircuitBreaker
+from qwend.routing.breaker import BreakerSettings, CircuitBreaker
 from qwend.routing.classify import RequestSummary
 from qwend.routing.lanetable import RoutableLane
 from qwend.routing.perf import LanePerf
 from qwend.routing.policy import Decision, PolicyState, choose
+
+log = get_logger("router")
 
 
 class LaneSlots:
@@ -45,10 +48,14 @@ class LaneSlots:
         self._config = config
         self._admission.queue_size = config.queue_size
         self._admission.queue_timeout_s = config.queue_timeout_s
+        settings = breaker_settings(config)
         for runtime in self._runtimes.values():
             runtime.limit = config.max_in_flight_per_lane
-            runtime.breaker.threshold = config.breaker_failure_threshold
-            runtime.breaker.cooldown_s = config.breaker_cooldown_s
+            runtime.breaker.configure(settings)
+        self._admission.wake()
+
+    def wake(self) -> None:
+        """A lane became routable again (its breaker closed): offer it to the queue."""
         self._admission.wake()
 
     def update(self, lanes: tuple[RoutableLane, ...]) -> None:
@@ -58,15 +65,20 @@ class LaneSlots:
             runtime = self._runtimes.get(lane.name)
             if runtime is None:
                 cfg = self._config
-                breaker = CircuitBreaker(cfg.breaker_failure_threshold, cfg.breaker_cooldown_s)
+                breaker = CircuitBreaker(breaker_settings(cfg))
                 runtime = LaneRuntime(
                     lane, cfg.max_in_flight_per_lane, breaker, changed_at=time.monotonic()
                 )
                 self._runtimes[lane.name] = runtime
-            elif runtime.lane.base_url != lane.base_url or runtime.lane.variant != lane.variant:
+            elif _other_config(runtime.lane, lane):
                 runtime.perf = LanePerf()  # another process now: relearn it
+                runtime.breaker.reset()  # and judge it afresh
                 runtime.lane = lane
             else:
+                if lane.accepting and not runtime.lane.accepting:
+                    # Back from starting or unhealthy (a restart, or the supervisor saw it
+                    # recover): what the breaker learned is about the process before.
+                    runtime.breaker.reset()
                 runtime.lane = lane
             current.append(runtime)
         names = {lane.name for lane in lanes}
@@ -112,6 +124,25 @@ class LaneSlots:
     # ----- claiming and releasing -----
 
     def _pick(self, summary: RequestSummary, exclude: frozenset[str]) -> Decision:
+        decision = self._choose(summary, exclude)
+        if decision.lane is not None or decision.wait:
+            return decision
+        # No lane can serve it: rather than refusing, use a lane ejected for its failure
+        # rate (it still answers part of its requests; a 503 answers none). Only on this
+        # path, so a healthy router never pays for it.
+        degraded = [r for r in self._lanes if r.breaker.degraded]
+        if not degraded:
+            return decision
+        for runtime in degraded:
+            runtime.last_resort = True
+        try:
+            fallback = self._choose(summary, exclude)
+        finally:
+            for runtime in degraded:
+                runtime.last_resort = False
+        return fallback if fallback.lane is not None or fallback.wait else decision
+
+    def _choose(self, summary: RequestSummary, exclude: frozenset[str]) -> Decision:
         cfg = self._config
         return choose(
             summary,
@@ -126,13 +157,11 @@ class LaneSlots:
         runtime = self._runtimes[decision.lane or ""]
         now = time.monotonic()
         runtime.occupy(now, work)
-        runtime.breaker.on_attempt(now)
 
     def _ungrant(self, decision: Decision, work: float) -> None:
         runtime = self._runtimes.get(decision.lane or "")
         if runtime is not None:
             runtime.release(time.monotonic(), work)
-            runtime.breaker.on_neutral()
         self._admission.wake()
 
     def claim(self, summary: RequestSummary, exclude: frozenset[str], work: float) -> Decision:
@@ -164,11 +193,37 @@ class LaneSlots:
         None no verdict (the client left)."""
         now = time.monotonic()
         if verdict is True:
-            lane.breaker.on_success()
+            lane.progress_at = now
+            lane.breaker.on_success(now)
         elif verdict is False:
             lane.counters.failures += 1
-            lane.breaker.on_failure(now)
-        else:
-            lane.breaker.on_neutral()
+            breaker = lane.breaker
+            was_closed = breaker.closed
+            breaker.on_failure(now)
+            if was_closed and not breaker.closed:
+                view = breaker.view(now)
+                log.warning(
+                    "lane ejected",
+                    lane=lane.name,
+                    reason=str(view.reason),
+                    window_requests=view.window[0],
+                    window_failures=view.window[1],
+                )
         lane.release(now, work)
         self._admission.wake()
+
+
+def breaker_settings(config: RouterConfig) -> BreakerSettings:
+    """The breaker part of the router configuration."""
+    return BreakerSettings(
+        threshold=config.breaker_failure_threshold,
+        cooldown_s=config.breaker_cooldown_s,
+        failure_ratio=config.breaker_failure_ratio,
+        min_requests=config.breaker_min_requests,
+        window_s=config.breaker_window_s,
+    )
+
+
+def _other_config(old: RoutableLane, new: RoutableLane) -> bool:
+    """Does ``new`` describe another process or configuration than ``old``?"""
+    return (old.base_url, old.variant, old.model) != (new.base_url, new.variant, new.model)

@@ -34,6 +34,14 @@ class Watched(Protocol):
     expired: str | None
     """Set by the watchdog right before it cancels the handler for a deadline."""
 
+    @property
+    def awaiting_lane(self) -> object | None:
+        """The lane runtime it waits on for a first answer (None: not waiting on one)."""
+        ...
+
+    timer: str
+    """What fires at ``expires_at`` (the message of the timeout); the watchdog may set it."""
+
 
 class Watchdog:
     """The in-flight requests by handler task, checked every ``WATCH_INTERVAL_S``."""
@@ -51,6 +59,19 @@ class Watchdog:
     def unwatch(self, task: asyncio.Task[Any]) -> None:
         """Stop watching what ``task`` serves."""
         del self._watched[task]
+
+    def fail_over(self, lane: object, message: str) -> int:
+        """Cancel the requests still waiting for ``lane``'s first answer, as timeouts with
+        ``message``: nothing reached their clients, so they are retried on another lane.
+        Returns how many."""
+        count = 0
+        for task, item in self._watched.items():
+            if item.awaiting_lane is lane and item.expired is None:
+                item.timer = message
+                item.expired = "lane"
+                task.cancel()
+                count += 1
+        return count
 
     async def run(self) -> None:
         """Every 50 ms: cancel handlers whose client went away or whose time is up."""

@@ -84,6 +84,8 @@ class RouterSnapshot:
     """Streams that ended with an error event after the first byte."""
     client_disconnects: int
     bad_requests: int
+    retries_refused: int = 0
+    """Retries not sent because the router-wide retry budget was spent."""
 
     def lane(self, name: str) -> LaneStats:
         """The lane called ``name``; KeyError when absent."""

@@ -219,6 +219,14 @@ CASES = [
     c("router-unknown-key", MAIN, "router.listne", "x", 'did you mean "listen"?'),
     c("router-retry-budget-float", MAIN, "router.retry_budget", 1.5, "got 1.5"),
     c(
+        "router-failure-ratio-above-one",
+        MAIN,
+        "router.breaker_failure_ratio",
+        1.5,
+        "expected a number > 0 and <= 1, got 1.5",
+    ),
+    c("router-idle-timeout-zero", MAIN, "router.stream_idle_timeout_s", 0, "number > 0"),
+    c(
         "endpoint-unknown-role",
         MAIN,
         "public.endpoints[1].target",

@@ -67,7 +67,7 @@ async def test_openai_client_through_the_router() -> None:
                     await client.chat.completions.create(model="m", messages=[], max_tokens=8)
                 assert "messages" in str(bad.value)
 
-                fast.status = st.status = 500
+                fast.status = st.status = mm.status = 500  # retried on every lane
                 with pytest.raises(openai.InternalServerError):
                     await client.chat.completions.create(
                         model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=8

@@ -31,12 +31,18 @@ class FakeLane:
     delay_s: float = 0.0
     """Sleep before answering (simulates prefill)."""
     hang: bool = False
-    """Never answer (until the client goes away)."""
+    """Never answer, not even ``/v1/models`` (until the client goes away)."""
     die_after: int | None = None
     """Streamed: cut the connection after this many chunks."""
     gate: asyncio.Event | None = None
     """Streamed: wait for this event after the first chunk."""
+    fail_ratio: float = 0.0
+    """Fraction of requests answered with ``fail_status``, spread evenly (request k fails
+    when floor(k * fail_ratio) grows, like ``qwend-sim --error-rate``)."""
+    fail_status: int = 500
     requests: int = 0
+    """Client requests (the router's probes are counted in ``probes``)."""
+    probes: int = 0
     aborts: int = 0
     """Handlers cancelled because the router closed the connection."""
     abort_times: list[float] = field(default_factory=list)
@@ -100,6 +106,12 @@ def fake_lane_app(lane: FakeLane) -> web.Application:
 
     async def complete(request: web.Request) -> web.StreamResponse:
         doc = await request.json()
+        if request.headers.get("X-Qwend-Probe"):
+            lane.probes += 1
+            if lane.hang:
+                await asyncio.Event().wait()
+            status = lane.status if lane.fail_ratio < 1 else lane.fail_status
+            return web.json_response(lane.reply(doc), status=status)
         lane.requests += 1
         lane.bodies.append(doc)
         lane.started.set()
@@ -115,11 +127,13 @@ def fake_lane_app(lane: FakeLane) -> web.Application:
             await asyncio.Event().wait()
         if lane.delay_s:
             await asyncio.sleep(lane.delay_s)
-        if lane.status != 200:
-            err = {
-                "error": {"message": f"{lane.name} says {lane.status}", "type": "x", "code": None}
-            }
-            return web.json_response(err, status=lane.status)
+        status = lane.status
+        k = lane.requests
+        if int(k * lane.fail_ratio) > int((k - 1) * lane.fail_ratio):
+            status = lane.fail_status
+        if status != 200:
+            err = {"error": {"message": f"{lane.name} says {status}", "type": "x", "code": None}}
+            return web.json_response(err, status=status)
         if not doc.get("stream"):
             return web.json_response(lane.reply(doc))
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -145,6 +159,8 @@ def fake_lane_app(lane: FakeLane) -> web.Application:
         return out
 
     async def models(_: web.Request) -> web.Response:
+        if lane.hang:  # hung as a whole (SIGSTOP-like): not even the model list answers
+            await asyncio.Event().wait()
         return web.json_response(
             {"object": "list", "data": [{"id": f"model-{lane.name}", "object": "model"}]}
         )
