@@ -178,6 +178,19 @@ class PublicConfig:
 
 
 @dataclass(frozen=True)
+class ConnectionsConfig:
+    """``[connections]``: limits on client connections to the router port and each public port."""
+
+    max_per_listener: int = 1024
+    """Open connections one TCP listener accepts; past it new ones get a 503 and are closed.
+    Lowered at start when the file-descriptor limit minus qwend's reserve cannot hold it."""
+    header_timeout_s: float = 10.0
+    """A new connection must send its first request's complete headers within this."""
+    idle_timeout_s: float = 30.0
+    """A keep-alive connection with no complete request for this long is closed."""
+
+
+@dataclass(frozen=True)
 class MonitorConfig:
     """``[monitor]``: the npu-smi poller."""
 
@@ -307,6 +320,7 @@ class Config:
     lanes: tuple[LaneConfig, ...] = ()
     path: Path | None = None
     """The qwend.toml this was loaded from."""
+    connections: ConnectionsConfig = ConnectionsConfig()
 
     def lane(self, name: str) -> LaneConfig:
         """The lane called ``name``; KeyError when there is none."""

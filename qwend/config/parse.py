@@ -18,6 +18,7 @@ from qwend.config.draft import LaneDraft
 from qwend.config.model import (
     Capabilities,
     Config,
+    ConnectionsConfig,
     DaemonConfig,
     HealthConfig,
     LaneConfig,
@@ -162,6 +163,7 @@ def parse_config(
     router = parse_router(top.sub("router"))
     public, endpoint_keys = parse_public(top.sub("public"), base_dir)
     monitor = parse_monitor(top.sub("monitor"))
+    connections = parse_connections(top.sub("connections"))
     top.finish()
     drafts = [parse_lane_file(issues, name, data, base_dir) for name, data in lane_files]
     check_all(issues, main_name, router, public, endpoint_keys, drafts, partial=partial)
@@ -171,7 +173,9 @@ def parse_config(
         raise ConfigError(sorted(issues, key=lambda issue: order.get(issue.file, len(order))))
     # No issue was found, so every draft value is present and of its field's type.
     lanes = tuple(LaneConfig(**d.values) for d in drafts)  # type: ignore[arg-type]
-    return Config(daemon, router, public, monitor, lanes, base_dir / main_name)
+    return Config(
+        daemon, router, public, monitor, lanes, base_dir / main_name, connections=connections
+    )
 
 
 def parse_daemon(t: Table, base: Path) -> DaemonConfig:
@@ -269,6 +273,18 @@ def parse_monitor(t: Table) -> MonitorConfig:
         timeout_s=_num(t, "timeout_s", POS, d.timeout_s),
         release_wait_s=_num(t, "release_wait_s", NONNEG, d.release_wait_s),
         start_despite_busy_npu=_bool(t, "start_despite_busy_npu", d.start_despite_busy_npu),
+    )
+    t.finish()
+    return result
+
+
+def parse_connections(t: Table) -> ConnectionsConfig:
+    """``[connections]``."""
+    d = ConnectionsConfig()
+    result = ConnectionsConfig(
+        max_per_listener=_int(t, "max_per_listener", Int(1, 1_000_000), d.max_per_listener),
+        header_timeout_s=_num(t, "header_timeout_s", POS, d.header_timeout_s),
+        idle_timeout_s=_num(t, "idle_timeout_s", POS, d.idle_timeout_s),
     )
     t.finish()
     return result

@@ -1,8 +1,10 @@
 """``qwend``: the daemon's life, start-up -> serve -> shutdown, and its command line.
 
 Start-up: config, API keys and persisted state -> services, wired (``qwend.daemon.wiring``;
-the lanes not yet started) -> router listener (TCP) -> public endpoints (TCP, one
-per ``[[public.endpoints]]``, in process to the router) -> control socket (Unix;
+the lanes not yet started) -> the descriptor limit raised and a reserve kept out of the
+listeners' connection caps (``connection_limits``) -> router listener (TCP) -> public
+endpoints (TCP, one per ``[[public.endpoints]]``, in process to the router; every
+TCP connection behind a guard, ``qwend.daemon.connections``) -> control socket (Unix;
 ``qwend.daemon.listeners``) -> NPU monitor -> lanes begin starting in the
 background -> ``READY=1`` (systemd) with ``STATUS=0/3 lanes ready`` kept current.
 Serve: signal handlers only set events; the main coroutine does the work. SIGHUP
@@ -28,6 +30,7 @@ from pathlib import Path
 from qwend import __version__
 from qwend.config.load import DEFAULT_CONFIG_PATH
 from qwend.config.model import Config
+from qwend.daemon.connections import raise_nofile
 from qwend.daemon.demo import (
     Source,
     demo_addresses,
@@ -36,7 +39,8 @@ from qwend.daemon.demo import (
     demo_runtime_dir,
 )
 from qwend.daemon.exit import ExitStatus
-from qwend.daemon.listeners import Listeners
+from qwend.daemon.fdplan import lane_reserve, plan_fds
+from qwend.daemon.listeners import ListenerLimits, Listeners
 from qwend.daemon.systemd import (
     Notifier,
     clear_restart_marker,
@@ -55,6 +59,40 @@ log = get_logger("daemon")
 
 TRAFFIC_PERIOD_S = 2.0
 """How often the router's per-lane completions are passed on to the supervisor."""
+
+
+def connection_limits(config: Config) -> ListenerLimits:
+    """Raise the descriptor limit, keep a reserve out of it, cap each TCP listener with the rest.
+
+    The reserve keeps health probes, lane restarts, npu-smi and the control socket working
+    however many connections clients hold (``qwend.daemon.fdplan``).
+    """
+    soft, hard = raise_nofile()
+    conns = config.connections
+    plan = plan_fds(
+        soft,
+        reserve=lane_reserve(len(config.lanes), config.router.max_in_flight_per_lane),
+        listeners=1 + len(config.public.endpoints),
+        configured=conns.max_per_listener,
+    )
+    log.info(
+        "file descriptors",
+        limit=plan.limit,
+        hard_limit=hard,
+        reserve=plan.reserve,
+        listeners=plan.listeners,
+        max_per_listener=plan.per_listener,
+    )
+    if plan.lowered:
+        log.warning(
+            "connection cap lowered to keep the file-descriptor reserve",
+            configured=plan.configured,
+            in_force=plan.per_listener,
+            limit=plan.limit,
+            reserve=plan.reserve,
+            hint="raise LimitNOFILE (the hard RLIMIT_NOFILE) or lower max_per_listener",
+        )
+    return ListenerLimits(plan.per_listener, conns.header_timeout_s, conns.idle_timeout_s)
 
 
 @dataclass
@@ -95,8 +133,11 @@ class Daemon:
         clear_restart_marker(os.environ)
         control = control_app(services, config, config_path=self.source.path, reload=self.reload)
         try:
-            await self._listeners.open_router(services.router_app, config.router.listen)
-            await self._listeners.open_public(config.public, services.router, services.api_keys)
+            limits = connection_limits(config)
+            await self._listeners.open_router(services.router_app, config.router.listen, limits)
+            await self._listeners.open_public(
+                config.public, services.router, services.api_keys, limits
+            )
             await self._listeners.open_control(control, config.daemon)
             await services.monitor.start()
             await services.supervisor.start()
@@ -213,6 +254,7 @@ class Daemon:
             ("monitor", old.monitor, new.monitor),
             ("public endpoints", old.public.endpoints, new.public.endpoints),
             ("console_listen", old.public.console_listen, new.public.console_listen),
+            ("connections", old.connections, new.connections),
             (
                 "lanes_survive_restart",
                 old.daemon.lanes_survive_restart,

@@ -7,7 +7,9 @@ is closed, and the control socket file removed, once the lanes are stopped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -20,6 +22,7 @@ from qwend.control.app import (
     create_control_socket,
     remove_control_socket,
 )
+from qwend.daemon.connections import ConnectionGuard, ServerLog
 from qwend.errors import QwendError
 from qwend.logs import get_logger
 from qwend.public.app import make_public_app
@@ -32,43 +35,80 @@ CONSOLE_IGNORED = "the web console is not part of this version; console_listen i
 log = get_logger("daemon")
 
 
+@dataclass(frozen=True)
+class ListenerLimits:
+    """What guards each TCP listener's client connections (``[connections]``, fd plan)."""
+
+    cap: int
+    """Connections one listener holds (the fd plan's, at most the configured one)."""
+    header_timeout_s: float
+    idle_timeout_s: float
+
+
+@dataclass
+class TcpListener:
+    """One TCP port: aiohttp's runner, the asyncio server accepting for it, its guard."""
+
+    runner: web.AppRunner
+    server: asyncio.AbstractServer
+    guard: ConnectionGuard
+
+
 async def _serve_tcp(
     app: web.Application,
     listen: ListenAddress,
+    limits: ListenerLimits,
     *,
     what: str,
     advice: str,
     access_log: logging.Logger | None = access_logger,
-) -> web.AppRunner:
-    """Run ``app`` on ``listen``; a QwendError naming ``what`` when that fails."""
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0, access_log=access_log)
+) -> TcpListener:
+    """Run ``app`` on ``listen`` behind a connection guard; a QwendError naming ``what``."""
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=1.0,
+        access_log=access_log,
+        keepalive_timeout=limits.idle_timeout_s,
+        logger=ServerLog(listen),
+    )
     await runner.setup()
-    site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
+    handler = runner.server
+    assert handler is not None  # set by setup()
+    guard = ConnectionGuard(listen, cap=limits.cap, header_timeout_s=limits.header_timeout_s)
+    loop = asyncio.get_running_loop()
     try:
-        await site.start()
+        # Our own asyncio server rather than a web.TCPSite: every accepted connection
+        # goes through the guard before aiohttp sees it.
+        server = await loop.create_server(
+            guard.factory(handler), listen.host, listen.port, reuse_address=True
+        )
     except OSError as exc:
         await runner.cleanup()
         raise QwendError(
             f"cannot listen on {listen} for {what}: {exc.strerror or exc}; {advice}"
         ) from None
-    return runner
+    return TcpListener(runner, server, guard)
 
 
 class Listeners:
     """What the daemon listens on; each ``open_*`` may fail with a QwendError that says why."""
 
     def __init__(self) -> None:
-        self._router: web.AppRunner | None = None
-        self._public: list[web.AppRunner] = []
+        self._router: TcpListener | None = None
+        self._public: list[TcpListener] = []
         self._control: web.AppRunner | None = None
         self._socket: Path | None = None
         self.control: ControlContext | None = None
         """The control API's context, once its socket listens."""
 
-    async def open_router(self, app: web.Application, listen: ListenAddress) -> None:
+    async def open_router(
+        self, app: web.Application, listen: ListenAddress, limits: ListenerLimits
+    ) -> None:
         self._router = await _serve_tcp(
             app,
             listen,
+            limits,
             what="the router",
             advice="stop what uses that port or change [router] listen",
             access_log=None,  # the hot path: no access-log line per proxied request
@@ -76,7 +116,9 @@ class Listeners:
         # The address bound, as configured: 0.0.0.0 stays 0.0.0.0 (not the URL to reach it).
         log.info("router listening", address=str(listen))
 
-    async def open_public(self, public: PublicConfig, router: Router, keys: ApiKeys) -> None:
+    async def open_public(
+        self, public: PublicConfig, router: Router, keys: ApiKeys, limits: ListenerLimits
+    ) -> None:
         """One listener per ``[[public.endpoints]]``, each handing requests to the router.
 
         Every endpoint checks the same ``keys``: a reload swaps the key set inside it.
@@ -89,6 +131,7 @@ class Listeners:
             runner = await _serve_tcp(
                 app,
                 listen,
+                limits,
                 what=f"the public endpoint {endpoint.target}",
                 advice=(
                     f"stop what uses port {listen.port} or change its [[public.endpoints]] listen"
@@ -120,15 +163,19 @@ class Listeners:
         """
         if self.control is not None:
             self.control.closing.set()
-        for runner in (*self._public, *([self._router] if self._router else [])):
-            for site in runner.sites:
-                await site.stop()
+        for tcp in self.tcp():
+            tcp.server.close()
+
+    def tcp(self) -> list[TcpListener]:
+        """The TCP listeners open now: the public endpoints, then the router's."""
+        return [*self._public, *([self._router] if self._router is not None else [])]
 
     async def close(self) -> None:
         """Close every listener and remove the control socket file."""
-        runners = (*self._public, self._router, self._control)
-        for runner in runners:
-            if runner is not None:
-                await runner.cleanup()
+        for tcp in self.tcp():
+            tcp.server.close()  # already, unless start-up failed half-way
+            await tcp.runner.cleanup()
+        if self._control is not None:
+            await self._control.cleanup()
         if self._socket is not None:
             remove_control_socket(self._socket)

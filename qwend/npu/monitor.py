@@ -57,11 +57,50 @@ def process_tree(pid: int) -> set[int]:
         return set()
 
 
-async def run_tool(argv: list[str], timeout: float) -> str:
+MAX_OUTPUT_BYTES = 4 * 1024 * 1024
+"""Most npu-smi output read. ``npu-smi info`` of a 16-NPU host with many processes is tens
+of KiB; a broken driver or wrapper printing without end must cost the daemon this much
+memory at most, not whatever it prints."""
+
+READ_CHUNK = 64 * 1024
+
+
+class _TooLong(Exception):
+    """The tool printed more than the cap."""
+
+
+async def _read_capped(stream: asyncio.StreamReader, cap: int, *, strict: bool) -> bytes:
+    """Read ``stream`` to EOF, keeping at most ``cap`` bytes; ``strict``: more is _TooLong."""
+    data = bytearray()
+    while chunk := await stream.read(READ_CHUNK):
+        if len(data) + len(chunk) > cap:
+            if strict:
+                raise _TooLong
+            chunk = chunk[: max(0, cap - len(data))]  # keep reading so the tool never blocks
+        data += chunk
+    return bytes(data)
+
+
+async def _communicate(proc: asyncio.subprocess.Process, cap: int) -> tuple[bytes, bytes]:
+    """stdout (_TooLong past ``cap``) and the head of stderr, read together, then the exit."""
+    assert proc.stdout is not None and proc.stderr is not None
+    err_task = asyncio.create_task(_read_capped(proc.stderr, cap, strict=False))
+    try:
+        out = await _read_capped(proc.stdout, cap, strict=True)
+        err = await err_task
+    finally:
+        err_task.cancel()  # stdout failed: the caller kills the tool; stop reading its stderr
+    await proc.wait()
+    return out, err
+
+
+async def run_tool(argv: list[str], timeout: float, max_output: int = MAX_OUTPUT_BYTES) -> str:
     """Run ``argv`` with a hard timeout; its stdout, or NpuSmiError saying what went wrong.
 
     The child gets its own session so a timeout kills its whole process group
     (npu-smi wrappers and whatever they started), not just the top process.
+    Output beyond ``max_output`` bytes is an error (the tool is killed), so a
+    misbehaving tool cannot grow the daemon's memory.
     """
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -74,23 +113,42 @@ async def run_tool(argv: list[str], timeout: float) -> str:
     except OSError as exc:
         raise NpuSmiError(f"cannot run {shlex.join(argv)}: {exc}") from exc
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await asyncio.wait_for(_communicate(proc, max_output), timeout)
     except TimeoutError:
         raise NpuSmiError(
             f"{shlex.join(argv)} did not answer within {timeout:g} s and was killed "
             "(the NPU driver may be unhealthy; check `dmesg` and run npu-smi by hand)"
         ) from None
+    except _TooLong:
+        raise NpuSmiError(
+            f"{shlex.join(argv)} printed more than {max_output} bytes (the cap) and was "
+            "killed; its output is not an npu-smi table (run it by hand to see what it prints)"
+        ) from None
     finally:
-        if proc.returncode is None:  # timed out, or the poll was cancelled (monitor stop)
+        if proc.returncode is None:  # timed out, too long, or the poll was cancelled
             _kill_group(proc.pid)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), 5.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_finish(proc), 5.0)
     text = out.decode("utf-8", "replace")
     if proc.returncode != 0:
         detail = (err.decode("utf-8", "replace").strip() or text.strip()).splitlines()
         first = detail[-1] if detail else "no output"
         raise NpuSmiError(f"{shlex.join(argv)} exited with status {proc.returncode}: {first}")
     return text
+
+
+async def _finish(proc: asyncio.subprocess.Process) -> None:
+    """Read a finished or killed tool's pipes to EOF, then reap it.
+
+    In that order: a pipe left with unread output stays paused (its reader stopped at
+    the cap), never sees EOF, and ``wait()``, which also waits for the pipes to close,
+    would never return.
+    """
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            while await stream.read(READ_CHUNK):
+                pass
+    await proc.wait()
 
 
 def _kill_group(pid: int) -> None:
@@ -116,7 +174,9 @@ class NpuMonitor:
         self._error: str | None = None
         self._processes: tuple[LaneProcess, ...] = ()
         self._trees: dict[str, set[int]] = {}
-        self._lock = asyncio.Lock()
+        self._run: asyncio.Task[NpuReading | None] | None = None
+        """The npu-smi run going now (shared by every caller of ``poll``)."""
+        self._run_started = 0.0
         self._task: asyncio.Task[None] | None = None
         self._polled = asyncio.Event()
         if not config.enabled:
@@ -143,10 +203,11 @@ class NpuMonitor:
     async def stop(self) -> None:
         """Stop polling; a running npu-smi is killed with its process group."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for each in (task, self._run):
+            if each is not None:
+                each.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await each
 
     async def _loop(self) -> None:
         while True:
@@ -154,16 +215,40 @@ class NpuMonitor:
             await asyncio.sleep(self._config.interval_s)
 
     async def poll(self) -> NpuReading | None:
-        """Run npu-smi once now; the new reading, or None when it failed (view says why)."""
-        if self._argv is None:
+        """A reading taken since this call; None when npu-smi failed (the view says why).
+
+        Concurrent callers share one npu-smi run: lanes starting together (daemon
+        start, reload) each wait for the same run, so a hanging npu-smi delays them
+        all by one timeout at most twice, never one timeout per lane in turn. A
+        run already going when the call came in may predate what the caller waits
+        for (a lane's NPUs just released), so it is waited out and the next shared.
+        """
+        argv = self._argv
+        if argv is None:
             return None
-        async with self._lock:
-            try:
-                return await self._poll_once(self._argv)
-            finally:
-                # wake whoever waits for the next poll, then arm a fresh event
-                self._polled.set()
-                self._polled = asyncio.Event()
+        asked = time.monotonic()
+        while True:
+            run = self._run
+            if run is None or run.done():
+                run = self._start_run(argv)
+            if self._run_started >= asked:
+                # shielded: a caller cancelled (a lane stopped) leaves the run to the others
+                return await asyncio.shield(run)
+            await asyncio.wait({run})
+
+    def _start_run(self, argv: list[str]) -> asyncio.Task[NpuReading | None]:
+        self._run_started = time.monotonic()
+        run = asyncio.create_task(self._poll_once(argv), name="npu-smi")
+        run.add_done_callback(self._run_done)
+        self._run = run
+        return run
+
+    def _run_done(self, run: asyncio.Task[NpuReading | None]) -> None:
+        if not run.cancelled() and run.exception() is not None:
+            _log().error("npu-smi poll failed", error=repr(run.exception()))
+        # wake whoever waits for the next poll, then arm a fresh event
+        self._polled.set()
+        self._polled = asyncio.Event()
 
     async def _poll_once(self, argv: list[str]) -> NpuReading | None:
         try:

@@ -11,9 +11,7 @@ defaults instead of refusing to start.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import tempfile
 import time
 import tomllib
 from collections.abc import Mapping
@@ -26,6 +24,7 @@ import tomli_w
 from qwend.api.messages import PromotionRecord, ProtocolError
 from qwend.config.model import Config
 from qwend.errors import QwendError
+from qwend.files import atomic_write
 from qwend.supervisor.reload import DroppedChoice, resolve_active
 
 STATE_FILE = "state.toml"
@@ -163,7 +162,7 @@ class StateStore:
         text = dumps_state(state)
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-            _atomic_write(self.path, text.encode("utf-8"))
+            atomic_write(self.path, text.encode("utf-8"))
         except OSError as exc:
             raise StateError(f"cannot write state file {self.path}: {exc}") from None
         self._state = state
@@ -174,24 +173,3 @@ class StateStore:
         state = PersistedState(active=dict(active), history=history[-HISTORY_KEEP:])
         self.save(state)
         return state
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.chmod(0o640)
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

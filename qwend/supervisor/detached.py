@@ -22,13 +22,13 @@ import contextlib
 import os
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from qwend.config.model import LaneConfig
 from qwend.errors import LaneError
+from qwend.files import atomic_write
 from qwend.logs import get_logger, lane_logger
 from qwend.supervisor.adoption import (
     LANES_FILE,
@@ -114,26 +114,10 @@ class LaneRegistry:
         data = dumps_records(self._records.values()).encode()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-            _atomic_write(self.path, data)
+            atomic_write(self.path, data)
         except OSError as exc:
             # The lanes still run; only a restart would not find them (and stop nothing).
             self._log.error("cannot write lane records", path=str(self.path), error=str(exc))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.chmod(0o640)
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 async def stop_group(pid: int, sig: int, timeout: float) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from qwend.config.model import (
     Capabilities,
+    ConnectionsConfig,
     DaemonConfig,
     HealthConfig,
     LaneConfig,
@@ -26,7 +27,8 @@ from tests.support.paths import REPO
 
 DOC = REPO / "docs" / "configuration.md"
 SECTIONS = [
-    DaemonConfig, RouterConfig, PublicConfig, PublicEndpoint, MonitorConfig, LaneConfig,
+    DaemonConfig, RouterConfig, PublicConfig, PublicEndpoint, MonitorConfig, ConnectionsConfig,
+    LaneConfig,
     HealthConfig, StopConfig, RestartConfig, Capabilities,
 ]  # fmt: skip
 NOT_KEYS = {"source"}  # LaneConfig.source is set by the loader, not written by operators

@@ -11,6 +11,7 @@ import pytest
 from qwend.config.load import load_config
 from qwend.config.model import (
     Config,
+    ConnectionsConfig,
     DaemonConfig,
     HealthConfig,
     ListenAddress,
@@ -296,3 +297,12 @@ def test_lane_file_without_lane_table(tmp_path: Path) -> None:
     messages = [str(i) for i in info.value.issues]
     assert "lanes.d/odd.toml: lane: missing required table" in messages
     assert any(m.startswith("lanes.d/odd.toml: role: unknown key") for m in messages)
+
+
+def test_connections_limits_are_read_with_defaults() -> None:
+    base = {"connections": {"max_per_listener": 64, "idle_timeout_s": 5}}
+    config = parse_config(base, [], main_name="qwend.toml", base_dir=Path("/etc/qwend"))
+    assert config.connections == ConnectionsConfig(64, 10.0, 5.0)
+    assert parse_config({}, [], main_name="q.toml", base_dir=Path("/")).connections == (
+        ConnectionsConfig()
+    )

@@ -6,7 +6,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from qwend.config.model import ListenAddress
-from qwend.daemon.listeners import Listeners
+from qwend.daemon.listeners import ListenerLimits, Listeners
 from tests.support.daemonproc import free_port
 
 
@@ -15,7 +15,7 @@ async def test_a_wildcard_listener_is_logged_as_the_wildcard_it_binds() -> None:
     listen = ListenAddress("0.0.0.0", free_port())
     listeners = Listeners()
     with capture_logs() as logs:
-        await listeners.open_router(web.Application(), listen)
+        await listeners.open_router(web.Application(), listen, ListenerLimits(16, 10.0, 30.0))
     try:
         (line,) = [entry for entry in logs if entry["event"] == "router listening"]
         assert line["address"] == f"0.0.0.0:{listen.port}"

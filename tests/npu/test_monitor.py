@@ -16,8 +16,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from qwend.config.model import LaneConfig, MonitorConfig
-from qwend.errors import PreflightError
-from qwend.npu.monitor import NpuMonitor, run_tool
+from qwend.errors import NpuSmiError, PreflightError
+from qwend.npu.monitor import MAX_OUTPUT_BYTES, NpuMonitor, run_tool
 from qwend.npu.parse import parse_info
 from tests.support.paths import NPU_SMI_FIXTURES
 from tests.support.polling import SLACK_S
@@ -30,6 +30,8 @@ FAKE = r"""
 import os, sys, time, subprocess
 here = os.path.dirname(os.path.abspath(__file__))
 mode = open(os.path.join(here, "mode")).read().strip()
+with open(os.path.join(here, "runs"), "a") as runs:
+    runs.write(f"{mode}\n")
 if sys.argv[1:] != ["info"]:
     print("Usage: npu-smi info <watch|proc|-h|-m|-l|-t type> [Options...]")
     sys.exit(2)
@@ -40,6 +42,10 @@ elif mode == "hang":
     with open(os.path.join(here, "hung.pids"), "w") as f:
         f.write(f"{os.getpid()} {child.pid}")
     time.sleep(3600)
+elif mode == "flood":
+    chunk = "x" * 65536 + "\n"
+    for _ in range(int(open(os.path.join(here, "flood")).read())):
+        sys.stdout.write(chunk)
 elif mode == "fail":
     print("DrvMngGetConsoleLogLevel failed. (g_conLogLevel=3)")
     print("dcmi module initialize failed. ret is -8005")
@@ -65,6 +71,16 @@ class FakeNpuSmi:
         tmp = self.root / "table.tmp"
         tmp.write_text(text)
         tmp.replace(self.root / "table.txt")  # atomic: a poll never sees half a table
+
+    def flood(self, chunks: int) -> None:
+        """Print ``chunks`` lines of 64 KiB on the next runs."""
+        (self.root / "flood").write_text(str(chunks))
+        self.mode("flood")
+
+    def runs(self, mode: str) -> int:
+        """How many times the fake was started in ``mode``."""
+        path = self.root / "runs"
+        return path.read_text().split().count(mode) if path.exists() else 0
 
     def hung_pids(self) -> list[int]:
         return [int(x) for x in (self.root / "hung.pids").read_text().split()]
@@ -348,6 +364,69 @@ async def test_pre_start_when_npu_smi_fails_returns_none(fake: FakeNpuSmi) -> No
     fake.mode("fail")
     monitor = make(config(fake), {}, {"chat": (0,)})
     assert await monitor.pre_start(lane("chat", (0,))) is None
+
+
+async def test_output_past_the_cap_is_an_error_naming_it(fake: FakeNpuSmi) -> None:
+    # 100 MB of output used to be read whole (+100 MB RSS); it is cut at the cap now.
+    fake.flood(1600)
+    cap = 256 * 1024
+    started = time.monotonic()
+    with pytest.raises(NpuSmiError) as err:
+        await run_tool([str(fake.script), "info"], 30.0, max_output=cap)
+    assert f"printed more than {cap} bytes (the cap)" in str(err.value)
+    assert time.monotonic() - started < 20  # killed at the cap, not read to the end
+
+
+async def test_output_within_the_cap_is_read_whole(fake: FakeNpuSmi) -> None:
+    fake.flood(3)
+    text = await run_tool([str(fake.script), "info"], 30.0, max_output=4 * 65537)
+    assert len(text) == 3 * 65537
+
+
+def test_the_default_cap_is_bounded() -> None:
+    assert 64 * 1024 <= MAX_OUTPUT_BYTES <= 16 * 1024 * 1024
+
+
+async def test_a_monitor_whose_npu_smi_floods_goes_stale_saying_why(fake: FakeNpuSmi) -> None:
+    monitor = make(config(fake))
+    fake.flood(1600)
+    assert await monitor.poll() is None
+    assert "the cap" in (monitor.view().error or "")
+    assert monitor.view().stale
+
+
+async def test_lanes_starting_together_share_one_hanging_npu_smi(fake: FakeNpuSmi) -> None:
+    # Each pre-start check used to run npu-smi in turn: with it hanging, the n-th lane
+    # waited n timeouts. They share the runs now: every lane is through after at most
+    # two timeouts (a run already going, then one fresh run), whatever their number.
+    timeout = 3.0
+    monitor = make(config(fake, timeout_s=timeout, interval_s=0.05), {}, {})
+    await monitor.start()
+    fake.mode("hang")
+    lanes = [lane(f"lane{i}", (i,)) for i in range(8)]
+    try:
+        started = time.monotonic()
+        async with asyncio.timeout(120):
+            results = await asyncio.gather(*(monitor.pre_start(each) for each in lanes))
+        took = time.monotonic() - started
+    finally:
+        await monitor.stop()
+    assert results == [None] * 8  # npu-smi failed: the check cannot tell, lanes start
+    assert fake.runs("hang") <= 3  # the loop's run, the checks' one, maybe the loop's next
+    assert took < 2 * timeout + SLACK_S < len(lanes) * timeout, took
+    assert "did not answer" in (monitor.view().error or "")
+
+
+async def test_a_cancelled_check_leaves_the_shared_run_to_the_others(fake: FakeNpuSmi) -> None:
+    monitor = make(config(fake), {}, {})
+    first = asyncio.create_task(monitor.poll())
+    second = asyncio.create_task(monitor.poll())
+    await asyncio.sleep(0)  # both joined the run; no event to await before it ends
+    first.cancel()
+    async with asyncio.timeout(20):
+        reading = await second
+    assert reading is not None and len(reading.npus) == 8
+    assert first.cancelled()
 
 
 def test_table_helper_parses() -> None:

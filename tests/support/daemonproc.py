@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -27,6 +28,7 @@ import time
 import tomllib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -224,6 +226,10 @@ class DaemonProc:
         return self.stderr_path.read_text(errors="replace")
 
 
+def _limit_nofile(n: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+
+
 async def _read_notify(sock: socket.socket, daemon: DaemonProc) -> None:
     loop = asyncio.get_running_loop()
     while True:
@@ -241,8 +247,13 @@ async def run_daemon(
     wait_ready: bool = True,
     ready_timeout: float = 30.0,
     watchdog_usec: int | None = None,
+    nofile: int | None = None,
 ) -> AsyncIterator[DaemonProc]:
-    """Start ``python -m qwend --config PATH``; SIGTERM (then SIGKILL) it at exit."""
+    """Start ``python -m qwend --config PATH``; SIGTERM (then SIGKILL) it at exit.
+
+    ``nofile``: the daemon's RLIMIT_NOFILE, soft and hard (so it cannot raise it), to run
+    out of file descriptors with a few hundred connections instead of thousands.
+    """
     control = Path(tomllib.loads(config_path.read_text())["daemon"]["control_socket"])
     run = short_dir()
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -263,6 +274,7 @@ async def run_daemon(
             stdout=out,
             stderr=err,
             env=environ,
+            preexec_fn=None if nofile is None else partial(_limit_nofile, nofile),
         )
     daemon = DaemonProc(proc, config_path, control, stderr_path)
     reader = asyncio.create_task(_read_notify(notify, daemon))
