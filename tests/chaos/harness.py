@@ -252,6 +252,8 @@ class Load:
     clients: int = 4
     kinds: Sequence[tuple[str, bool]] = REQUEST_KINDS
     """(text or image, streamed) of the requests, taken in turn."""
+    rate: float | None = None
+    """Requests per second over all clients (None: each client sends as soon as it can)."""
     client_timeout_s: float = 90.0
     total: int = 0
     tally: Tally = field(default_factory=lambda: Tally("warm-up"))
@@ -262,7 +264,12 @@ class Load:
         timeout = aiohttp.ClientTimeout(total=self.client_timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             k = 0
+            interval = self.clients / self.rate if self.rate else 0.0
+            next_at = time.monotonic()
             while not self.stopping.is_set():
+                if interval:  # an open-loop pace: the next request's slot
+                    next_at += interval
+                    await asyncio.sleep(max(0.0, next_at - time.monotonic()))
                 # Every client goes through every kind and both ports in turn.
                 kind, stream = self.kinds[(index + k) % len(self.kinds)]
                 url = self.urls[(index + k // len(self.kinds)) % len(self.urls)]
@@ -461,9 +468,12 @@ class Rig:
 
     @contextlib.asynccontextmanager
     async def load(
-        self, clients: int = 4, kinds: Sequence[tuple[str, bool]] = REQUEST_KINDS
+        self,
+        clients: int = 4,
+        kinds: Sequence[tuple[str, bool]] = REQUEST_KINDS,
+        rate: float | None = None,
     ) -> AsyncIterator[Load]:
-        load = Load(self.urls, clients=clients, kinds=kinds)
+        load = Load(self.urls, clients=clients, kinds=kinds, rate=rate)
         tasks = [asyncio.create_task(load.run_client(i)) for i in range(clients)]
         try:
             yield load

@@ -1,7 +1,7 @@
 """The faults of the chaos suite, each run under the rig's load (tests and benchmark share them).
 
 A scenario starts its own daemon (``chaos_daemon``) on its topology, warms the load up,
-takes the daemon's descriptors and RSS as the baseline, injects the fault for ``hold_s``
+takes the daemon's descriptors and RSS as the baseline, injects the fault for ``window.hold_s``
 seconds of load (a fault's duration, not a wait for something), heals it, waits for every
 role's active lane to be ready again, stops the daemon and checks that no lane process
 is left. ``problems`` holds what a scenario checks beyond the common figures.
@@ -62,7 +62,15 @@ class Outcome:
     extra_orphans: list[int] = field(default_factory=list)
 
 
-Inject = Callable[[Rig, Load, Tally, float], Awaitable[Outcome]]
+@dataclass(frozen=True)
+class Window:
+    """How long a fault lasts under load, and how many requests the soak sends."""
+
+    hold_s: float = 2.5
+    soak_requests: int = 10_000
+
+
+Inject = Callable[[Rig, Load, Tally, Window], Awaitable[Outcome]]
 
 
 @dataclass(frozen=True)
@@ -79,7 +87,12 @@ class Scenario:
 
 
 async def run_scenario(
-    base: Path, scenario: Scenario, *, hold_s: float = 2.5, clients: int = 4
+    base: Path,
+    scenario: Scenario,
+    *,
+    window: Window = Window(),
+    clients: int = 4,
+    rate: float | None = None,
 ) -> Row:
     """Run one scenario on a fresh daemon; its row (also appended to ``ROWS``)."""
     topology = Topology(
@@ -89,12 +102,12 @@ async def run_scenario(
     )
     async with chaos_daemon(base, topology) as rig:
         kinds = [k for k in REQUEST_KINDS if k[1]] if scenario.streams_only else REQUEST_KINDS
-        async with rig.load(clients, kinds) as load:
+        async with rig.load(clients, kinds, rate) as load:
             await load.requests_at_least(WARM_UP_REQUESTS)
             rig.baseline = rig.resources()
             tally = load.begin(scenario.name)
             rig.mark_fault()
-            outcome = await scenario.inject(rig, load, tally, hold_s)
+            outcome = await scenario.inject(rig, load, tally, window)
             row = outcome.row or await rig.fault_done(tally, load, after=AFTER_REQUESTS)
         orphans = await rig.stop_daemon()
     problems = list(outcome.problems)
@@ -128,35 +141,35 @@ def failures(row: Row) -> list[str]:
 # ---------------------------------------------------------------- the faults
 
 
-async def kill_lane(rig: Rig, load: Load, tally: Tally, hold_s: float) -> Outcome:
+async def kill_lane(rig: Rig, load: Load, tally: Tally, window: Window) -> Outcome:
     """kill -9 of lane a's process group (the lane and anything it started)."""
     infos = await rig.lanes()
     os.killpg(lane_group(infos["a"]), signal.SIGKILL)
-    await asyncio.sleep(hold_s)  # load runs on the other lanes meanwhile
+    await asyncio.sleep(window.hold_s)  # load runs on the other lanes meanwhile
     return Outcome()
 
 
-async def stop_lane(rig: Rig, load: Load, tally: Tally, hold_s: float) -> Outcome:
-    """SIGSTOP lane a for ``hold_s`` (and at least 4 s: past its probes), then SIGCONT."""
+async def stop_lane(rig: Rig, load: Load, tally: Tally, window: Window) -> Outcome:
+    """SIGSTOP lane a for ``window.hold_s`` (and at least 4 s: past its probes), then SIGCONT."""
     infos = await rig.lanes()
     group = lane_group(infos["a"])
     os.killpg(group, signal.SIGSTOP)
     try:
-        await asyncio.sleep(max(hold_s, 4.0))
+        await asyncio.sleep(max(window.hold_s, 4.0))
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGCONT)
     return Outcome()
 
 
-async def under_load(rig: Rig, load: Load, tally: Tally, hold_s: float) -> Outcome:
+async def under_load(rig: Rig, load: Load, tally: Tally, window: Window) -> Outcome:
     """The fault is in the lane's flags from its start: just run the load."""
-    await asyncio.sleep(hold_s)
+    await asyncio.sleep(window.hold_s)
     await load.requests_at_least(tally.requests + 100)
     return Outcome()
 
 
-async def stalled_streams(rig: Rig, load: Load, tally: Tally, hold_s: float) -> Outcome:
+async def stalled_streams(rig: Rig, load: Load, tally: Tally, window: Window) -> Outcome:
     """Lane a is reloaded to stall every request after 2 tokens; then healed by a reload.
 
     A stalled stream must end soon (the rig's stream idle timeout, 2 s); nothing may fail
@@ -170,7 +183,7 @@ async def stalled_streams(rig: Rig, load: Load, tally: Tally, hold_s: float) -> 
             outcome.problems.append("the reload into the stalling lane was refused")
         await rig.all_ready()
         # Longer than a request may take: a stall that is not cut short shows.
-        await asyncio.sleep(max(hold_s, STREAM_IDLE_S + SLACK_S + 2))
+        await asyncio.sleep(max(window.hold_s, STREAM_IDLE_S + SLACK_S + 2))
         await load.requests_at_least(tally.requests + 60, timeout=60)
         rig.rewrite_lane("a", sim_flags=())
         if not (await client.reload()).ok:
@@ -178,21 +191,21 @@ async def stalled_streams(rig: Rig, load: Load, tally: Tally, hold_s: float) -> 
     return outcome
 
 
-async def npu_smi_hang(rig: Rig, load: Load, tally: Tally, hold_s: float) -> Outcome:
+async def npu_smi_hang(rig: Rig, load: Load, tally: Tally, window: Window) -> Outcome:
     """npu-smi hangs, then lane a is killed: it must still restart (npu-smi is timed out)."""
     hang = rig.sim_state / HANG_FILE
     hang.touch()
     try:
         infos = await rig.lanes()
         os.killpg(lane_group(infos["a"]), signal.SIGKILL)
-        await asyncio.sleep(hold_s)
+        await asyncio.sleep(window.hold_s)
         await rig.all_ready(timeout=60)
     finally:
         hang.unlink(missing_ok=True)
     return Outcome()
 
 
-async def reload_loop(rig: Rig, load: Load, tally: Tally, hold_s: float) -> Outcome:
+async def reload_loop(rig: Rig, load: Load, tally: Tally, window: Window) -> Outcome:
     """Six reloads: broken (refused, lanes untouched) and valid (lane c's flags change)."""
     outcome = Outcome()
     broken = rig.config.parent / "lanes.d" / "zz-broken.toml"
@@ -214,23 +227,23 @@ async def reload_loop(rig: Rig, load: Load, tally: Tally, hold_s: float) -> Outc
                 response = await client.reload()
                 if not response.ok:
                     outcome.problems.append(f"reload {i} refused: {response.errors}")
-            await asyncio.sleep(hold_s / 6)  # load between reloads
+            await asyncio.sleep(window.hold_s / 6)  # load between reloads
             await rig.all_ready()
     return outcome
 
 
-async def promote_and_roll_back(rig: Rig, load: Load, tally: Tally, hold_s: float) -> Outcome:
+async def promote_and_roll_back(rig: Rig, load: Load, tally: Tally, window: Window) -> Outcome:
     """Promote standby a2 over a (blue/green) under load, then roll role alpha back."""
     outcome = Outcome()
     async with rig.daemon.client() as client:
         promoted = await _record(client.promote("a2"))
         if promoted.outcome is not PromotionOutcome.PROMOTED:
             outcome.problems.append(f"promotion of a2: {promoted}")
-        await asyncio.sleep(hold_s / 2)
+        await asyncio.sleep(window.hold_s / 2)
         rolled = await _record(client.rollback("alpha"))
         if rolled.outcome is PromotionOutcome.FAILED:
             outcome.problems.append(f"rollback of alpha: {rolled}")
-    await asyncio.sleep(hold_s / 2)
+    await asyncio.sleep(window.hold_s / 2)
     infos = await rig.all_ready()
     if not infos["a"].active:
         outcome.problems.append(f"after the rollback lane a is not active: {infos['a']}")
@@ -244,7 +257,7 @@ async def _record(stream: AsyncIterator[PromotionItem]) -> PromotionRecord:
     raise AssertionError("the promotion stream ended without a record")
 
 
-async def restart_daemon(rig: Rig, load: Load, tally: Tally, hold_s: float) -> Outcome:
+async def restart_daemon(rig: Rig, load: Load, tally: Tally, window: Window) -> Outcome:
     """SIGKILL qwend: its lanes must die with it (foreground); a new qwend serves again."""
     outcome = Outcome()
     await rig.lanes()
@@ -260,13 +273,13 @@ async def restart_daemon(rig: Rig, load: Load, tally: Tally, hold_s: float) -> O
         # Requests sent while no qwend listened failed (nothing was ready): reported in the
         # name; the row counts from the moment the new daemon's lanes are ready.
         after = load.begin(f"qwend SIGKILL and restart ({down.requests} sent while down)")
-        await asyncio.sleep(hold_s)
+        await asyncio.sleep(window.hold_s)
         outcome.row = await rig.fault_done(after, load, after=AFTER_REQUESTS)
         outcome.extra_orphans += await rig.stop_daemon()
     return outcome
 
 
-async def squat_port(rig: Rig, load: Load, tally: Tally, hold_s: float) -> Outcome:
+async def squat_port(rig: Rig, load: Load, tally: Tally, window: Window) -> Outcome:
     """kill -9 of lane a and a squatter on its port before it is back; then the squatter goes."""
     outcome = Outcome()
     infos = await rig.lanes()
@@ -278,7 +291,7 @@ async def squat_port(rig: Rig, load: Load, tally: Tally, hold_s: float) -> Outco
     )
     try:
         await wait_json(f"http://127.0.0.1:{port}/squatter")
-        await asyncio.sleep(max(hold_s, 3.0))  # probes see the squatter meanwhile
+        await asyncio.sleep(max(window.hold_s, 3.0))  # probes see the squatter meanwhile
         captured = await wait_json(f"http://127.0.0.1:{port}/squatter")
         if captured != {"captured": 0}:
             outcome.problems.append(f"the squatter captured requests: {captured}")
@@ -288,7 +301,7 @@ async def squat_port(rig: Rig, load: Load, tally: Tally, hold_s: float) -> Outco
     return outcome
 
 
-async def slowloris(rig: Rig, load: Load, tally: Tally, hold_s: float) -> Outcome:
+async def slowloris(rig: Rig, load: Load, tally: Tally, window: Window) -> Outcome:
     """300 connections to the public port sending a header line every 0.5 s, never finishing.
 
     qwend must close them itself (its header timeout, 2 s in the rig) while serving the load.
@@ -337,12 +350,9 @@ async def _slow_client(port: int, bound: float) -> bool:
             await writer.wait_closed()
 
 
-SOAK_REQUESTS = 10_000
-
-
-async def soak(rig: Rig, load: Load, tally: Tally, hold_s: float) -> Outcome:
-    """No fault: ``SOAK_REQUESTS`` requests; descriptors and RSS must stay flat."""
-    await load.requests_at_least(SOAK_REQUESTS, timeout=600)
+async def soak(rig: Rig, load: Load, tally: Tally, window: Window) -> Outcome:
+    """No fault: ``window.soak_requests`` requests; descriptors and RSS must stay flat."""
+    await load.requests_at_least(window.soak_requests, timeout=max(600, window.soak_requests / 5))
     rig.mark_fault()  # nothing to recover from: the recovery column shows the probe's time
     return Outcome()
 
@@ -389,6 +399,6 @@ SCENARIOS: dict[str, Scenario] = {
             ),
         ),
         Scenario("slowloris on the public port", slowloris),
-        Scenario(f"{SOAK_REQUESTS:,} requests, no fault", soak),
+        Scenario("many requests, no fault", soak),
     )
 }
