@@ -47,6 +47,7 @@ from qwend.config.model import (
     RouterConfig,
     StopConfig,
 )
+from qwend.errors import ControlError
 from tests.support.daemonproc import (
     DaemonProc,
     add_public,
@@ -436,6 +437,12 @@ class Rig:
     baseline: Resources | None = None
     lane_pids: set[int] = field(default_factory=set)
     fault_started: float = 0.0
+    healed_at: float = 0.0
+    """When the fault ended (the kill itself, SIGCONT, the squatter gone): recovery counts
+    from here."""
+    last_unready_at: float | None = None
+    ready_again_at: float | None = None
+    _watcher: asyncio.Task[None] | None = None
 
     @property
     def urls(self) -> tuple[str, str]:
@@ -483,9 +490,16 @@ class Rig:
 
     async def fault_done(self, tally: Tally, load: Load, after: int = 40) -> Row:
         """After a fault: wait for every lane ready, keep the load going, take the row."""
-        start = self.fault_started or time.monotonic()
         await self.all_ready()
-        recovery = time.monotonic() - start
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        recovery = 0.0
+        if self.last_unready_at is not None:
+            back = self.ready_again_at or time.monotonic()
+            recovery = max(0.0, back - self.healed_at)
         await load.requests_at_least(tally.requests + after)
         # Every request the window started counts, the slowest included; later ones do not.
         load.begin(f"after {tally.name}")
@@ -516,7 +530,32 @@ class Rig:
         )
 
     def mark_fault(self) -> None:
-        self.fault_started = time.monotonic()
+        """The fault starts now: watch the lanes until ``fault_done``."""
+        self.fault_started = self.healed_at = time.monotonic()
+        self.last_unready_at = self.ready_again_at = None
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch())
+
+    def healed(self) -> None:
+        """The fault ends now (recovery is counted from here)."""
+        self.healed_at = time.monotonic()
+
+    async def _watch(self) -> None:
+        """Note when a role's lane was last not ready, and when all were ready again."""
+        roles = {s.role for s in self.topology.lanes}
+        while True:
+            try:
+                infos = await self.lanes()
+                ready = {i.role for i in infos.values() if i.active and i.state == "ready"}
+                all_ready = ready == roles
+            except (ControlError, aiohttp.ClientError, OSError):  # qwend killed, not back yet
+                all_ready = False
+            now = time.monotonic()
+            if not all_ready:
+                self.last_unready_at, self.ready_again_at = now, None
+            elif self.last_unready_at is not None and self.ready_again_at is None:
+                self.ready_again_at = now
+            await asyncio.sleep(0.1)
 
     async def stop_daemon(self) -> list[int]:
         """SIGTERM the daemon, wait for it; the lane processes still alive (orphans)."""

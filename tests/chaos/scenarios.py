@@ -159,6 +159,7 @@ async def stop_lane(rig: Rig, load: Load, tally: Tally, window: Window) -> Outco
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGCONT)
+        rig.healed()
     return Outcome()
 
 
@@ -186,6 +187,7 @@ async def stalled_streams(rig: Rig, load: Load, tally: Tally, window: Window) ->
         await asyncio.sleep(max(window.hold_s, STREAM_IDLE_S + SLACK_S + 2))
         await load.requests_at_least(tally.requests + 60, timeout=60)
         rig.rewrite_lane("a", sim_flags=())
+        rig.healed()
         if not (await client.reload()).ok:
             outcome.problems.append("the reload healing the lane was refused")
     return outcome
@@ -224,6 +226,7 @@ async def reload_loop(rig: Rig, load: Load, tally: Tally, window: Window) -> Out
             else:
                 seqs = "16" if i % 4 == 1 else "32"
                 rig.rewrite_lane("c", sim_flags=("--max-num-seqs", seqs))
+                rig.healed()  # recovery: from the last reload that restarts a lane
                 response = await client.reload()
                 if not response.ok:
                     outcome.problems.append(f"reload {i} refused: {response.errors}")
@@ -298,6 +301,7 @@ async def squat_port(rig: Rig, load: Load, tally: Tally, window: Window) -> Outc
     finally:
         squatter.kill()
         await squatter.wait()
+        rig.healed()
     return outcome
 
 
@@ -312,6 +316,7 @@ async def slowloris(rig: Rig, load: Load, tally: Tally, window: Window) -> Outco
     results = await asyncio.gather(
         *(_slow_client(rig.public_port, bound) for _ in range(count)), return_exceptions=True
     )
+    rig.healed()
     held = [r for r in results if r is not True]
     if held:
         outcome.problems.append(
@@ -353,7 +358,7 @@ async def _slow_client(port: int, bound: float) -> bool:
 async def soak(rig: Rig, load: Load, tally: Tally, window: Window) -> Outcome:
     """No fault: ``window.soak_requests`` requests; descriptors and RSS must stay flat."""
     await load.requests_at_least(window.soak_requests, timeout=max(600, window.soak_requests / 5))
-    rig.mark_fault()  # nothing to recover from: the recovery column shows the probe's time
+    rig.mark_fault()  # nothing to recover from: the lanes are watched from here on
     return Outcome()
 
 
