@@ -290,7 +290,9 @@ async def squat_port(rig: Rig, load: Load, tally: Tally, window: Window) -> Outc
     os.killpg(lane_group(infos["a"]), signal.SIGKILL)
     await wait_gone({infos["a"].pid or 0}, SLACK_S)
     squatter = await asyncio.create_subprocess_exec(
-        *squatter_argv(port, "Qwen3.5-9B"), start_new_session=True
+        *squatter_argv(port, "Qwen3.5-9B"),
+        stdout=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         await wait_json(f"http://127.0.0.1:{port}/squatter")
