@@ -188,6 +188,8 @@ class ConnectionsConfig:
     """A new connection must send its first request's complete headers within this."""
     idle_timeout_s: float = 30.0
     """A keep-alive connection with no complete request for this long is closed."""
+    body_timeout_s: float = 30.0
+    """A request's whole body must arrive within this once its headers are in (slow bodies)."""
 
 
 @dataclass(frozen=True)

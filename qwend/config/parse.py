@@ -285,6 +285,7 @@ def parse_connections(t: Table) -> ConnectionsConfig:
         max_per_listener=_int(t, "max_per_listener", Int(1, 1_000_000), d.max_per_listener),
         header_timeout_s=_num(t, "header_timeout_s", POS, d.header_timeout_s),
         idle_timeout_s=_num(t, "idle_timeout_s", POS, d.idle_timeout_s),
+        body_timeout_s=_num(t, "body_timeout_s", POS, d.body_timeout_s),
     )
     t.finish()
     return result

@@ -92,7 +92,9 @@ def connection_limits(config: Config) -> ListenerLimits:
             reserve=plan.reserve,
             hint="raise LimitNOFILE (the hard RLIMIT_NOFILE) or lower max_per_listener",
         )
-    return ListenerLimits(plan.per_listener, conns.header_timeout_s, conns.idle_timeout_s)
+    return ListenerLimits(
+        plan.per_listener, conns.header_timeout_s, conns.idle_timeout_s, conns.body_timeout_s
+    )
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.log import access_logger
 
-from qwend.config.model import DaemonConfig, ListenAddress, PublicConfig
+from qwend.config.model import ConnectionsConfig, DaemonConfig, ListenAddress, PublicConfig
 from qwend.control.app import (
     CONTROL_KEY,
     ControlContext,
@@ -43,6 +43,9 @@ class ListenerLimits:
     """Connections one listener holds (the fd plan's, at most the configured one)."""
     header_timeout_s: float
     idle_timeout_s: float
+    body_timeout_s: float = ConnectionsConfig().body_timeout_s
+    """The deadline of a request body, kept by the public endpoints' apps (the router's
+    app gets it from ``build_services``)."""
 
 
 @dataclass
@@ -126,7 +129,7 @@ class Listeners:
         if public.console_listen is not None:
             log.warning(CONSOLE_IGNORED, console_listen=str(public.console_listen))
         for endpoint in public.endpoints:
-            app = make_public_app(endpoint, router, keys)
+            app = make_public_app(endpoint, router, keys, body_timeout_s=limits.body_timeout_s)
             listen = endpoint.listen
             runner = await _serve_tcp(
                 app,

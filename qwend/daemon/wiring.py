@@ -61,7 +61,9 @@ def build_services(
     store = StateStore(config.daemon.state_dir)
     active, warnings = _restore_active(store, config)
     table = LaneTable()
-    router_app = make_router_app(config.router, table)
+    router_app = make_router_app(
+        config.router, table, body_timeout_s=config.connections.body_timeout_s
+    )
     router = router_app[ROUTER_KEY]
     # The monitor and the supervisor use each other (lane processes to NPUs; the NPU
     # check before a lane starts). Neither calls the other before the daemon starts

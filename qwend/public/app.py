@@ -30,7 +30,14 @@ from qwend.public.keyfile import ApiKey
 from qwend.public.keys import ApiKeys
 from qwend.public.limits import Limited
 from qwend.router.exchange import Exchange
-from qwend.router.handlers import Classifier, models_response, parse_request
+from qwend.router.handlers import (
+    BODY_TIMEOUT_KEY,
+    DEFAULT_BODY_TIMEOUT_S,
+    Classifier,
+    models_response,
+    parse_request,
+    read_body,
+)
 from qwend.router.proxy import error_response
 from qwend.router.router import Forwarding, Router
 from qwend.routing.classify import classify_chat, classify_completion
@@ -138,7 +145,9 @@ async def _complete(request: web.Request, path: str, classify: Classifier) -> we
     """``POST /v1/chat/completions`` and ``POST /v1/completions``: into the router."""
     ctx = request.app[PUBLIC_KEY]
     fwd = ctx.forwarding
-    body = await request.read()  # beyond client_max_size: HTTPRequestEntityTooLarge
+    body = await read_body(request)  # beyond client_max_size: HTTPRequestEntityTooLarge
+    if isinstance(body, web.Response):  # too slow: 408
+        return body
     summary = await parse_request(fwd, body, classify)
     if isinstance(summary, web.Response):
         return summary
@@ -187,9 +196,14 @@ def make_public_app(
     keys: ApiKeys | None = None,
     *,
     max_body: int = MAX_BODY_BYTES,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
 ) -> web.Application:
-    """The app of one public endpoint; ``keys`` None accepts every request (tests)."""
+    """The app of one public endpoint; ``keys`` None accepts every request (tests).
+
+    ``body_timeout_s``: ``[connections] body_timeout_s``, the deadline of a request body.
+    """
     app = web.Application(client_max_size=max_body, middlewares=[_guard])
+    app[BODY_TIMEOUT_KEY] = body_timeout_s
     # `is None`, not `or`: every endpoint must hold the very same ApiKeys, whatever it holds.
     shared = keys if keys is not None else ApiKeys()
     app[PUBLIC_KEY] = PublicContext(endpoint, router.forwarding, shared, max_body)

@@ -52,9 +52,18 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", handlers.metrics)
 
 
-def make_router_app(config: RouterConfig, lanes: LaneTable) -> web.Application:
-    """The router's aiohttp application (serve it with any runner)."""
+def make_router_app(
+    config: RouterConfig,
+    lanes: LaneTable,
+    *,
+    body_timeout_s: float = handlers.DEFAULT_BODY_TIMEOUT_S,
+) -> web.Application:
+    """The router's aiohttp application (serve it with any runner).
+
+    ``body_timeout_s``: ``[connections] body_timeout_s``, the deadline of a request body.
+    """
     app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[handlers.BODY_TIMEOUT_KEY] = body_timeout_s
     router = Router(config, lanes)
     app[ROUTER_KEY] = router
     app[FORWARDING_KEY] = router.forwarding

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from aiohttp import ClientTimeout, web
 
 from qwend import jsonbody
+from qwend.config.model import ConnectionsConfig
 from qwend.jsonbody import JsonBodyError
 from qwend.logs import get_logger
 from qwend.router.exchange import Exchange
@@ -35,11 +36,50 @@ MEDIA_REFUSED = "media_url_refused"
 """The error ``code`` of a request refused by the media URL policy."""
 Classifier = Callable[[object], RequestSummary]
 """``classify_chat`` or ``classify_completion``: a decoded body to its summary."""
+BODY_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("qwend_body_timeout_s", float)
+"""``[connections] body_timeout_s`` of the app (router port or public endpoint)."""
+DEFAULT_BODY_TIMEOUT_S = ConnectionsConfig().body_timeout_s
+REQUEST_TIMEOUT = "request_timeout"
+"""The error ``code`` of a request whose body did not arrive in time."""
 
 
 def _bad_request(counters: RouterCounters, message: str, param: str | None = None) -> web.Response:
     counters.bad_requests += 1
     return error_response(400, message, param=param)
+
+
+async def read_body(request: web.Request) -> bytes | web.Response:
+    """The whole request body, or a 408 that closes the connection when it is not all
+    in within the app's ``BODY_TIMEOUT_KEY``.
+
+    The connection guard's head deadline ends once the headers are in; without this a
+    client trickling its body a byte at a time holds a connection and a handler for as
+    long as it likes. Every handler that reads a body reads it here.
+    """
+    timeout_s = request.app.get(BODY_TIMEOUT_KEY, DEFAULT_BODY_TIMEOUT_S)
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()  # beyond client_max_size: HTTPRequestEntityTooLarge
+    except TimeoutError:
+        pass
+    log.warning(
+        "request body too slow",
+        path=request.path,
+        peer=request.remote,
+        timeout_s=timeout_s,
+    )
+    refused = error_response(
+        408,
+        f"The request body did not arrive within {timeout_s:g} s; send it at once.",
+        code=REQUEST_TIMEOUT,
+    )
+    refused.force_close()
+    # Sent here, then the connection closed at once: returned as is, aiohttp would first
+    # go on reading the rest of the body for its lingering time (10 s) before closing.
+    await refused.prepare(request)
+    await refused.write_eof()
+    request.protocol.force_close()  # the transport flushes the 408, then closes
+    return refused
 
 
 async def parse_request(
@@ -79,7 +119,9 @@ async def media_refusal(fwd: Forwarding, doc: object) -> web.Response | None:
 async def complete(request: web.Request, path: str, classify: Classifier) -> web.StreamResponse:
     """``POST /v1/chat/completions`` and ``POST /v1/completions``."""
     fwd = request.app[FORWARDING_KEY]
-    body = await request.read()
+    body = await read_body(request)
+    if isinstance(body, web.Response):
+        return body
     summary = await parse_request(fwd, body, classify)
     if isinstance(summary, web.Response):
         return summary
@@ -122,7 +164,9 @@ async def models(request: web.Request) -> web.Response:
 async def tokenize(request: web.Request) -> web.Response:
     """``POST /tokenize``: passed to the least busy accepting text lane."""
     fwd = request.app[FORWARDING_KEY]
-    body = await request.read()
+    body = await read_body(request)
+    if isinstance(body, web.Response):
+        return body
     lanes = sorted(
         (r for r in fwd.slots.runtimes() if r.eligible and r.text), key=lambda r: r.in_flight
     )

@@ -273,6 +273,8 @@ CASES = [
     c("connections-cap-zero", MAIN, "connections.max_per_listener", 0, "integer 1-1000000"),
     c("connections-header-zero", MAIN, "connections.header_timeout_s", 0, "number > 0"),
     c("connections-idle-text", MAIN, "connections.idle_timeout_s", "30s", 'got "30s"'),
+    c("connections-body-zero", MAIN, "connections.body_timeout_s", 0, "number > 0"),
+    c("connections-body-text", MAIN, "connections.body_timeout_s", "30s", 'got "30s"'),
     c("monitor-npu-smi-empty", MAIN, "monitor.npu_smi", "", "an npu-smi command"),
     c("daemon-negative-drain", MAIN, "daemon.drain_timeout_s", -1, "number >= 0, got -1"),
     c("daemon-log-keep-string", MAIN, "daemon.lane_log_keep", "5", 'got "5"'),

@@ -306,3 +306,10 @@ def test_connections_limits_are_read_with_defaults() -> None:
     assert parse_config({}, [], main_name="q.toml", base_dir=Path("/")).connections == (
         ConnectionsConfig()
     )
+
+
+def test_connections_body_timeout_is_read() -> None:
+    base = {"connections": {"body_timeout_s": 2.5}}
+    config = parse_config(base, [], main_name="qwend.toml", base_dir=Path("/etc/qwend"))
+    assert config.connections.body_timeout_s == 2.5
+    assert ConnectionsConfig().body_timeout_s == 30.0

@@ -261,3 +261,46 @@ def chat(text: str = "hello", max_tokens: int = 8, **extra: object) -> dict[str,
 
 
 IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+
+
+TRICKLE_GAP_S = 0.1
+"""Between two body bytes of ``trickled``: the client is alive, just far too slow."""
+
+
+async def _trickle(writer: asyncio.StreamWriter, body: bytes) -> None:
+    """Send ``body`` a byte at a time until the server closes the connection."""
+    for byte in body:
+        try:
+            writer.write(bytes([byte]))
+            await writer.drain()
+        except ConnectionError:
+            return
+        await asyncio.sleep(TRICKLE_GAP_S)  # the slowness under test, not synchronisation
+
+
+async def trickled(url: str, path: str, *, within_s: float) -> tuple[bytes, float]:
+    """POST ``path`` with complete headers, then a chat body trickled a byte per
+    ``TRICKLE_GAP_S``: what the server answered up to closing the connection (which it
+    must do within ``within_s``), and how long that took after the headers."""
+    port = int(url.rsplit(":", 1)[1])
+    body = json.dumps(chat("hello " * 50)).encode()
+    # The whole body would take longer: the server's deadline, not the body's end, answers.
+    assert len(body) * TRICKLE_GAP_S > within_s
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    writer.write(head)
+    await writer.drain()
+    started = time.monotonic()
+    sender = asyncio.create_task(_trickle(writer, body))
+    try:
+        async with asyncio.timeout(within_s):
+            answer = await reader.read(-1)  # up to EOF: the server closed the connection
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        writer.close()
+    return answer, time.monotonic() - started
