@@ -19,7 +19,7 @@ import tomli_w
 from qwend.config.model import LaneConfig
 from qwend.supervisor.adoption import LaneRecord, dumps_records, lane_digest
 from qwend.supervisor.detached import proc_facts
-from tests.support.daemonproc import free_port, run_daemon, write_config
+from tests.support.daemonproc import DaemonProc, free_port, run_daemon, write_config
 from tests.support.lanescripts.factory import FAST_HEALTH, get_json, make_lane, pid_alive
 from tests.support.polling import DEADLINE_S, until
 
@@ -33,6 +33,19 @@ def configure(
     main["daemon"]["lanes_survive_restart"] = survive
     path.write_bytes(tomli_w.dumps(main).encode())
     return path
+
+
+async def ready_pid(daemon: DaemonProc, lane: str = "a") -> int:
+    """The PID of ``lane`` once the daemon reports it ready."""
+    pid = (await daemon.wait_lanes({lane: "ready"}))[lane].pid
+    assert pid is not None
+    return pid
+
+
+async def kill_daemon(daemon: DaemonProc) -> None:
+    """SIGKILL the daemon, as a crash or a watchdog would, and wait for it to be gone."""
+    daemon.send(signal.SIGKILL)
+    await daemon.wait_exit(5)
 
 
 async def chat(router_port: int, model: str) -> int:
@@ -51,13 +64,11 @@ async def test_a_lane_outlives_a_killed_daemon_and_is_adopted(tmp_path: Path) ->
     port = free_port()
     cfg = configure(tmp_path, [lane], port, survive=True, runtime=None)
     async with run_daemon(cfg) as first:
-        pid = (await first.wait_lanes({"a": "ready"}))["a"].pid
-        assert pid is not None
+        pid = await ready_pid(first)
         env = await get_json(f"{lane.base_url}/env")
         assert isinstance(env, dict)
         grandchild = env["child_pid"]
-        first.send(signal.SIGKILL)
-        await first.wait_exit(5)
+        await kill_daemon(first)
         # The lane (and its group) still serve with no daemon at all.
         assert await get_json(f"{lane.base_url}/env") == env
         async with run_daemon(cfg) as second:
@@ -85,10 +96,8 @@ async def test_a_lane_changed_while_the_daemon_was_down_is_replaced(tmp_path: Pa
     port = free_port()
     cfg = configure(tmp_path, [lane], port, survive=True, runtime=None)
     async with run_daemon(cfg) as first:
-        pid = (await first.wait_lanes({"a": "ready"}))["a"].pid
-        assert pid is not None
-        first.send(signal.SIGKILL)
-        await first.wait_exit(5)
+        pid = await ready_pid(first)
+        await kill_daemon(first)
         changed = replace(lane, env={"CHANGED": "yes"})
         configure(tmp_path, [changed], port, survive=True, runtime=first.control_socket.parent)
         async with run_daemon(cfg) as second:
@@ -104,10 +113,8 @@ async def test_turning_survival_off_stops_the_lanes_left_behind(tmp_path: Path) 
     port = free_port()
     cfg = configure(tmp_path, [lane], port, survive=True, runtime=None)
     async with run_daemon(cfg) as first:
-        pid = (await first.wait_lanes({"a": "ready"}))["a"].pid
-        assert pid is not None
-        first.send(signal.SIGKILL)
-        await first.wait_exit(5)
+        pid = await ready_pid(first)
+        await kill_daemon(first)
         configure(tmp_path, [lane], port, survive=False, runtime=first.control_socket.parent)
         async with run_daemon(cfg) as second:
             infos = await second.wait_lanes({"a": "ready"})
@@ -154,10 +161,8 @@ async def test_an_adopted_lane_that_does_not_answer_is_replaced(tmp_path: Path) 
     port = free_port()
     cfg = configure(tmp_path, [lane], port, survive=True, runtime=None)
     async with run_daemon(cfg) as first:
-        pid = (await first.wait_lanes({"a": "ready"}))["a"].pid
-        assert pid is not None
-        first.send(signal.SIGKILL)
-        await first.wait_exit(5)
+        pid = await ready_pid(first)
+        await kill_daemon(first)
         hang.touch()  # the lane still runs but no longer answers /health
         async with run_daemon(cfg) as second:
             await until(lambda: not pid_alive(pid), 30, "the mute adopted lane to be stopped")
