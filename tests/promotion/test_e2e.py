@@ -134,13 +134,22 @@ class Load:
         finally:
             await client.close()
 
-    async def run_during(self, coro: asyncio.Future[T]) -> T:
+    async def run_during(self, coro: asyncio.Future[T], *, served_by: str | None = None) -> T:
+        """Load the router while ``coro`` runs, then until a few more long-text answers came.
+
+        With ``served_by``, also until that lane answered one: which lane the policy picks
+        for the first answers after a switch depends on timing, not on the promotion.
+        """
         tasks = [asyncio.create_task(self.worker(n)) for n in range(self.workers)]
         try:
             result = await coro
-            # Keep the load on until a few more long-text answers came after the switch.
             answered = len(self.lanes)
-            await until(lambda: len(self.lanes) >= answered + 4, 60, "answers after the switch")
+
+            def settled() -> bool:
+                after = self.lanes[answered:]
+                return len(after) >= 4 and (served_by is None or served_by in after)
+
+            await until(settled, 60, f"answers after the switch (served by {served_by})")
             return result
         finally:
             self.stop.set()
@@ -188,7 +197,7 @@ async def test_in_place_promotion_under_load_survives_restart(
         promote = asyncio.ensure_future(
             qwenctl(daemon.control_socket, "promote", "lane", "recurrent_v2", "--wait")
         )
-        code, out, err = await load.run_during(promote)
+        code, out, err = await load.run_during(promote, served_by="recurrent_v2")
         assert code == ExitStatus.OK, out + err
         assert "promoted: recurrent_v2 now serves stable" in out
         for step in ("draining", "stopped", "waiting_npus", "ready", "switched"):
