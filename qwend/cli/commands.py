@@ -23,6 +23,7 @@ from qwend.api.messages import (
     PromotionRecord,
 )
 from qwend.cli import render
+from qwend.cli.bench import cmd_bench
 from qwend.cli.exit import ExitStatus, exit_status_for_outcome
 from qwend.cli.npus import parse_npu_file
 from qwend.config.check import render_check
@@ -218,4 +219,5 @@ COMMANDS: dict[str, Command] = {
     "events": cmd_events,
     "check-config": cmd_check_config,
     "completion": cmd_completion,
+    "bench": cmd_bench,
 }

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from qwend import __version__
 from qwend.api.messages import LaneAction
+from qwend.cli import bench
 from qwend.cli.commands import COMMANDS, Context
 from qwend.cli.exit import ExitStatus, exit_status_for
 from qwend.errors import QwendError
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="qwend.toml or its directory")
     completion = _sub(subs, "completion", "print a shell completion script")
     completion.add_argument("shell", choices=["bash"])
+    bench.add_parser(lambda name, help_text: _sub(subs, name, help_text))
     return parser
 
 
