@@ -67,6 +67,9 @@ def render_result(result: BenchResult) -> str:
     variants = ", ".join(f"{lane}={v}" for lane, v in sorted(meta.lanes.items()))
     if variants:
         parts.append(f"lanes: {variants}")
+    errors = [f"{m.case}: {e}" for m in result.metrics() for e in m.errors]
+    if errors:
+        parts.append("errors:\n" + "\n".join(f"  {e}" for e in errors[:10]))
     parts += [render_load(m) for m in result.metrics() if m.case.startswith("load_")]
     return "\n\n".join(parts)
 

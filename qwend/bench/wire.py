@@ -117,3 +117,20 @@ def _has_content(choice: dict[str, object]) -> bool:
     if isinstance(delta, dict):
         return bool(delta.get("content") or delta.get("reasoning_content"))
     return bool(choice.get("text"))
+
+
+async def first_model(base_url: str, timeout_s: float = 10.0) -> str:
+    """The first model id ``/v1/models`` lists ("" when it cannot say), as vLLM's bench does."""
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(base_url.rstrip("/") + "/v1/models") as resp,
+        ):
+            data = await resp.json() if resp.status == 200 else {}
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return ""
+    models = data.get("data") if isinstance(data, dict) else None
+    if isinstance(models, list) and models and isinstance(models[0], dict):
+        return str(models[0].get("id", ""))
+    return ""

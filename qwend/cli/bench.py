@@ -29,6 +29,7 @@ from qwend.bench.runner import RunSettings, run_scenarios
 from qwend.bench.scenarios import SEED_CASES, SUITES, Arrival, Scenario, make_load, resolve
 from qwend.bench.target import Target, from_status, is_url
 from qwend.bench.target import resolve as resolve_target
+from qwend.bench.wire import first_model
 from qwend.cli.exit import ExitStatus
 from qwend.errors import ControlError
 
@@ -158,7 +159,7 @@ async def run_bench(
     """Benchmark ``spec`` on ``scenarios``; saves the result unless told not to."""
     args = ctx.args
     target = await _target(ctx, spec)
-    model = args.model or target.model or "default"
+    model = args.model or target.model or await first_model(target.url) or "default"
     settings = RunSettings(target.url, model, max(1, args.repeat), args.time_scale)
     started = time.time()
     runs = await run_scenarios(scenarios, settings, _ProgressBar(ctx.stderr))
