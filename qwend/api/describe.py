@@ -11,6 +11,7 @@ import time
 from qwend.api.messages import (
     Event,
     EventKind,
+    GateResult,
     LanesResponse,
     LaneStateChange,
     PromotionAccepted,
@@ -47,7 +48,23 @@ def result_line(record: PromotionRecord) -> str:
         return (
             f"rolled back: {record.to_lane} failed ({record.reason}); {back} serves {record.role}"
         )
+    if record.outcome is PromotionOutcome.REFUSED:
+        back = record.from_lane or "nothing"
+        return (
+            f"gate refused: {record.to_lane} stopped ({record.reason}); {back} serves {record.role}"
+        )
     return f"FAILED: {record.reason}; role {record.role} needs attention (qwenctl status)"
+
+
+def gate_line(gate: GateResult) -> str:
+    """A latency gate's measurement and decision on one line (qwenctl status, qwen-tui)."""
+    verdict = "accepted" if gate.accepted else "refused"
+    return (
+        f"gate {gate.scenario}: {gate.candidate} {gate.candidate_wall_s:.3f}s vs"
+        f" {gate.incumbent} {gate.incumbent_wall_s:.3f}s, E2E ratio {gate.ratio:.3f}"
+        f" [{gate.ratio_low:.3f}, {gate.ratio_high:.3f}] (n={gate.samples},"
+        f" max +{gate.max_regression:.0%}): {verdict}"
+    )
 
 
 def event_line(event: Event) -> str:

@@ -21,6 +21,7 @@ from typing import Protocol, TextIO
 
 from qwend import __version__
 from qwend.api.client import ControlClient
+from qwend.api.messages import GateRequest
 from qwend.bench import store
 from qwend.bench.compare import compare
 from qwend.bench.render import render_comparison, render_result
@@ -90,6 +91,49 @@ def add_parser(sub: SubFactory) -> None:
     )  # sim lanes run K times faster; figures are multiplied back (tests)
     p.add_argument("--results-dir", metavar="DIR", help="where results are saved")
     p.add_argument("--no-save", action="store_true", help="do not save the result")
+
+
+def _fraction(text: str) -> float:
+    """``5%``, ``5`` (percent) -> 0.05."""
+    try:
+        value = float(text.strip().rstrip("%")) / 100
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage like 5%, got {text!r}") from None
+    if not 0 <= value < 10:
+        raise argparse.ArgumentTypeError(f"expected a percentage from 0% to 1000%, got {text!r}")
+    return value
+
+
+def add_gate_args(parser: argparse.ArgumentParser) -> None:
+    """``promote``'s latency gate options."""
+    parser.add_argument(
+        "--gate",
+        metavar="SCENARIO",
+        help="bench candidate and incumbent on this seed case first; switch only if not slower",
+    )
+    parser.add_argument(
+        "--max-regression",
+        type=_fraction,
+        default=0.05,
+        metavar="PCT",
+        help="allowed slowdown of the candidate under --gate (5%%)",
+    )
+    parser.add_argument(
+        "--gate-repeat", type=int, default=3, metavar="N", help="gate runs per side (3)"
+    )
+    parser.add_argument(
+        "--gate-time-scale", type=float, default=1.0, help=argparse.SUPPRESS
+    )  # sim lanes running K times faster (tests)
+
+
+def gate_request(args: argparse.Namespace) -> GateRequest | None:
+    """The ``GateRequest`` of ``promote --gate`` (checked here, so a typo fails before anything)."""
+    if not getattr(args, "gate", None):
+        return None
+    resolve([args.gate])
+    return GateRequest(
+        args.gate, args.max_regression, max(1, args.gate_repeat), args.gate_time_scale
+    )
 
 
 def _scenarios(args: argparse.Namespace) -> list[Scenario]:

@@ -30,6 +30,8 @@ class ExitStatus(IntEnum):
     """No such lane or role."""
     TIMEOUT = 8
     """The daemon did not answer in time."""
+    GATE_REFUSED = 9
+    """The latency gate found the candidate slower than allowed; the incumbent serves on."""
 
 
 _REMOTE = {
@@ -62,4 +64,5 @@ def exit_status_for_outcome(outcome: PromotionOutcome) -> ExitStatus:
         PromotionOutcome.PROMOTED: ExitStatus.OK,
         PromotionOutcome.ROLLED_BACK: ExitStatus.ROLLED_BACK,
         PromotionOutcome.FAILED: ExitStatus.ERROR,
+        PromotionOutcome.REFUSED: ExitStatus.GATE_REFUSED,
     }[outcome]

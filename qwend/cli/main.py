@@ -26,7 +26,8 @@ EPILOG = """\
 exit status:
   0 ok, 1 error, 2 usage (or invalid configuration for check-config),
   3 daemon unreachable, 4 permission denied on the socket,
-  5 promotion failed and rolled back, 6 conflict, 7 not found, 8 timeout
+  5 promotion failed and rolled back, 6 conflict, 7 not found, 8 timeout,
+  9 latency gate refused the candidate
 
 socket: --socket, else $QWEND_SOCKET, else /run/qwend/control.sock,
         else $XDG_RUNTIME_DIR/qwend/control.sock
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("kind", choices=["lane"], help="what to promote")
     promote.add_argument("name", metavar="NAME", help="the candidate lane")
     _promotion_args(promote)
+    bench.add_gate_args(promote)
     rollback = _sub(subs, "rollback", "revert the last promotion of a role")
     rollback.add_argument("kind", choices=["role"], help="what to roll back")
     rollback.add_argument("name", metavar="ROLE", help="the role")

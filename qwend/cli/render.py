@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from qwend.api.describe import gate_line
 from qwend.api.messages import (
     LaneActionResult,
     LaneInfo,
@@ -105,7 +106,10 @@ def render_status(status: StatusResponse) -> str:
     if status.last_promotions:
         out.append("")
         out.append("last promotions:")
-        out.extend("  " + _record_line(r) for r in status.last_promotions[-3:])
+        for r in status.last_promotions[-3:]:
+            out.append("  " + _record_line(r))
+            if r.gate is not None:
+                out.append("    " + gate_line(r.gate))
     if d.config_errors:
         out.append("")
         out.append("last reload failed; still running the previous configuration:")

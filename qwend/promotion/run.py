@@ -9,13 +9,17 @@ from typing import Protocol
 
 from qwend.api.messages import (
     Caller,
+    GateRequest,
+    GateResult,
     PromotionEvent,
     PromotionMode,
     PromotionOutcome,
     PromotionRecord,
     PromotionStep,
 )
-from qwend.config.model import Config, LaneConfig
+from qwend.bench import gate as latency_gate
+from qwend.bench.results import CaseRun
+from qwend.config.model import Config, LaneConfig, ListenAddress
 from qwend.logs import get_logger
 from qwend.promotion.plan import PromotionPlan
 from qwend.routing.lanetable import TrafficGate
@@ -66,6 +70,9 @@ class PromotionRun:
     ready_timeout_s: float | None
     caller: Caller | None
     kind: str
+    gate: GateRequest | None = None
+    gate_result: GateResult | None = None
+    """Set once the latency gate has decided."""
 
     async def execute(self) -> PromotionRecord:
         """Run the plan; never raises for a lane failure (the record says what happened)."""
@@ -98,11 +105,24 @@ class PromotionRun:
             reason=reason,
             requested_by=self.caller,
             kind=self.kind,
+            gate=self.gate_result,
         )
 
     async def _in_place(self) -> tuple[PromotionOutcome, str | None]:
         plan = self.plan
         assert plan.incumbent is not None
+        baseline: list[CaseRun] = []
+        if self.gate is not None:
+            # The candidate will take the incumbent's place: measure the incumbent first.
+            if not plan.incumbent_running:
+                return PromotionOutcome.REFUSED, f"gate: {plan.incumbent} is not running to compare"
+            try:
+                baseline = await self._measure(plan.incumbent)
+            except Exception as exc:
+                return (
+                    PromotionOutcome.REFUSED,
+                    f"gate: measuring {plan.incumbent}: {describe(exc)}",
+                )
         try:
             if plan.incumbent_running:
                 await self._drain(plan.incumbent)
@@ -111,6 +131,10 @@ class PromotionRun:
             await self._start_ready(plan.candidate)
         except Exception as exc:
             return await self._restore(describe(exc), restart_incumbent=True)
+        refusal = await self._judge(plan.incumbent, baseline)
+        if refusal is not None:
+            outcome, reason = await self._restore(refusal, restart_incumbent=True)
+            return _refused(outcome), reason
         self._switch()
         return PromotionOutcome.PROMOTED, None
 
@@ -121,6 +145,12 @@ class PromotionRun:
                 await self._start_ready(plan.candidate)
         except Exception as exc:
             return await self._restore(describe(exc), restart_incumbent=False)
+        if self.gate is not None:
+            refusal = await self._gate_blue_green()
+            if refusal is not None:
+                self._step(plan.candidate, PromotionStep.ROLLING_BACK, refusal)
+                await self._stop_quietly(plan.candidate)
+                return PromotionOutcome.REFUSED, refusal
         self._switch()
         if plan.incumbent is not None and plan.incumbent_running:
             try:
@@ -130,6 +160,45 @@ class PromotionRun:
                 # The switch is done and serving; the old lane is an operator's clean-up.
                 return PromotionOutcome.PROMOTED, f"old lane {plan.incumbent}: {describe(exc)}"
         return PromotionOutcome.PROMOTED, None
+
+    async def _gate_blue_green(self) -> str | None:
+        """Measure the running incumbent, then the unrouted candidate; the refusal, if any."""
+        plan = self.plan
+        if plan.incumbent is None or not plan.incumbent_running:
+            return f"gate: role {plan.role} has no running lane to compare with"
+        try:
+            baseline = await self._measure(plan.incumbent)
+        except Exception as exc:
+            return f"gate: measuring {plan.incumbent}: {describe(exc)}"
+        return await self._judge(plan.incumbent, baseline)
+
+    async def _judge(self, incumbent: str, baseline: list[CaseRun]) -> str | None:
+        """Measure the candidate (not routed yet) against ``baseline``; the refusal, if any."""
+        if self.gate is None:
+            return None
+        candidate = self.plan.candidate
+        try:
+            runs = await self._measure(candidate)
+        except Exception as exc:
+            return f"gate: measuring {candidate}: {describe(exc)}"
+        result = latency_gate.decide(self.gate, incumbent, baseline, candidate, runs)
+        self.gate_result = result
+        verdict = "accepted" if result.accepted else "refused"
+        self._step(candidate, PromotionStep.BENCHMARKING, f"gate {verdict}: {result.reason}")
+        return None if result.accepted else f"gate refused: {result.reason}"
+
+    async def _measure(self, lane: str) -> list[CaseRun]:
+        assert self.gate is not None
+        config = self.supervisor.config.lane(lane)
+        url = ListenAddress(config.host, config.port).url
+        self._step(lane, PromotionStep.BENCHMARKING, f"{self.gate.scenario} x{self.gate.repeat}")
+        return await latency_gate.measure(self.gate, url, config.model)
+
+    async def _stop_quietly(self, lane: str) -> None:
+        try:
+            await self.supervisor.stop_lane(lane)
+        except Exception as exc:
+            log.error("stopping refused candidate", lane=lane, error=describe(exc))
 
     async def _restore(
         self, reason: str, *, restart_incumbent: bool
@@ -221,3 +290,8 @@ class PromotionRun:
                 at=time.time(),
             )
         )
+
+
+def _refused(outcome: PromotionOutcome) -> PromotionOutcome:
+    """A gate refusal that restored the incumbent is "refused", not a failed candidate."""
+    return PromotionOutcome.REFUSED if outcome is PromotionOutcome.ROLLED_BACK else outcome

@@ -21,6 +21,7 @@ def test_exit_statuses_are_stable() -> None:
         "CONFLICT": 6,
         "NOT_FOUND": 7,
         "TIMEOUT": 8,
+        "GATE_REFUSED": 9,
     }
 
 
@@ -48,3 +49,4 @@ def test_outcomes_map_to_statuses() -> None:
     assert exit_status_for_outcome(PromotionOutcome.PROMOTED) is ExitStatus.OK
     assert exit_status_for_outcome(PromotionOutcome.ROLLED_BACK) is ExitStatus.ROLLED_BACK
     assert exit_status_for_outcome(PromotionOutcome.FAILED) is ExitStatus.ERROR
+    assert exit_status_for_outcome(PromotionOutcome.REFUSED) is ExitStatus.GATE_REFUSED
