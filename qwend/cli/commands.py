@@ -26,6 +26,7 @@ from qwend.cli import render
 from qwend.cli.bench import cmd_bench, gate_request
 from qwend.cli.exit import ExitStatus, exit_status_for_outcome
 from qwend.cli.npus import parse_npu_file
+from qwend.cli.verify import cmd_verify
 from qwend.config.check import render_check
 from qwend.config.load import DEFAULT_CONFIG_PATH, check_config
 from qwend.config.model import LaneConfig
@@ -222,4 +223,5 @@ COMMANDS: dict[str, Command] = {
     "check-config": cmd_check_config,
     "completion": cmd_completion,
     "bench": cmd_bench,
+    "verify": cmd_verify,
 }

@@ -16,7 +16,7 @@ from typing import TextIO
 
 from qwend import __version__
 from qwend.api.messages import LaneAction
-from qwend.cli import bench
+from qwend.cli import bench, verify
 from qwend.cli.commands import COMMANDS, Context
 from qwend.cli.exit import ExitStatus, exit_status_for
 from qwend.errors import QwendError
@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     completion = _sub(subs, "completion", "print a shell completion script")
     completion.add_argument("shell", choices=["bash"])
     bench.add_parser(lambda name, help_text: _sub(subs, name, help_text))
+    verify.add_parser(lambda name, help_text: _sub(subs, name, help_text))
     return parser
 
 
