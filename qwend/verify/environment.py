@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,7 @@ def environment_section(
     view: Mapping[str, Any] | None,
     monitor_enabled: bool,
     host_versions: Mapping[str, str],
-    lane_versions: list[tuple[str, ...]],
+    lane_versions: Sequence[tuple[str, ...]],
 ) -> Section:
     """NPU health per NPU used, driver/firmware/CANN, backend versions per lane."""
     rows, bad, tool = npu_rows(view)
