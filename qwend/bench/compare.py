@@ -15,8 +15,12 @@ from enum import StrEnum
 from qwend.bench.results import BenchResult
 from qwend.bench.stats import RatioInterval, bootstrap_ratio, summarize
 
-MIN_SAMPLES = 2
-"""Fewer requests than this on a side: the interval would be a point, so no verdict."""
+MIN_SAMPLES = 5
+"""Fewer requests than this on a side: no verdict.
+
+The bootstrap treats requests as independent samples, but the requests of one burst
+share a batch: with a handful of them the interval is far too narrow to trust. Run
+more repeats (``--repeat``) for a verdict on the small cases."""
 
 
 class Verdict(StrEnum):

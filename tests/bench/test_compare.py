@@ -20,8 +20,11 @@ def test_faster_slower_and_no_difference() -> None:
     assert rows[1].interval is None  # one request a side: no verdict
     assert rows[1].verdict is Verdict.SAME
     assert compare_case(b, a, "concurrency_8").verdict is Verdict.SLOWER
-    noisy = result("n", {"concurrency_8": [[6.0, 13.0, 7.0, 12.5]]})
-    assert compare_case(a, noisy, "concurrency_8").verdict is Verdict.SAME
+    noisy = result("n", {"concurrency_8": [[6.0, 13.0, 7.0, 12.5, 9.0]]})
+    wide = compare_case(a, noisy, "concurrency_8")
+    assert wide.interval is not None and wide.verdict is Verdict.SAME
+    four = result("f", {"concurrency_8": [[1.0, 1.1, 1.0, 1.05]]})
+    assert compare_case(a, four, "concurrency_8").interval is None  # too few to trust
     table = render_comparison("a", "b", rows)
     assert "B faster" in table
     assert "no difference at this sample size" in table
