@@ -6,6 +6,7 @@ from enum import IntEnum
 
 from qwend.api.client import ControlTimeout, DaemonNotRunning, RemoteError, SocketPermissionDenied
 from qwend.api.messages import ErrorCode, PromotionOutcome
+from qwend.bench.scenarios import ScenarioError
 from qwend.errors import ConfigError, QwendError
 
 
@@ -51,7 +52,7 @@ def exit_status_for(error: BaseException) -> ExitStatus:
         return ExitStatus.TIMEOUT
     if isinstance(error, RemoteError):
         return _REMOTE.get(error.code, ExitStatus.ERROR)
-    if isinstance(error, ConfigError):
+    if isinstance(error, ConfigError | ScenarioError):
         return ExitStatus.USAGE
     if isinstance(error, QwendError):
         return ExitStatus.ERROR

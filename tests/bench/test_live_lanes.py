@@ -74,6 +74,6 @@ def test_unreachable_target_counts_failures_and_exits_nonzero(tmp_path: Path) ->
     assert code == ExitStatus.ERROR
     assert "text_8" in out and "saved" not in err
     code, _, err = qwenctl(tmp_path, "bench", "--case", "nope")
-    assert code == ExitStatus.ERROR and "unknown scenario 'nope'" in err
+    assert code == ExitStatus.USAGE and "unknown scenario 'nope'" in err
     code, _, err = qwenctl(tmp_path, "bench", "lane:x", "--case", "text_8")
     assert code == ExitStatus.UNREACHABLE

@@ -6,6 +6,7 @@ import pytest
 
 from qwend.api.client import ControlTimeout, DaemonNotRunning, RemoteError, SocketPermissionDenied
 from qwend.api.messages import ErrorCode, PromotionOutcome
+from qwend.bench.scenarios import ScenarioError
 from qwend.cli.exit import ExitStatus, exit_status_for, exit_status_for_outcome
 from qwend.errors import ConfigError, QwendError
 
@@ -37,6 +38,7 @@ def test_exit_statuses_are_stable() -> None:
         (RemoteError(ErrorCode.BAD_REQUEST, "x", 400), ExitStatus.USAGE),
         (RemoteError(ErrorCode.INTERNAL, "x", 500), ExitStatus.ERROR),
         (ConfigError([]), ExitStatus.USAGE),
+        (ScenarioError("unknown scenario"), ExitStatus.USAGE),
         (QwendError("x"), ExitStatus.ERROR),
         (OSError("x"), ExitStatus.ERROR),
     ],
