@@ -15,12 +15,21 @@ from qwend.api.messages import GateRequest, GateResult
 from qwend.bench.compare import compare_case, gate
 from qwend.bench.results import BenchResult, CaseRun, Metadata
 from qwend.bench.runner import RunSettings, run_scenarios
-from qwend.bench.scenarios import resolve
+from qwend.bench.scenarios import ScenarioError, resolve
+
+MAX_REPEAT = 20
+"""Runs per side a gate may ask for (each run of concurrency_8 is ~10 s on a 910A)."""
 
 
 def check(request: GateRequest) -> None:
-    """Raise ``ScenarioError`` for an unknown scenario, before anything changes."""
+    """Raise ``ScenarioError`` for an unusable gate, before anything changes."""
     resolve([request.scenario])
+    if not 1 <= request.repeat <= MAX_REPEAT:
+        raise ScenarioError(f"gate repeat must be within 1-{MAX_REPEAT}, got {request.repeat}")
+    if not 0 <= request.max_regression <= 10:
+        raise ScenarioError(f"max regression must be within 0-1000%, got {request.max_regression}")
+    if not request.time_scale > 0:
+        raise ScenarioError(f"time scale must be positive, got {request.time_scale}")
 
 
 async def measure(request: GateRequest, base_url: str, model: str) -> list[CaseRun]:

@@ -90,4 +90,8 @@ async def test_unknown_gate_scenario_is_refused_before_anything_changes() -> Non
     sup = FakeSupervisor(demo_config())
     with pytest.raises(PromotionError, match="latency gate: unknown scenario 'c9'"):
         Promoter(sup, FakeTraffic(), None).start("stable_green", CALLER, gate=GateRequest("c9"))
+    with pytest.raises(PromotionError, match="repeat must be within 1-20, got 1000"):
+        Promoter(sup, FakeTraffic(), None).start(
+            "stable_green", CALLER, gate=GateRequest("text_8", repeat=1000)
+        )
     assert sup.calls == []
