@@ -44,10 +44,19 @@ def result_line(record: PromotionRecord) -> str:
         return f"promoted: {record.to_lane} now serves {record.role} ({took:.1f}s)"
     if record.outcome is PromotionOutcome.ROLLED_BACK:
         back = record.from_lane or "nothing"
-        return (
+        line = (
             f"rolled back: {record.to_lane} failed ({record.reason}); {back} serves {record.role}"
         )
-    return f"FAILED: {record.reason}; role {record.role} needs attention (qwenctl status)"
+    else:
+        line = f"FAILED: {record.reason}; role {record.role} needs attention (qwenctl status)"
+    return line + quote_log(record.to_lane, record.log_tail)
+
+
+def quote_log(lane: str, lines: tuple[str, ...]) -> str:
+    """``lines`` of a lane's output, indented under a heading (empty when there are none)."""
+    if not lines:
+        return ""
+    return f"\nlast lines of {lane}'s log:\n" + "\n".join("  | " + line for line in lines)
 
 
 def event_line(event: Event) -> str:
