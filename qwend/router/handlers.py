@@ -26,6 +26,7 @@ from qwend.router.router import FORWARDING_KEY, ROUTER_KEY, Forwarding
 from qwend.routing.classify import InvalidRequest, RequestSummary
 from qwend.routing.media import MediaPolicy, media_sources
 from qwend.routing.names import MODEL_NOT_FOUND, ModelCatalog
+from qwend.routing.rewrite import request_for_backend
 
 log = get_logger("router")
 MEDIA_REFUSED = "media_url_refused"
@@ -157,32 +158,52 @@ async def model(request: web.Request) -> web.Response:
 
 
 async def tokenize(request: web.Request) -> web.Response:
-    """``POST /tokenize``: passed to the least busy accepting text lane."""
+    """``POST /tokenize``: passed to the least busy accepting text lane (of those serving
+    the body's ``model``, renamed to what the lane's backend expects)."""
     fwd = request.app[FORWARDING_KEY]
     body = await read_body(request)
     if isinstance(body, web.Response):
         return body
-    lanes = sorted(
-        (r for r in fwd.slots.runtimes() if r.eligible and r.text), key=lambda r: r.in_flight
-    )
-    if not lanes:
-        return error_response(503, "no accepting text lane to tokenize with", retry_after=5)
     try:
         doc = jsonbody.loads(body)
     except JsonBodyError as exc:
         return _bad_request(fwd.counters, str(exc))
+    model = doc.get("model") if isinstance(doc, dict) else None
+    serving: frozenset[str] | None = None
+    if isinstance(model, str) and model and fwd.slots.catalog.models:
+        found = fwd.slots.catalog.get(model)
+        if found is None:
+            message = fwd.slots.catalog.not_found_message(model)
+            return error_response(404, message, param="model", code=MODEL_NOT_FOUND)
+        serving = found.lanes
+    lanes = sorted(
+        (
+            r
+            for r in fwd.slots.runtimes()
+            if r.eligible and r.text and (serving is None or r.name in serving)
+        ),
+        key=lambda r: r.in_flight,
+    )
+    if not lanes:
+        return error_response(503, "no accepting text lane to tokenize with", retry_after=5)
     refused = await media_refusal(fwd, doc)  # vLLM fetches a chat's media to tokenize it
     if refused is not None:
         return refused
     headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
     for runtime in lanes[:2]:
+        lane = runtime.lane
+        data = body
+        if isinstance(model, str) and model and lane.backend_model:
+            data = request_for_backend(body, model, lane.backend_model)
         try:
             async with fwd.upstream.session.post(
-                runtime.lane.base_url + "/tokenize", data=body, headers=headers
+                lane.base_url + "/tokenize", data=data, headers=headers
             ) as resp:
-                data = await resp.read()
+                answer = await resp.read()
                 ctype = resp.headers.get("Content-Type", "application/json")
-                return web.Response(status=resp.status, body=data, headers={"Content-Type": ctype})
+                return web.Response(
+                    status=resp.status, body=answer, headers={"Content-Type": ctype}
+                )
         except UPSTREAM_ERRORS:
             continue
     return error_response(502, "the lanes could not be reached to tokenize", retry_after=1)

@@ -22,6 +22,7 @@ from tests.support.router_fakes import (
 )
 
 SERVED = "Org/Qwen3.5-9B"
+ALIAS = "gpt-x"
 ANSWERED = "Org/Qwen3.5-9B@main"  # what transformers serve answers with
 
 
@@ -151,3 +152,15 @@ async def test_a_backend_usage_chunk_is_kept_and_not_duplicated() -> None:
     usages = [json.loads(d)["usage"] for d in data[:-1] if '"usage"' in d]
     assert usages == [{"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}]
     assert "qwend_usage_estimated" not in raw
+
+
+async def test_tokenize_names_the_backend_model_too() -> None:
+    lane = FakeLane("a")
+    async with one_lane(lane) as (h, s):
+        async with s.post(h.url + "/tokenize", json={"model": ALIAS, "prompt": "hi"}) as r:
+            assert r.status == 200
+            echoed = (await r.json())["echo"]
+        async with s.post(h.url + "/tokenize", json={"model": "nope", "prompt": "hi"}) as r:
+            assert r.status == 404
+            assert (await r.json())["error"]["code"] == "model_not_found"
+    assert echoed == {"model": SERVED, "prompt": "hi"}
