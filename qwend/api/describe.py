@@ -26,7 +26,8 @@ def _clock(at: float) -> str:
 
 
 def promotion_line(item: PromotionAccepted | PromotionEvent | PromotionRecord) -> str:
-    """A promotion's acceptance, one of its steps or its result (``qwenctl promote --wait``)."""
+    """A promotion's acceptance, one of its steps or its result (``qwenctl promote --wait``);
+    a failed candidate's result is followed by the last lines of its log."""
     if isinstance(item, PromotionAccepted):
         mode = item.mode.value.replace("_", " ")
         return (
@@ -34,7 +35,7 @@ def promotion_line(item: PromotionAccepted | PromotionEvent | PromotionRecord) -
         )
     if isinstance(item, PromotionEvent):
         return f"{_clock(item.at)}  {item.lane:<16} {item.step.value:<13} {item.message}"
-    return result_line(item)
+    return result_line(item) + quote_log(item.to_lane, item.log_tail)
 
 
 def result_line(record: PromotionRecord) -> str:
@@ -44,12 +45,10 @@ def result_line(record: PromotionRecord) -> str:
         return f"promoted: {record.to_lane} now serves {record.role} ({took:.1f}s)"
     if record.outcome is PromotionOutcome.ROLLED_BACK:
         back = record.from_lane or "nothing"
-        line = (
+        return (
             f"rolled back: {record.to_lane} failed ({record.reason}); {back} serves {record.role}"
         )
-    else:
-        line = f"FAILED: {record.reason}; role {record.role} needs attention (qwenctl status)"
-    return line + quote_log(record.to_lane, record.log_tail)
+    return f"FAILED: {record.reason}; role {record.role} needs attention (qwenctl status)"
 
 
 def quote_log(lane: str, lines: tuple[str, ...]) -> str:
@@ -65,7 +64,9 @@ def event_line(event: Event) -> str:
     if isinstance(payload, LaneStateChange):
         why = f" ({payload.reason})" if payload.reason else ""
         return f"{_clock(payload.at)}  lane {payload.lane}: {payload.old} -> {payload.new}{why}"
-    if isinstance(payload, PromotionAccepted | PromotionEvent | PromotionRecord):
+    if isinstance(payload, PromotionRecord):
+        return result_line(payload)  # one line per event: the log quote is in the record
+    if isinstance(payload, PromotionAccepted | PromotionEvent):
         return promotion_line(payload)
     if isinstance(payload, LanesResponse):
         busy = [

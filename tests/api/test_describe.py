@@ -62,7 +62,10 @@ def test_a_failed_candidates_log_is_quoted_under_the_result() -> None:
         record(PromotionOutcome.ROLLED_BACK, "exit 2 during start"),
         log_tail=("usage: transformers serve [-h] ...", "error: unrecognized arguments: --x"),
     )
-    assert result_line(failed).splitlines() == [
+    assert result_line(failed) == (
+        "rolled back: recurrent_v2 failed (exit 2 during start); stable serves stable"
+    )
+    assert promotion_line(failed).splitlines() == [
         "rolled back: recurrent_v2 failed (exit 2 during start); stable serves stable",
         "last lines of recurrent_v2's log:",
         "  | usage: transformers serve [-h] ...",
