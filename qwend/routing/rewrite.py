@@ -29,6 +29,7 @@ _ID = re.compile(rb'"id"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _CREATED = re.compile(rb'"created"\s*:\s*(\d+)')
 _OBJECT = re.compile(rb'"object"\s*:\s*"((?:[^"\\]|\\.)*)"')
 DONE = b"data: [DONE]"
+_DONE_LINE = b"\n" + DONE
 _SEARCH_LIMIT = 4096
 """Bytes of a JSON answer searched for its ``model`` (objects put it near the start)."""
 
@@ -127,8 +128,8 @@ class StreamEditor:
             if not self.usage_seen and _USAGE_OBJECT.search(lines):
                 self.usage_seen = True
             self.text_events += len(_TEXT_DELTA.findall(lines))
-        if not self.done and DONE in lines:
-            self.done = True
+        if not self.done and (lines.startswith(DONE) or _DONE_LINE in lines):
+            self.done = True  # at a line's start: generated text may say "data: [DONE]" too
         pair = self._pair
         return lines if pair is None else _MODEL_PAIR.sub(lambda _: pair, lines)
 

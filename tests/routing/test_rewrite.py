@@ -88,3 +88,12 @@ def test_a_broken_stream_gets_no_done_and_a_dangling_line_is_ended() -> None:
     editor = StreamEditor(None, want_usage=True, prompt_tokens=1)
     assert editor.feed(b'data: {"model":"m"}') == b""
     assert editor.finish(complete=False) == b'data: {"model":"m"}\n\n'
+
+
+def test_done_counts_only_at_the_start_of_a_line() -> None:
+    editor = StreamEditor("qwen", want_usage=False, prompt_tokens=1)
+    editor.feed(event({"model": "m", "choices": [{"delta": {"content": "data: [DONE]"}}]}))
+    assert editor.finish(complete=True) == b"data: [DONE]\n\n"
+    ended = StreamEditor("qwen", want_usage=False, prompt_tokens=1)
+    ended.feed(event({"model": "m", "choices": []}) + b"data: [DONE]\n\n")
+    assert ended.finish(complete=True) == b""
