@@ -183,6 +183,9 @@ class LaneInfo(Message):
     stats: LaneStats | None = None
     last_error: str | None = None
     """qwend's own last error supervising the lane (it retries); cleared once ready."""
+    log_tail: tuple[str, ...] = ()
+    """The last lines of its output when it last failed to start or crashed (at most 20
+    lines, 4 KB); empty once it is ready again."""
 
 
 @dataclass(frozen=True)
@@ -286,6 +289,8 @@ class PromotionRecord(Message):
     """``promote``, or ``rollback`` for a manual revert of an earlier promotion."""
     gate: GateResult | None = None
     """The latency gate's measurement and decision, when the promotion had one."""
+    log_tail: tuple[str, ...] = ()
+    """A failed candidate's last lines of output (at most 20 lines, 4 KB)."""
 
 
 @dataclass(frozen=True)
