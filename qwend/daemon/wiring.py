@@ -20,6 +20,7 @@ from aiohttp import web
 from qwend import __version__
 from qwend.config.model import Config, LaneConfig
 from qwend.control.app import make_control_app
+from qwend.daemon.metrics import metrics_sources
 from qwend.daemon.systemd import lanes_survive
 from qwend.logs import get_logger
 from qwend.npu.monitor import NpuMonitor
@@ -28,6 +29,7 @@ from qwend.promotion.state import StateStore, reconcile_active
 from qwend.public.keyfile import KeySet
 from qwend.public.keys import ApiKeys
 from qwend.router.app import make_router_app
+from qwend.router.metrics import METRICS_SOURCES_KEY
 from qwend.router.router import ROUTER_KEY, Router
 from qwend.routing.lanetable import LaneTable
 from qwend.supervisor.reload import ReloadReport
@@ -84,6 +86,7 @@ def build_services(
     promoter = Promoter(
         supervisor, router, store, monitor, drain_timeout_s=config.daemon.drain_timeout_s
     )
+    router_app[METRICS_SOURCES_KEY].extend(metrics_sources(supervisor, monitor.view, promoter))
     api_keys = ApiKeys()
     api_keys.swap(keys)  # as a reload does: logs what is in force
     return Services(store, router_app, router, monitor, supervisor, promoter, warnings, api_keys)

@@ -38,6 +38,7 @@ from qwend.router.proxy import (
 from qwend.router.recording import record_stream, record_whole
 from qwend.router.router import Forwarding
 from qwend.routing.classify import RequestSummary
+from qwend.routing.histograms import Measure
 from qwend.routing.policy import Decision
 
 log = get_logger("router")
@@ -166,6 +167,8 @@ class Exchange:
                     503, decision.message, code="no_lane_available", retry_after=5
                 )
             lane = slots.runtime(decision.lane)
+            if not self.tried:  # the first slot: how long admission kept the request waiting
+                self.klass.observe(lane, Measure.QUEUE_WAIT, time.monotonic() - self.start)
             self.tried.append(lane.name)
             if decision.spilled:
                 counters.spills += 1

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from qwend.router.lanes import LaneRuntime
 from qwend.router.proxy import StreamResult, usage_counts
 from qwend.routing.classify import RequestSummary
+from qwend.routing.histograms import Measure, SeriesKey, TrafficHistograms
 from qwend.routing.windows import Series
 
 
@@ -38,6 +39,24 @@ class ClassRuntime:
     series: Series = field(default_factory=Series)
     requests: int = 0
     errors: int = 0
+    name: str = ""
+    """The class (``short_text``...): the ``cls`` label of its histograms."""
+    traffic: TrafficHistograms | None = None
+    """The router's histograms and token counters (None: not recorded)."""
+
+    def key(self, lane: LaneRuntime) -> SeriesKey:
+        """The histogram labels of this class's traffic on ``lane``."""
+        return SeriesKey(lane.name, lane.role, lane.lane.variant, self.name)
+
+    def observe(self, lane: LaneRuntime, measure: Measure, seconds: float | None) -> None:
+        """Count one latency observation of this class on ``lane`` (None: not measured)."""
+        if self.traffic is not None and seconds is not None:
+            self.traffic.observe(self.key(lane), measure, seconds)
+
+    def add_tokens(self, lane: LaneRuntime, prompt: int, completion: int) -> None:
+        """Count the tokens of one answer of this class on ``lane``."""
+        if self.traffic is not None:
+            self.traffic.add_tokens(self.key(lane), prompt, completion)
 
 
 def record_whole(
@@ -57,6 +76,8 @@ def record_whole(
     e2e = now - start
     lane.series.record(now, None, None, e2e, completion)
     klass.series.record(now, None, None, e2e, completion)
+    klass.observe(lane, Measure.E2E, e2e)
+    klass.add_tokens(lane, prompt or summary.prompt_tokens, completion)
 
 
 def record_stream(
@@ -84,3 +105,7 @@ def record_stream(
     ttft, e2e = first_at - start, last_at - start
     lane.series.record(last_at, ttft, itl, e2e, completion)
     klass.series.record(last_at, ttft, itl, e2e, completion)
+    klass.observe(lane, Measure.TTFT, ttft)
+    klass.observe(lane, Measure.ITL, itl)
+    klass.observe(lane, Measure.E2E, e2e)
+    klass.add_tokens(lane, prompt or summary.prompt_tokens, completion)
