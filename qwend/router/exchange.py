@@ -37,9 +37,11 @@ from qwend.router.proxy import (
 )
 from qwend.router.recording import record_stream, record_whole
 from qwend.router.router import Forwarding
+from qwend.router.tracing import TRACE_KEY
 from qwend.routing.classify import RequestSummary
 from qwend.routing.histograms import Measure
 from qwend.routing.policy import Decision
+from qwend.routing.tracing import REQUEST_ID_HEADER
 
 log = get_logger("router")
 _NEVER = float("inf")
@@ -68,6 +70,7 @@ class Exchange:
         "summary",
         "task",
         "timer",
+        "trace",
         "tried",
         "work",
     )
@@ -95,6 +98,8 @@ class Exchange:
         self.klass = fwd.classes[summary.request_class(cfg.long_text_min_tokens)]
         self.work = float(summary.expected_output)
         self.tried: list[str] = []
+        self.trace = request.get(TRACE_KEY)
+        """The access-log record of the request (None outside the tracing middleware)."""
         task = asyncio.current_task()
         assert task is not None
         self.task = task
@@ -143,6 +148,9 @@ class Exchange:
             raise
         finally:
             fwd.watchdog.unwatch(self.task)
+            trace = self.trace
+            if trace is not None and self.tried:
+                trace.lane, trace.attempts = self.tried[-1], len(self.tried)
         if response.status >= 400:
             self.klass.errors += 1
         return response
@@ -213,13 +221,16 @@ class Exchange:
 
     def _upstream_headers(self) -> dict[str, str]:
         incoming = self.request.headers
-        if not any(name in incoming for name in _FORWARD_HEADERS):
+        trace = self.trace
+        if trace is None and not any(name in incoming for name in _FORWARD_HEADERS):
             return _JSON_HEADERS
         headers = dict(_JSON_HEADERS)
         for name in _FORWARD_HEADERS:
             value = incoming.get(name)
             if value is not None:
                 headers[name] = value
+        if trace is not None:  # the validated or generated ID, the one the client gets back
+            headers[REQUEST_ID_HEADER] = trace.request_id
         return headers
 
     async def _attempt(self, lane: LaneRuntime) -> web.StreamResponse | Failure:
@@ -273,7 +284,11 @@ class Exchange:
                 return connection_failure(lane.name, TimeoutError(expiry), "within the timeout")
             verdict = status < 500
             if status == 200:
-                record_whole(lane, self.klass, self.summary, self.start, began, integral0, data)
+                tokens = record_whole(
+                    lane, self.klass, self.summary, self.start, began, integral0, data
+                )
+                if self.trace is not None:
+                    self.trace.prompt_tokens, self.trace.completion_tokens = tokens
             headers["Content-Type"] = resp.headers.get("Content-Type", "application/json")
             return web.Response(status=status, body=data, headers=headers)
         except asyncio.CancelledError:
@@ -313,5 +328,10 @@ class Exchange:
             self.klass.errors += 1
             log.warning("mid-stream failure", lane=lane.name, error=result.upstream_error)
             return False, out
-        record_stream(lane, self.klass, self.summary, self.start, began, integral0, result)
+        recorded = record_stream(
+            lane, self.klass, self.summary, self.start, began, integral0, result
+        )
+        if recorded is not None and self.trace is not None:
+            trace = self.trace
+            trace.ttft_s, trace.prompt_tokens, trace.completion_tokens = recorded
         return True, out

@@ -67,8 +67,9 @@ def record_whole(
     began: float,
     integral0: float,
     data: bytes,
-) -> None:
-    """Record a whole (non-streamed) 200 answer and teach the lane model."""
+) -> tuple[int, int]:
+    """Record a whole (non-streamed) 200 answer and teach the lane model; returns its
+    (prompt, completion) token counts."""
     now = time.monotonic()
     prompt, completion = usage_counts(data)
     concurrency = (lane.integral_now(now) - integral0) / max(1e-6, now - began)
@@ -78,6 +79,7 @@ def record_whole(
     klass.series.record(now, None, None, e2e, completion)
     klass.observe(lane, Measure.E2E, e2e)
     klass.add_tokens(lane, prompt or summary.prompt_tokens, completion)
+    return prompt or summary.prompt_tokens, completion
 
 
 def record_stream(
@@ -88,11 +90,12 @@ def record_stream(
     began: float,
     integral0: float,
     result: StreamResult,
-) -> None:
-    """Record a relayed stream (TTFT, ITL, tokens) and teach the lane model."""
+) -> tuple[float, int, int] | None:
+    """Record a relayed stream (TTFT, ITL, tokens) and teach the lane model; returns its
+    (TTFT, prompt, completion), None when there was nothing to record."""
     last_at = result.last_at
     if not last_at or result.upstream_error is not None:
-        return
+        return None
     first_at = result.first_at
     prompt, completion = result.usage
     if not completion:
@@ -109,3 +112,4 @@ def record_stream(
     klass.observe(lane, Measure.ITL, itl)
     klass.observe(lane, Measure.E2E, e2e)
     klass.add_tokens(lane, prompt or summary.prompt_tokens, completion)
+    return ttft, prompt or summary.prompt_tokens, completion

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from qwend.config.model import RouterConfig
+from qwend.router.accesslog import AccessLogSlot
 from qwend.router.lanes import LaneRuntime
 from qwend.router.prober import Prober
 from qwend.router.recording import ClassRuntime, RouterCounters
@@ -55,6 +56,8 @@ class Forwarding:
     """Router-wide: how many retries may still go out in the current window."""
     traffic: TrafficHistograms = field(default_factory=TrafficHistograms)
     """Latency histograms and token counters per lane and class (``/metrics``)."""
+    access: AccessLogSlot = field(default_factory=AccessLogSlot)
+    """The access log in force (router port and public endpoints)."""
 
     @property
     def config(self) -> RouterConfig:

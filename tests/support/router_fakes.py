@@ -47,6 +47,8 @@ class FakeLane:
     """Handlers cancelled because the router closed the connection."""
     abort_times: list[float] = field(default_factory=list)
     bodies: list[dict[str, object]] = field(default_factory=list)
+    request_ids: list[str | None] = field(default_factory=list)
+    """The ``X-Request-Id`` of each request the lane answered."""
     started: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
 
@@ -121,6 +123,7 @@ def fake_lane_app(lane: FakeLane) -> web.Application:
             return web.json_response(lane.reply(doc), status=status)
         lane.requests += 1
         lane.bodies.append(doc)
+        lane.request_ids.append(request.headers.get("X-Request-Id"))
         lane.started.set()
         try:
             return await _answer(request, doc)
