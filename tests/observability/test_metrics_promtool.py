@@ -1,4 +1,5 @@
-"""``/metrics`` of a real daemon: promtool accepts it, and it carries every promised family."""
+"""``/metrics`` of a real daemon: promtool accepts it, it carries every promised family,
+and every metric the shipped dashboard and alert rules use is among them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from tests.observability.promtool import run_promtool
 from tests.observability.scrape import exported_names, scraped_daemon
+from tests.observability.shipped import ALERTS, dashboard, dashboard_exprs, metric_names
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +25,11 @@ async def test_metrics_pass_promtool_and_cover_lanes_npus_latency(tmp_path: Path
     assert status == 0 and not output.strip(), output
     assert "quantile=" not in text
     names = exported_names(text)
+    # Every metric the shipped dashboard and alert rules use is one qwend exports.
+    used = metric_names("\n".join(dashboard_exprs(dashboard())))
+    assert used and not used - names, sorted(used - names)
+    used = metric_names(ALERTS.read_text())
+    assert used and not used - names, sorted(used - names)
     for kind in ("ttft", "itl", "e2e", "queue_wait"):
         assert f"qwend_router_{kind}_seconds_bucket" in names
     # One series per state, the current one at 1.
