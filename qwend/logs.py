@@ -132,7 +132,8 @@ def build_processors(
         processors += [
             structlog.processors.CallsiteParameterAdder(
                 [Param.PATHNAME, Param.LINENO, Param.FUNC_NAME],
-                additional_ignores=["qwend.logs"],
+                # The bridge and the logging module are never where a record came from.
+                additional_ignores=["qwend.logs", "logging"],
             ),
             structlog.processors.format_exc_info,
             JournalRenderer(sender or JournalSender(), _identifier()),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import io
+import logging
 import os
 import socket
 import struct
@@ -172,3 +173,16 @@ def test_auto_picks_the_journal_when_stderr_is_the_journal_stream(tmp_path: Path
         assert not stderr_is_journal({"JOURNAL_STREAM": f"{info.st_dev}:1"}, stream)
         # Under a unit, a regular file the operator chose stays a file.
         assert not stderr_is_journal({"INVOCATION_ID": "abc"}, stream)
+
+
+def test_standard_logging_records_arrive_with_their_own_call_site(
+    journal: tuple[socket.socket, str], senders: list[JournalSender]
+) -> None:
+    sock, path = journal
+    sender = sender_to(path, senders)
+    configure_logging(LogFormat.JOURNAL, stream=io.StringIO(), env={}, sender=sender)
+    logging.getLogger("aiohttp.server").error("Error handling request")
+    entry = receive(sock)
+    assert entry["PRIORITY"] == "3" and entry["COMPONENT"] == "aiohttp.server"
+    assert entry["CODE_FILE"] == __file__
+    assert entry["CODE_FUNC"] == "test_standard_logging_records_arrive_with_their_own_call_site"
