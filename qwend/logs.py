@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping, MutableMapping
+from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
@@ -58,6 +59,23 @@ _FIELDS = {
 }
 """Event keys with a journal field of their own; other keys become ``QWEND_<KEY>``."""
 _NOT_IN_MESSAGE = frozenset({"event", "level", "exception", "pathname", "lineno", "func_name"})
+
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("qwend_request_id", default=None)
+"""The ID of the request being handled in this task (set by the router's tracing).
+
+One variable of our own instead of ``structlog.contextvars.bound_contextvars``: that
+copies every bound variable on entry and exit, tens of microseconds per request."""
+
+
+def add_request_id(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Processor: ``request_id=`` on every line written while a request is handled."""
+    rid = REQUEST_ID.get()
+    if rid is not None:
+        event.setdefault("request_id", rid)
+    return event
 
 
 def resolve_format(requested: LogFormat, stream: TextIO, env: Mapping[str, str]) -> LogFormat:
@@ -125,6 +143,7 @@ def build_processors(
     """The structlog processor chain for ``fmt``."""
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_request_id,
         structlog.processors.add_log_level,
     ]
     if fmt is LogFormat.JOURNAL:

@@ -44,9 +44,17 @@ class ClassRuntime:
     traffic: TrafficHistograms | None = None
     """The router's histograms and token counters (None: not recorded)."""
 
+    keys: dict[tuple[str, str, str], SeriesKey] = field(default_factory=dict)
+    """Label sets made so far (a frozen dataclass per request would cost more)."""
+
     def key(self, lane: LaneRuntime) -> SeriesKey:
         """The histogram labels of this class's traffic on ``lane``."""
-        return SeriesKey(lane.name, lane.role, lane.lane.variant, self.name)
+        routable = lane.lane
+        ident = (routable.name, routable.role, routable.variant)
+        found = self.keys.get(ident)
+        if found is None:
+            found = self.keys[ident] = SeriesKey(*ident, self.name)
+        return found
 
     def observe(self, lane: LaneRuntime, measure: Measure, seconds: float | None) -> None:
         """Count one latency observation of this class on ``lane`` (None: not measured)."""

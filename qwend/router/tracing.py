@@ -2,7 +2,7 @@
 
 ``tracing_middleware(fwd, listener)`` (outermost) gives each request its ID
 (``qwend.routing.tracing.request_id_for``), binds it to every log line written
-while the request is handled (structlog context variables), keeps a ``Trace``
+while the request is handled (``qwend.logs.REQUEST_ID``), keeps a ``Trace``
 under ``TRACE_KEY`` for the exchange to fill (lane, attempts, TTFT, tokens) and
 writes the access record when the handler is done. ``echo_request_id`` (an
 ``on_response_prepare`` signal) puts ``X-Request-Id`` on every response, errors
@@ -15,10 +15,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from qwend.logs import REQUEST_ID
 from qwend.router.accesslog import AccessLogSlot
 from qwend.routing.tracing import REQUEST_ID_HEADER, Trace, request_id_for
 
@@ -49,15 +49,17 @@ def tracing_middleware(access: AccessLogSlot, listener: str) -> Middleware:
         )
         request[TRACE_KEY] = trace
         started = time.monotonic()
-        with structlog.contextvars.bound_contextvars(request_id=trace.request_id):
-            try:
-                response = await handler(request)
-            except asyncio.CancelledError:
-                _write(access, trace, CLIENT_GONE, 0, started)
-                raise
-            except web.HTTPException as exc:  # an inner app's own HTTP answer
-                _write(access, trace, exc.status, 0, started)
-                raise
+        bound = REQUEST_ID.set(trace.request_id)  # every log line of this task carries it
+        try:
+            response = await handler(request)
+        except asyncio.CancelledError:
+            _write(access, trace, CLIENT_GONE, 0, started)
+            raise
+        except web.HTTPException as exc:  # an inner app's own HTTP answer
+            _write(access, trace, exc.status, 0, started)
+            raise
+        finally:
+            REQUEST_ID.reset(bound)
         _write(access, trace, response.status, _sent_bytes(response), started)
         return response
 
