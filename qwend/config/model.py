@@ -192,6 +192,29 @@ class ConnectionsConfig:
     """A request's whole body must arrive within this once its headers are in (slow bodies)."""
 
 
+class AccessLogTarget(StrEnum):
+    """Where ``[access_log]`` records go."""
+
+    OFF = "off"
+    JOURNAL = "journal"
+    """One log entry per request (the journal under systemd, else the daemon's log)."""
+    FILE = "file"
+    """JSON lines in ``path``, rotated by size."""
+
+
+@dataclass(frozen=True)
+class AccessLogConfig:
+    """``[access_log]``: one JSON record per request (router port and public endpoints)."""
+
+    target: AccessLogTarget = AccessLogTarget.OFF
+    path: Path = Path("/var/log/qwend/access.log")
+    """The file of ``target = "file"``."""
+    max_bytes: int = 100 * 1024 * 1024
+    """Past this size the file is rotated (``access.log.1`` ...)."""
+    keep: int = 5
+    """Rotated files kept."""
+
+
 @dataclass(frozen=True)
 class MonitorConfig:
     """``[monitor]``: the npu-smi poller."""
@@ -341,6 +364,7 @@ class Config:
     path: Path | None = None
     """The qwend.toml this was loaded from."""
     connections: ConnectionsConfig = ConnectionsConfig()
+    access_log: AccessLogConfig = AccessLogConfig()
 
     def lane(self, name: str) -> LaneConfig:
         """The lane called ``name``; KeyError when there is none."""

@@ -16,6 +16,8 @@ from pathlib import Path, PurePath
 from qwend.config.checks import check_all
 from qwend.config.draft import LaneDraft
 from qwend.config.model import (
+    AccessLogConfig,
+    AccessLogTarget,
     Capabilities,
     Config,
     ConnectionsConfig,
@@ -186,6 +188,7 @@ def parse_config(
     public, endpoint_keys = parse_public(top.sub("public"), base_dir)
     monitor = parse_monitor(top.sub("monitor"))
     connections = parse_connections(top.sub("connections"))
+    access_log = parse_access_log(top.sub("access_log"), base_dir)
     top.finish()
     drafts = [parse_lane_file(issues, name, data, base_dir) for name, data in lane_files]
     check_all(issues, main_name, router, public, endpoint_keys, drafts, partial=partial)
@@ -196,7 +199,14 @@ def parse_config(
     # No issue was found, so every draft value is present and of its field's type.
     lanes = tuple(LaneConfig(**d.values) for d in drafts)  # type: ignore[arg-type]
     return Config(
-        daemon, router, public, monitor, lanes, base_dir / main_name, connections=connections
+        daemon,
+        router,
+        public,
+        monitor,
+        lanes,
+        base_dir / main_name,
+        connections=connections,
+        access_log=access_log,
     )
 
 
@@ -308,6 +318,20 @@ def parse_connections(t: Table) -> ConnectionsConfig:
         header_timeout_s=_num(t, "header_timeout_s", POS, d.header_timeout_s),
         idle_timeout_s=_num(t, "idle_timeout_s", POS, d.idle_timeout_s),
         body_timeout_s=_num(t, "body_timeout_s", POS, d.body_timeout_s),
+    )
+    t.finish()
+    return result
+
+
+def parse_access_log(t: Table, base: Path) -> AccessLogConfig:
+    """``[access_log]``."""
+    d = AccessLogConfig()
+    target = t.get("target", Choice(tuple(x.value for x in AccessLogTarget)), d.target.value)
+    result = AccessLogConfig(
+        target=AccessLogTarget(target or d.target),
+        path=t.get("path", PathConv(base), d.path) or d.path,
+        max_bytes=_int(t, "max_bytes", Int(4096), d.max_bytes),
+        keep=_int(t, "keep", Int(0, 1000), d.keep),
     )
     t.finish()
     return result

@@ -47,7 +47,7 @@ from qwend.daemon.systemd import (
     restart_requested,
     watchdog_interval,
 )
-from qwend.daemon.wiring import Services, build_services, control_app
+from qwend.daemon.wiring import Services, apply_access_log, build_services, control_app
 from qwend.errors import ConfigError, QwendError
 from qwend.logs import LogFormat, configure_logging, get_logger
 from qwend.public.keyfile import KeySet
@@ -237,6 +237,7 @@ class Daemon:
             self._warn_restart_only(new)
             # Everything is checked by now: from here on the new configuration is applied.
             self.services.api_keys.swap(keys)
+            apply_access_log(self.services.router, self.config.access_log, new.access_log)
             try:
                 report = await supervisor.reload(new)
                 self.services.router.apply_config(new.router)

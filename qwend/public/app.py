@@ -41,6 +41,7 @@ from qwend.router.handlers import (
 )
 from qwend.router.proxy import error_response
 from qwend.router.router import Forwarding, Router
+from qwend.router.tracing import TRACE_KEY, echo_request_id, tracing_middleware
 from qwend.routing.classify import classify_chat, classify_completion
 
 log = get_logger("public")
@@ -134,6 +135,9 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if key is None:
             return _unauthorized(missing=not header)
         request[CALLER_KEY] = key
+        trace = request.get(TRACE_KEY)
+        if trace is not None:  # the access log names the key, never shows it
+            trace.key = key.label
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -208,7 +212,9 @@ def make_public_app(
 
     ``body_timeout_s``: ``[connections] body_timeout_s``, the deadline of a request body.
     """
-    app = web.Application(client_max_size=max_body, middlewares=[_guard])
+    tracing = tracing_middleware(router.forwarding.access, f"public {endpoint.listen}")
+    app = web.Application(client_max_size=max_body, middlewares=[tracing, _guard])
+    app.on_response_prepare.append(echo_request_id)
     app[BODY_TIMEOUT_KEY] = body_timeout_s
     # `is None`, not `or`: every endpoint must hold the very same ApiKeys, whatever it holds.
     shared = keys if keys is not None else ApiKeys()
