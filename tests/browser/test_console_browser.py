@@ -1,0 +1,230 @@
+"""The web console in a real browser (Debian's Chromium driven by Playwright) against the
+embedded demo (its config and lanes, on free ports) run as a real ``qwend`` daemon.
+
+Run with ``make browser``. Screenshots (desktop, dark, phone) are written to
+``build/screenshots/`` and the path is printed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import tomllib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import tomli_w
+from playwright.async_api import Browser, Dialog, Locator, Page, async_playwright, expect
+
+from qwend.sim.images import solid_png
+from tests.support.daemonproc import DaemonProc, free_port, run_daemon, short_dir
+from tests.support.paths import DEMO_CONFIG, REPO
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = REPO / "build" / "screenshots"
+XSS = "Look: <img src=x onerror=alert(1)> and <script>alert(2)</script> but **this is bold**."
+
+
+def demo_config(base: Path) -> tuple[Path, str]:
+    """The demo's qwend.toml and lanes.d on free ports under ``base``; the console URL."""
+    main = tomllib.loads(DEMO_CONFIG.read_text())
+    run = short_dir()
+    main["daemon"] |= {
+        "control_socket": str(run / "control.sock"),
+        "state_dir": str(base / "state"),
+        "log_dir": str(base / "logs"),
+    }
+    main["router"]["listen"] = f"127.0.0.1:{free_port()}"
+    console = f"127.0.0.1:{free_port()}"
+    main["public"] = {"console_listen": console}
+    main["monitor"] = {"enabled": False}
+    (base / "lanes.d").mkdir(parents=True)
+    ports: dict[int, int] = {}
+    for path in sorted((DEMO_CONFIG.parent / "lanes.d").glob("*.toml")):
+        lane = tomllib.loads(path.read_text())
+        old = lane["lane"]["port"]
+        lane["lane"]["port"] = ports.setdefault(old, free_port())  # in-place pairs share one
+        (base / "lanes.d" / path.name).write_bytes(tomli_w.dumps(lane).encode())
+    (base / "qwend.toml").write_bytes(tomli_w.dumps(main).encode())
+    return base / "qwend.toml", f"http://{console}"
+
+
+@pytest.fixture
+async def demo(tmp_path: Path) -> AsyncIterator[tuple[DaemonProc, str]]:
+    config, url = demo_config(tmp_path)
+    scripts = str(Path(sys.executable).parent)  # qwend-sim, as `qwend --demo` finds it
+    env = {"PATH": f"{scripts}:/usr/bin:/bin", "QWEND_SIM_STATE_DIR": str(tmp_path / "sim")}
+    async with run_daemon(config, env=env) as daemon:
+        await daemon.wait_lanes({"mm": "ready", "stable": "ready", "throughput": "ready"})
+        yield daemon, url
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (see .ci/run)")
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+def image_file(tmp: Path, name: str, width: int, height: int, grey: int) -> Path:
+    path = tmp / name
+    path.write_bytes(solid_png(width, height, grey))
+    return path
+
+
+async def max_tokens(page: Page, n: int) -> None:
+    """Set Max tokens in the settings panel (opened when closed)."""
+    if await page.locator("#settings").get_attribute("open") is None:
+        await page.click("#settings summary")
+    await page.fill("#max-tokens", str(n))
+    await page.dispatch_event("#max-tokens", "change")
+
+
+async def send(page: Page, text: str) -> None:
+    await page.fill("#input", text)
+    await page.click("#send")
+
+
+def last_answer(page: Page) -> Locator:
+    return page.locator("article.msg.assistant").last
+
+
+async def wait_answered(page: Page) -> None:
+    await expect(page.locator("#send")).to_be_visible(timeout=60_000)
+    await expect(last_answer(page).locator(".stats")).to_be_visible()
+
+
+async def stat(page: Page, name: str) -> str:
+    return await last_answer(page).locator(f'[data-stat="{name}"] .stat-value').inner_text()
+
+
+async def test_the_console_in_chromium(
+    demo: tuple[DaemonProc, str], browser: Browser, tmp_path: Path
+) -> None:
+    _daemon, url = demo
+    context = await browser.new_context(viewport={"width": 1280, "height": 860})
+    page = await context.new_page()
+    problems: list[str] = []
+    dialogs: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None
+        ),
+    )
+
+    async def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(f"{dialog.type}: {dialog.message}")
+        await dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    await page.goto(url + "/")
+    await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    options = await page.locator("#target option").evaluate_all("os => os.map(o => o.value)")
+    assert options == ["router", "role:multimodal", "role:stable", "role:throughput"]
+
+    # 1. A streamed answer: tokens arrive one after another, then the statistics.
+    await max_tokens(page, 40)
+    await send(page, "Tell me how the lanes share the NPUs.")
+    content = last_answer(page).locator(".content")
+    await expect(page.locator("#stop")).to_be_visible()
+    await expect(content).not_to_be_empty(timeout=30_000)
+    partial = await content.inner_text()
+    await wait_answered(page)
+    final = await content.inner_text()
+    assert partial and len(final) > len(partial) and final.startswith(partial[:8])
+    assert re.fullmatch(r"\d+ ms", await stat(page, "TTFT"))
+    assert float(await stat(page, "tok/s")) > 0
+    assert int(await stat(page, "output")) == 40
+    assert int(await stat(page, "prompt")) > 0
+    assert await stat(page, "KV cached") == "n/a"  # the sim reports no cached tokens
+    assert await stat(page, "lane") in ("stable", "throughput")
+
+    # 2. Two images in one turn (one larger than the limit: scaled down in the browser).
+    await page.set_input_files(
+        "#file-input",
+        [
+            image_file(tmp_path, "wide.png", 3000, 1200, 90),
+            image_file(tmp_path, "small.png", 320, 240, 200),
+        ],
+    )
+    await expect(page.locator("#attachments .chip")).to_have_count(2)
+    assert await page.locator(".chip-size").all_inner_texts() == ["1536×614", "320×240"]
+    await send(page, "What colours are these two pictures?")
+    await wait_answered(page)
+    await expect(page.locator("article.msg.user").last.locator("img")).to_have_count(2)
+    assert await stat(page, "lane") == "mm"
+
+    # 3. Model output with HTML and a script is shown as text, never run.
+    await page.click("#new-session")
+    await expect(page.locator("#sessions li")).to_have_count(2)
+    await send(page, "/echo " + XSS)
+    await wait_answered(page)
+    answer = last_answer(page).locator(".content")
+    text = await answer.inner_text()
+    assert "<img src=x onerror=alert(1)>" in text and "<script>alert(2)</script>" in text
+    assert await answer.locator("strong").inner_text() == "this is bold"  # markdown still works
+    assert await page.locator("#chat img[src='x'], #chat script").count() == 0
+    assert dialogs == []
+
+    # 4. Sessions: switch back to the first and find its conversation, then return.
+    await page.locator("#sessions .session-button").nth(1).click()
+    await expect(page.locator("#chat")).to_contain_text("Tell me how the lanes share the NPUs.")
+    await expect(page.locator("article.msg.user")).to_have_count(2)
+    await page.locator("#sessions .session-button").nth(0).click()
+    await expect(page.locator("#chat")).to_contain_text("<script>alert(2)</script>")
+
+    # 5. Stop: an answer cut short says so.
+    await max_tokens(page, 2000)
+    await send(page, "Write a long essay about schedulers.")
+    await expect(last_answer(page).locator(".content")).not_to_be_empty(timeout=30_000)
+    await page.click("#stop")
+    await expect(last_answer(page).locator(".error")).to_have_text("Stopped.")
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.locator("#sessions .session-button").nth(1).click()
+    await page.click("#settings summary")  # closed again: the chat gets the room
+    await page.screenshot(path=SHOTS / "console-desktop.png", full_page=True)
+    await page.emulate_media(color_scheme="dark")
+    await page.screenshot(path=SHOTS / "console-desktop-dark.png", full_page=True)
+    await page.emulate_media(color_scheme="light")
+
+    # 6. Phone width: nothing overflows sideways, the sessions drawer opens, chat works.
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await expect(page.locator("#toggle-sidebar")).to_be_visible()
+    await expect(page.locator("#sidebar")).not_to_be_in_viewport()
+    await max_tokens(page, 24)
+    await page.click("#settings summary")
+    await send(page, "And on a phone?")
+    await wait_answered(page)
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390
+    await page.screenshot(path=SHOTS / "console-phone.png", full_page=True)
+    await page.emulate_media(reduced_motion="reduce")  # no slide-in animation to wait for
+    await page.click("#toggle-sidebar")
+    await expect(page.locator("#sidebar")).to_be_in_viewport(ratio=1)
+    await page.screenshot(path=SHOTS / "console-phone-sessions.png", full_page=True)
+
+    assert problems == [] and dialogs == []
+    print(f"\nconsole screenshots: {SHOTS}/console-*.png")
+    await context.close()
