@@ -7,10 +7,14 @@ words), 1.3 per Latin word, one per digit (digits are split one by one) and abou
 per punctuation mark. Those weights are a prior; every observed ``usage.prompt_tokens``
 moves them towards what the lane really counts (normalised least mean squares, the
 textbook online linear regression), so estimates converge on the lane's tokenizer.
+Counts are rounded up and carry a safety margin that follows the estimator's recent
+worst shortfall, so a budget stated in the lane's tokens holds although counts are
+estimates.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,9 +54,16 @@ PRIOR_WEIGHTS = {
 """Tokens per unit before any observation (Qwen's tokenizer on typical chat text)."""
 
 LONG_WORD_CHARS = 6
-"""A Latin word costs one ``long_word`` unit per this many characters beyond the first six."""
+"""A Latin word longer than this costs one ``long_word`` unit per further started six
+characters (long words split into several tokens)."""
 LEARNING_RATE = 0.5
 """NLMS step: 1 would fit each observation exactly, forgetting the ones before."""
+INITIAL_MARGIN = 0.10
+"""Estimates are inflated by a safety margin so that a budget in real tokens holds: 10 %
+until observations show how far off the estimator really is."""
+MIN_MARGIN = 0.02
+MARGIN_DECAY = 0.9
+"""Each observation lets the margin shrink by this factor towards the latest shortfall."""
 WEIGHT_BOUNDS = (0.2, 5.0)
 """A learned weight stays within these multiples of its prior (one odd reply cannot wreck it)."""
 
@@ -60,9 +71,10 @@ _CJK = (
     r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
     r"\U00020000-\U0002fa1f"
 )
-_UNITS = re.compile(
-    rf"(?P<cjk>[{_CJK}])|(?P<digit>\d)|(?P<word>[^\W\d_{_CJK}]+)|(?P<punct>[^\w\s])"
-)
+_CJK_CHAR = re.compile(f"[{_CJK}]")
+_DIGIT = re.compile(r"\d")
+_WORD = re.compile(rf"[^\W\d_{_CJK}]+")
+_PUNCT = re.compile(r"[^\w\s]")
 
 
 @dataclass(frozen=True)
@@ -78,29 +90,32 @@ class Features:
     message: int = 0
 
     def vector(self) -> tuple[float, ...]:
-        return tuple(float(getattr(self, name)) for name in FEATURES)
+        """The counts in ``FEATURES`` order."""
+        return (
+            float(self.cjk),
+            float(self.word),
+            float(self.long_word),
+            float(self.digit),
+            float(self.punct),
+            float(self.image),
+            float(self.message),
+        )
 
     def __add__(self, other: Features) -> Features:
         return Features(**{name: getattr(self, name) + getattr(other, name) for name in FEATURES})
 
 
 def text_features(text: str) -> Features:
-    """Count the units of ``text``."""
-    cjk = word = long_word = digit = punct = 0
-    for match in _UNITS.finditer(text):
-        kind = match.lastgroup
-        if kind == "cjk":
-            cjk += 1
-        elif kind == "digit":
-            digit += 1
-        elif kind == "word":
-            word += 1
-            long_word += max(0, len(match.group()) - LONG_WORD_CHARS) // LONG_WORD_CHARS + (
-                1 if len(match.group()) > LONG_WORD_CHARS else 0
-            )
-        else:
-            punct += 1
-    return Features(cjk=cjk, word=word, long_word=long_word, digit=digit, punct=punct)
+    """Count the units of ``text`` (one C-level scan per kind: this runs per sentence)."""
+    words = _WORD.findall(text)
+    long_word = sum((len(w) - 1) // LONG_WORD_CHARS for w in words if len(w) > LONG_WORD_CHARS)
+    return Features(
+        cjk=len(_CJK_CHAR.findall(text)),
+        word=len(words),
+        long_word=long_word,
+        digit=len(_DIGIT.findall(text)),
+        punct=len(_PUNCT.findall(text)),
+    )
 
 
 def message_features(message: Mapping[str, Any]) -> Features:
@@ -135,6 +150,7 @@ class EstimatingCounter:
                 raise ValueError(f"unknown estimator weights {sorted(unknown)}; know {FEATURES}")
             self._weights.update(weights)
         self.observations = 0
+        self._margin = INITIAL_MARGIN
 
     @property
     def weights(self) -> Mapping[str, float]:
@@ -142,16 +158,34 @@ class EstimatingCounter:
         return dict(self._weights)
 
     def _estimate(self, features: Features) -> float:
-        return sum(
-            self._weights[name] * value
-            for name, value in zip(FEATURES, features.vector(), strict=True)
+        w = self._weights
+        return (
+            w["cjk"] * features.cjk
+            + w["word"] * features.word
+            + w["long_word"] * features.long_word
+            + w["digit"] * features.digit
+            + w["punct"] * features.punct
+            + w["image"] * features.image
+            + w["message"] * features.message
         )
 
+    @property
+    def margin(self) -> float:
+        """Share by which counts exceed the plain estimate (the recent worst shortfall)."""
+        return self._margin
+
+    def estimate(self, messages: Sequence[Mapping[str, Any]]) -> float:
+        """Plain estimate of a message list's prompt tokens, without the safety margin."""
+        features = Features()
+        for message in messages:
+            features = features + message_features(message)
+        return REPLY_PRIMER_TOKENS + self._estimate(features)
+
     def count(self, text: str) -> int:
-        return round(self._estimate(text_features(text)))
+        return math.ceil(self._estimate(text_features(text)) * (1.0 + self._margin))
 
     def count_message(self, message: Mapping[str, Any]) -> int:
-        return round(self._estimate(message_features(message)))
+        return math.ceil(self._estimate(message_features(message)) * (1.0 + self._margin))
 
     def observe(self, messages: Sequence[Mapping[str, Any]], prompt_tokens: int) -> None:
         if prompt_tokens <= 0 or not messages:
@@ -162,6 +196,8 @@ class EstimatingCounter:
         x = features.vector()
         target = prompt_tokens - REPLY_PRIMER_TOKENS
         error = target - self._estimate(features)
+        shortfall = max(0.0, error / target) if target > 0 else 0.0
+        self._margin = max(MIN_MARGIN, shortfall * 1.25, self._margin * MARGIN_DECAY)
         # Scale each step by the prior so that weights of very different sizes (an image is
         # hundreds of tokens, a digit one) learn at the same relative pace.
         scaled = [xi * PRIOR_WEIGHTS[name] for name, xi in zip(FEATURES, x, strict=True)]

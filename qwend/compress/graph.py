@@ -18,12 +18,14 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from qwend.compress.pagerank import pagerank
+from qwend.compress.pagerank import pagerank_factored
 
 BM25_K1 = 1.2
 BM25_B = 0.75
 TERMS_PER_SENTENCE = 12
 """Only a sentence's most specific terms link it (keeps the graph sparse and topical)."""
+SCORE_TOLERANCE = 1e-4
+"""L1 change at which the walk stops: ranks are settled long before the digits are."""
 RECENT_SHARE = 0.5
 """Share of the random jumps that land on sentences of the recent turns."""
 
@@ -53,14 +55,6 @@ def bm25_weights(
     return weights
 
 
-def similarity(a: dict[str, float], b: dict[str, float]) -> float:
-    """Cosine similarity of two BM25 vectors (what the factored walk approximates)."""
-    dot = sum(w * b[t] for t, w in a.items() if t in b)
-    if not dot:
-        return 0.0
-    return dot / math.sqrt(sum(w * w for w in a.values()) * sum(w * w for w in b.values()))
-
-
 def sentence_scores(
     term_lists: Sequence[Sequence[str]], recent: Sequence[bool]
 ) -> tuple[list[float], dict[str, float]]:
@@ -80,21 +74,18 @@ def sentence_scores(
     # A term in one sentence links nothing; one in most sentences says nothing.
     linking = {t for t, d in df.items() if 1 < d <= max(2, n // 4)}
     term_node: dict[str, int] = {}
-    adjacency: list[list[tuple[int, float]]] = [[] for _ in range(n)]
-    for i, w in enumerate(weights):
+    links: list[list[tuple[int, float]]] = []
+    for w in weights:
         top = sorted((t for t in w if t in linking), key=lambda t: (-w[t], t))
-        for t in top[:TERMS_PER_SENTENCE]:
-            node = term_node.setdefault(t, n + len(term_node))
-            if node == len(adjacency):
-                adjacency.append([])
-            adjacency[i].append((node, w[t]))
-            adjacency[node].append((i, w[t]))
+        links.append(
+            [(term_node.setdefault(t, len(term_node)), w[t]) for t in top[:TERMS_PER_SENTENCE]]
+        )
     # Specific sentences (rare terms on average, not merely long ones) jump-start the walk;
     # half of all jumps land on the recent turns, the conversation's current topic.
     specific = [sum(idf[t] for t in w) / math.sqrt(len(w)) if w else 0.0 for w in weights]
-    prior = _split_mass(specific, recent)
-    prior.extend(0.0 for _ in term_node)
-    ranked = pagerank(adjacency, prior, tolerance=1e-5)[:n]
+    ranked = pagerank_factored(
+        links, len(term_node), _split_mass(specific, recent), tolerance=SCORE_TOLERANCE
+    )
     total = sum(ranked) or 1.0
     return [r * n / total for r in ranked], idf
 

@@ -9,6 +9,7 @@ import pytest
 
 from qwend.compress.counting import (
     FEATURES,
+    INITIAL_MARGIN,
     PRIOR_WEIGHTS,
     EstimatingCounter,
     TokenCounter,
@@ -31,14 +32,15 @@ def test_units_by_script() -> None:
 def test_messages_count_images_and_template_overhead() -> None:
     counter = EstimatingCounter()
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}
-    plain = counter.count_message({"role": "user", "content": "hi"})
-    with_image = counter.count_message(
-        {"role": "user", "content": [{"type": "text", "text": "hi"}, image]}
+    plain = [{"role": "user", "content": "hi"}]
+    with_image = [{"role": "user", "content": [{"type": "text", "text": "hi"}, image]}]
+    assert counter.estimate(with_image) - counter.estimate(plain) == pytest.approx(256.0)
+    assert counter.estimate(plain) == (
+        REPLY_PRIMER_TOKENS + PRIOR_WEIGHTS["message"] + PRIOR_WEIGHTS["word"]
     )
-    assert with_image - plain == PRIOR_WEIGHTS["image"]
-    assert count_messages(counter, [{"role": "user", "content": "hi"}]) == (
-        plain + REPLY_PRIMER_TOKENS
-    )
+    # Counts are the estimate plus the safety margin, rounded up.
+    assert count_messages(counter, plain) == REPLY_PRIMER_TOKENS + counter.count_message(plain[0])
+    assert counter.count_message(plain[0]) == 6  # ceil((4 + 1.15) * 1.10)
 
 
 def test_is_a_token_counter() -> None:
@@ -86,7 +88,7 @@ def relative_error(counter: EstimatingCounter, lane: HiddenTokenizer, rng: rando
     for _ in range(50):
         messages = sample(rng)
         truth = lane.prompt_tokens(messages)
-        errors.append(abs(count_messages(counter, messages) - truth) / truth)
+        errors.append(abs(counter.estimate(messages) - truth) / truth)
     return sum(errors) / len(errors)
 
 
@@ -103,6 +105,22 @@ def test_observed_prompt_sizes_correct_the_estimate() -> None:
     assert after < 0.03, (before, after, counter.weights)
     assert counter.observations == 300
     assert counter.weights["cjk"] == pytest.approx(1.1, rel=0.1)
+
+
+def test_counts_stay_above_the_truth_and_the_margin_follows_the_error() -> None:
+    rng = random.Random(8)
+    lane = HiddenTokenizer()
+    counter = EstimatingCounter()
+    under = 0
+    for _ in range(400):
+        messages = sample(rng)
+        truth = lane.prompt_tokens(messages)
+        under += count_messages(counter, messages) < truth
+        counter.observe(messages, truth)
+    assert under <= 20, f"{under} of 400 counts were below the lane's"
+    assert counter.margin < INITIAL_MARGIN
+    fresh = [sample(rng) for _ in range(100)]
+    assert all(count_messages(counter, m) >= lane.prompt_tokens(m) for m in fresh)
 
 
 def test_one_absurd_observation_cannot_wreck_the_weights() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qwend.compress.pagerank import pagerank
+from qwend.compress.pagerank import pagerank, pagerank_factored
 
 
 def test_a_cycle_is_uniform() -> None:
@@ -67,3 +67,23 @@ def test_bad_inputs_are_refused() -> None:
         pagerank([[]], [1.0, 2.0])
     with pytest.raises(ValueError, match="negative"):
         pagerank([[]], [-1.0])
+
+
+def test_the_factored_walk_is_pagerank_on_the_similarity_graph() -> None:
+    # Three sentences over two terms; the explicit graph has edge i -> j of weight
+    # sum over terms h of (w_ih / W_i) * (w_jh / H_h), self-loops included.
+    links = [[(0, 2.0), (1, 1.0)], [(0, 1.0)], [(1, 3.0)], []]
+    hub_total = [3.0, 4.0]
+    explicit = []
+    for edges in links:
+        total = sum(w for _, w in edges)
+        row: dict[int, float] = {}
+        for h, w in edges:
+            for j, other in enumerate(links):
+                for h2, w2 in other:
+                    if h2 == h:
+                        row[j] = row.get(j, 0.0) + (w / total) * (w2 / hub_total[h])
+        explicit.append(sorted(row.items()))
+    prior = [1.0, 2.0, 3.0, 4.0]
+    expected = pagerank(explicit, prior, tolerance=1e-13)
+    assert pagerank_factored(links, 2, prior, tolerance=1e-13) == pytest.approx(expected, abs=1e-9)
