@@ -50,6 +50,7 @@ from qwend.daemon.systemd import (
 from qwend.daemon.wiring import Services, build_services, control_app
 from qwend.errors import ConfigError, QwendError
 from qwend.logs import LogFormat, configure_logging, get_logger
+from qwend.public.history import HistoryCompressor
 from qwend.public.keyfile import KeySet
 from qwend.public.keys import read_api_keys
 from qwend.supervisor.reload import ReloadReport
@@ -137,11 +138,14 @@ class Daemon:
         try:
             limits = connection_limits(config)
             await self._listeners.open_router(services.router_app, config.router.listen, limits)
+            # One session memory for the console and every endpoint: a conversation keeps
+            # its compressed turns whichever of them it goes through.
+            history = HistoryCompressor(services.router.forwarding.upstream, config.public)
             await self._listeners.open_public(
-                config.public, services.router, services.api_keys, limits
+                config.public, services.router, services.api_keys, limits, history
             )
             await self._listeners.open_console(
-                config.public, services.router, services.api_keys, limits
+                config.public, services.router, services.api_keys, limits, history
             )
             await self._listeners.open_control(control, config.daemon)
             await services.monitor.start()

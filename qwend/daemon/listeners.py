@@ -120,14 +120,22 @@ class Listeners:
         log.info("router listening", address=str(listen))
 
     async def open_public(
-        self, public: PublicConfig, router: Router, keys: ApiKeys, limits: ListenerLimits
+        self,
+        public: PublicConfig,
+        router: Router,
+        keys: ApiKeys,
+        limits: ListenerLimits,
+        history: HistoryHook | None = None,
     ) -> None:
         """One listener per ``[[public.endpoints]]``, each handing requests to the router.
 
         Every endpoint checks the same ``keys``: a reload swaps the key set inside it.
+        ``history``: compresses chat histories when an endpoint or a request asks.
         """
         for endpoint in public.endpoints:
-            app = make_public_app(endpoint, router, keys, body_timeout_s=limits.body_timeout_s)
+            app = make_public_app(
+                endpoint, router, keys, body_timeout_s=limits.body_timeout_s, history=history
+            )
             listen = endpoint.listen
             runner = await _serve_tcp(
                 app,
@@ -144,6 +152,7 @@ class Listeners:
                 address=str(listen),
                 target=endpoint.target,
                 api_keys=keys.enabled,
+                compress=endpoint.compress,
             )
 
     async def open_console(

@@ -36,6 +36,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SHOTS = REPO / "build" / "screenshots"
+HISTORY_BUDGET = 2500
+TOPICS = ("scheduler", "KV cache", "NPU memory", "tokenizer", "router", "promotion")
 XSS = "Look: <img src=x onerror=alert(1)> and <script>alert(2)</script> but **this is bold**."
 
 
@@ -50,7 +52,12 @@ def demo_config(base: Path) -> tuple[Path, str]:
     }
     main["router"]["listen"] = f"127.0.0.1:{free_port()}"
     console = f"127.0.0.1:{free_port()}"
-    main["public"] = {"console_listen": console}
+    # A small history budget, so a few long messages show compression at work.
+    main["public"] = {
+        "console_listen": console,
+        "history_budget_tokens": HISTORY_BUDGET,
+        "keep_recent_turns": 2,
+    }
     main["monitor"] = {"enabled": False}
     (base / "lanes.d").mkdir(parents=True)
     ports: dict[int, int] = {}
@@ -97,6 +104,21 @@ async def max_tokens(page: Page, n: int) -> None:
         await page.click("#settings summary")
     await page.fill("#max-tokens", str(n))
     await page.dispatch_event("#max-tokens", "change")
+
+
+def long_message(n: int) -> str:
+    """About 1,000 tokens of distinct sentences."""
+    return " ".join(
+        f"Note {n}.{j}: the {TOPICS[(n + j) % len(TOPICS)]} team measured {n * 31 + j} units"
+        f" on lane {j % 3} while the {TOPICS[j % len(TOPICS)]} stayed within budget."
+        for j in range(40)
+    )
+
+
+async def close_settings(page: Page) -> None:
+    """Fold the settings panel away (the chat gets the room)."""
+    if await page.locator("#settings").get_attribute("open") is not None:
+        await page.click("#settings summary")
 
 
 async def send(page: Page, text: str) -> None:
@@ -194,6 +216,27 @@ async def test_the_console_in_chromium(
     await page.locator("#sessions .session-button").nth(0).click()
     await expect(page.locator("#chat")).to_contain_text("<script>alert(2)</script>")
 
+    # 4b. A long conversation: older turns compressed, the badge shows what was dropped.
+    await page.click("#new-session")
+    await max_tokens(page, 16)
+    for n in range(3):
+        await send(page, long_message(n))
+        await wait_answered(page)
+    badge = last_answer(page).locator(".compression summary")
+    await expect(badge).to_have_text(re.compile(r"history compressed \d+ → \d+ tokens"))
+    before, after = map(int, re.findall(r"\d+", await badge.inner_text()))
+    assert before > HISTORY_BUDGET >= after
+    assert int(await stat(page, "prompt")) <= HISTORY_BUDGET  # the lane's own count
+    await close_settings(page)
+    await badge.click()
+    report = last_answer(page).locator(".compression-body")
+    await expect(report.locator(".turn").first).to_be_visible()
+    assert await report.locator(".sentences.dropped li").count() > 0
+    assert await report.locator(".sentences.kept li").count() > 0
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=SHOTS / "console-compression.png", full_page=True)
+    await page.locator("#sessions .session-button").nth(1).click()
+
     # 5. Stop: an answer cut short says so.
     await max_tokens(page, 2000)
     await send(page, "Write a long essay about schedulers.")
@@ -201,9 +244,8 @@ async def test_the_console_in_chromium(
     await page.click("#stop")
     await expect(last_answer(page).locator(".error")).to_have_text("Stopped.")
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.locator("#sessions .session-button").nth(1).click()
-    await page.click("#settings summary")  # closed again: the chat gets the room
+    await page.locator("#sessions .session-button").nth(2).click()
+    await close_settings(page)  # closed again: the chat gets the room
     await page.screenshot(path=SHOTS / "console-desktop.png", full_page=True)
     await page.emulate_media(color_scheme="dark")
     await page.screenshot(path=SHOTS / "console-desktop-dark.png", full_page=True)
@@ -214,7 +256,7 @@ async def test_the_console_in_chromium(
     await expect(page.locator("#toggle-sidebar")).to_be_visible()
     await expect(page.locator("#sidebar")).not_to_be_in_viewport()
     await max_tokens(page, 24)
-    await page.click("#settings summary")
+    await close_settings(page)
     await send(page, "And on a phone?")
     await wait_answered(page)
     width = await page.evaluate("document.documentElement.scrollWidth")

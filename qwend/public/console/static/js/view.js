@@ -77,6 +77,7 @@ export function compressionBadge(stats, loadReport) {
     const changed = report.turns.filter((t) => !t.verbatim && t.dropped.length);
     body.append(el("p", "muted", `Budget ${report.budget} tokens; ${changed.length} older turns shortened, recent turns and the system prompt kept verbatim.`));
     for (const turn of report.turns) if (!turn.verbatim) body.append(turnReport(turn));
+    body.scrollIntoView({ block: "nearest" });
   });
   return details;
 }
