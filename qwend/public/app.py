@@ -32,8 +32,10 @@ from qwend.public.historyplan import (
     COMPRESS_HEADER,
     COMPRESSED_HEADER,
     SESSION_HEADER,
+    Compressed,
     HistoryHook,
     HistoryRefused,
+    prompt_tokens_of,
 )
 from qwend.public.keyfile import ApiKey
 from qwend.public.keys import ApiKeys
@@ -86,6 +88,8 @@ CALLER_KEY: web.RequestKey[ApiKey] = web.RequestKey("qwend_api_key", ApiKey)
 """The API key a request was authenticated with (absent when keys are off)."""
 COMPRESSED_KEY: web.RequestKey[str] = web.RequestKey("qwend_compressed", str)
 """The ``X-Qwend-Compressed`` value of a request whose history was compressed."""
+OUTCOME_KEY: web.RequestKey[Compressed] = web.RequestKey("qwend_compression")
+"""What history compression did to the request (the lane's count is fed back to it)."""
 
 
 def _unauthorized(missing: bool) -> web.Response:
@@ -178,7 +182,9 @@ async def _complete(request: web.Request, path: str, classify: Classifier) -> we
     if role is not None:
         summary = replace(summary, role=role)
     try:
-        return await Exchange(fwd, request, path, body, summary).run()
+        response = await Exchange(fwd, request, path, body, summary).run()
+        observe_usage(request, ctx.history, response)
+        return response
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as exc:  # the boundary: never a crash, always an OpenAI error
@@ -212,7 +218,24 @@ async def _compress(
     if outcome is None:
         return body
     request[COMPRESSED_KEY] = outcome.header
+    request[OUTCOME_KEY] = outcome
     return json.dumps(outcome.doc, ensure_ascii=False).encode("utf-8")
+
+
+def observe_usage(
+    request: web.Request, history: HistoryHook | None, response: web.StreamResponse
+) -> None:
+    """A whole answer to a compressed request: its prompt tokens train the estimator.
+
+    (A streamed answer has gone to the client by now; its usage is not read here.)
+    """
+    outcome = request.get(OUTCOME_KEY)
+    if history is None or outcome is None or response.status != 200:
+        return
+    if isinstance(response, web.Response) and isinstance(response.body, bytes):
+        tokens = prompt_tokens_of(response.body)
+        if tokens is not None:
+            history.observe(outcome, tokens)
 
 
 async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:

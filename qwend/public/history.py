@@ -30,6 +30,7 @@ from qwend.public.historyplan import (
     COMPRESS_HEADER,
     COMPRESSED_HEADER,
     SESSION_HEADER,
+    Compressed,
     HistoryRefused,
     budget_for,
     parse_mode,
@@ -70,6 +71,8 @@ class Outcome:
     header: str
     """``X-Qwend-Compressed`` value."""
     result: CompressionResult
+    counter: LaneCounter
+    """The counter the compression used (it learns from the lane's answer)."""
 
 
 def header_value(result: CompressionResult) -> str:
@@ -153,6 +156,8 @@ class HistoryCompressor:
         self._lanes: dict[str, _LaneInfo] = {}
         self._counters: dict[str, LaneCounter] = {}
         self._fallback = LaneCounter()
+        self.observed = 0
+        """Answers whose ``usage.prompt_tokens`` corrected the estimator."""
 
     def report(self, session: str) -> dict[str, object] | None:
         """The last compression report of ``session``, if remembered."""
@@ -201,7 +206,15 @@ class HistoryCompressor:
         )
         if key is not None:
             self._remember(key, result, report_doc(result, budget))
-        return Outcome({**doc, "messages": list(result.messages)}, header_value(result), result)
+        return Outcome(
+            {**doc, "messages": list(result.messages)}, header_value(result), result, counter
+        )
+
+    def observe(self, outcome: Compressed, prompt_tokens: int) -> None:
+        """Correct the estimator with what the lane counted for a compressed request."""
+        if isinstance(outcome, Outcome):
+            outcome.counter.observe(outcome.result.messages, prompt_tokens)
+            self.observed += 1
 
     def _remember(self, session: str, result: CompressionResult, doc: dict[str, object]) -> None:
         self._sessions[session] = (result, doc)

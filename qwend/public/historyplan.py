@@ -9,6 +9,7 @@ says what was done in ``X-Qwend-Compressed: BEFORE->AFTER`` (prompt tokens).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -110,3 +111,18 @@ class HistoryHook(Protocol):
     def report(self, session: str) -> dict[str, object] | None:
         """What the last compression of ``session`` kept and dropped."""
         ...
+
+    def observe(self, outcome: Compressed, prompt_tokens: int) -> None:
+        """The lane counted ``prompt_tokens`` for the compressed request: learn from it."""
+        ...
+
+
+def prompt_tokens_of(body: bytes) -> int | None:
+    """``usage.prompt_tokens`` of a whole (non-streamed) answer, if it has one."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    usage = doc.get("usage") if isinstance(doc, dict) else None
+    tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    return tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None

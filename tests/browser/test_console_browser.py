@@ -7,6 +7,7 @@ Run with ``make browser``. Screenshots (desktop, dark, phone) are written to
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -106,6 +107,22 @@ async def max_tokens(page: Page, n: int) -> None:
     await page.dispatch_event("#max-tokens", "change")
 
 
+DROP_AND_PASTE = """async () => {
+  const canvas = document.createElement("canvas");
+  canvas.width = 40; canvas.height = 30;
+  const blob = await new Promise((done) => canvas.toBlob(done, "image/png"));
+  const file = (name) => new File([blob], name, { type: "image/png" });
+  const dropped = new DataTransfer();
+  dropped.items.add(file("dropped.png"));
+  document.querySelector(".main").dispatchEvent(
+    new DragEvent("drop", { dataTransfer: dropped, bubbles: true, cancelable: true }));
+  const pasted = new DataTransfer();
+  pasted.items.add(file("pasted.png"));
+  document.getElementById("input").dispatchEvent(
+    new ClipboardEvent("paste", { clipboardData: pasted, bubbles: true, cancelable: true }));
+}"""
+
+
 def long_message(n: int) -> str:
     """About 1,000 tokens of distinct sentences."""
     return " ".join(
@@ -197,6 +214,13 @@ async def test_the_console_in_chromium(
     await expect(page.locator("article.msg.user").last.locator("img")).to_have_count(2)
     assert await stat(page, "lane") == "mm"
 
+    # 2b. Dropping and pasting images attaches them too (events built in the page).
+    await page.evaluate(DROP_AND_PASTE)
+    await expect(page.locator("#attachments .chip")).to_have_count(2)
+    await page.locator(".chip-remove").first.click()
+    await page.locator(".chip-remove").first.click()
+    await expect(page.locator("#attachments")).to_be_hidden()
+
     # 3. Model output with HTML and a script is shown as text, never run.
     await page.click("#new-session")
     await expect(page.locator("#sessions li")).to_have_count(2)
@@ -235,6 +259,15 @@ async def test_the_console_in_chromium(
     assert await report.locator(".sentences.kept li").count() > 0
     SHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=SHOTS / "console-compression.png", full_page=True)
+
+    # 4c. Export: the session as a JSON document.
+    async with page.expect_download() as download_info:
+        await page.click("#export-session")
+    download = await download_info.value
+    exported = json.loads(Path(await download.path()).read_text())
+    assert exported["format"] == "qwend-console-session"
+    assert len(exported["session"]["messages"]) == 6
+
     await page.locator("#sessions .session-button").nth(1).click()
 
     # 5. Stop: an answer cut short says so.

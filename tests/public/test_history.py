@@ -41,13 +41,15 @@ def history(turns: int) -> list[dict[str, Any]]:
 
 @contextlib.asynccontextmanager
 async def stack(
-    lane: SimLaneProcess, public: PublicConfig
+    lane: SimLaneProcess, public: PublicConfig, seen: list[HistoryCompressor] | None = None
 ) -> AsyncIterator[tuple[str, dict[str, str]]]:
     """A router on the sim lane; the console and one ``compress = true`` public endpoint."""
     table = LaneTable()
     table.replace((routable("stable", lane.base_url, "stable"),))
     async with run_router(table) as handle:
         history = HistoryCompressor(handle.router.forwarding.upstream, public)
+        if seen is not None:
+            seen.append(history)
         console = make_console_app(public, handle.router, None, history)
         endpoint = PublicEndpoint(ListenAddress("127.0.0.1", 0), "router", compress=True)
         api = make_public_app(endpoint, handle.router, None, history=history)
@@ -129,11 +131,13 @@ async def test_a_public_endpoint_compresses_when_configured_or_asked(
 ) -> None:
     lane = sim_lane(time_scale=50)
     public = PublicConfig(history_budget_tokens=800)
-    async with stack(lane, public) as (_url, urls):
+    seen: list[HistoryCompressor] = []
+    async with stack(lane, public, seen) as (_url, urls):
         api = urls["api"]
         status, headers, doc = await post(api, history(20), {})
         assert status == 200
         assert "X-Qwend-Compressed" in headers and doc["usage"]["prompt_tokens"] <= 800
+        assert seen[0].observed == 1  # the lane's count went back into the estimator
         status, headers, doc = await post(api, history(20), {"X-Qwend-Compress": "off"})
         assert status == 200 and "X-Qwend-Compressed" not in headers
         assert doc["usage"]["prompt_tokens"] > 800

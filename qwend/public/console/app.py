@@ -26,7 +26,7 @@ from aiohttp.typedefs import Handler
 from qwend import __version__, jsonbody
 from qwend.config.model import PublicConfig
 from qwend.logs import get_logger
-from qwend.public.app import CALLER_KEY
+from qwend.public.app import CALLER_KEY, OUTCOME_KEY, observe_usage
 from qwend.public.console.assets import Asset, load_assets
 from qwend.public.console.images import ImageRefused, check_images
 from qwend.public.historyplan import (
@@ -266,6 +266,7 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         if outcome is not None:
             body = json.dumps(outcome.doc, ensure_ascii=False).encode("utf-8")
             request[NOTE_KEY] = outcome.header
+            request[OUTCOME_KEY] = outcome
     summary = await parse_request(fwd, body, classify_chat)
     if isinstance(summary, web.Response):
         return summary
@@ -280,7 +281,9 @@ async def _chat(request: web.Request) -> web.StreamResponse:
     if role is not None:
         summary = replace(summary, role=role)
     try:
-        return await Exchange(fwd, request, "/v1/chat/completions", body, summary).run()
+        response = await Exchange(fwd, request, "/v1/chat/completions", body, summary).run()
+        observe_usage(request, ctx.history, response)
+        return response
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as exc:  # the boundary: never a crash, always an OpenAI error
