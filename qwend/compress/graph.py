@@ -27,7 +27,7 @@ TERMS_PER_SENTENCE = 12
 SCORE_TOLERANCE = 1e-4
 """L1 change at which the walk stops: ranks are settled long before the digits are."""
 SPECIFICITY_SHARE = 0.5
-"""Weight of a sentence's specificity (mean IDF) next to its PageRank centrality."""
+"""Weight of a sentence's information (squared IDF mass) next to its PageRank centrality."""
 RECENT_SHARE = 0.5
 """Share of the random jumps that land on sentences of the recent turns."""
 
@@ -82,7 +82,8 @@ def sentence_scores(
         links.append(
             [(term_node.setdefault(t, len(term_node)), w[t]) for t in top[:TERMS_PER_SENTENCE]]
         )
-    # A sentence's information is the IDF mass of its distinct terms: per token (how the
+    # A sentence's information is the squared IDF mass of its distinct terms (squared: one
+    # rare name or number outweighs several everyday words); per token (how the
     # planner ranks), rare names and numbers are dense and template chatter is thin.
     # Informative sentences jump-start the walk; half of all jumps land on the recent
     # turns, the conversation's current topic.

@@ -34,9 +34,11 @@ from qwend.tokens import REPLY_PRIMER_TOKENS
 REPLAN_HEADROOM = 0.75
 """Share of the room a re-plan fills when a previous result is given (the rest absorbs
 the turns that age before the next re-plan)."""
-RESCUE_FACTOR = 3.0
+RESCUE_FACTOR = 2.0
 """A dropped sentence this many times denser in importance than the plan's bar forces a
 re-plan: the conversation has come back to it."""
+SYSTEM_ROLES = frozenset({"system", "developer"})
+"""Instructions, never compressed (``developer`` is OpenAI's newer name for ``system``)."""
 COMPRESSIBLE_ROLES = frozenset({"user", "assistant"})
 IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
 IMAGE_MARK = "[image]"
@@ -81,13 +83,13 @@ def _images(message: Mapping[str, Any]) -> int:
 
 
 def _classify(messages: Sequence[Mapping[str, Any]], keep_recent: int) -> list[_Turn]:
-    conversation = [i for i, m in enumerate(messages) if m.get("role") != "system"]
+    conversation = [i for i, m in enumerate(messages) if m.get("role") not in SYSTEM_ROLES]
     recent = set(conversation[len(conversation) - keep_recent :]) if keep_recent else set()
     turns: list[_Turn] = []
     for i, message in enumerate(messages):
         role = str(message.get("role", ""))
         content = message.get("content")
-        if role == "system":
+        if role in SYSTEM_ROLES:
             kind = "system"
         elif i in recent:
             kind = "recent"
