@@ -135,6 +135,7 @@ def allocate(
     if not growable or state.cost > target:
         return tuple(best_kept)
     rng = random.Random(seed)
+    count = len(growable)
     steps = min(MAX_STEPS, STEPS_PER_SEGMENT * len(growable))
     start = max(
         1e-6, 0.5 * (sum(s for seg in segments for s in seg.scores) / max(1, len(informative)))
@@ -144,8 +145,9 @@ def allocate(
     for _ in range(steps):
         temperature *= cooling
         before = state.value
-        t = growable[rng.randrange(len(growable))]
-        u = growable[rng.randrange(len(growable))]
+        # random() scaled is several times cheaper than randrange in this inner loop.
+        t = growable[int(rng.random() * count)]
+        u = growable[int(rng.random() * count)]
         undo: list[tuple[str, int]] = []
         if state.kept[u] > 0 and u != t:
             state.shrink(u)

@@ -11,7 +11,9 @@ as last time. Given the previous result for the same conversation, turns it alre
 compressed are compressed the same way again, and turns that have just left the recent
 window keep the same share of their text as the rest; only when that no longer fits
 is the whole older history planned anew, then to ``REPLAN_HEADROOM`` of the room, so
-that many turns pass before the next re-plan.
+that many turns pass before the next re-plan. A re-plan is also made when the
+conversation comes back to something the plan dropped (its importance, which leans
+towards what the recent turns talk about, has jumped far above the plan's bar).
 """
 
 from __future__ import annotations
@@ -29,9 +31,14 @@ from qwend.compress.sentences import Span, join_spans, split_sentences
 from qwend.compress.terms import sentence_terms
 from qwend.tokens import REPLY_PRIMER_TOKENS
 
-REPLAN_HEADROOM = 0.85
+REPLAN_HEADROOM = 0.75
 """Share of the room a re-plan fills when a previous result is given (the rest absorbs
 the turns that age before the next re-plan)."""
+RESCUE_FACTOR = 2.0
+"""A dropped sentence this many times denser in importance than the plan's bar forces a
+re-plan: the conversation has come back to it."""
+SYSTEM_ROLES = frozenset({"system", "developer"})
+"""Instructions, never compressed (``developer`` is OpenAI's newer name for ``system``)."""
 COMPRESSIBLE_ROLES = frozenset({"user", "assistant"})
 IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
 IMAGE_MARK = "[image]"
@@ -76,13 +83,13 @@ def _images(message: Mapping[str, Any]) -> int:
 
 
 def _classify(messages: Sequence[Mapping[str, Any]], keep_recent: int) -> list[_Turn]:
-    conversation = [i for i, m in enumerate(messages) if m.get("role") != "system"]
+    conversation = [i for i, m in enumerate(messages) if m.get("role") not in SYSTEM_ROLES]
     recent = set(conversation[len(conversation) - keep_recent :]) if keep_recent else set()
     turns: list[_Turn] = []
     for i, message in enumerate(messages):
         role = str(message.get("role", ""))
         content = message.get("content")
-        if role == "system":
+        if role in SYSTEM_ROLES:
             kind = "system"
         elif i in recent:
             kind = "recent"
@@ -214,17 +221,45 @@ class _Planner:
             return 0
         return self.fixed[turn.index] + sum(self.tokens[(turn.index, k)] for k in kept)
 
-    def by_ratio(self, turn: _Turn, ratio: float) -> set[int]:
-        """The best sentences of ``turn`` by importance per token, within ``ratio`` of its text."""
-        room = ratio * sum(self.tokens[(turn.index, k)] for k in range(len(turn.sentences)))
-        kept: set[int] = set()
+    def density(self, index: int, k: int) -> float:
+        return self.scores[(index, k)] / self.tokens[(index, k)]
+
+    def density_floor(self, decided: Mapping[int, set[int]]) -> float:
+        """The importance per token above which the plan behind ``decided`` keeps sentences.
+
+        Ranked by today's scores, the decided turns' sentences are walked best first until
+        as many tokens as the plan kept: the density reached there is the plan's bar.
+        """
+        ranked = sorted(
+            (
+                (self.density(i, k), self.tokens[(i, k)])
+                for i in decided
+                for k in range(len(self.turns[i].sentences))
+            ),
+            reverse=True,
+        )
+        budget = sum(self.tokens[(i, k)] for i, kept in decided.items() for k in kept)
         used = 0
-        for k in self.order[turn.index]:
-            size = self.tokens[(turn.index, k)]
-            if used + size <= room:
-                kept.add(k)
-                used += size
-        return kept
+        for density, size in ranked:
+            used += size
+            if used > budget:
+                return density
+        return 0.0
+
+    def stale(self, decided: Mapping[int, set[int]], floor: float) -> bool:
+        """True when a sentence the plan dropped now matters far more than what it kept
+        (typically: the latest turn asks about it), worth a re-plan and a cache miss."""
+        bar = RESCUE_FACTOR * floor
+        return any(
+            self.density(i, k) > bar
+            for i, kept in decided.items()
+            for k in range(len(self.turns[i].sentences))
+            if k not in kept
+        )
+
+    def above(self, turn: _Turn, floor: float) -> set[int]:
+        """The sentences of ``turn`` at least as important per token as ``floor``."""
+        return {k for k in range(len(turn.sentences)) if self.density(turn.index, k) > floor}
 
     def plan(self, target: int, seed: int) -> dict[int, set[int]]:
         counts = allocate([self.segment(t) for t in self.older], self.idf, target, seed=seed)
@@ -250,11 +285,11 @@ def _carry_over(planner: _Planner, previous: CompressionResult) -> dict[int, set
         if kept is None:
             return None
         decided[turn.index] = kept
-    older_reports = [r for r in previous.turns if not r.verbatim and r.tokens_before > 0]
-    before = sum(r.tokens_before for r in older_reports)
-    ratio = (sum(r.tokens_after for r in older_reports) / before) if before else 1.0
+    floor = planner.density_floor(decided)
+    if planner.stale(decided, floor):
+        return None
     for turn in fresh:
-        decided[turn.index] = planner.by_ratio(turn, ratio)
+        decided[turn.index] = planner.above(turn, floor)
     return decided
 
 

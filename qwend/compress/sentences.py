@@ -15,10 +15,13 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _FENCE = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n.*?(?:^[ \t]*\1[ \t]*$|\Z)", re.M | re.S)
 _TABLE = re.compile(r"(?:^[ \t]*\|[^\n]*\|[ \t]*(?:\n|\Z))+", re.M)
 _URL = re.compile(r"\b(?:https?|ftp)://[^\s<>\"'）」】，。]+|\bwww\.[^\s<>\"'）」】，。]+", re.I)
+SPLIT_CACHE_SIZE = 8192
+"""Messages whose split is remembered (a few long conversations' worth)."""
 _CJK_END = "。！？；…!?"
 _CLOSERS = "\"'”’」』）)】]》"
 # Ends a sentence: CJK terminators (no space needed), or Latin ones followed by space.
@@ -104,8 +107,13 @@ def _prose_cuts(
     return cuts
 
 
+@lru_cache(maxsize=SPLIT_CACHE_SIZE)
 def split_sentences(text: str) -> tuple[Span, ...]:
-    """Split ``text`` into sentences, code blocks and tables, in order, blanks trimmed."""
+    """Split ``text`` into sentences, code blocks and tables, in order, blanks trimmed.
+
+    Memoised: a conversation is compressed again at every request, and its older
+    messages never change.
+    """
     protected = _protected(text)
     cuts: set[int] = {0, len(text)}
     position = 0

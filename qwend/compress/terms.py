@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import itertools
 import re
+from functools import lru_cache
 
 _CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"(?P<cjk>[{_CJK}]+)|(?P<word>[^\W_{_CJK}]+)")
+TERMS_CACHE_SIZE = 65_536
+"""Sentences whose terms are remembered."""
 _CJK_STOP = frozenset("的了是在我你他她它们这那就也和与都而及着吗呢吧啊")
 STOPWORDS = frozenset(
     [
@@ -130,8 +133,9 @@ def _stem(word: str) -> str:
     return word
 
 
-def sentence_terms(text: str) -> list[str]:
-    """The index terms of ``text``, with repetitions, in order."""
+@lru_cache(maxsize=TERMS_CACHE_SIZE)
+def sentence_terms(text: str) -> tuple[str, ...]:
+    """The index terms of ``text``, with repetitions, in order (memoised, like splitting)."""
     terms: list[str] = []
     for match in _TOKEN.finditer(text):
         run = match.group()
@@ -144,4 +148,4 @@ def sentence_terms(text: str) -> list[str]:
         word = run.lower()
         if word.isdigit() or (len(word) > 1 and word not in STOPWORDS):
             terms.append(_stem(word))
-    return terms
+    return tuple(terms)

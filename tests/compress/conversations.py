@@ -31,38 +31,19 @@ FILLER = [
     "evening",
     "morning",
 ]
-ZH_FILLER = [
-    "今天",
-    "天气",
-    "很好",
-    "我们",
-    "聊了",
-    "电影",
-    "音乐",
-    "美食",
-    "旅行",
-    "计划",
-    "工作",
-    "会议",
-    "咖啡",
-    "书籍",
-    "周末",
-    "花园",
-    "晚饭",
-    "散步",
-    "早上",
-    "晚上",
-    "朋友",
-    "公园",
-    "下雨",
-    "周一",
-    "出差",
-]
+ZH_FILLER = (
+    "今天天气很好，我们去公园散步了。",
+    "晚饭以后我和朋友聊了很久的电影。",
+    "这周的会议有点多，工作计划要调整。",
+    "周末想去旅行，但是预算还没定。",
+    "早上喝了一杯咖啡，然后开始看书。",
+    "花园里的花开了，下雨以后更好看。",
+)
 
 
 def filler_sentence(rng: random.Random, chinese: bool = False) -> str:
     if chinese:
-        return "".join(rng.choice(ZH_FILLER) for _ in range(rng.randint(4, 8))) + "。"
+        return rng.choice(ZH_FILLER)
     words = [rng.choice(FILLER) for _ in range(rng.randint(6, 14))]
     return " ".join(words).capitalize() + "."
 

@@ -179,3 +179,26 @@ def test_output_is_extractive_in_order_and_never_over_budget_when_possible(
     for report in result.turns:
         if report.tokens_after:
             assert next(sent)["role"] == report.role
+
+
+def test_coming_back_to_a_dropped_fact_brings_it_back() -> None:
+    fact = "The spare key for the Korvath depot is in locker 48213."
+    messages = conversation(90, seed=12, facts={20: fact})
+    budget = Budget(count_messages(COUNTER, messages) // 8)
+    previous = compress_history(messages, budget)
+    assert fact not in previous.turns[21].kept  # this tight a budget has no room for it
+    quiet = [*messages, {"role": "assistant", "content": "Anything else?"}]
+    kept_quiet = compress_history(quiet, budget, previous=previous)
+    assert fact not in kept_quiet.turns[21].kept  # nobody asked: the plan stands
+    asked = [*quiet, {"role": "user", "content": "Where is the spare key for the Korvath depot?"}]
+    result = compress_history(asked, budget, previous=kept_quiet)
+    assert result.within_budget
+    assert fact in result.turns[21].kept
+
+
+def test_developer_messages_are_instructions_and_stay_whole() -> None:
+    messages = conversation(30, seed=6)
+    messages[0] = {"role": "developer", "content": "Be brief. Use metric units. Cite sources."}
+    result = compress_history(messages, Budget(count_messages(COUNTER, messages) // 3))
+    assert result.messages[0] == messages[0]
+    assert result.turns[0].verbatim
