@@ -7,6 +7,7 @@ Run with ``make browser``. Screenshots (desktop, dark, phone) are written to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -42,7 +43,7 @@ TOPICS = ("scheduler", "KV cache", "NPU memory", "tokenizer", "router", "promoti
 XSS = "Look: <img src=x onerror=alert(1)> and <script>alert(2)</script> but **this is bold**."
 
 
-def demo_config(base: Path) -> tuple[Path, str]:
+def demo_config(base: Path, keys: Path | None = None) -> tuple[Path, str]:
     """The demo's qwend.toml and lanes.d on free ports under ``base``; the console URL."""
     main = tomllib.loads(DEMO_CONFIG.read_text())
     run = short_dir()
@@ -59,6 +60,8 @@ def demo_config(base: Path) -> tuple[Path, str]:
         "history_budget_tokens": HISTORY_BUDGET,
         "keep_recent_turns": 2,
     }
+    if keys is not None:
+        main["public"]["api_keys_file"] = str(keys)
     main["monitor"] = {"enabled": False}
     (base / "lanes.d").mkdir(parents=True)
     ports: dict[int, int] = {}
@@ -71,14 +74,23 @@ def demo_config(base: Path) -> tuple[Path, str]:
     return base / "qwend.toml", f"http://{console}"
 
 
-@pytest.fixture
-async def demo(tmp_path: Path) -> AsyncIterator[tuple[DaemonProc, str]]:
-    config, url = demo_config(tmp_path)
+@contextlib.asynccontextmanager
+async def run_demo(
+    tmp_path: Path, keys: Path | None = None
+) -> AsyncIterator[tuple[DaemonProc, str]]:
+    """The demo as a real daemon; yields it and the console URL once every lane is ready."""
+    config, url = demo_config(tmp_path, keys)
     scripts = str(Path(sys.executable).parent)  # qwend-sim, as `qwend --demo` finds it
     env = {"PATH": f"{scripts}:/usr/bin:/bin", "QWEND_SIM_STATE_DIR": str(tmp_path / "sim")}
     async with run_daemon(config, env=env) as daemon:
         await daemon.wait_lanes({"mm": "ready", "stable": "ready", "throughput": "ready"})
         yield daemon, url
+
+
+@pytest.fixture
+async def demo(tmp_path: Path) -> AsyncIterator[tuple[DaemonProc, str]]:
+    async with run_demo(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture
@@ -303,3 +315,32 @@ async def test_the_console_in_chromium(
     assert problems == [] and dialogs == []
     print(f"\nconsole screenshots: {SHOTS}/console-*.png")
     await context.close()
+
+
+async def test_the_console_asks_for_an_api_key_once(browser: Browser, tmp_path: Path) -> None:
+    keys = tmp_path / "api-keys"
+    keys.write_text("sk-console-browser-1 name=lab\n")
+    async with run_demo(tmp_path / "demo", keys) as (_daemon, url):
+        context = await browser.new_context(viewport={"width": 1280, "height": 860})
+        page = await context.new_page()
+        await page.goto(url + "/")
+        dialog = page.locator("#key-dialog")
+        await expect(dialog).to_be_visible()
+        await page.fill("#key-input", "sk-wrong")
+        await page.click("#key-form button[type=submit]")
+        await expect(page.locator("#key-error")).to_contain_text("Incorrect API key")
+        await expect(dialog).to_be_visible()
+        await page.fill("#key-input", "sk-console-browser-1")
+        await page.click("#key-form button[type=submit]")
+        await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        await expect(dialog).to_be_hidden()
+        await max_tokens(page, 8)
+        await send(page, "Hello with a key.")
+        await wait_answered(page)
+        assert await stat(page, "lane") in ("stable", "throughput")
+        # Kept in the browser: a reload asks no more.
+        await page.reload()
+        await expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        await expect(dialog).to_be_hidden()
+        await expect(page.locator("#forget-key")).to_be_visible()
+        await context.close()
