@@ -132,9 +132,14 @@ async def test_api_calls_need_a_key_when_keys_are_configured() -> None:
             ) as resp:
                 assert resp.status == 401
         assert sum(lane.requests for lane in c.lanes.values()) == 0
+        async with s.get(c.url + "/v1/models") as resp:
+            assert resp.status == 401
         auth = {"Authorization": f"Bearer {KEY}"}
         async with s.get(c.url + "/api/targets", headers=auth) as resp:
             assert resp.status == 200
+        async with s.get(c.url + "/v1/models", headers=auth) as resp:
+            ids = {m["id"] for m in (await resp.json())["data"]}
+            assert ids == {"model-mm", "model-stable", "model-throughput"}
         async with s.post(c.url + "/v1/chat/completions", json=chat_doc(), headers=auth) as resp:
             assert resp.status == 200
             assert resp.headers["X-Qwend-Lane"] in ("stable", "throughput")

@@ -38,7 +38,13 @@ from qwend.public.historyplan import (
 )
 from qwend.public.keys import ApiKeys
 from qwend.router.exchange import Exchange
-from qwend.router.handlers import BODY_TIMEOUT_KEY, DEFAULT_BODY_TIMEOUT_S, parse_request, read_body
+from qwend.router.handlers import (
+    BODY_TIMEOUT_KEY,
+    DEFAULT_BODY_TIMEOUT_S,
+    models_response,
+    parse_request,
+    read_body,
+)
 from qwend.router.lanes import LaneRuntime
 from qwend.router.proxy import error_response
 from qwend.router.router import Forwarding, Router
@@ -202,6 +208,12 @@ async def _targets(request: web.Request) -> web.Response:
     return web.json_response({"targets": targets})
 
 
+async def _models(request: web.Request) -> web.Response:
+    """``GET /v1/models``: the models of the accepting lanes (as the router's port lists)."""
+    fwd = request.app[CONSOLE_KEY].forwarding
+    return await models_response(fwd.upstream, [r for r in fwd.slots.runtimes() if r.eligible])
+
+
 async def _compression(request: web.Request) -> web.Response:
     """What the last compression of a session kept and dropped (404 when none)."""
     ctx = request.app[CONSOLE_KEY]
@@ -318,4 +330,5 @@ def make_console_app(
     app.router.add_get("/api/targets", _targets)
     app.router.add_get("/api/sessions/{session}/compression", _compression)
     app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_get("/v1/models", _models)
     return app
