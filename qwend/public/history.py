@@ -58,6 +58,10 @@ MAX_EXACT = 8192
 LANE_TIMEOUT = ClientTimeout(total=2.0)
 """A lane's ``/v1/models`` or ``/tokenize`` answer; slower ones fall back to estimates."""
 TOKENIZE_PARALLEL = 8
+TOKENIZE_PER_REQUEST = 64
+"""Most uncounted messages sent to ``/tokenize`` for one request (the newest first): a
+500-turn history pasted at once costs a bounded wait; the estimator, trained on these
+counts, covers the rest until later requests have counted them too."""
 INFO_TTL_S = 60.0
 """How long a lane's context length and ``/tokenize`` support are trusted."""
 
@@ -265,11 +269,13 @@ class HistoryCompressor:
         self, base_url: str, counter: LaneCounter, messages: Sequence[Mapping[str, Any]]
     ) -> None:
         """Ask the lane for the counts of the message texts it has not counted yet."""
-        texts = {
-            m["content"]
-            for m in messages
-            if isinstance(m.get("content"), str) and not counter.known(m["content"])
-        }
+        texts: list[str] = []
+        for message in reversed(messages):
+            text = message.get("content")
+            if isinstance(text, str) and not counter.known(text) and text not in texts:
+                texts.append(text)
+                if len(texts) == TOKENIZE_PER_REQUEST:
+                    break
         gate = asyncio.Semaphore(TOKENIZE_PARALLEL)
 
         async def one(text: str) -> None:
