@@ -211,6 +211,14 @@ async def test_the_console_in_chromium(
     assert await stat(page, "KV cached") == "n/a"  # the sim reports no cached tokens
     assert await stat(page, "lane") in ("stable", "throughput")
 
+    # 1b. Streaming off: the answer arrives whole, the statistics are still filled in.
+    await page.uncheck("#stream")
+    await send(page, "Once more, in one piece.")
+    await wait_answered(page)
+    assert int(await stat(page, "output")) == 40
+    assert float(await stat(page, "tok/s")) > 0
+    await page.check("#stream")
+
     # 2. Two images in one turn (one larger than the limit: scaled down in the browser).
     await page.set_input_files(
         "#file-input",
@@ -248,7 +256,7 @@ async def test_the_console_in_chromium(
     # 4. Sessions: switch back to the first and find its conversation, then return.
     await page.locator("#sessions .session-button").nth(1).click()
     await expect(page.locator("#chat")).to_contain_text("Tell me how the lanes share the NPUs.")
-    await expect(page.locator("article.msg.user")).to_have_count(2)
+    await expect(page.locator("article.msg.user")).to_have_count(3)
     await page.locator("#sessions .session-button").nth(0).click()
     await expect(page.locator("#chat")).to_contain_text("<script>alert(2)</script>")
 

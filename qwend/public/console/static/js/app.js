@@ -277,8 +277,11 @@ async function answer() {
     stats.outputTokens ??= chunks || null;
     if (first !== null) {
       stats.ttftMs = first - started;
-      const span = (last - first) / 1000;
-      stats.tokPerS = span > 0 && stats.outputTokens > 1 ? (stats.outputTokens - 1) / span : null;
+      // Streamed: the decode rate after the first token. Whole answers arrive at once, so
+      // their rate is over the whole request (prefill included), which is all one can say.
+      const span = s.stream ? (last - first) / 1000 : (last - started) / 1000;
+      const counted = s.stream ? stats.outputTokens - 1 : stats.outputTokens;
+      stats.tokPerS = span > 0 && counted > 0 ? counted / span : null;
     }
     reply.stats = stats;
     if (stats.compressed && s.compress) {
