@@ -60,7 +60,7 @@ async def stack(
 async def post(
     url: str, messages: list[dict[str, Any]], headers: dict[str, str]
 ) -> tuple[int, dict[str, str], dict[str, Any]]:
-    doc = {"model": "qwen3.5-9b", "messages": messages, "max_tokens": 4}
+    doc = {"messages": messages, "max_tokens": 4}
     async with (
         aiohttp.ClientSession(timeout=TIMEOUT) as session,
         session.post(url + "/v1/chat/completions", json=doc, headers=headers) as resp,

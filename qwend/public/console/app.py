@@ -209,9 +209,8 @@ async def _targets(request: web.Request) -> web.Response:
 
 
 async def _models(request: web.Request) -> web.Response:
-    """``GET /v1/models``: the models of the accepting lanes (as the router's port lists)."""
-    fwd = request.app[CONSOLE_KEY].forwarding
-    return await models_response(fwd.upstream, [r for r in fwd.slots.runtimes() if r.eligible])
+    """``GET /v1/models``: the public model names the router serves (as its port lists)."""
+    return models_response(request.app[CONSOLE_KEY].forwarding.slots.catalog_for(None))
 
 
 async def _compression(request: web.Request) -> web.Response:
