@@ -157,6 +157,9 @@ class PublicEndpoint:
     listen: ListenAddress
     target: str
     """``"router"`` or ``"role:NAME"`` (e.g. ``role:multimodal``)."""
+    compress: bool = False
+    """Compress long chat histories to ``[public] history_budget_tokens`` on every request
+    (a request's ``X-Qwend-Compress`` header overrides it either way)."""
 
     @property
     def role(self) -> str | None:
@@ -170,6 +173,16 @@ class PublicConfig:
 
     console_listen: ListenAddress | None = None
     """Web console address; None disables the console."""
+    console_image_max_side: int = 1536
+    """The console scales images down in the browser to this many pixels on their longer
+    side; larger images sent to the console are refused."""
+    console_compress: bool = True
+    """The console compresses long chat histories (to ``history_budget_tokens``)."""
+    history_budget_tokens: int | None = None
+    """Token budget of a compressed chat history; None: the target lane's context length
+    (``max_model_len``) minus the request's ``max_tokens``."""
+    keep_recent_turns: int = 4
+    """The most recent turns kept verbatim by history compression."""
     endpoints: tuple[PublicEndpoint, ...] = ()
     api_keys_file: Path | None = None
     """File of accepted API keys, one per line; None accepts unauthenticated requests."""

@@ -271,6 +271,7 @@ def parse_router(t: Table) -> RouterConfig:
 
 def parse_public(t: Table, base: Path) -> tuple[PublicConfig, list[str]]:
     """``[public]`` and its ``[[public.endpoints]]`` (with the key path of each endpoint)."""
+    d = PublicConfig()
     endpoints = []
     keys = []
     for e in t.items("endpoints"):
@@ -281,15 +282,22 @@ def parse_public(t: Table, base: Path) -> tuple[PublicConfig, list[str]]:
             if not target.startswith("role:") or not NAME_RE.fullmatch(role):
                 e.error("target", f'expected "router" or "role:NAME", got {show(target)}')
                 target = None
+        compress = _bool(e, "compress", False)
         e.finish()
         if listen is not None and target is not None:
-            endpoints.append(PublicEndpoint(listen, target))
+            endpoints.append(PublicEndpoint(listen, target, compress))
             keys.append(e.path)
     result = PublicConfig(
         console_listen=t.opt("console_listen", Listen()),
         endpoints=tuple(endpoints),
         api_keys_file=t.opt("api_keys_file", PathConv(base)),
         allow_unauthenticated=_bool(t, "allow_unauthenticated", False),
+        console_image_max_side=_int(
+            t, "console_image_max_side", Int(64, 8192), d.console_image_max_side
+        ),
+        console_compress=_bool(t, "console_compress", d.console_compress),
+        history_budget_tokens=t.opt("history_budget_tokens", Int(64, 10_000_000)),
+        keep_recent_turns=_int(t, "keep_recent_turns", Int(0, 1000), d.keep_recent_turns),
     )
     t.finish()
     return result, keys
