@@ -359,6 +359,16 @@ class Supervisor:
         """Stop routing new requests to a lane (in-flight ones finish)."""
         await self._runner(name).drain()
 
+    async def drain_wait(self, name: str) -> None:
+        """Drain a lane, then wait for its in-flight requests: at most [daemon] drain_timeout_s.
+
+        Run before a stop or restart asked for by an operator, so it costs no request.
+        """
+        runner = self._runner(name)
+        await runner.drain()
+        if runner.state is LaneState.DRAINING:
+            await self._drain_wait([name], self._config.daemon.drain_timeout_s)
+
     async def reset_lane(self, name: str) -> None:
         """failed -> stopped -> starting."""
         await self._runner(name).reset()

@@ -200,9 +200,10 @@ async def test_conflict_and_not_found_statuses() -> None:
 async def test_lane_actions_human_and_json(action: str, lane: str, state: str) -> None:
     sup = FakeSupervisor(demo_config()).with_state("stable_green", "failed")
     async with serve_control(sup) as srv:
-        human = await qwenctl(srv, action, "lane", lane)
+        force = ["--force"] if action in ("stop", "restart") else []
+        human = await qwenctl(srv, action, "lane", lane, *force)
         sup.states[lane] = {"reset": "failed"}.get(action, sup.states[lane])
-        data = await qwenctl(srv, action, "lane", lane, "--json")
+        data = await qwenctl(srv, action, "lane", lane, "--json", *force)
     assert human.code == ExitStatus.OK
     assert human.out.startswith(f"{lane}: {action} -> {state}")
     payload = data.json()
@@ -286,9 +287,9 @@ async def _events_run(srv: Served, *argv: str) -> Run:
 
 async def test_events_human_and_json() -> None:
     async with serve_control() as srv:
-        human = await _events_run(srv)
+        human = await _events_run(srv, "--no-reconnect")
     async with serve_control() as srv:
-        js = await _events_run(srv, "--json")
+        js = await _events_run(srv, "--json", "--no-reconnect")
     assert human.code == ExitStatus.OK
     lines = human.out.splitlines()
     assert lines[0] == "connected to qwend 0.1.0"
@@ -327,7 +328,10 @@ async def test_unreachable_daemon_and_usage() -> None:
     usage = await qwenctl(None, "promote", "role", "x")
     assert down.code == down_json.code == ExitStatus.UNREACHABLE
     assert "qwend is not running: no control socket at /tmp/qwend-none.sock" in down.err
-    assert down.out == down_json.out == ""
+    assert down.out == ""
+    error = down_json.json()
+    assert isinstance(error, dict)
+    assert error["error"]["type"] == "unreachable" and error["error"]["exit_status"] == 3
     assert usage.code == ExitStatus.USAGE
     assert "invalid choice: 'role'" in usage.err or usage.err == ""
 
