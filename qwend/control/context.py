@@ -144,4 +144,6 @@ class ControlContext:
             started=report.started,
             stopped=report.stopped,
             unchanged=report.unchanged,
+            added=report.added,
+            removed=report.stopped,
         )

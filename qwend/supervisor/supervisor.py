@@ -403,6 +403,7 @@ class Supervisor:
             restarted=report.restarted,
             started=report.started,
             stopped=report.stopped,
+            added=report.added,
         )
         return report
 

@@ -264,7 +264,10 @@ async def test_reload_ok_and_refused() -> None:
         bad_json = await qwenctl(srv, "reload", "--json")
         status = await qwenctl(srv, "status")
     assert ok.code == ExitStatus.OK
-    assert ok.out == "configuration reloaded: 5 unchanged\n"
+    assert ok.out == (
+        "configuration reloaded: unchanged multimodal, stable, throughput, recurrent_v2,"
+        " stable_green\n"
+    )
     ok_data = ok_json.json()
     assert isinstance(ok_data, dict) and ok_data["ok"] is True
     assert bad.code == ExitStatus.ERROR and bad.out == ""

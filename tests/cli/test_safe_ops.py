@@ -19,8 +19,10 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
+from qwend.api.messages import ReloadResponse
 from qwend.cli.exit import ExitStatus
 from qwend.cli.main import main
+from qwend.cli.render import render_reload
 from qwend.control.app import CONTROL_KEY
 from tests.cli.test_main import Capture, qwenctl, wait_for
 from tests.support.control_fakes import FakeSupervisor, demo_config, serve_control
@@ -171,3 +173,20 @@ async def test_ctrl_c_during_promote_wait_says_the_promotion_continues() -> None
     gone = [e for e in logs if "went away" in e["event"]]
     assert len(gone) == 1 and gone[0]["log_level"] == "info"
     assert not [e for e in logs if e.get("exc_info") or e["log_level"] in ("error", "critical")]
+
+
+def test_reload_lists_added_removed_restarted_and_unchanged_lanes() -> None:
+    text = render_reload(
+        ReloadResponse(
+            ok=True,
+            restarted=("b",),
+            started=("c",),
+            stopped=("old",),
+            unchanged=("a",),
+            added=("c", "spare"),
+            removed=("old",),
+        )
+    )
+    assert text == (
+        "configuration reloaded: added c, spare; removed old; restarted b; started c; unchanged a\n"
+    )
