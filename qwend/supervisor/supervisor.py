@@ -24,7 +24,7 @@ from qwend.routing.lanetable import LaneTable, RoutableLane, TrafficGate
 from qwend.supervisor.adoption import LaneRecord, Verdict, decide
 from qwend.supervisor.detached import DetachedLaneProcess, LaneRegistry, proc_facts, stop_group
 from qwend.supervisor.guard import OrphanGuard
-from qwend.supervisor.output import read_log_tail
+from qwend.supervisor.output import MIB, read_log_tail
 from qwend.supervisor.preflight import preflight
 from qwend.supervisor.process import lane_environment
 from qwend.supervisor.reload import (
@@ -143,6 +143,7 @@ class Supervisor:
         return LaneContext(
             log_dir=lambda: self._config.daemon.log_dir,
             log_keep=lambda: self._config.daemon.lane_log_keep,
+            log_max_bytes=lambda: self._config.daemon.lane_log_max_mb * MIB,
             environment=self._environment,
             guard=self._guard,
             session=self._http,
@@ -324,6 +325,8 @@ class Supervisor:
                     log_dir=self._config.daemon.log_dir,
                     registry=self._registry,
                     ring=runner.ring,
+                    log_keep=self._config.daemon.lane_log_keep,
+                    log_max_bytes=self._config.daemon.lane_log_max_mb * MIB,
                 )
                 await runner.adopt(proc)
             elif decision.verdict is Verdict.STOP:
