@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.resources
 import json
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
@@ -32,7 +31,7 @@ from qwend.api.messages import (
     PromotionAccepted,
     PromotionRecord,
 )
-from qwend.cli import render
+from qwend.cli import completion, render
 from qwend.cli.exit import ExitStatus, exit_status_for_outcome
 from qwend.cli.npus import parse_npu_file
 from qwend.config.check import render_check
@@ -54,6 +53,8 @@ class Context:
     env: Mapping[str, str]
     stdout: TextIO
     stderr: TextIO
+    parser: argparse.ArgumentParser | None = None
+    """The parser the arguments came from (completion scripts are generated from it)."""
 
     @property
     def json(self) -> bool:
@@ -256,13 +257,28 @@ def _lane_summary(lane: LaneConfig) -> dict[str, Any]:
     }
 
 
-def completion_script(shell: str) -> str:
-    """The completion script shipped as package data."""
-    return importlib.resources.files("qwend.cli").joinpath(f"qwenctl.{shell}").read_text()
+NAMES_TIMEOUT_S = 2.0
+"""A completion waits this long for live names: a shell must not hang on a TAB."""
 
 
 async def cmd_completion(ctx: Context) -> int:
-    ctx.stdout.write(completion_script(ctx.args.shell))
+    if ctx.args.names:
+        return await _print_names(ctx, ctx.args.names)
+    if ctx.args.shell is None or ctx.parser is None:
+        ctx.err("completion: name a shell: bash, zsh or fish")
+        return ExitStatus.USAGE
+    ctx.stdout.write(completion.render(ctx.args.shell, completion.spec(ctx.parser)))
+    return ExitStatus.OK
+
+
+async def _print_names(ctx: Context, kind: str) -> int:
+    """Lane or role names of the running daemon, one a line (for completion scripts)."""
+    client = ControlClient(discover_socket(ctx.args.socket, ctx.env), timeout_s=NAMES_TIMEOUT_S)
+    async with client:
+        lanes = (await client.lanes()).lanes
+    field = "name" if kind == completion.LANES else "role"
+    names = {str(getattr(lane, field)) for lane in lanes}
+    ctx.out("\n".join(sorted(names)))
     return ExitStatus.OK
 
 

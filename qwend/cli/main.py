@@ -18,6 +18,7 @@ from typing import TextIO
 from qwend import __version__
 from qwend.api.messages import LaneAction
 from qwend.cli.commands import ACTION_TIMEOUT_S, COMMANDS, READ_TIMEOUT_S, Context
+from qwend.cli.completion import NAME_KINDS
 from qwend.cli.exit import ExitStatus, error_object, exit_status_for
 from qwend.errors import QwendError
 
@@ -161,8 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = _sub(subs, "check-config", "validate a configuration without a daemon")
     check.add_argument("path", nargs="?", help="qwend.toml or its directory")
-    completion = _sub(subs, "completion", "print a shell completion script")
-    completion.add_argument("shell", choices=list(SHELLS))
+    completion = _sub(subs, "completion", "print a shell completion script (bash, zsh, fish)")
+    completion.add_argument("shell", nargs="?", choices=list(SHELLS))
+    completion.add_argument(  # what the scripts call for live lane and role names
+        "--names", choices=NAME_KINDS, help=argparse.SUPPRESS
+    )
     return parser
 
 
@@ -197,7 +201,7 @@ def main(
         if "--json" in arguments:
             _json_error(out, {"type": "usage", "message": "bad command line; see qwenctl --help"})
         return ExitStatus.USAGE
-    ctx = Context(args, dict(os.environ if env is None else env), out, err)
+    ctx = Context(args, dict(os.environ if env is None else env), out, err, parser)
     try:
         return int(asyncio.run(COMMANDS[args.command](ctx)))
     except KeyboardInterrupt:

@@ -319,7 +319,7 @@ async def test_check_config_human_and_json(tmp_path: Path) -> None:
 async def test_completion_script_is_valid_bash() -> None:
     run = await qwenctl(None, "completion", "bash")
     assert run.code == ExitStatus.OK
-    assert "complete -F _qwenctl qwenctl" in run.out
+    assert "complete -o filenames -F _qwenctl qwenctl" in run.out
     for command in ("promote", "rollback", "logs", "check-config"):
         assert command in run.out
     subprocess.run(["bash", "-n"], input=run.out, text=True, check=True)
