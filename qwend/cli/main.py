@@ -17,6 +17,7 @@ from typing import TextIO
 
 from qwend import __version__
 from qwend.api.messages import LaneAction
+from qwend.cli import bench, verify
 from qwend.cli.commands import ACTION_TIMEOUT_S, COMMANDS, READ_TIMEOUT_S, Context
 from qwend.cli.completion import NAME_KINDS
 from qwend.cli.exit import ExitStatus, error_object, exit_status_for
@@ -29,6 +30,7 @@ exit status:
   0 ok, 1 error, 2 usage (or invalid configuration for check-config),
   3 daemon unreachable, 4 permission denied on the socket,
   5 promotion failed and rolled back, 6 conflict, 7 not found, 8 timeout,
+  9 latency gate refused the candidate,
   130 interrupted (Ctrl-C; an operation already sent goes on in the daemon)
 
 timeout: read-only commands wait 5 s for the daemon, actions
@@ -124,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("kind", choices=["lane"], help="what to promote")
     promote.add_argument("name", metavar="NAME", help="the candidate lane")
     _promotion_args(promote)
+    bench.add_gate_args(promote)
     rollback = _sub(subs, "rollback", "revert the last promotion of a role", timeout=False)
     rollback.add_argument("kind", choices=["role"], help="what to roll back")
     rollback.add_argument("name", metavar="ROLE", help="the role")
@@ -167,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     completion.add_argument(  # what the scripts call for live lane and role names
         "--names", choices=NAME_KINDS, help=argparse.SUPPRESS
     )
+    bench.add_parser(lambda name, help_text: _sub(subs, name, help_text))
+    verify.add_parser(lambda name, help_text: _sub(subs, name, help_text))
     return parser
 
 
