@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck slow chaos browser system deb clean observability
+.PHONY: demo test lint typecheck slow chaos browser system deb clean observability completion
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,13 @@ chaos: $(STAMP)
 # The web console in Debian's Chromium (apt-get install chromium; no browser download).
 browser: $(STAMP)
 	$(BIN)/pytest -q -s -m browser tests/browser
+
+# qwenctl's completion scripts in real bash, zsh and fish (installs the shells with
+# apt-get when they are missing, so run it as root on a fresh machine).
+completion: $(STAMP)
+	command -v zsh >/dev/null && command -v fish >/dev/null || { apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends zsh fish; }
+	QWEND_REQUIRE_SHELLS=1 $(BIN)/pytest -q tests/cli/test_completion.py
 
 system: deb
 	$(BIN)/pytest -q -m system

@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""Write man pages for qwend's commands from their argparse parsers.
+"""Write man pages for qwend's commands from their argparse parsers, and qwend.toml(5).
 
 Each command's parser is looked up as a ``build_parser()`` function in a few
-modules; a command without one is documented from its ``--help`` output. Run with
-the interpreter of the environment the commands are installed in:
+modules; a command without one is documented from its ``--help`` output. qwen-tui's
+KEYS come from the Textual bindings of its app and screens; qwend.toml(5) is made from
+docs/configuration.md (kept in sync with the configuration parser by its tests). Run
+with the interpreter of the environment the commands are installed in:
 
-    VENV/bin/python -B packaging/gen_manpages.py --version 0.1.0 --out DIR
+    VENV/bin/python -B packaging/gen_manpages.py --version 0.1.0 --out DIR/man1
+
+Section 5 goes to ``--out5`` (default: ``man5`` beside ``--out``).
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import argparse
 import ast
 import datetime as dt
 import importlib
+import inspect
 import itertools
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
@@ -37,18 +43,72 @@ class Page:
     """Further (SECTION, roff text) pairs."""
     exit_status: str = ""
     """``module:Enum`` of the command's exit statuses (member docstrings describe them)."""
+    keys: tuple[str, ...] = ()
+    """Modules whose Textual classes' BINDINGS are listed in a KEYS section."""
 
 
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_DOC = REPO / "docs" / "configuration.md"
 FILES = (
     "FILES",
-    ".TP\n/etc/qwend/qwend.toml\nMain configuration: [daemon], [router], [public], [monitor].\n"
+    ".TP\n/etc/qwend/qwend.toml\nMain configuration: [daemon], [router], [public], [monitor]"
+    " (see \\fBqwend.toml\\fR(5)). The administrator's file: made from the defaults at the"
+    " first install, never changed by an upgrade.\n"
+    ".TP\n/usr/share/qwend/qwend.toml\nThe package's default configuration.\n"
     ".TP\n/etc/qwend/lanes.d/*.toml\nOne file per lane ([lane] table).\n"
     ".TP\n/usr/share/qwend/examples/\n"
     "Seed topology lane files and the qwend\\-sim demo configuration.\n"
     ".TP\n/run/qwend/control.sock\nControl socket used by qwenctl and qwen\\-tui.\n"
     ".TP\n/var/lib/qwend\nState: active lane per role, promotion history.\n"
-    ".TP\n/var/log/qwend/LANE.log\nLane output, rotated by qwend on each lane start.\n",
+    ".TP\n/var/log/qwend/LANE.log\nLane output, rotated by qwend on each lane start and when it"
+    " grows past [daemon] lane_log_max_mb.\n",
 )
+QWEND_SIGNALS = (
+    "SIGNALS",
+    ".TP\nSIGHUP\nReload the configuration (qwend.toml and lanes.d). Only lanes whose"
+    " definition changed restart; a configuration with errors is rejected and the running"
+    " one kept (qwenctl reload, which systemctl reload runs, reports the errors and fails).\n"
+    ".TP\nSIGTERM, SIGINT\nOrdered shutdown: stop accepting requests, drain in-flight ones"
+    " for [daemon] drain_timeout_s, stop every lane. Under systemd a restart (not a stop)"
+    " leaves the lanes running for the next qwend to adopt.\n"
+    ".TP\nSIGABRT\nSent by systemd's watchdog when the event loop hangs; systemd restarts"
+    " qwend and the lanes are adopted again.\n",
+)
+QWEND_EXAMPLES = (
+    "EXAMPLES",
+    ".nf\n"
+    "qwend check\\-config /etc/qwend/qwend.toml   # validate before a reload\n"
+    "systemctl reload qwend                     # apply it; fails if rejected\n"
+    "journalctl \\-u qwend \\-p warning             # warnings and errors only\n"
+    "qwend \\-\\-demo                               # simulated lanes, no NPU needed\n"
+    ".fi\n",
+)
+QWENCTL_SIGNALS = (
+    "SIGNALS",
+    ".TP\nSIGINT (Ctrl\\-C)\nStops following (events, logs \\-f: exit 0). During an action"
+    " (promote \\-\\-wait, stop, ...) qwenctl says the operation goes on in the daemon and how"
+    " to follow it, and exits 130; the action is not undone.\n",
+)
+QWENCTL_EXAMPLES = (
+    "EXAMPLES",
+    ".nf\n"
+    "qwenctl status\n"
+    "qwenctl promote lane recurrent_v2 \\-\\-wait\n"
+    "qwenctl rollback role stable \\-\\-wait\n"
+    "qwenctl stop lane stable_green            # drains first\n"
+    "qwenctl restart lane stable \\-\\-force      # the role's active lane\n"
+    "qwenctl logs stable \\-f\n"
+    "qwenctl events \\-\\-json | jq .kind\n"
+    "qwenctl \\-\\-timeout 2 lanes \\-\\-json\n"
+    "qwenctl completion fish > ~/.config/fish/completions/qwenctl.fish\n"
+    ".fi\n",
+)
+TUI_EXAMPLES = (
+    "EXAMPLES",
+    ".nf\nqwen\\-tui\nqwen\\-tui \\-\\-socket /run/user/1000/qwend/control.sock\n.fi\n",
+)
+TUI_KEY_MODULES = ("qwen_tui.app", "qwen_tui.screens.dashboard", "qwen_tui.screens.logs")
+"""Modules whose Textual classes' BINDINGS make the KEYS section of qwen-tui(1)."""
 SOCKET_ENV = (
     "ENVIRONMENT",
     ".TP\nQWEND_SOCKET\nControl socket path when \\-\\-socket is not given; then "
@@ -60,7 +120,9 @@ PAGES = (
         "Qwen3.5 serving supervisor and adaptive router for Ascend NPUs",
         ("qwend.daemon.lifecycle:build_parser", "qwend.__main__:build_parser"),
         (
+            QWEND_SIGNALS,
             FILES,
+            QWEND_EXAMPLES,
             (
                 "NOTES",
                 "qwend runs as the systemd service qwend.service; its log is in the journal "
@@ -68,6 +130,7 @@ PAGES = (
                 "(exit status 0 or 2).\n",
             ),
         ),
+        "qwend.daemon.exit:ExitStatus",
     ),
     Page(
         "qwenctl",
@@ -77,14 +140,15 @@ PAGES = (
             "qwend.cli:build_parser",
             "qwend.cli.parser:build_parser",
         ),
-        (SOCKET_ENV, FILES),
+        (SOCKET_ENV, QWENCTL_SIGNALS, FILES, QWENCTL_EXAMPLES),
         "qwend.cli.exit:ExitStatus",
     ),
     Page(
         "qwen-tui",
         "terminal user interface for the qwend daemon",
         ("qwen_tui.app:build_parser", "qwen_tui.cli:build_parser"),
-        (SOCKET_ENV,),
+        (SOCKET_ENV, TUI_EXAMPLES),
+        keys=TUI_KEY_MODULES,
     ),
     Page(
         "qwend-sim",
@@ -226,6 +290,34 @@ def exit_statuses(spec: str) -> str:
     return ".SH EXIT STATUS\n" + "\n".join(rows) if rows else ""
 
 
+def keys_section(modules: Iterable[str]) -> str:
+    """A KEYS section from the BINDINGS of the Textual classes in ``modules``, or ''."""
+    rows = []
+    for module_name in modules:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception:  # the TUI is optional in a stripped environment: no section
+            continue
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            bindings = cls.__dict__.get("BINDINGS")
+            if cls.__module__ != module_name or not bindings:
+                continue
+            for binding in bindings:
+                key, _action, description = _binding(binding)
+                where = "" if name.endswith("App") or name == "QwenTui" else f" ({name})"
+                rows.append(f".TP\n{roff(key)}\n{roff(description)}{roff(where)}")
+    return ".SH KEYS\n" + "\n".join(rows) if rows else ""
+
+
+def _binding(binding: object) -> tuple[str, str, str]:
+    """(key, action, description) of a Textual Binding or a (key, action, description) tuple."""
+    if isinstance(binding, tuple):
+        key, action, *rest = binding
+        return str(key), str(action), str(rest[0]) if rest else str(action)
+    key = str(getattr(binding, "key", ""))
+    return key, str(getattr(binding, "action", "")), str(getattr(binding, "description", ""))
+
+
 def render(page: Page, version: str, date: str) -> str:
     """The whole man page of one command."""
     parser = find_parser(page.parsers)
@@ -237,20 +329,93 @@ def render(page: Page, version: str, date: str) -> str:
             f'.TH {roff(page.command.upper())} 1 "{date}" "qwend {version}" "qwend manual"',
             f".SH NAME\n{roff(page.command)} \\- {roff(page.summary)}",
             body,
+            keys_section(page.keys),
             exit_statuses(page.exit_status) if page.exit_status else "",
             *(f".SH {name}\n{text}" for name, text in page.extra),
-            f".SH SEE ALSO\n{see_also}, \\fBjournalctl\\fR(1), \\fBsystemctl\\fR(1)",
+            f".SH SEE ALSO\n{see_also}, \\fBqwend.toml\\fR(5), \\fBjournalctl\\fR(1),"
+            " \\fBsystemctl\\fR(1)",
         ]
         if part
     ]
     return "\n".join(sections) + "\n"
 
 
+def _inline(text: str) -> str:
+    """Markdown inline markup of one line as roff: `code` bold, *x* italic, links as text."""
+    text = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text)
+    parts = re.split(r"(`[^`]*`)", text)
+    out = []
+    for part in parts:
+        if part.startswith("`") and part.endswith("`") and len(part) > 1:
+            out.append(f"\\fB{roff(part[1:-1])}\\fR")
+        else:
+            plain = re.sub(r"\*\*([^*]+)\*\*", r"\1", part)
+            out.append(re.sub(r"\*([^*]+)\*", r"\\fI\1\\fR", roff(plain)))
+    return "".join(out)
+
+
+def _cells(row: str) -> list[str]:
+    return [cell.strip() for cell in row.strip().strip("|").split("|")]
+
+
+def config_page(markdown: str, version: str, date: str) -> str:
+    """qwend.toml(5) from docs/configuration.md: headings, paragraphs, key tables, examples."""
+    out = [
+        f'.TH QWEND.TOML 5 "{date}" "qwend {version}" "qwend manual"',
+        ".SH NAME\nqwend.toml \\- configuration of qwend and its lanes (lanes.d/*.toml)",
+    ]
+    lines = markdown.splitlines()
+    i = 0
+    header: list[str] = []
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("```"):
+            block = []
+            i += 1
+            while i < len(lines) and not lines[i].startswith("```"):
+                block.append(roff(lines[i]))
+                i += 1
+            out.append(".PP\n.nf\n" + "\n".join(block) + "\n.fi")
+        elif line.startswith("# "):
+            out.append(".SH DESCRIPTION")
+        elif line.startswith("## "):
+            out.append(f".SH {_inline(line[3:].upper())}")
+        elif line.startswith("###"):
+            out.append(f".SS {_inline(line.lstrip('#').strip())}")
+        elif line.startswith("|"):
+            cells = _cells(line)
+            if set("".join(cells)) <= set("-: "):
+                pass
+            elif not header:
+                header = cells
+            else:
+                rest = "; ".join(
+                    f"{_inline(h)}: {_inline(c)}"
+                    for h, c in zip(header[1:], cells[1:], strict=False)
+                )
+                out.append(f".TP\n{_inline(cells[0])}\n{rest}")
+        elif not line.strip():
+            header = []
+            out.append(".PP")
+        else:
+            text = line.lstrip("-* ").strip() if line.lstrip().startswith(("- ", "* ")) else line
+            out.append(_inline(text))
+        i += 1
+    out.append(
+        ".SH SEE ALSO\n\\fBqwend\\fR(1), \\fBqwenctl\\fR(1), \\fBqwen\\-tui\\fR(1),"
+        " /usr/share/doc/qwend/configuration.md"
+    )
+    text = "\n".join(out) + "\n"
+    return re.sub(r"(\.PP\n)+", ".PP\n", text).replace(".PP\n.SH", ".SH").replace(".PP\n.SS", ".SS")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Write one COMMAND.1 per page into --out."""
+    """Write one COMMAND.1 per page into --out, and qwend.toml.5 into --out5."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--version", required=True)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out5", type=Path, help="directory of section 5 (default: man5 beside --out)")
+    ap.add_argument("--config-doc", type=Path, default=CONFIG_DOC)
     args = ap.parse_args(argv)
     stamp = os.environ.get("SOURCE_DATE_EPOCH")
     when = dt.datetime.fromtimestamp(int(stamp), dt.UTC) if stamp else dt.datetime.now(dt.UTC)
@@ -258,6 +423,11 @@ def main(argv: list[str] | None = None) -> int:
     for page in PAGES:
         text = render(page, args.version, when.strftime("%Y-%m-%d"))
         (args.out / f"{page.command}.1").write_text(text, encoding="utf-8")
+    out5 = args.out5 or args.out.parent / "man5"
+    out5.mkdir(parents=True, exist_ok=True)
+    doc = args.config_doc.read_text(encoding="utf-8")
+    date = when.strftime("%Y-%m-%d")
+    (out5 / "qwend.toml.5").write_text(config_page(doc, args.version, date), encoding="utf-8")
     return 0
 
 

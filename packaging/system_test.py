@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -300,6 +301,11 @@ def check_install(c: Container, deb: Path) -> None:
     groups = c.out("systemctl", "show", "-p", "SupplementaryGroups", "--value", "qwend")
     if groups != "HwHiAiUser":
         raise TestFailure(f"SupplementaryGroups={groups!r}, expected the HwHiAiUser drop-in")
+    conffiles = c.out("dpkg-query", "-W", "-f=${Conffiles}", "qwend")
+    if "/etc/qwend/qwend.toml" in conffiles:
+        raise TestFailure(f"/etc/qwend/qwend.toml is a conffile: {conffiles}")
+    if c.out("cat", "/etc/qwend/qwend.toml") != c.out("cat", "/usr/share/qwend/qwend.toml"):
+        raise TestFailure("postinst did not make /etc/qwend/qwend.toml from the defaults")
     enabled = c.run("systemctl", "is-enabled", "qwend", check=False).stdout.strip()
     if enabled != "enabled":
         raise TestFailure(f"qwend.service is {enabled!r} after install, expected enabled")
@@ -443,6 +449,33 @@ def check_reload(c: Container) -> None:
         raise TestFailure(f"reload changed PIDs: {before_main} {before} -> {after_main} {after}")
 
 
+BROKEN_LANE = "/etc/qwend/lanes.d/zz-broken.toml"
+
+
+def check_reload_rejected(c: Container) -> None:
+    """``systemctl reload`` with a broken lane file fails and keeps the running config."""
+    step("systemctl reload with a broken lane file fails, keeps the old config")
+    before_main, before = main_pid(c), lane_pids(c)
+    c.write(BROKEN_LANE, "[lane]\nname = 1\n")
+    try:
+        result = c.run("systemctl", "reload", "qwend", check=False, timeout=60)
+        if result.returncode == 0:
+            raise TestFailure("systemctl reload succeeded with a broken lane file")
+        if is_active(c) != "active":
+            raise TestFailure(f"qwend is {is_active(c)!r} after a rejected reload")
+        journal = c.out("journalctl", "-u", "qwend", "--no-pager", "-n", "40")
+        if "zz-broken.toml" not in journal:
+            raise TestFailure(f"the journal does not name the broken file:\n{journal}")
+        after_main, after = main_pid(c), lane_pids(c)
+        if before_main != after_main or before != after:
+            raise TestFailure(f"a rejected reload changed PIDs: {before} -> {after}")
+        if not served(c):
+            raise TestFailure("the router stopped serving after a rejected reload")
+    finally:
+        c.run("rm", "-f", BROKEN_LANE)
+    c.run("systemctl", "reload", "qwend", timeout=60)
+
+
 def running_lanes(c: Container) -> dict[str, object]:
     """Lane name -> pid of every lane with a process."""
     return {name: lane["pid"] for name, lane in lanes(c).items() if lane.get("pid")}
@@ -515,6 +548,63 @@ def check_upgrade(c: Container, deb: Path) -> None:
         raise TestFailure(f"the upgrade changed the lane PIDs: {before} -> {after}")
 
 
+def newer_package(deb: Path) -> Path:
+    """``deb`` repacked as a newer version whose default qwend.toml changed."""
+    work = REPO / "build" / "system-test-upgrade"
+    shutil.rmtree(work, ignore_errors=True)
+    tree = work / "tree"
+    work.mkdir(parents=True)
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(tree)], check=True)
+    version = subprocess.run(
+        ["dpkg-deb", "-f", str(deb), "Version"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    newer = f"{version}+upgrade1"
+    control = tree / "DEBIAN" / "control"
+    control.write_text(control.read_text().replace(f"Version: {version}\n", f"Version: {newer}\n"))
+    default = tree / "usr" / "share" / "qwend" / "qwend.toml"
+    default.write_text(default.read_text() + "\n# A default changed by a newer package.\n")
+    digest = hashlib.md5(default.read_bytes()).hexdigest()  # the digest dpkg lists
+    md5sums = tree / "DEBIAN" / "md5sums"
+    md5sums.write_text(
+        "".join(
+            f"{digest}  usr/share/qwend/qwend.toml\n"
+            if line.endswith("  usr/share/qwend/qwend.toml")
+            else line + "\n"
+            for line in md5sums.read_text().splitlines()
+        )
+    )
+    out = deb.parent / f"qwend_{newer}_upgrade-test.deb"
+    build = ["dpkg-deb", "-Zgzip", "-b", str(tree), str(out)]
+    subprocess.run(build, check=True, capture_output=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def check_upgrade_changed_default(c: Container, deb: Path) -> None:
+    """A newer version with a changed default config installs without a prompt, lanes serving."""
+    step("upgrade to a newer version with a changed default qwend.toml, non-interactively")
+    newer = newer_package(deb)
+    try:
+        wait_for("the active lanes before the upgrade", lambda: active_ready(c), 120)
+        before = running_lanes(c)
+        admin = c.out("cat", "/etc/qwend/qwend.toml")
+        # No --force-confold / --force-confdef, and nothing on stdin to answer a prompt.
+        c.run("apt-get", "install", "-y", f"/debs/{newer.name}", timeout=300, stdin="")
+        status = c.out("dpkg-query", "-W", "-f=${Status} ${Version}", "qwend")
+        if not status.startswith("install ok installed") or "+upgrade1" not in status:
+            raise TestFailure(f"after the upgrade dpkg says: {status}")
+        if c.out("cat", "/etc/qwend/qwend.toml") != admin:
+            raise TestFailure("the upgrade changed the administrator's /etc/qwend/qwend.toml")
+        if "changed by a newer package" not in c.out("cat", "/usr/share/qwend/qwend.toml"):
+            raise TestFailure("the upgrade did not install the new defaults")
+        wait_for("the active lanes after the upgrade", lambda: active_ready(c), 120)
+        wait_for("traffic served after the upgrade", lambda: served(c), 60, interval=0.2)
+        if running_lanes(c) != before:
+            raise TestFailure(f"the upgrade changed the lane PIDs: {before} -> {running_lanes(c)}")
+    finally:
+        newer.unlink(missing_ok=True)
+
+
 def check_watchdog(c: Container) -> None:
     """A stopped (hung) qwend is killed by the watchdog and restarted."""
     step("kill -STOP qwend: the watchdog restarts it, the lanes keep their PIDs")
@@ -546,6 +636,27 @@ def check_stop(c: Container) -> None:
     left = [p for p in container_processes(c) if "qwend" in p[2]]
     if left:
         raise TestFailure(f"processes left after stop: {left}")
+
+
+def check_config_error_not_restarted(c: Container) -> None:
+    """A broken qwend.toml at start fails at once: exit 2, no futile restarts."""
+    step("a broken qwend.toml at start: exit 2, RestartPreventExitStatus, no restarts")
+    good = c.out("cat", "/etc/qwend/qwend.toml")
+    c.write("/etc/qwend/qwend.toml", "[router]\nlisten = 5\n")
+    try:
+        if c.run("systemctl", "start", "qwend", check=False, timeout=120).returncode == 0:
+            raise TestFailure("systemctl start succeeded with a broken qwend.toml")
+        wait_for("qwend failed", lambda: is_active(c) == "failed", 30)
+        # Nothing may happen now: wait past the test's RestartSec=1s, then look.
+        time.sleep(3)
+        show = c.out("systemctl", "show", "-p", "NRestarts,ExecMainStatus,ActiveState", "qwend")
+        fields = dict(line.split("=", 1) for line in show.splitlines())
+        # A start job resets NRestarts: any automatic restart after it would count.
+        if fields != {"NRestarts": "0", "ExecMainStatus": "2", "ActiveState": "failed"}:
+            raise TestFailure(f"after a start with a broken config: {fields}")
+    finally:
+        c.write("/etc/qwend/qwend.toml", good + "\n")
+        c.run("systemctl", "reset-failed", "qwend", check=False)
 
 
 def check_purge(c: Container, running: bool) -> None:
@@ -609,11 +720,14 @@ def run(deb: Path, cache: Path, stop_after_install: bool) -> None:
                 check_journal(c)
                 check_promote(c)
                 check_reload(c)
+                check_reload_rejected(c)
                 check_sigkill(c)
                 check_restart(c)
                 check_upgrade(c, deb)
+                check_upgrade_changed_default(c, deb)
                 check_watchdog(c)
                 check_stop(c)
+                check_config_error_not_restarted(c)
             check_purge(c, running=not stop_after_install)
         except TestFailure:
             journal = c.run("journalctl", "-u", "qwend", "--no-pager", "-n", "80", check=False)

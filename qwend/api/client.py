@@ -9,12 +9,13 @@ the daemon is not running, or the socket's group must be joined (or sudo used).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import grp
 import json
 import pwd
 import stat
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -62,6 +63,14 @@ class SocketPermissionDenied(ControlError):
 
 class ControlTimeout(ControlError):
     """The daemon did not answer in time."""
+
+
+class ConnectionLost(DaemonNotRunning):
+    """The connection to the daemon broke during a request or a stream (it exited or closed it).
+
+    Streams (events, log follow, promotion progress) raise this when the daemon goes
+    away in the middle; a client that wants to keep following reconnects on it.
+    """
 
 
 class RemoteError(ControlError):
@@ -209,36 +218,54 @@ class ControlClient:
         params: Mapping[str, str] | None = None,
         stream: bool = False,
     ) -> aiohttp.ClientResponse:
-        timeout = aiohttp.ClientTimeout(total=None if stream else self.timeout_s, sock_connect=10)
+        # A stream has no total deadline, but its headers (sent at once by the daemon)
+        # must arrive within the timeout: a daemon that accepts and never answers fails.
+        timeout = aiohttp.ClientTimeout(
+            total=None if stream else self.timeout_s, sock_connect=self.timeout_s
+        )
+        with self._transport(method, path):
+            async with asyncio.timeout(self.timeout_s):
+                response = await self.session.request(
+                    method,
+                    API_PREFIX + path,
+                    json=body.to_dict() if body is not None else None,
+                    params=params,
+                    timeout=timeout,
+                )
+            if response.status >= 400:
+                raise await _remote_error(response)
+        return response
+
+    @contextlib.contextmanager
+    def _transport(self, method: str, path: str) -> Iterator[None]:
+        """Every transport failure of a request as a ControlError subclass."""
         try:
-            response = await self.session.request(
-                method,
-                API_PREFIX + path,
-                json=body.to_dict() if body is not None else None,
-                params=params,
-                timeout=timeout,
-            )
+            yield
         except aiohttp.ClientConnectorError as exc:
             raise connection_error(self.socket_path, exc.os_error) from None
-        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
-            raise DaemonNotRunning(
-                f"the qwend control socket {self.socket_path} closed: {exc}"
-            ) from None
         except TimeoutError:
             raise ControlTimeout(
                 f"qwend did not answer {method} {path} within {self.timeout_s:g}s"
+                " (is the daemon hung? see systemctl status qwend; raise --timeout)"
             ) from None
-        if response.status >= 400:
-            raise await _remote_error(response)
-        return response
+        except (aiohttp.ClientError, ConnectionError, asyncio.IncompleteReadError) as exc:
+            raise lost_connection(self.socket_path, exc) from None
 
     async def _get(self, path: str, tp: type[M], params: Mapping[str, str] | None = None) -> M:
         async with await self._request("GET", path, params=params) as response:
-            return tp.from_dict(await _json(response))
+            with self._transport("GET", path):
+                return tp.from_dict(await _json(response))
 
-    async def _post(self, path: str, tp: type[M], body: Message | None = None) -> M:
-        async with await self._request("POST", path, body=body) as response:
-            return tp.from_dict(await _json(response))
+    async def _post(
+        self,
+        path: str,
+        tp: type[M],
+        body: Message | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> M:
+        async with await self._request("POST", path, body=body, params=params) as response:
+            with self._transport("POST", path):
+                return tp.from_dict(await _json(response))
 
     async def status(self) -> StatusResponse:
         return await self._get("/status", StatusResponse)
@@ -249,8 +276,13 @@ class ControlClient:
     async def lane(self, name: str) -> LaneInfo:
         return await self._get(f"/lanes/{name}", LaneInfo)
 
-    async def lane_action(self, name: str, action: LaneAction) -> LaneActionResult:
-        return await self._post(f"/lanes/{name}/{action.value}", LaneActionResult)
+    async def lane_action(
+        self, name: str, action: LaneAction, *, force: bool = False, now: bool = False
+    ) -> LaneActionResult:
+        """Run ``action``; stop and restart drain first unless ``now``, and are refused
+        (RemoteError, code conflict) on a role's active lane unless ``force``."""
+        params = {"force": "1" if force else "0", "now": "1" if now else "0"}
+        return await self._post(f"/lanes/{name}/{action.value}", LaneActionResult, params=params)
 
     async def npus(self) -> NpusResponse:
         return await self._get("/npus", NpusResponse)
@@ -325,6 +357,15 @@ async def _json(response: aiohttp.ClientResponse) -> Any:
         raise ProtocolError(f"the daemon answered something that is not JSON: {exc}") from None
 
 
+def lost_connection(path: Path, exc: BaseException) -> ConnectionLost:
+    """The error for a connection to ``path`` that broke (pure)."""
+    detail = str(exc).strip() or type(exc).__name__
+    return ConnectionLost(
+        f"lost the connection to qwend on {path} ({detail}); the daemon exited or closed it:"
+        " see systemctl status qwend"
+    )
+
+
 async def _remote_error(response: aiohttp.ClientResponse) -> ControlError:
     async with response:
         text = await response.text()
@@ -338,11 +379,12 @@ async def _remote_error(response: aiohttp.ClientResponse) -> ControlError:
 
 
 _STREAM_CUT = (
-    aiohttp.ClientPayloadError,
-    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientError,
+    ConnectionError,
     asyncio.IncompleteReadError,
 )
-"""How a stream breaks when the daemon goes away in the middle of it."""
+"""How a stream breaks when the daemon goes away in the middle of it (ClientPayloadError,
+ServerDisconnectedError, ClientOSError are ClientErrors; a reset may surface bare)."""
 
 
 async def _ndjson(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:
@@ -350,20 +392,31 @@ async def _ndjson(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:
         async for raw in response.content:
             line = raw.strip()
             if line:
-                yield json.loads(line)
+                yield _decode(line)
     except _STREAM_CUT as exc:
-        raise DaemonNotRunning(f"the daemon closed the stream: {exc}") from None
+        raise ConnectionLost(f"the daemon closed the stream: {_detail(exc)}") from None
 
 
 async def _sse(response: aiohttp.ClientResponse) -> AsyncIterator[Any]:
     data: list[str] = []
     try:
         async for raw in response.content:
-            line = raw.decode().rstrip("\r\n")
+            line = raw.decode(errors="replace").rstrip("\r\n")
             if line.startswith("data:"):
                 data.append(line[5:].lstrip())
             elif not line and data:
-                yield json.loads("\n".join(data))
+                yield _decode("\n".join(data))
                 data = []
     except _STREAM_CUT as exc:
-        raise DaemonNotRunning(f"the daemon closed the event stream: {exc}") from None
+        raise ConnectionLost(f"the daemon closed the event stream: {_detail(exc)}") from None
+
+
+def _decode(text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError(f"the daemon sent a stream line that is not JSON: {exc}") from None
+
+
+def _detail(exc: BaseException) -> str:
+    return str(exc).strip() or type(exc).__name__

@@ -402,6 +402,10 @@ class ReloadResponse(Message):
     started: tuple[str, ...] = ()
     stopped: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+    """Lanes new in the configuration."""
+    removed: tuple[str, ...] = ()
+    """Lanes no longer configured (drained and stopped)."""
 
 
 @dataclass(frozen=True)

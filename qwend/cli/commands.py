@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import importlib.resources
+import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from qwend.api.client import ControlClient, PromotionItem, discover_socket
+from qwend.api import reconnect
+from qwend.api.client import (
+    ControlClient,
+    ControlTimeout,
+    DaemonNotRunning,
+    PromotionItem,
+    discover_socket,
+)
 from qwend.api.describe import event_line, promotion_line
 from qwend.api.messages import (
     ConfigIssueInfo,
+    DaemonInfo,
     Event,
     EventKind,
     LaneAction,
@@ -22,7 +31,7 @@ from qwend.api.messages import (
     PromotionAccepted,
     PromotionRecord,
 )
-from qwend.cli import render
+from qwend.cli import completion, render
 from qwend.cli.bench import cmd_bench, gate_request
 from qwend.cli.exit import ExitStatus, exit_status_for_outcome
 from qwend.cli.npus import parse_npu_file
@@ -31,6 +40,11 @@ from qwend.config.check import render_check
 from qwend.config.load import DEFAULT_CONFIG_PATH, check_config
 from qwend.config.model import LaneConfig
 from qwend.errors import ControlError
+
+READ_TIMEOUT_S = 5.0
+"""Default wait of a read-only command: a hung daemon must not block a shell or a script."""
+ACTION_TIMEOUT_S = 300.0
+"""Default wait of an action: a drain, a stop or a lane start may take minutes."""
 
 
 @dataclass
@@ -41,13 +55,21 @@ class Context:
     env: Mapping[str, str]
     stdout: TextIO
     stderr: TextIO
+    parser: argparse.ArgumentParser | None = None
+    """The parser the arguments came from (completion scripts are generated from it)."""
 
     @property
     def json(self) -> bool:
         return bool(self.args.json)
 
-    def client(self) -> ControlClient:
-        return ControlClient(discover_socket(self.args.socket, self.env))
+    def client(self, *, read_only: bool = True) -> ControlClient:
+        """A client waiting ``--timeout`` seconds, else the default for the kind of command."""
+        explicit: float | None = getattr(self.args, "request_timeout", None)
+        default = READ_TIMEOUT_S if read_only else ACTION_TIMEOUT_S
+        return ControlClient(
+            discover_socket(self.args.socket, self.env),
+            timeout_s=explicit if explicit is not None else default,
+        )
 
     def out(self, text: str) -> None:
         self.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -65,9 +87,23 @@ class Context:
         else:
             self.out(human)
 
-    def emit_line(self, message: Message, human: str) -> None:
-        """One NDJSON line with --json (streams), else the human line."""
-        self.out(json.dumps(message.to_dict()) if self.json else human)
+    def emit_line(self, message: Message, human: str, *, stamp: bool = False) -> None:
+        """One NDJSON line with --json (streams), else the human line.
+
+        ``stamp`` adds ``time``: when qwenctl received the line (ISO 8601, UTC).
+        """
+        if not self.json:
+            self.out(human)
+            return
+        data = message.to_dict()
+        if stamp:
+            data = {"time": iso_now(), **data}
+        self.out(json.dumps(data))
+
+
+def iso_now() -> str:
+    """Now as ISO 8601 UTC with milliseconds (``2026-01-31T12:00:00.123Z``)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 Command = Callable[[Context], Coroutine[Any, Any, int]]
@@ -119,7 +155,7 @@ def _accepted(ctx: Context, accepted: PromotionAccepted) -> int:
 
 async def cmd_promote(ctx: Context) -> int:
     gate = gate_request(ctx.args)
-    async with ctx.client() as client:
+    async with ctx.client(read_only=False) as client:
         if not ctx.args.wait:
             accepted = await client.promote_nowait(ctx.args.name, ctx.args.timeout, gate)
             return _accepted(ctx, accepted)
@@ -127,7 +163,7 @@ async def cmd_promote(ctx: Context) -> int:
 
 
 async def cmd_rollback(ctx: Context) -> int:
-    async with ctx.client() as client:
+    async with ctx.client(read_only=False) as client:
         if not ctx.args.wait:
             return _accepted(ctx, await client.rollback_nowait(ctx.args.name, ctx.args.timeout))
         return await _follow_promotion(ctx, client.rollback(ctx.args.name, ctx.args.timeout))
@@ -135,8 +171,10 @@ async def cmd_rollback(ctx: Context) -> int:
 
 def _lane_action(action: LaneAction) -> Command:
     async def run(ctx: Context) -> int:
-        async with ctx.client() as client:
-            result = await client.lane_action(ctx.args.name, action)
+        force = bool(getattr(ctx.args, "force", False))
+        now = bool(getattr(ctx.args, "now", False))
+        async with ctx.client(read_only=False) as client:
+            result = await client.lane_action(ctx.args.name, action, force=force, now=now)
         ctx.emit(result, render.render_action(result))
         return ExitStatus.OK
 
@@ -156,7 +194,7 @@ async def cmd_logs(ctx: Context) -> int:
 
 
 async def cmd_reload(ctx: Context) -> int:
-    async with ctx.client() as client:
+    async with ctx.client(read_only=False) as client:
         result = await client.reload()
     if result.ok or ctx.json:
         ctx.emit(result, render.render_reload(result))
@@ -166,13 +204,36 @@ async def cmd_reload(ctx: Context) -> int:
 
 
 async def cmd_events(ctx: Context) -> int:
-    interval = ctx.args.stats
-    async with ctx.client() as client:
-        async for event in client.events(stats_interval_s=interval):
-            if event.kind is EventKind.STATS and interval <= 0:
-                continue
-            ctx.emit_line(event, event_line(event))
-    return ExitStatus.OK
+    """Follow the event stream; once connected, reconnect with backoff whenever it breaks."""
+    connected = False
+    attempt = 0
+    while True:
+        try:
+            async with ctx.client() as client:
+                async for event in client.events(stats_interval_s=ctx.args.stats):
+                    if event.kind is EventKind.HELLO:
+                        if attempt:
+                            ctx.err(f"reconnected to qwend{_pid_text(event)}")
+                        connected, attempt = True, 0
+                    if event.kind is not EventKind.STATS or ctx.args.stats > 0:
+                        ctx.emit_line(event, event_line(event), stamp=True)
+            reason = "the daemon closed the event stream (shutting down or restarting)"
+        except (DaemonNotRunning, ControlTimeout) as exc:
+            if not connected:
+                raise  # never connected: qwend is not there; say so and exit
+            reason = str(exc)
+        if not ctx.args.reconnect:
+            ctx.err(reason)
+            return ExitStatus.OK
+        attempt += 1
+        delay = reconnect.delay(attempt)
+        ctx.err(f"{reason}; reconnecting in {delay:.1f}s (attempt {attempt}, Ctrl-C to stop)")
+        await asyncio.sleep(delay)
+
+
+def _pid_text(event: Event) -> str:
+    payload = event.payload()
+    return f" (pid {payload.pid})" if isinstance(payload, DaemonInfo) else ""
 
 
 async def cmd_check_config(ctx: Context) -> int:
@@ -200,13 +261,28 @@ def _lane_summary(lane: LaneConfig) -> dict[str, Any]:
     }
 
 
-def completion_script(shell: str) -> str:
-    """The completion script shipped as package data."""
-    return importlib.resources.files("qwend.cli").joinpath(f"qwenctl.{shell}").read_text()
+NAMES_TIMEOUT_S = 2.0
+"""A completion waits this long for live names: a shell must not hang on a TAB."""
 
 
 async def cmd_completion(ctx: Context) -> int:
-    ctx.stdout.write(completion_script(ctx.args.shell))
+    if ctx.args.names:
+        return await _print_names(ctx, ctx.args.names)
+    if ctx.args.shell is None or ctx.parser is None:
+        ctx.err("completion: name a shell: bash, zsh or fish")
+        return ExitStatus.USAGE
+    ctx.stdout.write(completion.render(ctx.args.shell, completion.spec(ctx.parser)))
+    return ExitStatus.OK
+
+
+async def _print_names(ctx: Context, kind: str) -> int:
+    """Lane or role names of the running daemon, one a line (for completion scripts)."""
+    client = ControlClient(discover_socket(ctx.args.socket, ctx.env), timeout_s=NAMES_TIMEOUT_S)
+    async with client:
+        lanes = (await client.lanes()).lanes
+    field = "name" if kind == completion.LANES else "role"
+    names = {str(getattr(lane, field)) for lane in lanes}
+    ctx.out("\n".join(sorted(names)))
     return ExitStatus.OK
 
 

@@ -59,6 +59,26 @@ def exit_status_for(error: BaseException) -> ExitStatus:
     return ExitStatus.ERROR
 
 
+_ERROR_TYPES = {
+    ExitStatus.UNREACHABLE: "unreachable",
+    ExitStatus.PERMISSION_DENIED: "permission_denied",
+    ExitStatus.TIMEOUT: "timeout",
+    ExitStatus.USAGE: "usage",
+}
+
+
+def error_object(error: BaseException, status: ExitStatus) -> dict[str, object]:
+    """The ``error`` object qwenctl prints on stdout under --json (pure).
+
+    ``type`` is the daemon's error code when it answered with one, else what went wrong
+    on this side; ``exit_status`` is the status qwenctl exits with.
+    """
+    kind = error.code.value if isinstance(error, RemoteError) else _ERROR_TYPES.get(status, "error")
+    if isinstance(error, ConfigError):
+        kind = ErrorCode.CONFIG_INVALID.value
+    return {"type": kind, "message": str(error), "exit_status": int(status)}
+
+
 def exit_status_for_outcome(outcome: PromotionOutcome) -> ExitStatus:
     """A finished promotion: promoted is OK, a rollback has its own status."""
     return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -17,24 +18,34 @@ from typing import TextIO
 from qwend import __version__
 from qwend.api.messages import LaneAction
 from qwend.cli import bench, verify
-from qwend.cli.commands import COMMANDS, Context
-from qwend.cli.exit import ExitStatus, exit_status_for
+from qwend.cli.commands import ACTION_TIMEOUT_S, COMMANDS, READ_TIMEOUT_S, Context
+from qwend.cli.completion import NAME_KINDS
+from qwend.cli.exit import ExitStatus, error_object, exit_status_for
 from qwend.errors import QwendError
 
 PROG = "qwenctl"
+SHELLS = ("bash", "zsh", "fish")
 EPILOG = """\
 exit status:
   0 ok, 1 error, 2 usage (or invalid configuration for check-config),
   3 daemon unreachable, 4 permission denied on the socket,
   5 promotion failed and rolled back, 6 conflict, 7 not found, 8 timeout,
-  9 latency gate refused the candidate
+  9 latency gate refused the candidate,
+  130 interrupted (Ctrl-C; an operation already sent goes on in the daemon)
+
+timeout: read-only commands wait 5 s for the daemon, actions
+         300 s; --timeout S sets both
 
 socket: --socket, else $QWEND_SOCKET, else /run/qwend/control.sock,
         else $XDG_RUNTIME_DIR/qwend/control.sock
 """
 
 
-def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT, the shell's convention)."""
+
+
+def _common(parser: argparse.ArgumentParser, *, top: bool = False, timeout: bool = True) -> None:
     # On subcommands the default is SUPPRESS so "qwenctl --json status" keeps the top-level value.
     default: object = False if top else argparse.SUPPRESS
     parser.add_argument(
@@ -46,13 +57,37 @@ def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
         default=None if top else argparse.SUPPRESS,
         help="control socket of the daemon",
     )
+    if timeout:  # promote and rollback use --timeout for the candidate's deadline
+        parser.add_argument(
+            "--timeout",
+            dest="request_timeout",
+            type=_seconds,
+            metavar="S",
+            default=None if top else argparse.SUPPRESS,
+            help="how long to wait for the daemon's answer"
+            f" (read-only commands {READ_TIMEOUT_S:g}s, actions {ACTION_TIMEOUT_S:g}s)",
+        )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return value
 
 
 def _sub(
-    subs: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+    subs: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help_text: str,
+    *,
+    timeout: bool = True,
 ) -> argparse.ArgumentParser:
     parser = subs.add_parser(name, help=help_text, description=help_text)
-    _common(parser)
+    _common(parser, timeout=timeout)
     return parser
 
 
@@ -85,19 +120,33 @@ def build_parser() -> argparse.ArgumentParser:
     npus.add_argument(
         "--parse", metavar="FILE", help="parse a saved npu-smi output ('-' for stdin), no daemon"
     )
-    promote = _sub(subs, "promote", "make a candidate lane the active lane of its role")
+    promote = _sub(
+        subs, "promote", "make a candidate lane the active lane of its role", timeout=False
+    )
     promote.add_argument("kind", choices=["lane"], help="what to promote")
     promote.add_argument("name", metavar="NAME", help="the candidate lane")
     _promotion_args(promote)
     bench.add_gate_args(promote)
-    rollback = _sub(subs, "rollback", "revert the last promotion of a role")
+    rollback = _sub(subs, "rollback", "revert the last promotion of a role", timeout=False)
     rollback.add_argument("kind", choices=["role"], help="what to roll back")
     rollback.add_argument("name", metavar="ROLE", help="the role")
     _promotion_args(rollback)
     for action in LaneAction:
-        sub = _sub(subs, action.value, f"{action.value} a lane")
+        sub = _sub(subs, action.value, ACTION_HELP[action])
         sub.add_argument("kind", choices=["lane"], help="what to act on")
         sub.add_argument("name", metavar="NAME", help="the lane")
+        if action in SAFE_ACTIONS:
+            sub.add_argument(
+                "--now",
+                action="store_true",
+                help="do not wait for in-flight requests to finish (no drain)",
+            )
+            sub.add_argument(
+                "--force",
+                action="store_true",
+                help="even when it is the active lane of its role (the role's port answers"
+                " 503 until it is back)",
+            )
     logs = _sub(subs, "logs", "a lane's log: last lines, follow, or the previous run")
     logs.add_argument("name", metavar="NAME", help="the lane")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
@@ -108,13 +157,34 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument(
         "--stats", type=float, default=0.0, metavar="S", help="also print stats every S seconds"
     )
+    events.add_argument(
+        "--no-reconnect",
+        dest="reconnect",
+        action="store_false",
+        help="exit when the daemon goes away instead of reconnecting",
+    )
     check = _sub(subs, "check-config", "validate a configuration without a daemon")
     check.add_argument("path", nargs="?", help="qwend.toml or its directory")
-    completion = _sub(subs, "completion", "print a shell completion script")
-    completion.add_argument("shell", choices=["bash"])
+    completion = _sub(subs, "completion", "print a shell completion script (bash, zsh, fish)")
+    completion.add_argument("shell", nargs="?", choices=list(SHELLS))
+    completion.add_argument(  # what the scripts call for live lane and role names
+        "--names", choices=NAME_KINDS, help=argparse.SUPPRESS
+    )
     bench.add_parser(lambda name, help_text: _sub(subs, name, help_text))
     verify.add_parser(lambda name, help_text: _sub(subs, name, help_text))
     return parser
+
+
+ACTION_HELP = {
+    LaneAction.START: "start a lane",
+    LaneAction.STOP: "drain a lane, then stop it (refused on a role's active lane without --force)",
+    LaneAction.RESTART: "drain a lane, then restart it (refused on a role's active lane"
+    " without --force)",
+    LaneAction.DRAIN: "stop routing new requests to a lane; in-flight ones finish",
+    LaneAction.RESET: "clear a failed lane's crash loop and start it again",
+}
+SAFE_ACTIONS = frozenset({LaneAction.STOP, LaneAction.RESTART})
+"""Actions that take a lane out of service: drained first, refused on an active lane."""
 
 
 def main(
@@ -126,19 +196,56 @@ def main(
     """Run one qwenctl command; returns the exit status."""
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
+    arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(arguments)
     except SystemExit as exc:  # --help / --version (0) or a usage error (2, printed)
-        return ExitStatus.OK if exc.code in (0, None) else ExitStatus.USAGE
-    ctx = Context(args, dict(os.environ if env is None else env), out, err)
+        if exc.code in (0, None):
+            return ExitStatus.OK
+        if "--json" in arguments:
+            _json_error(out, {"type": "usage", "message": "bad command line; see qwenctl --help"})
+        return ExitStatus.USAGE
+    ctx = Context(args, dict(os.environ if env is None else env), out, err, parser)
     try:
         return int(asyncio.run(COMMANDS[args.command](ctx)))
     except KeyboardInterrupt:
-        return ExitStatus.OK if args.command in ("events", "logs") else ExitStatus.ERROR
+        return _interrupted(args, err)
     except (QwendError, OSError, TimeoutError) as exc:
         print(f"{PROG}: {exc}", file=err)
-        return exit_status_for(exc)
+        status = exit_status_for(exc)
+        if args.json:
+            _json_error(out, error_object(exc, status))
+        return status
+
+
+def _json_error(out: TextIO, error: Mapping[str, object]) -> None:
+    """Under --json a failure is a JSON object on stdout too: ``{"error": {...}}``."""
+    out.write(json.dumps({"error": dict(error)}) + "\n")
+    out.flush()
+
+
+CONTINUES = {
+    "promote": "the promotion goes on in the daemon",
+    "rollback": "the rollback goes on in the daemon",
+    "reload": "the reload goes on in the daemon",
+    **{action.value: f"the {action.value} goes on in the daemon" for action in LaneAction},
+}
+"""Commands whose work the daemon finishes when qwenctl is interrupted."""
+
+
+def _interrupted(args: argparse.Namespace, err: TextIO) -> int:
+    """Ctrl-C: following a stream is over (0); anything else says what goes on (130)."""
+    if args.command in ("events", "logs"):
+        return ExitStatus.OK
+    what = CONTINUES.get(args.command)
+    if what is not None:
+        subject = getattr(args, "name", "")
+        err.write(
+            f"\n{PROG}: interrupted; {what} ({args.command} {subject})."
+            " Follow it with: qwenctl events, or check: qwenctl status\n"
+        )
+    return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -137,11 +137,12 @@ def render_reload(reload: ReloadResponse) -> str:
     parts = [
         f"{label} {', '.join(names)}"
         for label, names in (
+            ("added", reload.added),
+            ("removed", reload.removed or reload.stopped),
             ("restarted", reload.restarted),
             ("started", reload.started),
-            ("stopped", reload.stopped),
+            ("unchanged", reload.unchanged),
         )
         if names
     ]
-    parts.append(f"{len(reload.unchanged)} unchanged")
-    return "configuration reloaded: " + "; ".join(parts) + "\n"
+    return "configuration reloaded: " + ("; ".join(parts) or "no lanes") + "\n"

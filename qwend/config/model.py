@@ -89,6 +89,8 @@ class DaemonConfig:
     """On shutdown, how long in-flight requests may finish before lanes are stopped."""
     lane_log_keep: int = 5
     """How many previous lane logs (``NAME.log.1`` ...) to keep."""
+    lane_log_max_mb: int = 100
+    """A lane log is rotated when it grows past this many MiB, even while the lane runs."""
     lanes_survive_restart: bool | None = None
     """Lanes outlive a daemon restart and are re-adopted (``qwend.supervisor.adoption``).
 

@@ -223,6 +223,7 @@ def parse_daemon(t: Table, base: Path) -> DaemonConfig:
         lanes_dir=t.get("lanes_dir", paths, base / "lanes.d") or base / "lanes.d",
         drain_timeout_s=_num(t, "drain_timeout_s", NONNEG, d.drain_timeout_s),
         lane_log_keep=_int(t, "lane_log_keep", Int(0, 1000), d.lane_log_keep),
+        lane_log_max_mb=_int(t, "lane_log_max_mb", Int(1, 1_000_000), d.lane_log_max_mb),
         lanes_survive_restart=t.opt("lanes_survive_restart", BoolOrAuto()),
     )
     t.finish()

@@ -42,6 +42,7 @@ from qwend.control.context import (
     ReloadCallback,
     RouterStats,
 )
+from qwend.control.safety import GUARDED, ActionRefused, refusal
 from qwend.control.streams import stream_events, stream_log, stream_promotion
 from qwend.control.unix_socket import create_control_socket, peer_caller, remove_control_socket
 from qwend.control.views import router_dict
@@ -51,6 +52,7 @@ from qwend.logs import get_logger
 from qwend.npu.render import render_view, view_to_dict
 from qwend.promotion.plan import UnknownLane
 from qwend.promotion.promoter import Promoter, Promotion
+from qwend.supervisor.reload import KEPT_DOWN
 
 __all__ = [
     "CONTROL_KEY",
@@ -77,7 +79,7 @@ def _error(code: ErrorCode, message: str) -> web.Response:
 def _classify(exc: QwendError) -> ErrorCode:
     if isinstance(exc, UnknownLane):
         return ErrorCode.NOT_FOUND
-    if isinstance(exc, PromotionConflict):
+    if isinstance(exc, PromotionConflict | ActionRefused):
         return ErrorCode.CONFLICT
     if isinstance(exc, PromotionError):
         return ErrorCode.PROMOTION_FAILED
@@ -191,7 +193,13 @@ async def lane_action(request: web.Request) -> web.Response:
         raise PromotionConflict(
             f"lane {name!r} is part of running promotion {busy}; wait for it to finish"
         )
-    _audit(request, f"lane.{action.value}", lane=name)
+    force, now = _flag(request, "force"), _flag(request, "now")
+    if action in GUARDED:
+        _guard(ctx, action, name, force)
+    _audit(request, f"lane.{action.value}", lane=name, force=force, now=now)
+    if action in GUARDED and not now:
+        # In-flight requests finish first, bounded by [daemon] drain_timeout_s.
+        await ctx.supervisor.drain_wait(name)
     method = {
         LaneAction.START: ctx.supervisor.start_lane,
         LaneAction.STOP: ctx.supervisor.stop_lane,
@@ -201,6 +209,27 @@ async def lane_action(request: web.Request) -> web.Response:
     }[action]
     await method(name)
     return _json(LaneActionResult(action=action, lane=ctx.lane(name)))
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "0") in ("1", "true", "yes")
+
+
+def _guard(ctx: ControlContext, action: LaneAction, name: str, force: bool) -> None:
+    """Refuse (ActionRefused, a conflict) to take a role's active lane out without force."""
+    snap = ctx.supervisor.snapshot(name)
+    others = [
+        lane.name
+        for lane in ctx.supervisor.config.lanes
+        if lane.role == snap.role and lane.name != name
+    ]
+    running = snap.state not in KEPT_DOWN
+    why = refusal(action, name, snap.role, ctx.supervisor.active_lanes(), running, others)
+    if why is None:
+        return
+    if not force:
+        raise ActionRefused(why)
+    log.warning("forced action on an active lane", action=action.value, lane=name, role=snap.role)
 
 
 async def logs(request: web.Request) -> web.StreamResponse:
@@ -238,7 +267,7 @@ async def _start_promotion(
     request: web.Request, promotion: Promotion, wait: bool
 ) -> web.StreamResponse:
     if wait:
-        return await stream_promotion(request, promotion)
+        return await stream_promotion(request, _ctx(request), promotion)
     return _json(promotion.accepted, status=202)
 
 

@@ -35,17 +35,47 @@ async def _write_line(response: web.StreamResponse, message: Message) -> None:
     await response.write(json.dumps(message.to_dict()).encode() + b"\n")
 
 
-async def until_closing(ctx: ControlContext, source: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """Items of ``source`` until it ends or the daemon shuts down."""
+GONE_POLL_S = 0.25
+"""How often a stream checks that its client is still connected while nothing is sent."""
+
+
+async def _client_gone(request: web.Request) -> None:
+    """Returns once the client has closed its connection.
+
+    aiohttp does not cancel a handler when its client goes away, and a stream that has
+    nothing to send would not notice until its next write: so the transport is polled.
+    """
+    while True:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        await asyncio.sleep(GONE_POLL_S)
+
+
+class ClientGone(Exception):
+    """The client of a stream closed its connection."""
+
+
+async def until_closing(
+    ctx: ControlContext, source: AsyncIterator[Any], request: web.Request | None = None
+) -> AsyncIterator[Any]:
+    """Items of ``source`` until it ends or the daemon shuts down.
+
+    With ``request``: raises ClientGone when that client disconnects meanwhile.
+    """
     closing = asyncio.ensure_future(ctx.closing.wait())
+    gone = asyncio.ensure_future(_client_gone(request)) if request is not None else None
+    stops = {closing} if gone is None else {closing, gone}
     try:
         while True:
             nxt = asyncio.ensure_future(anext(source))
-            done, _ = await asyncio.wait({nxt, closing}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({nxt, *stops}, return_when=asyncio.FIRST_COMPLETED)
             if nxt not in done:
                 nxt.cancel()
                 with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                     await nxt
+                if gone is not None and gone in done:
+                    raise ClientGone
                 return
             try:
                 yield nxt.result()
@@ -53,13 +83,22 @@ async def until_closing(ctx: ControlContext, source: AsyncIterator[Any]) -> Asyn
                 return
     finally:
         closing.cancel()
+        if gone is not None:
+            gone.cancel()
         aclose: Callable[[], Any] | None = getattr(source, "aclose", None)
         if aclose is not None:
             with contextlib.suppress(Exception):
                 await aclose()
 
 
-async def stream_promotion(request: web.Request, promotion: Promotion) -> web.StreamResponse:
+def _went_away(request: web.Request, what: str, **fields: object) -> None:
+    """One info line for a client that disconnected: normal for Ctrl-C, never a traceback."""
+    log.info("control client went away", path=request.path, what=what, **fields)
+
+
+async def stream_promotion(
+    request: web.Request, ctx: ControlContext, promotion: Promotion
+) -> web.StreamResponse:
     """NDJSON of ``Event``: promotion_accepted, promotion (steps), promotion_result.
 
     The promotion runs on in the daemon if the client goes away.
@@ -67,12 +106,11 @@ async def stream_promotion(request: web.Request, promotion: Promotion) -> web.St
     response = await _open(request, NDJSON)
     try:
         await _write_line(response, Event.of(promotion.accepted))
-        async for item in promotion.progress():
+        async for item in until_closing(ctx, promotion.progress(), request):
             await _write_line(response, Event.of(item))
         await response.write_eof()
-    except (ConnectionResetError, asyncio.CancelledError):
-        log.info("promotion client went away; promotion continues", id=promotion.id)
-        raise
+    except (ConnectionError, ClientGone):
+        _went_away(request, "promotion continues", id=promotion.id)
     return response
 
 
@@ -81,12 +119,14 @@ async def stream_log(
 ) -> web.StreamResponse:
     """NDJSON of ``LogLine``: the tail, then new lines as the lane writes them."""
     response = await _open(request, NDJSON)
-    with contextlib.suppress(ConnectionResetError):
+    try:
         for line in tail:
             await _write_line(response, LogLine(lane, line))
-        async for line in until_closing(ctx, ctx.supervisor.follow_log(lane)):
+        async for line in until_closing(ctx, ctx.supervisor.follow_log(lane), request):
             await _write_line(response, LogLine(lane, line))
         await response.write_eof()
+    except (ConnectionError, ClientGone):
+        _went_away(request, "log follow", lane=lane)
     return response
 
 
@@ -137,8 +177,10 @@ async def stream_events(request: web.Request, ctx: ControlContext) -> web.Stream
     except ValueError:
         raise web.HTTPBadRequest(text="stats_interval must be a number of seconds") from None
     response = await _open(request, "text/event-stream")
-    with contextlib.suppress(ConnectionResetError):
-        async for event in until_closing(ctx, _events(ctx, interval)):
+    try:
+        async for event in until_closing(ctx, _events(ctx, interval), request):
             await response.write(_sse(event))
         await response.write_eof()
+    except (ConnectionError, ClientGone):
+        _went_away(request, "event stream")
     return response

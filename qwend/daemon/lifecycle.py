@@ -330,15 +330,39 @@ async def run_daemon(
     return await Daemon(source, config, services, announce=announce).run()
 
 
+EPILOG = f"""\
+commands:
+  qwend check-config [PATH]  validate a configuration and summarise it, without
+                             starting anything (qwend check-config --help)
+
+signals:
+  SIGHUP            reload the configuration; a rejected one keeps the running one
+  SIGTERM, SIGINT   drain the lanes, stop them, exit (under systemd a restart leaves
+                    the lanes running for the next qwend to adopt)
+
+exit status:
+  {ExitStatus.OK} stopped cleanly, {ExitStatus.ERROR} could not start or failed,
+  {ExitStatus.CONFIG} invalid or missing configuration, or a wrong command line
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``qwend`` command line."""
     parser = argparse.ArgumentParser(
-        prog="qwend", description="Run Qwen3.5 lanes on Ascend NPUs: supervisor, router, control."
+        prog="qwend",
+        description="Run Qwen3.5 lanes on Ascend NPUs: supervisor, router, control.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--config", type=Path, default=DEFAULT_CONFIG_PATH, help="qwend.toml (default: %(default)s)"
+    # --demo runs its own embedded configuration: a --config beside it would be ignored.
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG_PATH,
+        help="qwend.toml (default: %(default)s)",
     )
-    parser.add_argument(
+    source.add_argument(
         "--demo", action="store_true", help="run the embedded demo on simulated lanes"
     )
     parser.add_argument(

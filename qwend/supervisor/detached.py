@@ -40,7 +40,13 @@ from qwend.supervisor.adoption import (
     loads_records,
     start_ticks_of,
 )
-from qwend.supervisor.output import LogRing, read_log_tail, rotate_logs
+from qwend.supervisor.output import (
+    DEFAULT_LOG_MAX_BYTES,
+    LogRing,
+    read_log_tail,
+    rotate_by_copy,
+    rotate_logs,
+)
 from qwend.supervisor.process import describe_returncode, group_members, kill_group
 
 FOLLOW_PERIOD_S = 0.25
@@ -165,10 +171,12 @@ class DetachedLaneProcess:
         env: Mapping[str, str],
         registry: LaneRegistry,
         ring: LogRing | None = None,
+        log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
     ) -> None:
         self.lane = lane
         self.log_path = log_dir / f"{lane.name}.log"
         self._log_keep = log_keep
+        self._log_max = log_max_bytes
         self._env = dict(env)
         self._registry = registry
         self.ring = ring if ring is not None else LogRing()
@@ -190,9 +198,19 @@ class DetachedLaneProcess:
         log_dir: Path,
         registry: LaneRegistry,
         ring: LogRing | None = None,
+        log_keep: int = 0,
+        log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
     ) -> DetachedLaneProcess:
         """Supervise ``record``'s process, started by a previous daemon (already verified)."""
-        proc = cls(lane, log_dir=log_dir, log_keep=0, env={}, registry=registry, ring=ring)
+        proc = cls(
+            lane,
+            log_dir=log_dir,
+            log_keep=log_keep,
+            env={},
+            registry=registry,
+            ring=ring,
+            log_max_bytes=log_max_bytes,
+        )
         proc._adopted = True
         proc.pid = record.pid
         proc.started_at = epoch_of(record.start_ticks)
@@ -329,6 +347,10 @@ class DetachedLaneProcess:
                         self.ring.feed(chunk.decode("utf-8", "replace"))
                     if done:
                         break
+                    if log.tell() > self._log_max:
+                        # The lane holds the file open: copy and truncate, read on from 0.
+                        rotate_by_copy(self.log_path, self._log_keep)
+                        log.seek(0)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._exited.wait(), FOLLOW_PERIOD_S)
         except OSError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections import deque
 from pathlib import Path
 
@@ -27,6 +28,52 @@ def rotate_logs(path: Path, keep: int) -> None:
     if keep <= 0:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+MIB = 1024 * 1024
+DEFAULT_LOG_MAX_BYTES = 100 * MIB
+"""``[daemon] lane_log_max_mb``'s default, for processes made without a configuration."""
+
+
+def rotate_by_copy(path: Path, keep: int) -> None:
+    """Rotate a log another process holds open in append mode (``copytruncate``).
+
+    The writer's descriptor keeps pointing at ``path``: renaming the file would leave it
+    writing to ``NAME.log.1`` for ever. So the older files shift, the content is copied
+    to ``NAME.log.1`` and ``path`` is truncated; an O_APPEND writer goes on at offset 0.
+    Lines written between the copy and the truncation are lost (logrotate's trade-off).
+    """
+    for n in range(keep, 1, -1):
+        src = path.with_name(f"{path.name}.{n - 1}")
+        if src.exists():
+            src.replace(path.with_name(f"{path.name}.{n}"))
+    if keep > 0:
+        shutil.copyfile(path, path.with_name(f"{path.name}.1"))
+    with path.open("r+b") as f:
+        f.truncate(0)
+
+
+class CappedLog:
+    """A lane log qwend writes itself, rotated (rename) when it grows past ``max_bytes``."""
+
+    def __init__(self, path: Path, keep: int, max_bytes: int) -> None:
+        self.path = path
+        self._keep = keep
+        self._max = max_bytes
+        self._file = path.open("ab", buffering=0)
+        self._size = self._file.tell()
+
+    def write(self, data: bytes) -> None:
+        if self._size + len(data) > self._max and self._size > 0:
+            self._file.close()
+            rotate_logs(self.path, self._keep)
+            self._file = self.path.open("ab", buffering=0)
+            self._size = 0
+        self._file.write(data)
+        self._size += len(data)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class LogRing:

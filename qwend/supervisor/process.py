@@ -25,14 +25,14 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, cast
+from typing import cast
 
 from qwend.config.model import LaneConfig
 from qwend.errors import LaneError
 from qwend.logs import lane_logger
 from qwend.supervisor.environment import merged_lane_env
 from qwend.supervisor.guard import OrphanGuard
-from qwend.supervisor.output import LogRing, rotate_logs
+from qwend.supervisor.output import DEFAULT_LOG_MAX_BYTES, CappedLog, LogRing, rotate_logs
 
 PR_SET_PDEATHSIG = 1
 CHUNK = 65536
@@ -172,10 +172,12 @@ class LaneProcess:
         env: Mapping[str, str],
         guard: OrphanGuard | None = None,
         ring: LogRing | None = None,
+        log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
     ) -> None:
         self.lane = lane
         self.log_path = log_dir / f"{lane.name}.log"
         self._log_keep = log_keep
+        self._log_max = log_max_bytes
         self._env = dict(env)
         self._guard = guard
         self.ring = ring if ring is not None else LogRing()
@@ -211,7 +213,7 @@ class LaneProcess:
         argv = self.lane.argv()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         rotate_logs(self.log_path, self._log_keep)
-        logfile = self.log_path.open("ab", buffering=0)
+        logfile = CappedLog(self.log_path, self._log_keep, self._log_max)
         header = f"--- qwend: starting lane {self.lane.name}: {argv!r}\n"
         logfile.write(header.encode())
         self.ring.feed(header)
@@ -247,7 +249,7 @@ class LaneProcess:
         self._log.info("lane process started", pid=proc.pid, argv=argv, log=str(self.log_path))
         return proc.pid
 
-    async def _pump(self, proc: asyncio.subprocess.Process, logfile: IO[bytes]) -> None:
+    async def _pump(self, proc: asyncio.subprocess.Process, logfile: CappedLog) -> None:
         assert proc.stdout is not None
         try:
             while chunk := await proc.stdout.read(CHUNK):

@@ -71,7 +71,10 @@ class ReloadReport:
     restarted: tuple[str, ...]
     started: tuple[str, ...]
     stopped: tuple[str, ...]
+    """Lanes no longer configured (removed: drained and stopped)."""
     unchanged: tuple[str, ...]
+    added: tuple[str, ...] = ()
+    """Lanes new in the configuration (started only when active: see ``started``)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class ReloadPlan:
             started=self.start,
             stopped=self.remove,
             unchanged=tuple(lane.name for lane in self.config.lanes if lane.name not in touched),
+            added=tuple(lane.name for lane in self.add),
         )
 
 

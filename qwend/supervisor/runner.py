@@ -53,6 +53,8 @@ class LaneContext:
 
     log_dir: Callable[[], Path]
     log_keep: Callable[[], int]
+    log_max_bytes: Callable[[], int]
+    """Size past which a lane log is rotated while the lane runs."""
     environment: Callable[[LaneConfig], dict[str, str]]
     guard: OrphanGuard
     session: Callable[[], aiohttp.ClientSession]
@@ -270,6 +272,7 @@ class LaneRunner:
                 cfg,
                 log_dir=self._ctx.log_dir(),
                 log_keep=self._ctx.log_keep(),
+                log_max_bytes=self._ctx.log_max_bytes(),
                 env=self._ctx.environment(cfg),
                 registry=self._ctx.registry,
                 ring=self.ring,
@@ -279,6 +282,7 @@ class LaneRunner:
                 cfg,
                 log_dir=self._ctx.log_dir(),
                 log_keep=self._ctx.log_keep(),
+                log_max_bytes=self._ctx.log_max_bytes(),
                 env=self._ctx.environment(cfg),
                 guard=self._ctx.guard,
                 ring=self.ring,

@@ -24,7 +24,7 @@ from qwend.routing.lanetable import LaneTable, RoutableLane, TrafficGate
 from qwend.supervisor.adoption import LaneRecord, Verdict, decide
 from qwend.supervisor.detached import DetachedLaneProcess, LaneRegistry, proc_facts, stop_group
 from qwend.supervisor.guard import OrphanGuard
-from qwend.supervisor.output import read_log_tail
+from qwend.supervisor.output import MIB, read_log_tail
 from qwend.supervisor.preflight import preflight
 from qwend.supervisor.process import lane_environment
 from qwend.supervisor.reload import (
@@ -148,6 +148,7 @@ class Supervisor:
         return LaneContext(
             log_dir=lambda: self._config.daemon.log_dir,
             log_keep=lambda: self._config.daemon.lane_log_keep,
+            log_max_bytes=lambda: self._config.daemon.lane_log_max_mb * MIB,
             environment=self._environment,
             guard=self._guard,
             session=self._http,
@@ -334,6 +335,8 @@ class Supervisor:
                     log_dir=self._config.daemon.log_dir,
                     registry=self._registry,
                     ring=runner.ring,
+                    log_keep=self._config.daemon.lane_log_keep,
+                    log_max_bytes=self._config.daemon.lane_log_max_mb * MIB,
                 )
                 await runner.adopt(proc)
             elif decision.verdict is Verdict.STOP:
@@ -368,6 +371,16 @@ class Supervisor:
     async def drain_lane(self, name: str) -> None:
         """Stop routing new requests to a lane (in-flight ones finish)."""
         await self._runner(name).drain()
+
+    async def drain_wait(self, name: str) -> None:
+        """Drain a lane, then wait for its in-flight requests: at most [daemon] drain_timeout_s.
+
+        Run before a stop or restart asked for by an operator, so it costs no request.
+        """
+        runner = self._runner(name)
+        await runner.drain()
+        if runner.state is LaneState.DRAINING:
+            await self._drain_wait([name], self._config.daemon.drain_timeout_s)
 
     async def reset_lane(self, name: str) -> None:
         """failed -> stopped -> starting."""
@@ -412,6 +425,7 @@ class Supervisor:
             restarted=report.restarted,
             started=report.started,
             stopped=report.stopped,
+            added=report.added,
         )
         return report
 

@@ -203,9 +203,10 @@ async def test_conflict_and_not_found_statuses() -> None:
 async def test_lane_actions_human_and_json(action: str, lane: str, state: str) -> None:
     sup = FakeSupervisor(demo_config()).with_state("stable_green", "failed")
     async with serve_control(sup) as srv:
-        human = await qwenctl(srv, action, "lane", lane)
+        force = ["--force"] if action in ("stop", "restart") else []
+        human = await qwenctl(srv, action, "lane", lane, *force)
         sup.states[lane] = {"reset": "failed"}.get(action, sup.states[lane])
-        data = await qwenctl(srv, action, "lane", lane, "--json")
+        data = await qwenctl(srv, action, "lane", lane, "--json", *force)
     assert human.code == ExitStatus.OK
     assert human.out.startswith(f"{lane}: {action} -> {state}")
     payload = data.json()
@@ -266,7 +267,10 @@ async def test_reload_ok_and_refused() -> None:
         bad_json = await qwenctl(srv, "reload", "--json")
         status = await qwenctl(srv, "status")
     assert ok.code == ExitStatus.OK
-    assert ok.out == "configuration reloaded: 5 unchanged\n"
+    assert ok.out == (
+        "configuration reloaded: unchanged multimodal, stable, throughput, recurrent_v2,"
+        " stable_green\n"
+    )
     ok_data = ok_json.json()
     assert isinstance(ok_data, dict) and ok_data["ok"] is True
     assert bad.code == ExitStatus.ERROR and bad.out == ""
@@ -289,9 +293,9 @@ async def _events_run(srv: Served, *argv: str) -> Run:
 
 async def test_events_human_and_json() -> None:
     async with serve_control() as srv:
-        human = await _events_run(srv)
+        human = await _events_run(srv, "--no-reconnect")
     async with serve_control() as srv:
-        js = await _events_run(srv, "--json")
+        js = await _events_run(srv, "--json", "--no-reconnect")
     assert human.code == ExitStatus.OK
     lines = human.out.splitlines()
     assert lines[0] == "connected to qwend 0.1.0"
@@ -318,7 +322,7 @@ async def test_check_config_human_and_json(tmp_path: Path) -> None:
 async def test_completion_script_is_valid_bash() -> None:
     run = await qwenctl(None, "completion", "bash")
     assert run.code == ExitStatus.OK
-    assert "complete -F _qwenctl qwenctl" in run.out
+    assert "complete -o filenames -F _qwenctl qwenctl" in run.out
     for command in ("promote", "rollback", "logs", "check-config"):
         assert command in run.out
     subprocess.run(["bash", "-n"], input=run.out, text=True, check=True)
@@ -330,7 +334,10 @@ async def test_unreachable_daemon_and_usage() -> None:
     usage = await qwenctl(None, "promote", "role", "x")
     assert down.code == down_json.code == ExitStatus.UNREACHABLE
     assert "qwend is not running: no control socket at /tmp/qwend-none.sock" in down.err
-    assert down.out == down_json.out == ""
+    assert down.out == ""
+    error = down_json.json()
+    assert isinstance(error, dict)
+    assert error["error"]["type"] == "unreachable" and error["error"]["exit_status"] == 3
     assert usage.code == ExitStatus.USAGE
     assert "invalid choice: 'role'" in usage.err or usage.err == ""
 

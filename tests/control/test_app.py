@@ -86,7 +86,7 @@ async def test_lane_actions_reach_supervisor_and_are_audited(
 ) -> None:
     async with serve_control() as srv, ControlClient(srv.path) as client:
         with capture_logs() as logs:
-            result = await client.lane_action("stable", action)
+            result = await client.lane_action("stable", action, force=True)
     assert result.action is action
     assert result.lane.state == state
     audit = [e for e in logs if e["event"] == "control action"]

@@ -82,3 +82,24 @@ def test_busy_router_port_exits_1_with_an_actionable_message(
     text = out.err + out.out
     assert f"cannot listen on 127.0.0.1:{port} for the router" in text
     assert "[router] listen" in text
+
+
+def test_demo_and_config_are_mutually_exclusive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--demo", "--config", str(tmp_path / "qwend.toml")])
+    assert exited.value.code == ExitStatus.CONFIG
+    assert "argument --config: not allowed with argument --demo" in capsys.readouterr().err
+
+
+def test_help_lists_check_config_signals_and_exit_statuses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert "qwend check-config [PATH]" in text
+    assert "SIGHUP" in text and "SIGTERM" in text
+    assert "2 invalid or missing configuration" in text

@@ -39,7 +39,7 @@ async def test_every_daemon_line_is_json_with_log_format_json(tmp_path: Path) ->
     async with run_daemon(cfg) as d:
         await d.wait_lanes({"a": "ready"})
         async with d.client() as client:
-            await client.lane_action("a", LaneAction.RESTART)
+            await client.lane_action("a", LaneAction.RESTART, force=True)
             await d.wait_lanes({"a": "ready"})
             results = [item async for item in client.promote("a2")]
         final = results[-1]

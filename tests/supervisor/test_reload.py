@@ -71,8 +71,9 @@ def report(
     started: tuple[str, ...] = (),
     stopped: tuple[str, ...] = (),
     unchanged: tuple[str, ...] = (),
+    added: tuple[str, ...] = (),
 ) -> ReloadReport:
-    return ReloadReport(restarted, started, stopped, unchanged)
+    return ReloadReport(restarted, started, stopped, unchanged, added)
 
 
 CASES = {
@@ -91,14 +92,14 @@ CASES = {
     ),
     "a new active lane starts, a new standby lane is only added": Case(
         (A, B, B2, B3, C),
-        report(started=("c",), unchanged=("a", "b", "b2")),
+        report(started=("c",), unchanged=("a", "b", "b2"), added=("b3", "c")),
         add=("b3", "c"),
         start=("c",),
         new_active=ACTIVE | {"c": "c"},
     ),
     "a renamed lane is a removed lane and a new one": Case(
         (A, replace(B, name="b-renamed"), B2),
-        report(started=("b-renamed",), stopped=("b",), unchanged=("a", "b2")),
+        report(started=("b-renamed",), stopped=("b",), unchanged=("a", "b2"), added=("b-renamed",)),
         remove=("b",),
         add=("b-renamed",),
         start=("b-renamed",),

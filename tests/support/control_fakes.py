@@ -159,6 +159,9 @@ class FakeSupervisor:
         self.calls.append(("drain", name))
         self._set(name, S.DRAINING)
 
+    async def drain_wait(self, name: str) -> None:
+        await self.drain_lane(name) if self.states[name] is S.READY else self.snapshot(name)
+
     async def reset_lane(self, name: str) -> None:
         state = self.states[name]
         if state is not S.FAILED:

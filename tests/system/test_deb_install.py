@@ -1,5 +1,7 @@
-"""The Debian package on a real systemd: install, run, reload, restarts that keep the lanes
-(SIGKILL, systemctl restart, upgrade, watchdog), stop, purge.
+"""The Debian package on a real systemd: install, run, reload (and a rejected one), restarts
+that keep the lanes (SIGKILL, systemctl restart, upgrade, watchdog), an upgrade to a newer
+version with changed defaults without a prompt, stop, a broken config at start (no
+restarts), purge.
 
 Runs packaging/system-test (systemd booted in systemd-nspawn on a cached debootstrap
 rootfs) against the newest dist/qwend_*.deb. Marked ``system``: `make system` builds

@@ -157,19 +157,23 @@ async def test_dashboard_shows_lanes_and_acts_on_them() -> None:
             summary = str(app.dashboard.query_one("#summary", Static).render())
             assert "3/5 lanes ready" in summary
 
-            # Restart the lane under the cursor (the first row: multimodal).
-            await pilot.press("r")
-            await wait_for(pilot.pause, lambda: ("restart", "multimodal") in supervisor.calls)
-
-            # Stop the stable lane: move the cursor there first.
+            # Restart a lane that is no role's active lane (the fourth row: recurrent_v2).
             table = lanes_table(app)
+            table.move_cursor(row=3)
+            await pilot.press("r")
+            await wait_for(pilot.pause, lambda: ("restart", "recurrent_v2") in supervisor.calls)
+
+            # Stopping the stable lane, its role's active lane, is refused by the daemon
+            # and the refusal is shown.
             table.move_cursor(row=1)
             await pilot.press("x")
-            await wait_for(pilot.pause, lambda: cell(app, "stable", "state") == "stopped")
             log = app.dashboard.query_one("#events", RichLog)
             await wait_for(
-                pilot.pause, lambda: any("stop stable" in str(line) for line in log.lines)
+                pilot.pause,
+                lambda: any("refusing to stop lane 'stable'" in str(line) for line in log.lines),
             )
+            assert cell(app, "stable", "state") == "ready"
+            assert ("stop", "stable") not in supervisor.calls
 
 
 async def test_logs_screen_shows_the_lane_log() -> None:
