@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 from qwend.tokens import DEFAULT_IMAGE_TOKENS, MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMER_TOKENS
@@ -56,6 +57,8 @@ PRIOR_WEIGHTS = {
 LONG_WORD_CHARS = 6
 """A Latin word longer than this costs one ``long_word`` unit per further started six
 characters (long words split into several tokens)."""
+FEATURES_CACHE_SIZE = 65_536
+"""Texts whose unit counts are remembered (the counts do not depend on the weights)."""
 LEARNING_RATE = 0.5
 """NLMS step: 1 would fit each observation exactly, forgetting the ones before."""
 INITIAL_MARGIN = 0.10
@@ -105,8 +108,10 @@ class Features:
         return Features(**{name: getattr(self, name) + getattr(other, name) for name in FEATURES})
 
 
+@lru_cache(maxsize=FEATURES_CACHE_SIZE)
 def text_features(text: str) -> Features:
-    """Count the units of ``text`` (one C-level scan per kind: this runs per sentence)."""
+    """Count the units of ``text`` (one C-level scan per kind: this runs per sentence, and
+    is memoised since a conversation's older sentences are counted at every request)."""
     words = _WORD.findall(text)
     long_word = sum((len(w) - 1) // LONG_WORD_CHARS for w in words if len(w) > LONG_WORD_CHARS)
     return Features(

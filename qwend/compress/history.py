@@ -9,11 +9,11 @@ whole unless the budget cannot hold them.
 Stability: a lane's prefix cache only hits if the compressed older turns read the same
 as last time. Given the previous result for the same conversation, turns it already
 compressed are compressed the same way again, and turns that have just left the recent
-window keep the same share of their text as the rest; only when that no longer fits
+window keep their sentences above the plan's importance bar; only when that no longer fits
 is the whole older history planned anew, then to ``REPLAN_HEADROOM`` of the room, so
 that many turns pass before the next re-plan. A re-plan is also made when the
 conversation comes back to something the plan dropped (its importance, which leans
-towards what the recent turns talk about, has jumped far above the plan's bar).
+towards what the recent turns talk about, has risen above twice the plan's bar).
 """
 
 from __future__ import annotations
@@ -269,8 +269,9 @@ class _Planner:
 
 
 def _carry_over(planner: _Planner, previous: CompressionResult) -> dict[int, set[int]] | None:
-    """Last call's decisions for the turns it compressed, the same share for newly aged
-    turns; None when the history was edited or last call compressed nothing."""
+    """Last call's decisions for the turns it compressed, and for newly aged turns their
+    sentences above the plan's bar; None when the history was edited, last call
+    compressed nothing, or the conversation has come back to a dropped sentence."""
     if not previous.compressed:
         return None
     reports = {r.index: r for r in previous.turns}
