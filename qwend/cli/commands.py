@@ -24,6 +24,7 @@ from qwend.api.messages import (
 )
 from qwend.cli import render
 from qwend.cli.exit import ExitStatus, exit_status_for_outcome
+from qwend.cli.init import list_text, run_init
 from qwend.cli.npus import parse_npu_file
 from qwend.config.check import render_check
 from qwend.config.load import DEFAULT_CONFIG_PATH, check_config
@@ -196,6 +197,24 @@ def _lane_summary(lane: LaneConfig) -> dict[str, Any]:
     }
 
 
+async def cmd_init(ctx: Context) -> int:
+    if ctx.args.list:
+        data, human = list_text()
+        ctx.emit({"presets": data}, human)
+        return ExitStatus.OK
+    if not ctx.args.preset:
+        ctx.err("init needs --preset NAME (qwenctl init --list shows them)")
+        return ExitStatus.USAGE
+    status, result, human = run_init(ctx.args.preset, Path(ctx.args.dir), force=ctx.args.force)
+    if ctx.json:
+        ctx.emit(result, "")
+    elif status == ExitStatus.OK:
+        ctx.out(human)
+    else:
+        ctx.err(human)
+    return status
+
+
 def completion_script(shell: str) -> str:
     """The completion script shipped as package data."""
     return importlib.resources.files("qwend.cli").joinpath(f"qwenctl.{shell}").read_text()
@@ -218,4 +237,5 @@ COMMANDS: dict[str, Command] = {
     "events": cmd_events,
     "check-config": cmd_check_config,
     "completion": cmd_completion,
+    "init": cmd_init,
 }

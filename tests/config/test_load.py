@@ -180,12 +180,14 @@ def test_placeholders_are_filled_and_other_braces_stay_literal() -> None:
     command = [
         "vllm", "serve", "{model}", "--port", "{port}", "--served-model-name", "{name}",
         "--compilation-config", '{"cudagraph_mode":"FULL_DECODE_ONLY"}', "--devices={npus}",
+        "-tp", "2",
     ]  # fmt: skip
     data = lane("r", "v3", [5, 2], 8001, command=command, model="/data/Qwen3.5-9B")
     config = parse_config({}, [("lanes.d/x.toml", data)], main_name="q", base_dir=Path("/"))
     assert config.lanes[0].argv() == [
         "vllm", "serve", "/data/Qwen3.5-9B", "--port", "8001", "--served-model-name", "x",
         "--compilation-config", '{"cudagraph_mode":"FULL_DECODE_ONLY"}', "--devices=2,5",
+        "-tp", "2",
     ]  # fmt: skip
 
 
