@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck slow chaos system deb clean
+.PHONY: demo test lint typecheck slow chaos system deb clean real
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ slow: $(STAMP)
 # Faults under load and fuzzing: a few minutes; prints the per-fault table.
 chaos: $(STAMP)
 	$(BIN)/pytest -q -m chaos tests/chaos
+
+# A real `transformers serve` (tiny random Qwen3.5 made locally, CPU) in its own cached
+# virtualenv, then the tests against it: backend argument parsing of the shipped lane
+# files, and qwend supervising, routing to and promoting real lanes.
+real: $(STAMP)
+	tests/integration/real/provision.sh
+	QWEND_REAL_REQUIRED=1 $(BIN)/pytest -q -s -m real tests/integration/real
 
 system: deb
 	$(BIN)/pytest -q -m system

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Provision the real-backend test environment (`make real` runs this first):
+#   - a virtualenv of its own (never the project's .venv) with torch's CPU wheel and
+#     transformers[serving], pinned below;
+#   - a tiny random Qwen3.5 made locally (tokenizer trained here, weights from a config),
+#     no hub: HF_HUB_OFFLINE=1 throughout.
+# Both are cached between runs under $QWEND_REAL_CACHE (default
+# ${XDG_CACHE_HOME:-$HOME/.cache}/qwend-real) and rebuilt only when the pins or the model
+# script change. Prints the cache directory on its last line.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${QWEND_REAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/qwend-real}
+python=${PYTHON:-python3}
+
+# torch: the CPU build. Plain `torch` from the index pulls gigabytes of CUDA libraries;
+# 2.13.0's CPU wheel is what the pip configuration of our machines finds first.
+TORCH="torch==2.13.0"
+TRANSFORMERS="transformers[serving]==5.24.0"
+pins="$TORCH $TRANSFORMERS"
+
+venv="$cache/venv"
+stamp="$venv/.qwend-pins"
+if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$pins" ]]; then
+    echo "real backend: creating $venv ($pins)" >&2
+    rm -rf "$venv"
+    mkdir -p "$cache"
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --upgrade pip
+    # torch alone first, binary only, so nothing later can swap in a CUDA build.
+    "$venv/bin/pip" install --quiet --only-binary=:all: "$TORCH"
+    "$venv/bin/pip" install --quiet "$TRANSFORMERS" "$TORCH"
+    if "$venv/bin/pip" list 2>/dev/null | grep -qi '^nvidia-'; then
+        echo "real backend: CUDA packages were installed; refusing (want the CPU wheel)" >&2
+        exit 1
+    fi
+    "$venv/bin/python" -c 'import torch, sys; sys.exit(torch.version.cuda is not None)' || {
+        echo "real backend: torch is a CUDA build; want the CPU wheel" >&2
+        exit 1
+    }
+    echo "$pins" > "$stamp"
+fi
+
+model="$cache/models/tiny-qwen3.5"
+model_stamp="$model/.qwend-made-by"
+want="$(sha256sum "$here/make_model.py" | cut -d' ' -f1) $pins"
+if [[ ! -f "$model/config.json" || "$(cat "$model_stamp" 2>/dev/null)" != "$want" ]]; then
+    echo "real backend: making the tiny Qwen3.5 in $model" >&2
+    rm -rf "$model"
+    HF_HUB_OFFLINE=1 "$venv/bin/python" "$here/make_model.py" --out "$model" >&2
+    echo "$want" > "$model_stamp"
+fi
+echo "$cache"
