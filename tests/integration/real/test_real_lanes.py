@@ -28,14 +28,14 @@ from tests.support.simlane import sim_command
 pytestmark = [pytest.mark.real, pytest.mark.timeout(900)]
 
 
-def sim_lane(name: str, role: str, npu: int, *, image: bool) -> LaneConfig:
+def sim_lane(name: str, role: str, variant: str, npu: int, *, image: bool) -> LaneConfig:
     port = free_port()
-    command = sim_command(port, model=str(tiny_model()), variant="sim", lane_name=name)
+    command = sim_command(port, model=str(tiny_model()), variant=variant, lane_name=name)
     command[command.index(str(port))] = "{port}"
     return LaneConfig(
         name=name,
         role=role,
-        variant="sim",
+        variant=variant,
         npus=(npu,),
         port=port,
         model=str(tiny_model()),
@@ -52,10 +52,10 @@ def topology(*, spill_lane: bool) -> list[LaneConfig]:
     lanes = [
         transformers_lane("stable", "stable", port, npus=(4,)),
         transformers_lane("candidate", "stable", port, npus=(4,), standby=True, variant="next"),
-        sim_lane("mm", "multimodal", 7, image=True),
+        sim_lane("mm", "multimodal", "baseline", 7, image=True),
     ]
     if spill_lane:
-        lanes.append(sim_lane("throughput", "throughput", 3, image=False))
+        lanes.append(sim_lane("throughput", "throughput", "v3", 3, image=False))
     return lanes
 
 
