@@ -26,7 +26,8 @@ def _clock(at: float) -> str:
 
 
 def promotion_line(item: PromotionAccepted | PromotionEvent | PromotionRecord) -> str:
-    """A promotion's acceptance, one of its steps or its result (``qwenctl promote --wait``)."""
+    """A promotion's acceptance, one of its steps or its result (``qwenctl promote --wait``);
+    a failed candidate's result is followed by the last lines of its log."""
     if isinstance(item, PromotionAccepted):
         mode = item.mode.value.replace("_", " ")
         return (
@@ -34,7 +35,7 @@ def promotion_line(item: PromotionAccepted | PromotionEvent | PromotionRecord) -
         )
     if isinstance(item, PromotionEvent):
         return f"{_clock(item.at)}  {item.lane:<16} {item.step.value:<13} {item.message}"
-    return result_line(item)
+    return result_line(item) + quote_log(item.to_lane, item.log_tail)
 
 
 def result_line(record: PromotionRecord) -> str:
@@ -50,13 +51,22 @@ def result_line(record: PromotionRecord) -> str:
     return f"FAILED: {record.reason}; role {record.role} needs attention (qwenctl status)"
 
 
+def quote_log(lane: str, lines: tuple[str, ...]) -> str:
+    """``lines`` of a lane's output, indented under a heading (empty when there are none)."""
+    if not lines:
+        return ""
+    return f"\nlast lines of {lane}'s log:\n" + "\n".join("  | " + line for line in lines)
+
+
 def event_line(event: Event) -> str:
     """One line of ``qwenctl events`` and of qwen-tui's event log."""
     payload = event.payload()
     if isinstance(payload, LaneStateChange):
         why = f" ({payload.reason})" if payload.reason else ""
         return f"{_clock(payload.at)}  lane {payload.lane}: {payload.old} -> {payload.new}{why}"
-    if isinstance(payload, PromotionAccepted | PromotionEvent | PromotionRecord):
+    if isinstance(payload, PromotionRecord):
+        return result_line(payload)  # one line per event: the log quote is in the record
+    if isinstance(payload, PromotionAccepted | PromotionEvent):
         return promotion_line(payload)
     if isinstance(payload, LanesResponse):
         busy = [

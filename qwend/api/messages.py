@@ -181,6 +181,9 @@ class LaneInfo(Message):
     stats: LaneStats | None = None
     last_error: str | None = None
     """qwend's own last error supervising the lane (it retries); cleared once ready."""
+    log_tail: tuple[str, ...] = ()
+    """The last lines of its output when it last failed to start or crashed (at most 20
+    lines, 4 KB); empty once it is ready again."""
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,8 @@ class PromotionRecord(Message):
     requested_by: Caller | None = None
     kind: str = "promote"
     """``promote``, or ``rollback`` for a manual revert of an earlier promotion."""
+    log_tail: tuple[str, ...] = ()
+    """A failed candidate's last lines of output (at most 20 lines, 4 KB)."""
 
 
 @dataclass(frozen=True)

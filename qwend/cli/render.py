@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from qwend.api.describe import quote_log
 from qwend.api.messages import (
     LaneActionResult,
     LaneInfo,
@@ -110,6 +111,9 @@ def render_status(status: StatusResponse) -> str:
         out.append("")
         out.append("last reload failed; still running the previous configuration:")
         out.extend(f"  {issue}" for issue in d.config_errors)
+    for lane in status.lanes:
+        if lane.log_tail:
+            out.append(quote_log(lane.name, lane.log_tail).removeprefix("\n"))
     for warning in status.warnings:
         out.append(f"warning: {warning}")
     return "\n".join(out) + "\n"

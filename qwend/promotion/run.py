@@ -19,6 +19,7 @@ from qwend.config.model import Config, LaneConfig
 from qwend.logs import get_logger
 from qwend.promotion.plan import PromotionPlan
 from qwend.routing.lanetable import TrafficGate
+from qwend.supervisor.output import FAILURE_LINES, failure_quote
 from qwend.supervisor.states import WANTED_UP, LaneState
 from qwend.supervisor.supervisor import LaneSnapshot
 
@@ -38,6 +39,8 @@ class SupervisorLike(Protocol):
     async def reset_lane(self, name: str) -> None: ...
     async def wait_ready(self, name: str, timeout: float) -> None: ...
     def set_active(self, role: str, name: str) -> None: ...
+    def hold_role(self, role: str, held: bool) -> None: ...
+    def log_tail(self, name: str, n: int, previous: bool = False) -> list[str]: ...
 
 
 class MonitorLike(Protocol):
@@ -66,6 +69,8 @@ class PromotionRun:
     ready_timeout_s: float | None
     caller: Caller | None
     kind: str
+    log_tail: tuple[str, ...] = ()
+    """The failed candidate's last lines of output, for the record."""
 
     async def execute(self) -> PromotionRecord:
         """Run the plan; never raises for a lane failure (the record says what happened)."""
@@ -98,9 +103,21 @@ class PromotionRun:
             reason=reason,
             requested_by=self.caller,
             kind=self.kind,
+            log_tail=self.log_tail,
         )
 
     async def _in_place(self) -> tuple[PromotionOutcome, str | None]:
+        plan = self.plan
+        assert plan.incumbent is not None
+        # Requests for the role wait (bounded by the queue timeout) instead of a 503
+        # while it has no ready lane; a lane of another role may still take them.
+        self.supervisor.hold_role(plan.role, True)
+        try:
+            return await self._replace_in_place()
+        finally:
+            self.supervisor.hold_role(plan.role, False)
+
+    async def _replace_in_place(self) -> tuple[PromotionOutcome, str | None]:
         plan = self.plan
         assert plan.incumbent is not None
         try:
@@ -135,6 +152,7 @@ class PromotionRun:
         self, reason: str, *, restart_incumbent: bool
     ) -> tuple[PromotionOutcome, str | None]:
         plan = self.plan
+        self.log_tail = self._quote(plan.candidate)
         self._step(plan.candidate, PromotionStep.ROLLING_BACK, f"candidate failed: {reason}")
         log.warning(
             "promotion rolling back", id=self.promotion_id, lane=plan.candidate, reason=reason
@@ -158,6 +176,16 @@ class PromotionRun:
             plan.incumbent, PromotionStep.SWITCHED, f"{plan.incumbent} serves {plan.role} again"
         )
         return PromotionOutcome.ROLLED_BACK, reason
+
+    def _quote(self, lane: str) -> tuple[str, ...]:
+        """The candidate's last lines of output: what it said when its start failed, or
+        (still running, it missed the readiness limit) what it says now."""
+        try:
+            failed = self.supervisor.snapshot(lane).failure_log
+            return failed or failure_quote(self.supervisor.log_tail(lane, FAILURE_LINES))
+        except Exception as exc:  # a quote is a courtesy: never let it stop the rollback
+            log.warning("cannot read the candidate's log", lane=lane, error=describe(exc))
+            return ()
 
     def _switch(self) -> None:
         plan = self.plan
