@@ -49,7 +49,9 @@ def test_vllm_presets_keep_the_recipes_flags_and_environment(name: str) -> None:
         for flag in ("--quantization", "--speculative-config", "--compilation-config"):
             assert flag in argv, (lane.name, flag)
         assert json.loads(argv[argv.index("--speculative-config") + 1])["method"] == "qwen3_5_mtp"
-        assert argv[argv.index("--served-model-name") + 1] == lane.model
+        # vLLM serves the name the router rewrites requests to, and the context it lists.
+        assert argv[argv.index("--served-model-name") + 1] == lane.backend_model
+        assert argv[argv.index("--max-model-len") + 1] == str(lane.max_model_len)
         for key in (
             "PYTORCH_NPU_ALLOC_CONF",
             "HCCL_BUFFSIZE",

@@ -17,6 +17,8 @@ import pytest
 from qwend.config.model import HealthConfig, LaneConfig, RestartConfig, StopConfig
 
 HERE = Path(__file__).parent
+PUBLIC_MODEL = "tiny-qwen3.5"
+"""The name clients use; transformers serve knows the model by its path (served_model)."""
 BACKEND_ARGV = HERE / "backend_argv.py"
 
 
@@ -80,7 +82,7 @@ def transformers_lane(
     """A lane running the real ``transformers serve`` on the tiny model, on the CPU."""
     model = tiny_model()
     command = [
-        str(venv_bin("transformers")), "serve", "{model}",
+        str(venv_bin("transformers")), "serve", "{served_model}",
         "--host", "127.0.0.1", "--port", "{port}",
         "--device", "cpu", "--dtype", "float32", "--log-level", "info",
     ]  # fmt: skip
@@ -90,7 +92,8 @@ def transformers_lane(
         variant=variant,
         npus=npus,
         port=port,
-        model=str(model),
+        model=PUBLIC_MODEL,
+        served_model=str(model),
         command=tuple(command),
         standby=standby,
         env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"},
