@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck slow chaos system deb clean real
+.PHONY: demo test lint typecheck slow chaos system deb clean real real-vllm
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ chaos: $(STAMP)
 # files, and qwend supervising, routing to and promoting real lanes.
 real: $(STAMP)
 	tests/integration/real/provision.sh
+	QWEND_REAL_REQUIRED=1 $(BIN)/pytest -q -s -m real tests/integration/real
+
+# The same, plus vLLM for the CPU (a quarter of an hour to install, cached): the vLLM
+# lane files of the presets are then parsed by vLLM's own `vllm serve` parser too.
+real-vllm: $(STAMP)
+	QWEND_REAL_VLLM=1 tests/integration/real/provision.sh
 	QWEND_REAL_REQUIRED=1 $(BIN)/pytest -q -s -m real tests/integration/real
 
 system: deb

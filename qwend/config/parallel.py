@@ -32,6 +32,7 @@ HCCL_BASE_PORT_SPAN = 16
 
 _TP = ("--tensor-parallel-size", "-tp")
 _PP = ("--pipeline-parallel-size", "-pp")
+_PCP = ("--prefill-context-parallel-size", "-pcp")
 _DP = ("--data-parallel-size", "-dp")
 _DP_LOCAL = ("--data-parallel-size-local", "-dpl")
 _DP_RPC_PORT = ("--data-parallel-rpc-port", "-dpp")
@@ -57,18 +58,22 @@ class ParallelLayout:
     """``--data-parallel-size-local``: DP ranks on this host (None: all of ``data``)."""
     expert: bool = False
     """``--enable-expert-parallel``: experts spread over the same ranks."""
+    prefill_context: int = 1
+    """``--prefill-context-parallel-size``: part of vLLM's world size (TP x PP x PCP)."""
 
     @property
     def npus(self) -> int:
-        """NPUs this host gives the lane: TP x PP x local DP."""
+        """NPUs this host gives the lane: TP x PP x PCP x local DP."""
         local = self.data if self.data_local is None else self.data_local
-        return self.tensor * self.pipeline * local
+        return self.tensor * self.pipeline * self.prefill_context * local
 
     def describe(self) -> str:
         """``tensor 2 x data 1 = 2 NPUs`` (pipeline and expert parallelism when used)."""
         parts = [f"tensor {self.tensor}"]
         if self.pipeline != 1:
             parts.append(f"pipeline {self.pipeline}")
+        if self.prefill_context != 1:
+            parts.append(f"prefill context {self.prefill_context}")
         if self.data_local is None:
             parts.append(f"data {self.data}")
         else:
@@ -170,7 +175,10 @@ def vllm_layout(argv: Sequence[str]) -> tuple[ParallelLayout | None, list[str]]:
         problems.append(
             f"--data-parallel-size-local {data_local} exceeds --data-parallel-size {data}"
         )
-    layout = ParallelLayout(tensor, pipeline, data, data_local, flag(argv, _EXPERT))
+    prefill_context = _size(argv, _PCP, problems) or 1
+    layout = ParallelLayout(
+        tensor, pipeline, data, data_local, flag(argv, _EXPERT), prefill_context
+    )
     return layout, problems
 
 

@@ -28,6 +28,7 @@ VLLM = ["vllm", "serve", "/data/m", "--served-model-name", "{model}", "--port", 
             ParallelLayout(tensor=8, data=2, data_local=1, expert=True),
         ),
         (["--enable-expert-parallel", "--no-enable-expert-parallel"], ParallelLayout()),
+        (["-tp", "2", "-pcp", "2"], ParallelLayout(tensor=2, prefill_context=2)),
     ],
 )
 def test_vllm_layout_from_argv(args: list[str], layout: ParallelLayout) -> None:
@@ -45,6 +46,11 @@ def test_vllm_layout_from_argv(args: list[str], layout: ParallelLayout) -> None:
             "tensor 8 x data 1 local (of 2) = 8 NPUs (expert parallel over the same ranks)",
         ),
         (ParallelLayout(tensor=2, pipeline=2), 4, "tensor 2 x pipeline 2 x data 1 = 4 NPUs"),
+        (
+            ParallelLayout(tensor=2, prefill_context=2),
+            4,
+            "tensor 2 x prefill context 2 x data 1 = 4 NPUs",
+        ),
     ],
 )
 def test_layout_counts_npus_and_says_how(layout: ParallelLayout, npus: int, text: str) -> None:

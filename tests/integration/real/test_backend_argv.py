@@ -8,14 +8,14 @@ installed backend (``backend_argv.py`` in the provisioned virtualenv).
 
 from __future__ import annotations
 
-from pathlib import Path, PurePath
+from pathlib import PurePath
 
 import pytest
 
 from qwend.config.load import load_config
 from qwend.config.model import LaneConfig
 from qwend.config.presets import list_presets
-from tests.integration.real.backend import parse_with_backend, venv_bin
+from tests.integration.real.backend import cache_dir, parse_with_backend, venv_bin
 from tests.support.paths import REPO
 
 pytestmark = pytest.mark.real
@@ -42,6 +42,20 @@ def test_shipped_transformers_lanes_parse_with_transformers_serve() -> None:
     assert bad == {}
 
 
+def test_the_vllm_check_rejects_what_vllm_rejects() -> None:
+    vllm_python = cache_dir() / "vllm-venv" / "bin" / "python"
+    if not vllm_python.exists():
+        pytest.skip(f"vLLM for CPU is not provisioned ({vllm_python}): make real-vllm")
+    argvs = [
+        ["vllm", "serve", "/m", "--tensor-parallel-size", "two"],
+        ["vllm", "serve", "/m", "--force-model", "/m"],
+        ["vllm", "serve", "/m", "-tp", "2", "--served-model-name", "qwen3.5"],
+    ]
+    results = parse_with_backend(vllm_python, "vllm", argvs)
+    assert [r["ok"] for r in results] == [False, False, True]
+    assert "--tensor-parallel-size" in str(results[0]["error"])
+
+
 def test_the_transformers_check_rejects_what_transformers_rejects() -> None:
     """The check can fail: the old --force-model spelling and a mistyped value are refused."""
     model = "/data/models/Qwen3.5-9B"
@@ -58,9 +72,9 @@ def test_the_transformers_check_rejects_what_transformers_rejects() -> None:
 def test_vllm_lanes_parse_with_vllm_serve() -> None:
     lanes = _lanes("vllm")
     assert len(lanes) >= 12  # every lane of the vLLM presets
-    vllm_python = Path(str(venv_bin("python"))).parents[2] / "vllm-venv" / "bin" / "python"
-    if not vllm_python.exists():
-        pytest.skip(f"vLLM for CPU is not provisioned ({vllm_python})")
+    vllm_python = cache_dir() / "vllm-venv" / "bin" / "python"
+    if not vllm_python.exists():  # optional: `make real-vllm` installs it
+        pytest.skip(f"vLLM for CPU is not provisioned ({vllm_python}): make real-vllm")
     results = parse_with_backend(vllm_python, "vllm", [lane.argv() for _, lane in lanes])
     bad = {name: r["error"] for (name, _), r in zip(lanes, results, strict=True) if not r["ok"]}
     assert bad == {}
