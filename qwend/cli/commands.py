@@ -30,6 +30,7 @@ from qwend.config.check import render_check
 from qwend.config.load import DEFAULT_CONFIG_PATH, check_config
 from qwend.config.model import LaneConfig
 from qwend.errors import ControlError
+from qwend.npu.hostcheck import with_host_check
 
 
 @dataclass
@@ -174,9 +175,12 @@ async def cmd_events(ctx: Context) -> int:
 
 async def cmd_check_config(ctx: Context) -> int:
     check = check_config(Path(ctx.args.path) if ctx.args.path else DEFAULT_CONFIG_PATH)
+    check = with_host_check(check)
     if ctx.json:
         errors = [ConfigIssueInfo(i.file, i.key, i.message).to_dict() for i in check.issues]
         data: dict[str, Any] = {"ok": check.ok, "path": str(check.path), "errors": errors}
+        data["warnings"] = list(check.warnings)
+        data["notes"] = list(check.notes)
         if check.config is not None:
             data["lanes"] = [_lane_summary(lane) for lane in check.config.lanes]
         ctx.emit(data, "")
