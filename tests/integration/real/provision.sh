@@ -68,5 +68,12 @@ if [[ "${QWEND_REAL_VLLM:-0}" == 1 ]]; then
         "$vvenv/bin/python" -c 'import torch, sys; sys.exit(torch.version.cuda is not None)'
         echo "$TORCH $VLLM" > "$vstamp"
     fi
+    vmodel="$cache/models/tiny-qwen3"
+    if [[ ! -f "$vmodel/config.json" || "$(cat "$vmodel/.qwend-made-by" 2>/dev/null)" != "$want" ]]; then
+        echo "real backend: making the tiny Qwen3 (for vLLM) in $vmodel" >&2
+        rm -rf "$vmodel"
+        HF_HUB_OFFLINE=1 "$venv/bin/python" "$here/make_model.py" --arch qwen3 --out "$vmodel" >&2
+        echo "$want" > "$vmodel/.qwend-made-by"
+    fi
 fi
 echo "$cache"
