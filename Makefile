@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck slow chaos browser system deb clean observability completion
+.PHONY: demo test lint typecheck slow chaos browser system deb clean observability completion real real-vllm
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,19 @@ completion: $(STAMP)
 	command -v zsh >/dev/null && command -v fish >/dev/null || { apt-get update -q && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends zsh fish; }
 	QWEND_REQUIRE_SHELLS=1 $(BIN)/pytest -q tests/cli/test_completion.py
+
+# A real `transformers serve` (tiny random Qwen3.5 made locally, CPU) in its own cached
+# virtualenv, then the tests against it: backend argument parsing of the shipped lane
+# files, and qwend supervising, routing to and promoting real lanes.
+real: $(STAMP)
+	tests/integration/real/provision.sh
+	QWEND_REAL_REQUIRED=1 $(BIN)/pytest -q -s -m 'real and not real_vllm' tests/integration/real
+
+# The same, plus vLLM for the CPU (a quarter of an hour to install, cached): the vLLM
+# lane files of the presets are then parsed by vLLM's own `vllm serve` parser too.
+real-vllm: $(STAMP)
+	QWEND_REAL_VLLM=1 tests/integration/real/provision.sh
+	QWEND_REAL_REQUIRED=1 $(BIN)/pytest -q -s -m real tests/integration/real
 
 system: deb
 	$(BIN)/pytest -q -m system

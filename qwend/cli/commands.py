@@ -34,12 +34,14 @@ from qwend.api.messages import (
 from qwend.cli import completion, render
 from qwend.cli.bench import cmd_bench, gate_request
 from qwend.cli.exit import ExitStatus, exit_status_for_outcome
+from qwend.cli.init import list_text, run_init
 from qwend.cli.npus import parse_npu_file
 from qwend.cli.verify import cmd_verify
 from qwend.config.check import render_check
 from qwend.config.load import DEFAULT_CONFIG_PATH, check_config
 from qwend.config.model import LaneConfig
 from qwend.errors import ControlError
+from qwend.npu.hostcheck import with_host_check
 
 READ_TIMEOUT_S = 5.0
 """Default wait of a read-only command: a hung daemon must not block a shell or a script."""
@@ -238,9 +240,12 @@ def _pid_text(event: Event) -> str:
 
 async def cmd_check_config(ctx: Context) -> int:
     check = check_config(Path(ctx.args.path) if ctx.args.path else DEFAULT_CONFIG_PATH)
+    check = with_host_check(check)
     if ctx.json:
         errors = [ConfigIssueInfo(i.file, i.key, i.message).to_dict() for i in check.issues]
         data: dict[str, Any] = {"ok": check.ok, "path": str(check.path), "errors": errors}
+        data["warnings"] = list(check.warnings)
+        data["notes"] = list(check.notes)
         if check.config is not None:
             data["lanes"] = [_lane_summary(lane) for lane in check.config.lanes]
         ctx.emit(data, "")
@@ -263,6 +268,24 @@ def _lane_summary(lane: LaneConfig) -> dict[str, Any]:
 
 NAMES_TIMEOUT_S = 2.0
 """A completion waits this long for live names: a shell must not hang on a TAB."""
+
+
+async def cmd_init(ctx: Context) -> int:
+    if ctx.args.list:
+        data, human = list_text()
+        ctx.emit({"presets": data}, human)
+        return ExitStatus.OK
+    if not ctx.args.preset:
+        ctx.err("init needs --preset NAME (qwenctl init --list shows them)")
+        return ExitStatus.USAGE
+    status, result, human = run_init(ctx.args.preset, Path(ctx.args.dir), force=ctx.args.force)
+    if ctx.json:
+        ctx.emit(result, "")
+    elif status == ExitStatus.OK:
+        ctx.out(human)
+    else:
+        ctx.err(human)
+    return status
 
 
 async def cmd_completion(ctx: Context) -> int:
@@ -300,4 +323,5 @@ COMMANDS: dict[str, Command] = {
     "completion": cmd_completion,
     "bench": cmd_bench,
     "verify": cmd_verify,
+    "init": cmd_init,
 }

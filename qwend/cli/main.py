@@ -165,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = _sub(subs, "check-config", "validate a configuration without a daemon")
     check.add_argument("path", nargs="?", help="qwend.toml or its directory")
+    init = _sub(subs, "init", "write a shipped preset configuration (qwend.toml + lanes.d)")
+    init.add_argument("--preset", metavar="NAME", help="the preset to copy (see --list)")
+    init.add_argument("--list", action="store_true", help="list the presets and exit")
+    init.add_argument(
+        "--dir", metavar="DIR", default="/etc/qwend", help="where to write (/etc/qwend)"
+    )
+    init.add_argument("--force", action="store_true", help="replace existing files")
     completion = _sub(subs, "completion", "print a shell completion script (bash, zsh, fish)")
     completion.add_argument("shell", nargs="?", choices=list(SHELLS))
     completion.add_argument(  # what the scripts call for live lane and role names

@@ -30,6 +30,10 @@ class ConfigCheck:
     """Every problem found, file by file; empty when valid."""
     missing: str | None = None
     """Why ``path`` is no file to read ("does not exist", "is not a file"); None if it is one."""
+    warnings: tuple[str, ...] = ()
+    """What may be wrong on this host but does not make the configuration invalid."""
+    notes: tuple[str, ...] = ()
+    """Checks that could not run here, and why (no npu-smi)."""
 
     @property
     def ok(self) -> bool:
@@ -40,7 +44,8 @@ class ConfigCheck:
 def render_check(check: ConfigCheck) -> str:
     """What check-config prints: the summary (stdout) when valid, else the problems (stderr)."""
     if check.config is not None:
-        return render_summary(check.config)
+        extra = [f"warning: {w}" for w in check.warnings] + [f"note: {n}" for n in check.notes]
+        return "\n".join([render_summary(check.config), *extra])
     if check.missing is not None:
         return f"{PROG}: {check.path} {check.missing}; pass the path of qwend.toml"
     return f"{PROG}: {check.path}: invalid\n{ConfigError(check.issues)}"

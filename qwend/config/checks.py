@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from qwend.config.draft import LaneDraft
 from qwend.config.model import PublicConfig, RouterConfig
+from qwend.config.parallel import SidePort, side_ports, vllm_layout
 from qwend.errors import ConfigIssue
 
 
@@ -33,6 +34,8 @@ def check_all(
     if not uncertain:
         check_roles(issues, drafts)
     check_lane_resources(issues, drafts)
+    check_parallel(issues, drafts)
+    check_side_ports(issues, drafts)
     check_ports(issues, main_name, router, public, endpoint_keys, drafts)
     check_exposure(issues, main_name, router, public, endpoint_keys)
     if drafts and not uncertain:
@@ -104,6 +107,97 @@ def _clash(issues: list[ConfigIssue], d: LaneDraft, other: LaneDraft, what: str)
         npus = ", ".join(str(n) for n in shared)
         msg = f"NPU {npus} also used by lane {name} ({other.file}); {what} NPUs"
         issues.append(ConfigIssue(d.file, "lane.npus", msg))
+
+
+def _argv(d: LaneDraft) -> tuple[str, ...] | None:
+    command = d.values.get("command")
+    return command if isinstance(command, tuple) else None
+
+
+def _env(d: LaneDraft) -> dict[str, str]:
+    env = d.values.get("env")
+    return env if isinstance(env, dict) else {}
+
+
+def check_parallel(issues: list[ConfigIssue], drafts: Sequence[LaneDraft]) -> None:
+    """A vLLM lane's tensor x pipeline x local data parallel size is its number of NPUs."""
+    for d in drafts:
+        argv = _argv(d)
+        if argv is None:
+            continue
+        layout, problems = vllm_layout(argv)
+        for problem in problems:
+            issues.append(ConfigIssue(d.file, "lane.command", problem))
+        if layout is None or problems or d.npus is None:
+            continue
+        if layout.npus != len(d.npus):
+            listed = ", ".join(str(n) for n in d.npus)
+            msg = (
+                f"the command runs {layout.describe()}, but npus lists {len(d.npus)}"
+                f" ({listed}); list {layout.npus} NPU{'s' if layout.npus != 1 else ''}"
+                " or change the parallel sizes"
+            )
+            issues.append(ConfigIssue(d.file, "lane.npus", msg))
+
+
+def _run_together(d: LaneDraft, other: LaneDraft) -> bool:
+    """Whether two lanes can run at the same time: not an in-place pair of one role.
+
+    Lanes sharing NPUs or their port never run together (the config refuses that across
+    roles, and promotion stops one before starting the other within a role).
+    """
+    if d.port is not None and d.port == other.port:
+        return False
+    return not set(d.npus or ()) & set(other.npus or ())
+
+
+def check_side_ports(issues: list[ConfigIssue], drafts: Sequence[LaneDraft]) -> None:
+    """Side ports (DP RPC, master, HCCL) are the lane's own on this host.
+
+    They must not overlap within a lane, with another lane that can run at the same time
+    (its side ports or its HTTP port), nor with the lane's own HTTP port.
+    """
+    found: list[tuple[LaneDraft, list[SidePort]]] = []
+    for d in drafts:
+        argv = _argv(d)
+        if argv is None:
+            continue
+        ports, problems = side_ports(argv, _env(d))
+        key = "lane.command"
+        for problem in problems:
+            issues.append(ConfigIssue(d.file, "lane.env" if "env " in problem else key, problem))
+        for index, side in enumerate(ports):
+            if d.port is not None and side.contains(d.port):
+                msg = f"side port {side} includes the lane's own port {d.port}; pick another"
+                issues.append(ConfigIssue(d.file, key, msg))
+            for earlier in ports[:index]:
+                if side.overlaps(earlier):
+                    msg = f"side ports {side} and {earlier} overlap; give each its own ports"
+                    issues.append(ConfigIssue(d.file, key, msg))
+        found.append((d, ports))
+    for index, (d, ports) in enumerate(found):
+        for other, other_ports in found[:index]:
+            if not _run_together(d, other):
+                continue
+            name = other.name or "?"
+            for side in ports:
+                clash = [str(o) for o in other_ports if side.overlaps(o)]
+                if other.port is not None and side.contains(other.port):
+                    clash.append(f"{other.port} (its port)")
+                if clash:
+                    msg = (
+                        f"side port {side} collides with lane {name} ({other.file}):"
+                        f" {', '.join(clash)}; lanes running at the same time need their own"
+                        " ports on this host"
+                    )
+                    issues.append(ConfigIssue(d.file, key, msg))
+            for side in other_ports:
+                if d.port is not None and side.contains(d.port):
+                    msg = (
+                        f"port {d.port} is a side port of lane {name} ({other.file}):"
+                        f" {side}; lanes running at the same time need their own ports"
+                    )
+                    issues.append(ConfigIssue(d.file, "lane.port", msg))
 
 
 def check_ports(

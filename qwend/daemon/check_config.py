@@ -16,6 +16,7 @@ from typing import TextIO
 from qwend.config.check import PROG, render_check
 from qwend.config.load import DEFAULT_CONFIG_PATH, check_config
 from qwend.daemon.exit import ExitStatus
+from qwend.npu.hostcheck import with_host_check
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +42,7 @@ def main(argv: Sequence[str], *, stdout: TextIO | None = None, stderr: TextIO | 
         args = build_parser().parse_args(list(argv))
     except SystemExit as exit_:  # --help (0) or a usage error (2, already printed)
         return ExitStatus.OK if exit_.code == 0 else ExitStatus.CONFIG
-    check = check_config(args.path)
+    check = with_host_check(check_config(args.path))
     out = (stdout or sys.stdout) if check.ok else (stderr or sys.stderr)
     print(render_check(check), file=out)
     return ExitStatus.OK if check.ok else ExitStatus.CONFIG

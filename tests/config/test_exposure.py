@@ -104,6 +104,7 @@ def test_the_shipped_configs_listen_on_loopback_only(path: Path) -> None:
     assert listeners and all(listen.loopback for listen in listeners)
 
 
+@pytest.mark.integration  # check-config runs the configured npu-smi (the sim's) once
 def test_check_config_reports_an_exposed_port(tmp_path: Path) -> None:
     main = valid_main()
     set_key(main, "public.endpoints[0].listen", "0.0.0.0:9101")

@@ -73,7 +73,8 @@ def test_shipped_config_is_the_seed_topology() -> None:
         assert ln.env["TASK_QUEUE_ENABLE"] == "1"
         argv = ln.argv()
         assert argv[1] == "serve" and argv[0].endswith("/transformers")
-        assert str(ln.port) in argv and ln.model in argv
+        # transformers 5.x: the model path is positional, right after "serve".
+        assert str(ln.port) in argv and argv[2] == ln.backend_model
         assert f"/venvs/{ln.variant}/" in argv[0]
 
 
@@ -102,10 +103,11 @@ def test_commented_vllm_alternative_is_valid() -> None:
     start = text.index("# command = [")
     block = text[start : text.index("# ]", start) + 3]
     command = tomllib.loads("\n".join(line[2:] for line in block.splitlines()))["command"]
-    data = lane("stable", "baseline", [4], 18084, command=command, model="/m")
+    data = lane("stable", "baseline", [4], 18084, command=command, model="Qwen3.5-9B")
     config = parse_config({}, [("lanes.d/s.toml", data)], main_name="q", base_dir=Path("/"))
     argv = config.lanes[0].argv()
-    assert argv[:3] == ["vllm", "serve", "/m"]
+    assert argv[:3] == ["vllm", "serve", "/data/models/Qwen3.5-9B"]
+    assert argv[argv.index("--served-model-name") + 1] == "Qwen3.5-9B"
     assert '{"cudagraph_mode":"FULL_DECODE_ONLY"}' in argv
 
 
@@ -180,12 +182,14 @@ def test_placeholders_are_filled_and_other_braces_stay_literal() -> None:
     command = [
         "vllm", "serve", "{model}", "--port", "{port}", "--served-model-name", "{name}",
         "--compilation-config", '{"cudagraph_mode":"FULL_DECODE_ONLY"}', "--devices={npus}",
+        "-tp", "2",
     ]  # fmt: skip
     data = lane("r", "v3", [5, 2], 8001, command=command, model="/data/Qwen3.5-9B")
     config = parse_config({}, [("lanes.d/x.toml", data)], main_name="q", base_dir=Path("/"))
     assert config.lanes[0].argv() == [
         "vllm", "serve", "/data/Qwen3.5-9B", "--port", "8001", "--served-model-name", "x",
         "--compilation-config", '{"cudagraph_mode":"FULL_DECODE_ONLY"}', "--devices=2,5",
+        "-tp", "2",
     ]  # fmt: skip
 
 

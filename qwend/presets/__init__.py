@@ -1,0 +1,1 @@
+"""Shipped presets (package data): ``qwenctl init --preset NAME`` copies one."""
