@@ -37,6 +37,8 @@ class Page:
     """Further (SECTION, roff text) pairs."""
     exit_status: str = ""
     """``module:Enum`` of the command's exit statuses (member docstrings describe them)."""
+    keys: str = ""
+    """``module:function`` returning the interactive keys (``.key``, ``.description``)."""
 
 
 FILES = (
@@ -85,6 +87,7 @@ PAGES = (
         "terminal user interface for the qwend daemon",
         ("qwen_tui.app:build_parser", "qwen_tui.cli:build_parser"),
         (SOCKET_ENV,),
+        keys="qwen_tui.actions:all_keys",
     ),
     Page(
         "qwend-sim",
@@ -226,6 +229,17 @@ def exit_statuses(spec: str) -> str:
     return ".SH EXIT STATUS\n" + "\n".join(rows) if rows else ""
 
 
+def keys_section(spec: str) -> str:
+    """A KEYS section from the command's own key table, or ''."""
+    module_name, func_name = spec.split(":")
+    try:
+        keys = getattr(importlib.import_module(module_name), func_name)()
+    except Exception:  # the key table is optional: no section without it
+        return ""
+    rows = [f".TP\n\\fB{roff(k.key)}\\fR\n{roff(k.description)}" for k in keys]
+    return ".SH KEYS\n" + "\n".join(rows) if rows else ""
+
+
 def render(page: Page, version: str, date: str) -> str:
     """The whole man page of one command."""
     parser = find_parser(page.parsers)
@@ -238,6 +252,7 @@ def render(page: Page, version: str, date: str) -> str:
             f".SH NAME\n{roff(page.command)} \\- {roff(page.summary)}",
             body,
             exit_statuses(page.exit_status) if page.exit_status else "",
+            keys_section(page.keys) if page.keys else "",
             *(f".SH {name}\n{text}" for name, text in page.extra),
             f".SH SEE ALSO\n{see_also}, \\fBjournalctl\\fR(1), \\fBsystemctl\\fR(1)",
         ]

@@ -85,18 +85,23 @@ VIEW_KEYS: tuple[Key, ...] = (
 def all_keys() -> tuple[Key, ...]:
     """Every key of the dashboard: actions first, then views."""
     actions = tuple(
-        Key(ACTION_KEYS[a], f"act('{a.value}')", f"{ACTION_TITLES[a]}: {_doc(a)}") for a in Action
+        Key(ACTION_KEYS[a], f"act('{a.value}')", f"{ACTION_TITLES[a]}: {ACTION_HELP[a]}")
+        for a in Action
     )
     return actions + VIEW_KEYS
 
 
-def _doc(action: Action) -> str:
-    docs = {
-        Action.START: "start the lane (routed if it is its role's active lane)",
-        Action.STOP: "stop the lane (its role has no lane if it is active)",
-        Action.RESTART: "stop and start the lane",
-    }
-    return docs.get(action) or (action.__doc__ or "").strip().rstrip(".").lower()
+ACTION_HELP: dict[Action, str] = {
+    Action.PROMOTE: "make the selected candidate its role's active lane (in place or blue/green)",
+    Action.ROLLBACK: "give the selected lane's role back the lane it had before its last promotion",
+    Action.START: "start the lane (routed if it is its role's active lane)",
+    Action.STOP: "stop the lane (its role has no lane if it is active)",
+    Action.RESTART: "stop and start the lane",
+    Action.DRAIN: "route no new requests to the lane; in-flight ones finish",
+    Action.RESET: "clear a failed lane's crash-loop state so it may start again",
+    Action.RELOAD: "re-read the configuration and apply it",
+}
+"""What each action does, for help, the man page and the command palette."""
 
 
 @dataclass(frozen=True)

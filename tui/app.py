@@ -80,7 +80,7 @@ class QwenTui(App[None]):
     def __init__(
         self,
         socket_path: Path,
-        refresh_s: float = 1.0,
+        refresh_s: float = 2.0,
         client_factory: Callable[[Path], ControlClient] = ControlClient,
         clock: Callable[[], datetime] = local_now,
         backoff_cap_s: float = 10.0,
@@ -319,9 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--refresh",
         type=float,
-        default=1.0,
+        default=2.0,
         metavar="S",
-        help="seconds between live updates (the daemon pushes changes at this tick)",
+        help="seconds between live updates (the daemon pushes changes at this tick;"
+        " default %(default)s, as nvitop and btop)",
     )
     parser.add_argument("--version", action="version", version=f"qwen-tui {__version__}")
     return parser

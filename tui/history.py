@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from qwend.api.stats import StatsFrame
 
 HISTORY = 120
-"""Samples kept per series: two minutes at the default one-second tick."""
+"""Samples kept per series: four minutes at the default two-second tick."""
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 """Sparkline glyphs, empty to full."""

@@ -68,6 +68,7 @@ class DashboardScreen(Screen[None]):
         self.status: StatusResponse | None = None
         # Held, not queried: updates arrive every tick, also while the app shuts down.
         self.summary = Static("connecting to qwend…", id="summary")
+        self._summary_text = ""
         self.banner = Static("", id="unreachable")
         self.roles = RoleMap(id="roles")
         self.filter_box = Input(
@@ -118,11 +119,16 @@ class DashboardScreen(Screen[None]):
         self.frame = frame
         self.promotions = promotions
         self._set_stale(False)
-        self.summary.update(frame_summary(self.status, frame))
+        self._set_summary(frame_summary(self.status, frame))
         self.roles.show(frame, promotions)
         self._show_rows()
         self.graphs.show(frame, history)
         self.npus.show(frame, history)
+
+    def _set_summary(self, text: str) -> None:
+        if text != self._summary_text:  # an update costs a relayout: only on change
+            self._summary_text = text
+            self.summary.update(text, layout=False)  # one line, whatever it says
 
     def show_promotions(self, promotions: Promotions) -> None:
         """A promotion moved on: the role map shows its step."""
@@ -145,7 +151,7 @@ class DashboardScreen(Screen[None]):
     def show_unreachable(self, reason: str, since: datetime) -> None:
         self._set_stale(True)
         self.banner.update(reason)
-        self.summary.update(
+        self._set_summary(
             f"qwend unreachable since {since:%H:%M:%S} · reconnecting · below: the last values seen"
         )
 
@@ -170,8 +176,10 @@ class DashboardScreen(Screen[None]):
         if self.filter_text:
             bar.append(f"filter “{self.filter_text}”: {len(shown)} of {len(rows)} lanes")
         tablebar = self.tablebar
-        tablebar.display = bool(bar)
-        tablebar.update("   ".join(bar))
+        if tablebar.display != bool(bar):
+            tablebar.display = bool(bar)
+        if bar:
+            tablebar.update("   ".join(bar), layout=False)
 
     # --- actions -----------------------------------------------------------------------
 

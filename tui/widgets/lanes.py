@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from qwen_tui.history import STALE_STYLE
 from qwen_tui.rows import LANE_COLUMNS, LaneRow
@@ -72,15 +73,22 @@ class LanesTable(DataTable[str | Text]):
                 continue  # nothing to redraw: most ticks change a few cells only
             for i, (column, cell) in enumerate(zip(LANE_COLUMNS, _cells(row, stale), strict=True)):
                 if not before or before[i] != row.cells[i]:
-                    self.update_cell(row.key, column, cell, update_width=True)
+                    # Re-measuring columns costs a relayout: only when the value got wider.
+                    wider = len(row.cells[i]) > self.columns[ColumnKey(column)].content_width
+                    self.update_cell(row.key, column, cell, update_width=wider)
             self._shown[row.key] = row.cells
 
 
 def _cells(row: LaneRow, stale: bool) -> list[str | Text]:
+    """Text, never str: a str cell is parsed as markup (slow, and wrong for a reason in [])."""
     if stale:
-        return [Text(cell, style=STALE_STYLE) for cell in row.cells]
-    out: list[str | Text] = list(row.cells)
-    out[_STATE] = Text(row.cells[_STATE], style=row.state_style)
+        return [_text(cell, STALE_STYLE) for cell in row.cells]
+    out: list[str | Text] = [_text(cell) for cell in row.cells]
+    out[_STATE] = _text(row.cells[_STATE], row.state_style)
     if row.cells[_REASON] != "-":
-        out[_REASON] = Text(row.cells[_REASON], style="dark_orange")
+        out[_REASON] = _text(row.cells[_REASON], "dark_orange")
     return out
+
+
+def _text(cell: str, style: str = "") -> Text:
+    return Text(cell, style=style, no_wrap=True, end="")

@@ -20,6 +20,7 @@ class NpuBars(Widget):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._data: tuple[StatsFrame, History] | None = None
+        self._lines = -1
         self.stale = False
         """The daemon is away: draw the last values grey, not in healthy colours."""
 
@@ -30,8 +31,10 @@ class NpuBars(Widget):
 
     def show(self, frame: StatsFrame, history: History) -> None:
         """Draw ``frame`` (and the history) at the next refresh, at the size we have then."""
-        self._data = (frame, history)
-        self.refresh(layout=True)
+        # A new layout only when the number of lines changes; else a repaint is enough.
+        lines = len(frame.lanes) + len(frame.classes) + len(frame.npus)
+        self.refresh(layout=lines != self._lines)
+        self._data, self._lines = (frame, history), lines
 
     def render(self) -> Text:
         text = self._draw()

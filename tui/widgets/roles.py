@@ -17,6 +17,7 @@ class RoleMap(Static):
     """``role → lane (state)``; a role being promoted shows ``⇢ candidate [step, elapsed]``."""
 
     DEFAULT_CSS = Path(__file__).with_name("roles.tcss").read_text(encoding="utf-8")
+    _shown: Text | None = None
 
     def show(self, frame: StatsFrame, promotions: Promotions, stale: bool = False) -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
@@ -35,4 +36,7 @@ class RoleMap(Static):
                 f" ⇢ {line.promotion.to_lane} [{mode}: {step}, {elapsed:.0f}s]",
                 style="bold reverse yellow",
             )
-        self.update(Text(text.plain, style=STALE_STYLE) if stale else text)
+        shown = Text(text.plain, style=STALE_STYLE) if stale else text
+        if shown != self._shown:  # most ticks change no role: skip the relayout
+            self._shown = shown
+            self.update(shown, layout=False)
