@@ -426,7 +426,12 @@ async def test_logs_screen_follows_through_the_injected_client() -> None:
         await wait_for(pilot.pause, lambda: isinstance(app.screen, LogsScreen))
         log = app.screen.query_one("#log", RichLog)
         await wait_for(pilot.pause, lambda: any("mm scripted line 2" in str(x) for x in log.lines))
-        assert daemon.follows == [("mm", 200)]
+        assert daemon.follows[0] == ("mm", 200)
+        # The stream ended: it is said, and the follow resumes without the tail again.
+        said = "[log stream ended: qwend ended the log stream; reconnecting]"
+        await wait_for(pilot.pause, lambda: any(said in str(x) for x in log.lines))
+        await wait_for(pilot.pause, lambda: len(daemon.follows) >= 2)
+        assert {n for _, n in daemon.follows[1:]} == {0}
 
 
 async def test_a_broken_event_stream_is_a_notice() -> None:
