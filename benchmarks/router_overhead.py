@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 CHUNKS = 16
@@ -171,13 +171,17 @@ def run_bare(upstream: str, profile: str | None = None) -> None:
     _profiled(app, profile)
 
 
-def run_qwend(upstream: str, profile: str | None) -> None:
-    """qwend's router app with one lane (the mock) of the throughput role."""
+def run_qwend(upstream: str, profile: str | None, served_model: str = "") -> None:
+    """qwend's router app with one lane (the mock) of the throughput role; with
+    ``served_model``, the lane's backend name differs from the public ``bench``, so every
+    request is rewritten on its way in."""
     from qwend.config.model import RouterConfig
     from qwend.router.app import make_router_app
     from qwend.routing.lanetable import LaneTable, RoutableLane
 
     lane = RoutableLane("mock", "throughput", "v3", upstream, True, False, True, True, "bench")
+    if served_model:  # only when asked: the figures before this option had no such field
+        lane = replace(lane, served_model=served_model)
     config = RouterConfig(max_in_flight_per_lane=1024, queue_size=1024)
     app = make_router_app(config, LaneTable((lane,)))
     _profiled(app, profile)
@@ -420,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.add_argument("--upstream", required=True)
         p.add_argument("--profile")
+        p.add_argument("--served-model", default="")
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=2, help="round-robin repetitions (median)")
     parser.add_argument("--profile", help="cProfile the qwend router into this file")
@@ -427,6 +432,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", help="write the rows as JSON here")
     parser.add_argument("--only", choices=["plain", "stream"], help="one mode only")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
+    parser.add_argument(
+        "--served-model",
+        default="",
+        help="qwend's lane expects this model name (the request is rewritten from 'bench')",
+    )
     args = parser.parse_args(argv)
     if args.cmd == "mock":
         asyncio.run(run_mock())
@@ -435,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_bare(args.upstream, args.profile)
         return 0
     if args.cmd == "qwend":
-        run_qwend(args.upstream, args.profile)
+        run_qwend(args.upstream, args.profile, args.served_model)
         return 0
     mock = spawn("mock", "mock")
     upstream = f"http://127.0.0.1:{mock.port}"
@@ -446,6 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     qwend_args = ["qwend", "--upstream", upstream]
     if args.profile:
         qwend_args += ["--profile", args.profile]
+    if args.served_model:
+        qwend_args += ["--served-model", args.served_model]
     procs["qwend"] = spawn("qwend", *qwend_args)
     modes = [args.only] if args.only else ["plain", "stream"]
     cases = [(mode, conc) for mode in modes for conc in args.concurrency]

@@ -57,6 +57,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from qwend.bench.scenarios import SEED_CASES, SEED_FIGURES, SUITES
 from qwend.config.model import RouterConfig, TextPolicy
 from qwend.router.app import make_router_app
 from qwend.router.router import ROUTER_KEY
@@ -77,14 +78,12 @@ SCENARIOS = {
                       ("fast", "throughput", "v3")),
 }  # fmt: skip
 TEXT_SIZES = (8, 16, 32, 64, 128, 256)
-SEED_MIXED = {  # the seed's adaptive router (18088), wall seconds
-    "2 text8 + 2 mm8": 1.173,
-    "2 text32 + 2 mm8": 3.177,
-    "2 text64 + 2 mm8": 6.248,
-    "3 text8 + 2 mm8": 1.792,
-    "4 text8 + 2 mm8": 2.229,
-    "4 text32 + 2 mm8": 6.403,
+_MIXED_CASES = {  # "2 text8 + 2 mm8" -> router_2text8_2mm8: the cases of `qwenctl bench`
+    SEED_CASES[case].seed_label.removeprefix("mixed(").removesuffix(") wall"): case
+    for case in SUITES["seed-router"]
 }
+SEED_MIXED = {label: SEED_FIGURES["router"][case][0] for label, case in _MIXED_CASES.items()}
+"""The seed's adaptive router (18088), wall seconds."""
 
 
 def _free_port() -> int:
@@ -157,13 +156,9 @@ def workload(n: int, rate: float, image_share: float, seed: int) -> list[Job]:
 
 
 def mixed_case(name: str) -> list[dict[str, object]]:
-    """``"2 text64 + 2 mm8"`` -> the request bodies."""
-    bodies = []
-    for part in name.split(" + "):
-        count, kind = part.split(" ")
-        size = int(kind.removeprefix("text").removeprefix("mm"))
-        bodies += [body(size, kind.startswith("mm"), False) for _ in range(int(count))]
-    return bodies
+    """``"2 text64 + 2 mm8"`` -> the request bodies (``qwenctl bench``'s, without temperature)."""
+    shapes = SEED_CASES[_MIXED_CASES[name]].requests
+    return [body(shape.max_tokens, shape.image, shape.stream) for shape in shapes]
 
 
 @contextlib.asynccontextmanager

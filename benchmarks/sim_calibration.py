@@ -1,10 +1,10 @@
 """Does one sim lane reproduce the seed's 910A latency table?
 
 Starts a real ``qwend-sim serve`` lane per variant, replays the seed's cases over
-HTTP (OpenAI chat completions) and prints measured walls next to the seed's,
-with the error. ``text_N`` means ``max_tokens=N``; ``mm_8`` is one 448x448 image
-(256 image tokens) with ``max_tokens=8``; ``concurrency=K`` sends K ``text_32``
-requests at once. The required cases (single requests and concurrency=8) must be
+HTTP with the same scenarios and runner as ``qwenctl bench`` (``qwend.bench``) and
+prints measured walls next to the seed's, with the error. A developer tool for the
+simulator's constants (it starts its own lanes); operators run ``qwenctl bench``
+against a deployment. The required cases (single requests and concurrency_8) must be
 within 10%; the others are reported for information.
 
     .venv/bin/python benchmarks/sim_calibration.py                 # real time, ~90 s
@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,41 +28,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-
-from qwend.sim.images import data_url, solid_png
+from qwend.bench.results import BenchResult, Metadata
+from qwend.bench.runner import RunSettings, run_scenarios
+from qwend.bench.scenarios import SEED_FIGURES, resolve
 
 MODEL = "qwen3.5-9b"
-TEXT_PROMPT = "Write a short note about the Ascend 910A NPU and its use."  # 24 tokens in chat
-IMAGE_PROMPT = "What colour is this image? Answer in one word."
-IMAGE_URL = data_url(solid_png(448, 448))
 TOLERANCE = 0.10
-
-# The seed's 910A table (seconds). v3 has ranges; the midpoint is compared.
-SEED: dict[str, dict[str, tuple[float, float]]] = {
-    "baseline": {
-        "text_8": (0.946, 0.946), "text_32": (3.644, 3.644), "text_64": (6.670, 6.670),
-        "mm_8": (0.695, 0.695), "stream_text_8": (0.995, 0.995),
-        "concurrency=4": (4.070, 4.070), "concurrency=8": (9.542, 9.542),
-        "mm concurrency=2": (1.163, 1.163), "mm concurrency=4": (2.462, 2.462),
-        "mixed(2 text + 2 mm)": (3.581, 3.581),
-    },
-    "recurrent_v2": {
-        "text_8": (0.908, 0.908), "text_32": (3.196, 3.196), "text_64": (6.160, 6.160),
-        "mm_8": (0.654, 0.654), "stream_text_8": (0.898, 0.898),
-        "concurrency=4": (3.887, 3.887), "concurrency=8": (6.650, 6.650),
-        "mm concurrency=2": (1.156, 1.156), "mm concurrency=4": (2.449, 2.449),
-        "mixed(2 text + 2 mm)": (2.684, 2.684),
-    },
-    "v3": {
-        "text_8": (0.852, 0.881), "text_32": (3.172, 3.376), "text_64": (5.889, 6.546),
-        "mm_8": (0.663, 0.698), "stream_text_8": (0.849, 0.918),
-        "concurrency=4": (3.106, 3.106), "concurrency=8": (6.189, 6.189),
-        "mm concurrency=2": (1.064, 1.064), "mm concurrency=4": (2.842, 2.842),
-        "mixed(2 text + 2 mm)": (3.090, 3.090),
-    },
-}  # fmt: skip
-REQUIRED = ("text_8", "text_32", "text_64", "mm_8", "stream_text_8", "concurrency=8")
+SEED = {v: SEED_FIGURES[v] for v in ("baseline", "recurrent_v2", "v3")}
+"""The seed's 910A single-lane table (seconds); v3 has ranges, the midpoint is compared."""
+REQUIRED = ("text_8", "text_32", "text_64", "mm_8", "stream_text_8", "concurrency_8")
 
 
 @dataclass(frozen=True)
@@ -110,76 +83,23 @@ def _start_lane(variant: str, port: int, scale: float, state_dir: str) -> subpro
     raise SystemExit(f"sim lane for {variant} did not start on port {port}")
 
 
-def _body(max_tokens: int, image: bool, stream: bool) -> dict[str, object]:
-    if image:
-        content: object = [
-            {"type": "text", "text": IMAGE_PROMPT},
-            {"type": "image_url", "image_url": {"url": IMAGE_URL}},
-        ]
-    else:
-        content = TEXT_PROMPT
-    return {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": content}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "stream": stream,
-    }
-
-
-async def _request(session: aiohttp.ClientSession, url: str, body: dict[str, object]) -> None:
-    async with session.post(url, json=body) as resp:
-        resp.raise_for_status()
-        await resp.read()  # whole body, or the stream up to [DONE]
-
-
-async def _wall(session: aiohttp.ClientSession, url: str, bodies: list[dict[str, object]]) -> float:
-    start = time.perf_counter()
-    await asyncio.gather(*(_request(session, url, b) for b in bodies))
-    return time.perf_counter() - start
-
-
-def _cases() -> dict[str, list[dict[str, object]]]:
-    text = _body(32, image=False, stream=False)
-    image = _body(8, image=True, stream=False)
-    return {
-        "text_8": [_body(8, image=False, stream=False)],
-        "text_32": [text],
-        "text_64": [_body(64, image=False, stream=False)],
-        "mm_8": [image],
-        "stream_text_8": [_body(8, image=False, stream=True)],
-        "concurrency=4": [text] * 4,
-        "concurrency=8": [text] * 8,
-        "mm concurrency=2": [image] * 2,
-        "mm concurrency=4": [image] * 4,
-        "mixed(2 text + 2 mm)": [text, text, image, image],
-    }
-
-
 async def measure_variant(variant: str, scale: float, repeat: int, state_dir: str) -> list[Row]:
     """Measure every case of ``variant`` on a fresh lane (median of ``repeat`` runs)."""
     port = _free_port()
     proc = _start_lane(variant, port, scale, state_dir)
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    rows = []
+    settings = RunSettings(f"http://127.0.0.1:{port}", MODEL, repeat, scale)
     try:
-        async with aiohttp.ClientSession() as session:
-            await _wall(session, url, [_body(2, image=False, stream=False)])  # warm-up
-            for case, bodies in _cases().items():
-                walls = [await _wall(session, url, bodies) for _ in range(repeat)]
-                low, high = SEED[variant][case]
-                rows.append(
-                    Row(
-                        variant,
-                        case,
-                        (low + high) / 2,
-                        statistics.median(walls) * scale,
-                        case in REQUIRED,
-                    )
-                )
+        runs = await run_scenarios(resolve(["seed-lane"]), settings)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    result = BenchResult(
+        variant, Metadata(variant, settings.base_url, 0, "", "", MODEL), tuple(runs)
+    )
+    rows = []
+    for m in result.metrics():
+        low, high = SEED[variant][m.case]
+        rows.append(Row(variant, m.case, (low + high) / 2, m.wall.median, m.case in REQUIRED))
     return rows
 
 

@@ -26,6 +26,7 @@ from qwend.api.messages import (
     ErrorCode,
     ErrorResponse,
     Event,
+    GateRequest,
     LaneAction,
     LaneActionResult,
     LaneInfo,
@@ -271,17 +272,17 @@ class ControlClient:
         return await self._get("/promotions", PromotionsResponse)
 
     async def promote_nowait(
-        self, lane: str, ready_timeout_s: float | None = None
+        self, lane: str, ready_timeout_s: float | None = None, gate: GateRequest | None = None
     ) -> PromotionAccepted:
         return await self._post(
-            "/promotions", PromotionAccepted, PromoteRequest(lane, False, ready_timeout_s)
+            "/promotions", PromotionAccepted, PromoteRequest(lane, False, ready_timeout_s, gate)
         )
 
     async def promote(
-        self, lane: str, ready_timeout_s: float | None = None
+        self, lane: str, ready_timeout_s: float | None = None, gate: GateRequest | None = None
     ) -> AsyncIterator[PromotionItem]:
         """Progress of a promotion: accepted, steps, then the record."""
-        body = PromoteRequest(lane, True, ready_timeout_s)
+        body = PromoteRequest(lane, True, ready_timeout_s, gate)
         async for item in self._promotion_stream("/promotions", body):
             yield item
 

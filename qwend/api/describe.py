@@ -11,6 +11,7 @@ import time
 from qwend.api.messages import (
     Event,
     EventKind,
+    GateResult,
     LanesResponse,
     LaneStateChange,
     PromotionAccepted,
@@ -26,7 +27,8 @@ def _clock(at: float) -> str:
 
 
 def promotion_line(item: PromotionAccepted | PromotionEvent | PromotionRecord) -> str:
-    """A promotion's acceptance, one of its steps or its result (``qwenctl promote --wait``)."""
+    """A promotion's acceptance, one of its steps or its result (``qwenctl promote --wait``);
+    a failed candidate's result is followed by the last lines of its log."""
     if isinstance(item, PromotionAccepted):
         mode = item.mode.value.replace("_", " ")
         return (
@@ -34,7 +36,7 @@ def promotion_line(item: PromotionAccepted | PromotionEvent | PromotionRecord) -
         )
     if isinstance(item, PromotionEvent):
         return f"{_clock(item.at)}  {item.lane:<16} {item.step.value:<13} {item.message}"
-    return result_line(item)
+    return result_line(item) + quote_log(item.to_lane, item.log_tail)
 
 
 def result_line(record: PromotionRecord) -> str:
@@ -47,7 +49,30 @@ def result_line(record: PromotionRecord) -> str:
         return (
             f"rolled back: {record.to_lane} failed ({record.reason}); {back} serves {record.role}"
         )
+    if record.outcome is PromotionOutcome.REFUSED:
+        back = record.from_lane or "nothing"
+        return (
+            f"gate refused: {record.to_lane} stopped ({record.reason}); {back} serves {record.role}"
+        )
     return f"FAILED: {record.reason}; role {record.role} needs attention (qwenctl status)"
+
+
+def gate_line(gate: GateResult) -> str:
+    """A latency gate's measurement and decision on one line (qwenctl status, qwen-tui)."""
+    verdict = "accepted" if gate.accepted else "refused"
+    return (
+        f"gate {gate.scenario}: {gate.candidate} {gate.candidate_wall_s:.3f}s vs"
+        f" {gate.incumbent} {gate.incumbent_wall_s:.3f}s, E2E ratio {gate.ratio:.3f}"
+        f" [{gate.ratio_low:.3f}, {gate.ratio_high:.3f}] (n={gate.samples},"
+        f" max +{gate.max_regression:.0%}): {verdict}"
+    )
+
+
+def quote_log(lane: str, lines: tuple[str, ...]) -> str:
+    """``lines`` of a lane's output, indented under a heading (empty when there are none)."""
+    if not lines:
+        return ""
+    return f"\nlast lines of {lane}'s log:\n" + "\n".join("  | " + line for line in lines)
 
 
 def event_line(event: Event) -> str:
@@ -56,7 +81,9 @@ def event_line(event: Event) -> str:
     if isinstance(payload, LaneStateChange):
         why = f" ({payload.reason})" if payload.reason else ""
         return f"{_clock(payload.at)}  lane {payload.lane}: {payload.old} -> {payload.new}{why}"
-    if isinstance(payload, PromotionAccepted | PromotionEvent | PromotionRecord):
+    if isinstance(payload, PromotionRecord):
+        return result_line(payload)  # one line per event: the log quote is in the record
+    if isinstance(payload, PromotionAccepted | PromotionEvent):
         return promotion_line(payload)
     if isinstance(payload, LanesResponse):
         busy = [

@@ -24,6 +24,8 @@ __all__ = [
     "ErrorResponse",
     "Event",
     "EventKind",
+    "GateRequest",
+    "GateResult",
     "LaneAction",
     "LaneActionResult",
     "LaneInfo",
@@ -181,6 +183,9 @@ class LaneInfo(Message):
     stats: LaneStats | None = None
     last_error: str | None = None
     """qwend's own last error supervising the lane (it retries); cleared once ready."""
+    log_tail: tuple[str, ...] = ()
+    """The last lines of its output when it last failed to start or crashed (at most 20
+    lines, 4 KB); empty once it is ready again."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +216,8 @@ class PromotionStep(StrEnum):
     STARTING = "starting"
     READY = "ready"
     SWITCHED = "switched"
+    BENCHMARKING = "benchmarking"
+    """A latency gate is measuring the incumbent or the candidate."""
     ROLLING_BACK = "rolling_back"
     FINISHED = "finished"
 
@@ -223,6 +230,44 @@ class PromotionOutcome(StrEnum):
     """Candidate failed; the previous lane serves the role again."""
     FAILED = "failed"
     """Candidate failed and restoring the previous lane failed too: the role needs attention."""
+    REFUSED = "refused"
+    """The latency gate found the candidate slower than allowed; the incumbent serves on."""
+
+
+@dataclass(frozen=True)
+class GateRequest(Message):
+    """A latency gate on a promotion: switch only if the candidate is not measurably worse."""
+
+    scenario: str
+    """A seed case (``qwenctl bench`` names), run on the incumbent and on the candidate."""
+    max_regression: float = 0.05
+    """Allowed slowdown: the upper end of the E2E ratio's 95% interval must be at most 1+this."""
+    repeat: int = 3
+    """Runs of the scenario on each side (more runs: a tighter interval)."""
+    time_scale: float = 1.0
+    """Sim lanes running this much faster than real time (tests); figures are scaled back."""
+
+
+@dataclass(frozen=True)
+class GateResult(Message):
+    """What a latency gate measured and decided (in the promotion record)."""
+
+    scenario: str
+    incumbent: str
+    candidate: str
+    accepted: bool
+    reason: str
+    max_regression: float
+    incumbent_wall_s: float
+    """Median wall of the incumbent's runs (seconds)."""
+    candidate_wall_s: float
+    ratio: float
+    """Candidate over incumbent, mean per-request E2E latency."""
+    ratio_low: float
+    ratio_high: float
+    """The ratio's 95% bootstrap interval (equal to ``ratio`` when too few samples)."""
+    samples: int
+    """Requests measured on each side."""
 
 
 @dataclass(frozen=True)
@@ -242,6 +287,10 @@ class PromotionRecord(Message):
     requested_by: Caller | None = None
     kind: str = "promote"
     """``promote``, or ``rollback`` for a manual revert of an earlier promotion."""
+    gate: GateResult | None = None
+    """The latency gate's measurement and decision, when the promotion had one."""
+    log_tail: tuple[str, ...] = ()
+    """A failed candidate's last lines of output (at most 20 lines, 4 KB)."""
 
 
 @dataclass(frozen=True)
@@ -277,6 +326,8 @@ class PromoteRequest(Message):
     """Stream progress until the end (NDJSON) instead of answering at once."""
     ready_timeout_s: float | None = None
     """Override the candidate's readiness deadline (else its ``health.startup_timeout_s``)."""
+    gate: GateRequest | None = None
+    """Benchmark candidate and incumbent first; switch only if the candidate is not worse."""
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,10 @@ from qwend.api.messages import (
     PromotionRecord,
 )
 from qwend.cli import render
+from qwend.cli.bench import cmd_bench, gate_request
 from qwend.cli.exit import ExitStatus, exit_status_for_outcome
 from qwend.cli.npus import parse_npu_file
+from qwend.cli.verify import cmd_verify
 from qwend.config.check import render_check
 from qwend.config.load import DEFAULT_CONFIG_PATH, check_config
 from qwend.config.model import LaneConfig
@@ -116,10 +118,12 @@ def _accepted(ctx: Context, accepted: PromotionAccepted) -> int:
 
 
 async def cmd_promote(ctx: Context) -> int:
+    gate = gate_request(ctx.args)
     async with ctx.client() as client:
         if not ctx.args.wait:
-            return _accepted(ctx, await client.promote_nowait(ctx.args.name, ctx.args.timeout))
-        return await _follow_promotion(ctx, client.promote(ctx.args.name, ctx.args.timeout))
+            accepted = await client.promote_nowait(ctx.args.name, ctx.args.timeout, gate)
+            return _accepted(ctx, accepted)
+        return await _follow_promotion(ctx, client.promote(ctx.args.name, ctx.args.timeout, gate))
 
 
 async def cmd_rollback(ctx: Context) -> int:
@@ -218,4 +222,6 @@ COMMANDS: dict[str, Command] = {
     "events": cmd_events,
     "check-config": cmd_check_config,
     "completion": cmd_completion,
+    "bench": cmd_bench,
+    "verify": cmd_verify,
 }

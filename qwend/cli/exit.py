@@ -6,6 +6,7 @@ from enum import IntEnum
 
 from qwend.api.client import ControlTimeout, DaemonNotRunning, RemoteError, SocketPermissionDenied
 from qwend.api.messages import ErrorCode, PromotionOutcome
+from qwend.bench.scenarios import ScenarioError
 from qwend.errors import ConfigError, QwendError
 
 
@@ -30,6 +31,8 @@ class ExitStatus(IntEnum):
     """No such lane or role."""
     TIMEOUT = 8
     """The daemon did not answer in time."""
+    GATE_REFUSED = 9
+    """The latency gate found the candidate slower than allowed; the incumbent serves on."""
 
 
 _REMOTE = {
@@ -49,7 +52,7 @@ def exit_status_for(error: BaseException) -> ExitStatus:
         return ExitStatus.TIMEOUT
     if isinstance(error, RemoteError):
         return _REMOTE.get(error.code, ExitStatus.ERROR)
-    if isinstance(error, ConfigError):
+    if isinstance(error, ConfigError | ScenarioError):
         return ExitStatus.USAGE
     if isinstance(error, QwendError):
         return ExitStatus.ERROR
@@ -62,4 +65,5 @@ def exit_status_for_outcome(outcome: PromotionOutcome) -> ExitStatus:
         PromotionOutcome.PROMOTED: ExitStatus.OK,
         PromotionOutcome.ROLLED_BACK: ExitStatus.ROLLED_BACK,
         PromotionOutcome.FAILED: ExitStatus.ERROR,
+        PromotionOutcome.REFUSED: ExitStatus.GATE_REFUSED,
     }[outcome]

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from qwend import __version__
 from qwend.api.messages import LaneAction
+from qwend.cli import bench, verify
 from qwend.cli.commands import COMMANDS, Context
 from qwend.cli.exit import ExitStatus, exit_status_for
 from qwend.errors import QwendError
@@ -25,7 +26,8 @@ EPILOG = """\
 exit status:
   0 ok, 1 error, 2 usage (or invalid configuration for check-config),
   3 daemon unreachable, 4 permission denied on the socket,
-  5 promotion failed and rolled back, 6 conflict, 7 not found, 8 timeout
+  5 promotion failed and rolled back, 6 conflict, 7 not found, 8 timeout,
+  9 latency gate refused the candidate
 
 socket: --socket, else $QWEND_SOCKET, else /run/qwend/control.sock,
         else $XDG_RUNTIME_DIR/qwend/control.sock
@@ -87,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("kind", choices=["lane"], help="what to promote")
     promote.add_argument("name", metavar="NAME", help="the candidate lane")
     _promotion_args(promote)
+    bench.add_gate_args(promote)
     rollback = _sub(subs, "rollback", "revert the last promotion of a role")
     rollback.add_argument("kind", choices=["role"], help="what to roll back")
     rollback.add_argument("name", metavar="ROLE", help="the role")
@@ -109,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="qwend.toml or its directory")
     completion = _sub(subs, "completion", "print a shell completion script")
     completion.add_argument("shell", choices=["bash"])
+    bench.add_parser(lambda name, help_text: _sub(subs, name, help_text))
+    verify.add_parser(lambda name, help_text: _sub(subs, name, help_text))
     return parser
 
 

@@ -17,7 +17,7 @@ _qwenctl() {
     local cur prev words cword
     _init_completion || return
 
-    local commands="status lanes npus promote rollback start stop restart drain reset logs reload events check-config completion"
+    local commands="status lanes npus promote rollback start stop restart drain reset logs reload events check-config completion bench verify"
     local common="--json --socket --help"
     local _qwenctl_socket="" command="" i
     for ((i = 1; i < cword; i++)); do

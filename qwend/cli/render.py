@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from qwend.api.describe import gate_line, quote_log
 from qwend.api.messages import (
     LaneActionResult,
     LaneInfo,
@@ -105,11 +106,17 @@ def render_status(status: StatusResponse) -> str:
     if status.last_promotions:
         out.append("")
         out.append("last promotions:")
-        out.extend("  " + _record_line(r) for r in status.last_promotions[-3:])
+        for r in status.last_promotions[-3:]:
+            out.append("  " + _record_line(r))
+            if r.gate is not None:
+                out.append("    " + gate_line(r.gate))
     if d.config_errors:
         out.append("")
         out.append("last reload failed; still running the previous configuration:")
         out.extend(f"  {issue}" for issue in d.config_errors)
+    for lane in status.lanes:
+        if lane.log_tail:
+            out.append(quote_log(lane.name, lane.log_tail).removeprefix("\n"))
     for warning in status.warnings:
         out.append(f"warning: {warning}")
     return "\n".join(out) + "\n"

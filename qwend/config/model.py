@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 
 # Only these names are placeholders; other braces (JSON in vLLM flags) stay literal.
-_PLACEHOLDER_RE = re.compile(r"\{(port|npus|model|name)\}")
+_PLACEHOLDER_RE = re.compile(r"\{(port|npus|model|served_model|name)\}")
 
 
 class TextPolicy(StrEnum):
@@ -265,7 +265,7 @@ class LaneConfig:
     port: int
     model: str
     command: tuple[str, ...]
-    """argv with ``{port}``, ``{npus}``, ``{model}``, ``{name}`` placeholders."""
+    """argv with ``{port}`` ``{npus}`` ``{model}`` ``{served_model}`` ``{name}`` placeholders."""
     standby: bool = False
     """A candidate for its role: not routed until promoted."""
     host: str = "127.0.0.1"
@@ -277,6 +277,22 @@ class LaneConfig:
     capabilities: Capabilities = Capabilities()
     source: Path | None = None
     """The file this lane was read from (for messages)."""
+    aliases: tuple[str, ...] = ()
+    """More public names clients may ask for (beside ``model``)."""
+    served_model: str = ""
+    """The name the backend expects in a request's ``model``; empty: the same as ``model``."""
+    max_model_len: int | None = None
+    """The context length ``/v1/models`` advertises; None: not stated."""
+
+    @property
+    def backend_model(self) -> str:
+        """The ``model`` the router sends to this lane's backend."""
+        return self.served_model or self.model
+
+    @property
+    def public_names(self) -> tuple[str, ...]:
+        """Every name clients may use for this lane's model: ``model`` first, then aliases."""
+        return (self.model, *self.aliases)
 
     @property
     def base_url(self) -> str:
@@ -289,11 +305,12 @@ class LaneConfig:
         return ",".join(str(n) for n in sorted(self.npus))
 
     def argv(self) -> list[str]:
-        """The command with ``{port}``, ``{npus}``, ``{model}``, ``{name}`` filled in."""
+        """The command with its placeholders filled in."""
         values = {
             "port": str(self.port),
             "npus": self.visible_devices,
             "model": self.model,
+            "served_model": self.backend_model,
             "name": self.name,
         }
         return [_PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], arg) for arg in self.command]
@@ -308,6 +325,7 @@ class LaneConfig:
             self.port,
             self.host,
             self.model,
+            self.served_model,
         )
 
 

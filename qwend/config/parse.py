@@ -51,7 +51,7 @@ from qwend.config.schema import (
 )
 from qwend.errors import ConfigError, ConfigIssue
 
-PLACEHOLDERS = ("port", "npus", "model", "name")
+PLACEHOLDERS = ("port", "npus", "model", "served_model", "name")
 # A placeholder is {identifier}; other braces (JSON in vLLM flags) are literal text.
 PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -103,6 +103,28 @@ class Command(Conv[tuple[str, ...]]):
         if not value[0].strip():
             raise Bad("a program name as the first element", value[0], "[0]")
         return tuple(value)
+
+
+@dataclass(frozen=True)
+class NameList(Conv[tuple[str, ...]]):
+    """A list of distinct non-empty model names."""
+
+    expected: str = 'a list of model names, e.g. ["qwen3.5", "gpt-4o"]'
+
+    def __call__(self, value: object) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise Bad(self.expected, value)
+        name = Str("a non-empty model name")
+        seen: list[str] = []
+        for index, item in enumerate(value):
+            try:
+                text = name(item)
+            except Bad as bad:
+                raise Bad(name.expected, item, f"[{index}]") from bad
+            if text in seen:
+                raise Bad(f"the name {show(text)} is listed twice", item, f"[{index}]", raw=True)
+            seen.append(text)
+        return tuple(seen)
 
 
 @dataclass(frozen=True)
@@ -317,6 +339,9 @@ def parse_lane_file(
         "npus": draft.npus,
         "port": draft.port,
         "model": t.get("model", Str("a model name or path"), REQUIRED),
+        "aliases": t.get("aliases", NameList(), ()),
+        "served_model": t.get("served_model", Str("the model name the backend expects"), ""),
+        "max_model_len": t.opt("max_model_len", Int(1)),
         "command": t.get("command", Command(), REQUIRED),
         "standby": draft.standby,
         "host": t.get("host", Str("an IP address or hostname"), "127.0.0.1"),
@@ -328,6 +353,9 @@ def parse_lane_file(
         "capabilities": draft.capabilities,
         "source": base / file,
     }
+    aliases = draft.values["aliases"]
+    if isinstance(aliases, tuple) and draft.values["model"] in aliases:
+        t.error("aliases", f"{show(draft.values['model'])} is already the lane's model; remove it")
     host = draft.values["host"]
     if isinstance(host, str) and parse_host(host) is None:
         t.error("host", f"expected an IP address or hostname, got {show(host)}")

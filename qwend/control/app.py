@@ -247,7 +247,9 @@ async def promote(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     body = await _body(request, PromoteRequest)
     caller = _audit(request, "promote", lane=body.lane)
-    promotion = ctx.promoter.start(body.lane, caller, ready_timeout_s=body.ready_timeout_s)
+    promotion = ctx.promoter.start(
+        body.lane, caller, ready_timeout_s=body.ready_timeout_s, gate=body.gate
+    )
     return await _start_promotion(request, promotion, body.wait)
 
 

@@ -85,6 +85,7 @@ def lane_info(
         last_exit=snap.last_exit,
         reason=snap.reason,
         last_error=snap.last_error,
+        log_tail=snap.failure_log,
         degraded=degraded.get(snap.name),
         warnings=tuple(snap.warnings),
         stats=stats.get(snap.name),

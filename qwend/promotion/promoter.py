@@ -17,10 +17,13 @@ from collections.abc import Mapping
 
 from qwend.api.messages import (
     Caller,
+    GateRequest,
     PromotionAccepted,
     PromotionEvent,
     PromotionRecord,
 )
+from qwend.bench import gate as latency_gate
+from qwend.bench.scenarios import ScenarioError
 from qwend.broadcast import Broadcast, Subscription
 from qwend.errors import PromotionConflict, PromotionError
 from qwend.logs import get_logger
@@ -111,14 +114,25 @@ class Promoter:
         return self._progress.subscribe()
 
     def start(
-        self, lane: str, caller: Caller | None, *, ready_timeout_s: float | None = None
+        self,
+        lane: str,
+        caller: Caller | None,
+        *,
+        ready_timeout_s: float | None = None,
+        gate: GateRequest | None = None,
     ) -> Promotion:
         """Validate and begin promoting ``lane``; raises before anything changes.
 
-        UnknownLane, PromotionError (nothing to do) or PromotionConflict.
+        UnknownLane, PromotionError (nothing to do, or a gate naming no known scenario)
+        or PromotionConflict.
         """
         plan = self._plan(lane)
-        return self._begin(plan, caller, ready_timeout_s, kind="promote")
+        if gate is not None:
+            try:
+                latency_gate.check(gate)
+            except ScenarioError as exc:
+                raise PromotionError(f"latency gate: {exc}") from None
+        return self._begin(plan, caller, ready_timeout_s, kind="promote", gate=gate)
 
     def rollback(
         self, role: str, caller: Caller | None, *, ready_timeout_s: float | None = None
@@ -145,7 +159,12 @@ class Promoter:
             )
 
     def _begin(
-        self, plan: PromotionPlan, caller: Caller | None, timeout: float | None, kind: str
+        self,
+        plan: PromotionPlan,
+        caller: Caller | None,
+        timeout: float | None,
+        kind: str,
+        gate: GateRequest | None = None,
     ) -> Promotion:
         if self._closed:
             raise PromotionError("qwend is shutting down; promote again once it is back")
@@ -165,6 +184,7 @@ class Promoter:
             ready_timeout_s=timeout,
             caller=caller,
             kind=kind,
+            gate=gate,
         )
         log.info(
             "promotion started",

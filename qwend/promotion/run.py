@@ -9,16 +9,21 @@ from typing import Protocol
 
 from qwend.api.messages import (
     Caller,
+    GateRequest,
+    GateResult,
     PromotionEvent,
     PromotionMode,
     PromotionOutcome,
     PromotionRecord,
     PromotionStep,
 )
-from qwend.config.model import Config, LaneConfig
+from qwend.bench import gate as latency_gate
+from qwend.bench.results import CaseRun
+from qwend.config.model import Config, LaneConfig, ListenAddress
 from qwend.logs import get_logger
 from qwend.promotion.plan import PromotionPlan
 from qwend.routing.lanetable import TrafficGate
+from qwend.supervisor.output import FAILURE_LINES, failure_quote
 from qwend.supervisor.states import WANTED_UP, LaneState
 from qwend.supervisor.supervisor import LaneSnapshot
 
@@ -38,6 +43,8 @@ class SupervisorLike(Protocol):
     async def reset_lane(self, name: str) -> None: ...
     async def wait_ready(self, name: str, timeout: float) -> None: ...
     def set_active(self, role: str, name: str) -> None: ...
+    def hold_role(self, role: str, held: bool) -> None: ...
+    def log_tail(self, name: str, n: int, previous: bool = False) -> list[str]: ...
 
 
 class MonitorLike(Protocol):
@@ -66,6 +73,11 @@ class PromotionRun:
     ready_timeout_s: float | None
     caller: Caller | None
     kind: str
+    gate: GateRequest | None = None
+    gate_result: GateResult | None = None
+    """Set once the latency gate has decided."""
+    log_tail: tuple[str, ...] = ()
+    """The failed candidate's last lines of output, for the record."""
 
     async def execute(self) -> PromotionRecord:
         """Run the plan; never raises for a lane failure (the record says what happened)."""
@@ -98,9 +110,36 @@ class PromotionRun:
             reason=reason,
             requested_by=self.caller,
             kind=self.kind,
+            gate=self.gate_result,
+            log_tail=self.log_tail,
         )
 
     async def _in_place(self) -> tuple[PromotionOutcome, str | None]:
+        plan = self.plan
+        assert plan.incumbent is not None
+        baseline: list[CaseRun] = []
+        if self.gate is not None:
+            # The candidate will take the incumbent's place: measure the incumbent first.
+            if not plan.incumbent_running:
+                return PromotionOutcome.REFUSED, f"gate: {plan.incumbent} is not running to compare"
+            try:
+                baseline = await self._measure(plan.incumbent)
+            except Exception as exc:
+                return (
+                    PromotionOutcome.REFUSED,
+                    f"gate: measuring {plan.incumbent}: {describe(exc)}",
+                )
+        # Requests for the role wait (bounded by the queue timeout) instead of a 503
+        # while it has no ready lane; a lane of another role may still take them.
+        self.supervisor.hold_role(plan.role, True)
+        try:
+            return await self._replace_in_place(baseline)
+        finally:
+            self.supervisor.hold_role(plan.role, False)
+
+    async def _replace_in_place(
+        self, baseline: list[CaseRun]
+    ) -> tuple[PromotionOutcome, str | None]:
         plan = self.plan
         assert plan.incumbent is not None
         try:
@@ -111,6 +150,10 @@ class PromotionRun:
             await self._start_ready(plan.candidate)
         except Exception as exc:
             return await self._restore(describe(exc), restart_incumbent=True)
+        refusal = await self._judge(plan.incumbent, baseline)
+        if refusal is not None:
+            outcome, reason = await self._restore(refusal, restart_incumbent=True)
+            return _refused(outcome), reason
         self._switch()
         return PromotionOutcome.PROMOTED, None
 
@@ -121,6 +164,12 @@ class PromotionRun:
                 await self._start_ready(plan.candidate)
         except Exception as exc:
             return await self._restore(describe(exc), restart_incumbent=False)
+        if self.gate is not None:
+            refusal = await self._gate_blue_green()
+            if refusal is not None:
+                self._step(plan.candidate, PromotionStep.ROLLING_BACK, refusal)
+                await self._stop_quietly(plan.candidate)
+                return PromotionOutcome.REFUSED, refusal
         self._switch()
         if plan.incumbent is not None and plan.incumbent_running:
             try:
@@ -131,10 +180,50 @@ class PromotionRun:
                 return PromotionOutcome.PROMOTED, f"old lane {plan.incumbent}: {describe(exc)}"
         return PromotionOutcome.PROMOTED, None
 
+    async def _gate_blue_green(self) -> str | None:
+        """Measure the running incumbent, then the unrouted candidate; the refusal, if any."""
+        plan = self.plan
+        if plan.incumbent is None or not plan.incumbent_running:
+            return f"gate: role {plan.role} has no running lane to compare with"
+        try:
+            baseline = await self._measure(plan.incumbent)
+        except Exception as exc:
+            return f"gate: measuring {plan.incumbent}: {describe(exc)}"
+        return await self._judge(plan.incumbent, baseline)
+
+    async def _judge(self, incumbent: str, baseline: list[CaseRun]) -> str | None:
+        """Measure the candidate (not routed yet) against ``baseline``; the refusal, if any."""
+        if self.gate is None:
+            return None
+        candidate = self.plan.candidate
+        try:
+            runs = await self._measure(candidate)
+        except Exception as exc:
+            return f"gate: measuring {candidate}: {describe(exc)}"
+        result = latency_gate.decide(self.gate, incumbent, baseline, candidate, runs)
+        self.gate_result = result
+        verdict = "accepted" if result.accepted else "refused"
+        self._step(candidate, PromotionStep.BENCHMARKING, f"gate {verdict}: {result.reason}")
+        return None if result.accepted else f"gate refused: {result.reason}"
+
+    async def _measure(self, lane: str) -> list[CaseRun]:
+        assert self.gate is not None
+        config = self.supervisor.config.lane(lane)
+        url = ListenAddress(config.host, config.port).url
+        self._step(lane, PromotionStep.BENCHMARKING, f"{self.gate.scenario} x{self.gate.repeat}")
+        return await latency_gate.measure(self.gate, url, config.backend_model)
+
+    async def _stop_quietly(self, lane: str) -> None:
+        try:
+            await self.supervisor.stop_lane(lane)
+        except Exception as exc:
+            log.error("stopping refused candidate", lane=lane, error=describe(exc))
+
     async def _restore(
         self, reason: str, *, restart_incumbent: bool
     ) -> tuple[PromotionOutcome, str | None]:
         plan = self.plan
+        self.log_tail = self._quote(plan.candidate)
         self._step(plan.candidate, PromotionStep.ROLLING_BACK, f"candidate failed: {reason}")
         log.warning(
             "promotion rolling back", id=self.promotion_id, lane=plan.candidate, reason=reason
@@ -158,6 +247,16 @@ class PromotionRun:
             plan.incumbent, PromotionStep.SWITCHED, f"{plan.incumbent} serves {plan.role} again"
         )
         return PromotionOutcome.ROLLED_BACK, reason
+
+    def _quote(self, lane: str) -> tuple[str, ...]:
+        """The candidate's last lines of output: what it said when its start failed, or
+        (still running, it missed the readiness limit) what it says now."""
+        try:
+            failed = self.supervisor.snapshot(lane).failure_log
+            return failed or failure_quote(self.supervisor.log_tail(lane, FAILURE_LINES))
+        except Exception as exc:  # a quote is a courtesy: never let it stop the rollback
+            log.warning("cannot read the candidate's log", lane=lane, error=describe(exc))
+            return ()
 
     def _switch(self) -> None:
         plan = self.plan
@@ -221,3 +320,8 @@ class PromotionRun:
                 at=time.time(),
             )
         )
+
+
+def _refused(outcome: PromotionOutcome) -> PromotionOutcome:
+    """A gate refusal that restored the incumbent is "refused", not a failed candidate."""
+    return PromotionOutcome.REFUSED if outcome is PromotionOutcome.ROLLED_BACK else outcome

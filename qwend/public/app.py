@@ -34,6 +34,7 @@ from qwend.router.handlers import (
     BODY_TIMEOUT_KEY,
     DEFAULT_BODY_TIMEOUT_S,
     Classifier,
+    model_response,
     models_response,
     parse_request,
     read_body,
@@ -169,11 +170,16 @@ async def _complete(request: web.Request, path: str, classify: Classifier) -> we
 
 
 async def _models(request: web.Request) -> web.Response:
-    """``GET /v1/models``: the models of the accepting lanes behind this endpoint."""
+    """``GET /v1/models``: the public model names of the lanes behind this endpoint."""
     ctx = request.app[PUBLIC_KEY]
-    fwd = ctx.forwarding
-    lanes = [r for r in fwd.slots.runtimes() if r.eligible and ctx.serves(r.role)]
-    return await models_response(fwd.upstream, lanes)
+    return models_response(ctx.forwarding.slots.catalog_for(ctx.endpoint.role))
+
+
+async def _model(request: web.Request) -> web.Response:
+    """``GET /v1/models/{id}``: one public model name behind this endpoint, or a 404."""
+    ctx = request.app[PUBLIC_KEY]
+    catalog = ctx.forwarding.slots.catalog_for(ctx.endpoint.role)
+    return model_response(catalog, request.match_info["id"])
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -212,5 +218,6 @@ def make_public_app(
     completions = partial(_complete, path="/v1/completions", classify=classify_completion)
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", _models)
+    app.router.add_get("/v1/models/{id:.+}", _model)
     app.router.add_get("/health", _health)
     return app

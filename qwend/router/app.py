@@ -47,6 +47,7 @@ def _add_routes(app: web.Application) -> None:
     completions = partial(handlers.complete, path="/v1/completions", classify=classify_completion)
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", handlers.models)
+    app.router.add_get("/v1/models/{id:.+}", handlers.model)
     app.router.add_post("/tokenize", handlers.tokenize)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/metrics", handlers.metrics)

@@ -38,7 +38,11 @@ from qwend.router.proxy import (
 from qwend.router.recording import record_stream, record_whole
 from qwend.router.router import Forwarding
 from qwend.routing.classify import RequestSummary
+from qwend.routing.errorbody import openai_error
+from qwend.routing.lanetable import RoutableLane
+from qwend.routing.names import MODEL_NOT_FOUND
 from qwend.routing.policy import Decision
+from qwend.routing.rewrite import StreamEditor, request_for_backend, response_with_model
 
 log = get_logger("router")
 _NEVER = float("inf")
@@ -61,7 +65,9 @@ class Exchange:
         "idle_s",
         "klass",
         "lane",
+        "others",
         "path",
+        "public",
         "request",
         "start",
         "summary",
@@ -94,6 +100,10 @@ class Exchange:
         self.klass = fwd.classes[summary.request_class(cfg.long_text_min_tokens)]
         self.work = float(summary.expected_output)
         self.tried: list[str] = []
+        self.public: str | None = None
+        """The model name the client asked for, when a lane serves it (answers carry it)."""
+        self.others: frozenset[str] = frozenset()
+        """Lanes that do not serve the requested model (never tried)."""
         task = asyncio.current_task()
         assert task is not None
         self.task = task
@@ -149,9 +159,12 @@ class Exchange:
     async def _run(self) -> web.StreamResponse:
         fwd = self.fwd
         slots, counters = fwd.slots, fwd.counters
+        refused = self._resolve_model()
+        if refused is not None:
+            return refused
         last: Failure | None = None
         while True:
-            exclude = frozenset(self.tried)
+            exclude = self.others.union(self.tried)
             decision = slots.claim(self.summary, exclude, self.work)  # fast: a free slot now
             if decision.lane is None and decision.wait:
                 queued = await self._queue(exclude)
@@ -182,6 +195,30 @@ class Exchange:
                 return outcome.response(len(self.tried))
             lane.counters.retried_away += 1
             counters.retries += 1
+
+    def _resolve_model(self) -> web.Response | None:
+        """Look the requested model up: the lanes that serve it, or a 404 listing the
+        served names (an empty catalog, no lanes yet, leaves it to the 503 that follows)."""
+        requested = self.summary.model
+        if not requested:
+            return None
+        catalog = self.fwd.slots.catalog_for(self.summary.role)
+        if not catalog.models:
+            return None
+        if catalog.get(requested) is None:
+            self.fwd.counters.bad_requests += 1
+            message = catalog.not_found_message(requested)
+            return error_response(404, message, param="model", code=MODEL_NOT_FOUND)
+        self.public = requested
+        self.others = catalog.others(requested)
+        return None
+
+    def _body_for(self, lane: RoutableLane) -> bytes:
+        """The request body with the model name ``lane``'s backend expects."""
+        requested, backend = self.summary.model, lane.backend_model
+        if not requested or not backend:
+            return self.body
+        return request_for_backend(self.body, requested, backend)
 
     async def _queue(self, exclude: frozenset[str]) -> Decision | web.Response:
         """Wait in the admission queue for a slot (or learn that no lane is left)."""
@@ -237,7 +274,7 @@ class Exchange:
             try:
                 resp = await fwd.upstream.session.post(
                     lane.lane.base_url + self.path,
-                    data=self.body,
+                    data=self._body_for(lane.lane),
                     headers=self._upstream_headers(),
                     timeout=fwd.upstream.timeout,
                 )
@@ -269,9 +306,17 @@ class Exchange:
                 verdict = False
                 return connection_failure(lane.name, TimeoutError(expiry), "within the timeout")
             verdict = status < 500
+            ctype = resp.headers.get("Content-Type", "application/json")
             if status == 200:
                 record_whole(lane, self.klass, self.summary, self.start, began, integral0, data)
-            headers["Content-Type"] = resp.headers.get("Content-Type", "application/json")
+                public = self.public or lane.lane.model
+                if public and ctype.startswith("application/json"):
+                    data = response_with_model(data, public)
+            elif status >= 400:
+                wrapped = openai_error(status, data, lane.name)
+                if wrapped is not None:
+                    data, ctype = wrapped, "application/json"
+            headers["Content-Type"] = ctype
             return web.Response(status=status, body=data, headers=headers)
         except asyncio.CancelledError:
             lane.counters.disconnects += 1
@@ -298,7 +343,12 @@ class Exchange:
     ) -> tuple[bool | None, web.StreamResponse]:
         headers["Cache-Control"] = "no-cache"
         headers["X-Accel-Buffering"] = "no"
-        out, result = await relay_stream(self.request, resp, first, headers, self)
+        editor = StreamEditor(
+            self.public or lane.lane.model or None,
+            want_usage=self.summary.include_usage,
+            prompt_tokens=self.summary.prompt_tokens,
+        )
+        out, result = await relay_stream(self.request, resp, first, headers, self, editor)
         counters = self.fwd.counters
         if result.client_gone:
             lane.counters.disconnects += 1

@@ -1,6 +1,6 @@
 """The router's HTTP handlers (``make_router_app`` routes to them), and the request-path
 pieces the public endpoints reuse: request parsing (JSON with a nesting bound, the
-OpenAI shape, the media URL policy) and the ``/v1/models`` union.
+OpenAI shape, the media URL policy) and the ``/v1/models`` answers.
 
 A completion handler parses and classifies the body, then creates the request's
 ``Exchange`` with the router's ``Forwarding``, which admits, forwards and relays it.
@@ -9,29 +9,26 @@ A completion handler parses and classifies the body, then creates the request's
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from aiohttp import ClientTimeout, web
+from aiohttp import web
 
 from qwend import jsonbody
 from qwend.config.model import ConnectionsConfig
 from qwend.jsonbody import JsonBodyError
 from qwend.logs import get_logger
 from qwend.router.exchange import Exchange
-from qwend.router.lanes import LaneRuntime
 from qwend.router.media import MediaRefused, check_media
 from qwend.router.metrics import render_metrics
 from qwend.router.proxy import UPSTREAM_ERRORS, error_response
 from qwend.router.recording import RouterCounters
 from qwend.router.router import FORWARDING_KEY, ROUTER_KEY, Forwarding
-from qwend.router.upstream import Upstream
 from qwend.routing.classify import InvalidRequest, RequestSummary
 from qwend.routing.media import MediaPolicy, media_sources
-from qwend.routing.models import ModelEntry, listed_models, models_union
+from qwend.routing.names import MODEL_NOT_FOUND, ModelCatalog
+from qwend.routing.rewrite import request_for_backend
 
 log = get_logger("router")
-_MODELS_TIMEOUT = ClientTimeout(total=2.0)
-_MODEL_ERRORS: tuple[type[BaseException], ...] = (ValueError, *UPSTREAM_ERRORS)
 MEDIA_REFUSED = "media_url_refused"
 """The error ``code`` of a request refused by the media URL policy."""
 Classifier = Callable[[object], RequestSummary]
@@ -134,60 +131,79 @@ async def complete(request: web.Request, path: str, classify: Classifier) -> web
         return error_response(500, f"internal router error: {type(exc).__name__}: {exc}")
 
 
-async def _lane_models(upstream: Upstream, base_url: str) -> list[ModelEntry]:
-    try:
-        async with upstream.session.get(base_url + "/v1/models", timeout=_MODELS_TIMEOUT) as resp:
-            if resp.status != 200:
-                return []
-            doc = await resp.json()
-    except _MODEL_ERRORS:
-        return []
-    return listed_models(doc)
+def models_response(catalog: ModelCatalog) -> web.Response:
+    """``GET /v1/models``: every public name the lanes serve (aliases included), from the
+    configuration, so it lists exactly what a request may name, ready or not."""
+    return web.json_response(catalog.listing())
 
 
-async def models_response(upstream: Upstream, lanes: Sequence[LaneRuntime]) -> web.Response:
-    """The union of the models ``lanes`` serve, as ``GET /v1/models`` answers it."""
-    answers = await asyncio.gather(*(_lane_models(upstream, r.lane.base_url) for r in lanes))
-    union = models_union(
-        (found, runtime.lane.model) for runtime, found in zip(lanes, answers, strict=True)
-    )
-    return web.json_response(union)
+def model_response(catalog: ModelCatalog, name: str) -> web.Response:
+    """``GET /v1/models/{id}``: one public name, or an OpenAI-style 404."""
+    model = catalog.get(name)
+    if model is None:
+        message = catalog.not_found_message(name)
+        return error_response(404, message, param="model", code=MODEL_NOT_FOUND)
+    return web.json_response(model.entry())
 
 
 async def models(request: web.Request) -> web.Response:
-    """``GET /v1/models``: the union of the models the accepting lanes serve."""
-    fwd = request.app[FORWARDING_KEY]
-    lanes = [r for r in fwd.slots.runtimes() if r.eligible]
-    return await models_response(fwd.upstream, lanes)
+    """``GET /v1/models`` on the router's port."""
+    return models_response(request.app[FORWARDING_KEY].slots.catalog)
+
+
+async def model(request: web.Request) -> web.Response:
+    """``GET /v1/models/{id}`` on the router's port (ids may hold ``/``: ``ORG/NAME``)."""
+    catalog = request.app[FORWARDING_KEY].slots.catalog
+    return model_response(catalog, request.match_info["id"])
 
 
 async def tokenize(request: web.Request) -> web.Response:
-    """``POST /tokenize``: passed to the least busy accepting text lane."""
+    """``POST /tokenize``: passed to the least busy accepting text lane (of those serving
+    the body's ``model``, renamed to what the lane's backend expects)."""
     fwd = request.app[FORWARDING_KEY]
     body = await read_body(request)
     if isinstance(body, web.Response):
         return body
-    lanes = sorted(
-        (r for r in fwd.slots.runtimes() if r.eligible and r.text), key=lambda r: r.in_flight
-    )
-    if not lanes:
-        return error_response(503, "no accepting text lane to tokenize with", retry_after=5)
     try:
         doc = jsonbody.loads(body)
     except JsonBodyError as exc:
         return _bad_request(fwd.counters, str(exc))
+    model = doc.get("model") if isinstance(doc, dict) else None
+    serving: frozenset[str] | None = None
+    if isinstance(model, str) and model and fwd.slots.catalog.models:
+        found = fwd.slots.catalog.get(model)
+        if found is None:
+            message = fwd.slots.catalog.not_found_message(model)
+            return error_response(404, message, param="model", code=MODEL_NOT_FOUND)
+        serving = found.lanes
+    lanes = sorted(
+        (
+            r
+            for r in fwd.slots.runtimes()
+            if r.eligible and r.text and (serving is None or r.name in serving)
+        ),
+        key=lambda r: r.in_flight,
+    )
+    if not lanes:
+        return error_response(503, "no accepting text lane to tokenize with", retry_after=5)
     refused = await media_refusal(fwd, doc)  # vLLM fetches a chat's media to tokenize it
     if refused is not None:
         return refused
     headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
     for runtime in lanes[:2]:
+        lane = runtime.lane
+        data = body
+        if isinstance(model, str) and model and lane.backend_model:
+            data = request_for_backend(body, model, lane.backend_model)
         try:
             async with fwd.upstream.session.post(
-                runtime.lane.base_url + "/tokenize", data=body, headers=headers
+                lane.base_url + "/tokenize", data=data, headers=headers
             ) as resp:
-                data = await resp.read()
+                answer = await resp.read()
                 ctype = resp.headers.get("Content-Type", "application/json")
-                return web.Response(status=resp.status, body=data, headers={"Content-Type": ctype})
+                return web.Response(
+                    status=resp.status, body=answer, headers={"Content-Type": ctype}
+                )
         except UPSTREAM_ERRORS:
             continue
     return error_response(502, "the lanes could not be reached to tokenize", retry_after=1)

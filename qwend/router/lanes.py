@@ -74,6 +74,10 @@ class LaneRuntime:
         return breaker.closed or (self.last_resort and breaker.degraded)
 
     @property
+    def pending(self) -> bool:
+        return self.lane.pending and not self.eligible
+
+    @property
     def why_not(self) -> str:
         if not self.lane.active:
             return "standby"

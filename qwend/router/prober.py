@@ -123,7 +123,7 @@ class Prober:
             else:
                 request = session.post(
                     lane.base_url + "/v1/chat/completions",
-                    json=probe_body(lane.model),
+                    json=probe_body(lane.backend_model),
                     headers=PROBE_HEADERS,
                     timeout=timeout,
                 )

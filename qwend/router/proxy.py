@@ -16,6 +16,9 @@ from typing import Protocol
 
 from aiohttp import ClientError, ClientResponse, web
 
+from qwend.routing.errorbody import openai_error
+from qwend.routing.rewrite import StreamEditor
+
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 """Lane answers that are re-sent to another lane when nothing reached the client yet."""
 UPSTREAM_ERRORS: tuple[type[BaseException], ...] = (ClientError, TimeoutError, OSError)
@@ -130,8 +133,10 @@ async def read_failure(lane: str, resp: ClientResponse) -> Failure:
         body = await resp.read()
     except UPSTREAM_ERRORS:
         body = error_body(resp.status, f"lane {lane!r} answered {resp.status}")
-    ctype = resp.content_type or _JSON
-    return Failure(lane, resp.status, body, ctype, True, resp.status != 429)
+    wrapped = openai_error(resp.status, body, lane)
+    if wrapped is not None:
+        return Failure(lane, resp.status, wrapped, _JSON, True, resp.status != 429)
+    return Failure(lane, resp.status, body, _JSON, True, resp.status != 429)
 
 
 class StreamWatch(Protocol):
@@ -173,8 +178,10 @@ async def relay_stream(
     first: bytes,
     headers: dict[str, str],
     watch: StreamWatch,
+    editor: StreamEditor,
 ) -> tuple[web.StreamResponse, StreamResult]:
-    """Copy an SSE stream to the client chunk by chunk; ``first`` is already read.
+    """Copy an SSE stream to the client chunk by chunk through ``editor`` (public model
+    name, ``[DONE]`` and usage repair); ``first`` is already read.
 
     Never replays: an upstream failure after this point ends the client's stream
     with an error event. A client that went away ends the relay (the caller
@@ -189,7 +196,9 @@ async def relay_stream(
     previous, tail = b"", first
     try:
         await out.prepare(request)
-        await out.write(first)
+        edited = editor.feed(first)
+        if edited:
+            await out.write(edited)
     except ConnectionResetError:
         result.client_gone = True
         return out, result
@@ -219,7 +228,9 @@ async def relay_stream(
         result.events += chunk.count(b"data:")
         previous, tail = tail, chunk  # the usage event may straddle two chunks
         try:
-            await out.write(chunk)
+            edited = editor.feed(chunk)
+            if edited:
+                await out.write(edited)
         except ConnectionResetError:
             result.client_gone = True
             return out, result
@@ -231,12 +242,15 @@ async def relay_stream(
             return out, result
     result.last_at = time.monotonic()
     result.usage = usage_counts(previous[-1024:] + tail)
+    ending = editor.finish(complete=result.upstream_error is None)
     if result.upstream_error is not None:
         message = (
             f"the lane failed mid-stream ({result.upstream_error}); the response is incomplete"
         )
+        ending += error_event(message)
+    if ending:
         try:
-            await out.write(error_event(message))
+            await out.write(ending)
         except ConnectionResetError:
             result.client_gone = True
             return out, result

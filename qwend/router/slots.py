@@ -18,6 +18,7 @@ from qwend.router.lanes import LaneRuntime
 from qwend.routing.breaker import BreakerSettings, CircuitBreaker
 from qwend.routing.classify import RequestSummary
 from qwend.routing.lanetable import RoutableLane
+from qwend.routing.names import ModelCatalog
 from qwend.routing.perf import LanePerf
 from qwend.routing.policy import Decision, PolicyState, choose
 
@@ -35,6 +36,8 @@ class LaneSlots:
         """The current lane set's runtimes, in lane-table order."""
         self._admission = Admission(config.queue_size, config.queue_timeout_s)
         self._policy_state = PolicyState()
+        self.catalog = ModelCatalog.of(())
+        """The public model names of the current lanes (rebuilt on every lane-set change)."""
 
     # ----- configuration and lane set -----
 
@@ -85,9 +88,16 @@ class LaneSlots:
         for name in [n for n, r in self._runtimes.items() if n not in names and r.in_flight == 0]:
             del self._runtimes[name]
         self._lanes = current
+        self.catalog = ModelCatalog.of(lanes)
         self._admission.wake()
 
     # ----- reading -----
+
+    def catalog_for(self, role: str | None) -> ModelCatalog:
+        """The public names of every active lane, or of ``role``'s lanes only."""
+        if role is None:
+            return self.catalog
+        return ModelCatalog.of((r.lane for r in self._lanes), role)
 
     def runtimes(self) -> list[LaneRuntime]:
         """The current lanes' runtimes, in lane-table order."""

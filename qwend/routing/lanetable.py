@@ -32,7 +32,26 @@ class RoutableLane:
     accepting: bool
     """Ready and not draining: may receive new requests."""
     model: str = ""
-    """The model name the lane serves (``--served-model-name``)."""
+    """The public model name of the lane (``lane.model``): what clients ask for."""
+    aliases: tuple[str, ...] = ()
+    """More public names of the lane's model (``lane.aliases``)."""
+    served_model: str = ""
+    """The name its backend expects in a request's ``model``; empty: ``model``."""
+    max_model_len: int | None = None
+    """The context length ``/v1/models`` advertises (``lane.max_model_len``)."""
+    pending: bool = False
+    """Not accepting now, but being replaced in place: requests for it wait in the queue
+    (bounded by the queue timeout) instead of being refused."""
+
+    @property
+    def backend_model(self) -> str:
+        """The ``model`` the router sends to this lane."""
+        return self.served_model or self.model
+
+    @property
+    def public_names(self) -> tuple[str, ...]:
+        """``model`` then the aliases (an empty ``model`` is no name)."""
+        return (self.model, *self.aliases) if self.model else self.aliases
 
 
 class LaneTable:

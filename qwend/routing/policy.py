@@ -53,6 +53,11 @@ class LaneCandidate(Protocol):
         """Why the lane is not eligible (``draining``, ``breaker open`` ...)."""
         ...
 
+    @property
+    def pending(self) -> bool:
+        """Not eligible now, but being replaced in place: worth waiting for."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -200,8 +205,39 @@ def choose(
     state: PolicyState | None = None,
     exclude: frozenset[str] = frozenset(),
 ) -> Decision:
-    """Choose a lane for ``summary`` among ``lanes`` minus ``exclude`` (lanes already tried)."""
+    """Choose a lane for ``summary`` among ``lanes`` minus ``exclude`` (lanes already tried,
+    lanes not serving the requested model).
+
+    When no lane can serve it but one that could is being replaced in place (``pending``),
+    the request waits for it in the queue rather than being refused.
+    """
     candidates = [lane for lane in lanes if lane.name not in exclude] if exclude else lanes
+    decision = _choose(summary, candidates, policy, long_text_min_tokens, state)
+    if decision.lane is None and not decision.wait and _awaited(summary, candidates):
+        return Decision(None, wait=True, message=decision.message)
+    return decision
+
+
+def _awaited(summary: RequestSummary, lanes: Sequence[LaneCandidate]) -> bool:
+    """A pending lane could serve ``summary`` once it is back."""
+    for lane in lanes:
+        if not lane.pending:
+            continue
+        if summary.role is not None:
+            if lane.role == summary.role:
+                return True
+        elif lane.image if summary.multimodal else lane.text:
+            return True
+    return False
+
+
+def _choose(
+    summary: RequestSummary,
+    candidates: Sequence[LaneCandidate],
+    policy: TextPolicy,
+    long_text_min_tokens: int,
+    state: PolicyState | None,
+) -> Decision:
     if summary.role is not None:
         return _choose_pinned(candidates, summary.role)
     if summary.multimodal:

@@ -80,20 +80,48 @@ async def served_models(session: aiohttp.ClientSession, lane: LaneConfig) -> lis
     return model_ids(body)
 
 
-def model_mismatch(lane: LaneConfig, ids: list[str]) -> str | None:
-    """A warning when the lane does not serve the model its config names."""
-    if not ids or lane.model in ids:
+REJECTED_STATUSES = frozenset({400, 404, 422})
+"""Answers to a request naming a model the backend does not know (vLLM 404, FastAPI 422)."""
+
+
+async def served_model_warning(session: aiohttp.ClientSession, lane: LaneConfig) -> str | None:
+    """A warning when the backend rejects the model name qwend sends it.
+
+    The model list alone proves nothing: llama.cpp lists its file name and accepts any
+    name, transformers serve lists every model in its cache. So a name missing from the
+    list is tried with a 1-token completion, and only a rejection is worth a warning.
+    """
+    ids = await served_models(session, lane)
+    name = lane.backend_model
+    if not ids or name in ids:
+        return None
+    rejected = await _rejects(session, lane, name)
+    if rejected is None:
         return None
     return (
-        f"lane {lane.name} serves {', '.join(ids)} but lane.model is {lane.model!r};"
-        " requests naming the configured model may fail (check --served-model-name)"
+        f"lane {lane.name} rejects the model name {name!r} ({rejected}); it lists"
+        f" {', '.join(ids[:5])}: set lane.served_model (or --served-model-name) to match"
     )
+
+
+async def _rejects(session: aiohttp.ClientSession, lane: LaneConfig, name: str) -> str | None:
+    """``HTTP 404`` when a 1-token completion naming ``name`` is refused as a bad request."""
+    timeout = aiohttp.ClientTimeout(total=lane.health.timeout_s)
+    payload = {"model": name, "prompt": "ping", "max_tokens": 1}
+    try:
+        async with session.post(
+            lane.base_url + "/v1/completions", json=payload, timeout=timeout
+        ) as resp:
+            await resp.read()
+            return f"HTTP {resp.status}" if resp.status in REJECTED_STATUSES else None
+    except (TimeoutError, aiohttp.ClientError):
+        return None  # unknown: no warning on a guess
 
 
 async def inference_probe(session: aiohttp.ClientSession, lane: LaneConfig) -> str | None:
     """None when a ``max_tokens=1`` completion succeeds, else why not."""
     timeout = aiohttp.ClientTimeout(total=lane.health.timeout_s)
-    payload = {"model": lane.model, "prompt": "ping", "max_tokens": 1}
+    payload = {"model": lane.backend_model, "prompt": "ping", "max_tokens": 1}
     try:
         async with session.post(
             lane.base_url + "/v1/completions", json=payload, timeout=timeout

@@ -63,6 +63,24 @@ class LogRing:
         return self._followers.subscribe()
 
 
+FAILURE_LINES = 20
+FAILURE_CHARS = 4096
+
+
+def failure_quote(lines: list[str]) -> tuple[str, ...]:
+    """The last lines of a lane's output worth quoting next to a failure: at most
+    ``FAILURE_LINES`` lines and ``FAILURE_CHARS`` characters (the newest kept)."""
+    kept: list[str] = []
+    size = 0
+    for line in reversed(lines[-FAILURE_LINES:]):
+        line = line if len(line) <= 512 else line[:512] + "..."
+        size += len(line) + 1
+        if size > FAILURE_CHARS:
+            break
+        kept.append(line)
+    return tuple(reversed(kept))
+
+
 def read_log_tail(path: Path, n: int) -> list[str]:
     """The last ``n`` lines of a log file (empty when missing)."""
     try:

@@ -96,6 +96,20 @@ def describe_returncode(code: int) -> str:
         return f"signal {-code}"
 
 
+STOPPED = "stopped"
+"""``last_exit`` of a lane that ended because qwend stopped it, the way it was asked to."""
+
+
+def describe_requested_stop(description: str, sig: int) -> str:
+    """``last_exit`` once qwend stopped a running lane: ``stopped`` when it ended the way
+    a stop ends a process (the stop signal, exit 0 or the shell's 128+N), else what
+    happened in brackets (``stopped (signal SIGKILL)`` after the stop timeout)."""
+    name = signal.Signals(sig).name
+    if description in ("exit 0", f"signal {name}", f"exit {128 + sig}"):
+        return STOPPED
+    return f"{STOPPED} ({description})"
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes in process group ``pgid``, from /proc."""
     members = []

@@ -31,14 +31,13 @@ from qwend.supervisor.health import (
     ListenerCheck,
     Liveness,
     NotReady,
-    model_mismatch,
-    served_models,
+    served_model_warning,
     wait_ready,
 )
 from qwend.supervisor.identity import check_listeners
 from qwend.supervisor.listener import Listeners
-from qwend.supervisor.output import LogRing
-from qwend.supervisor.process import LaneProcess
+from qwend.supervisor.output import FAILURE_LINES, LogRing, failure_quote
+from qwend.supervisor.process import LaneProcess, describe_requested_stop
 from qwend.supervisor.restart import RestartPolicy
 from qwend.supervisor.states import Effect, Event, LaneState, Transition, transition
 
@@ -75,6 +74,8 @@ class LaneRunner:
         self.reason: str | None = None
         self.restarts = 0
         self.last_exit: str | None = None
+        self.failure_log: tuple[str, ...] = ()
+        """The output's last lines at the last failed start or crash (``failure_quote``)."""
         self.last_error: str | None = None
         """The last internal error while supervising the lane; cleared when it is ready."""
         self.warnings: tuple[str, ...] = ()
@@ -196,9 +197,11 @@ class LaneRunner:
         proc = self.proc
         if proc is None:
             return
-        result = await proc.stop(self.cfg.stop.signal, self.cfg.stop.timeout_s)
+        asked = proc.running  # else it had ended on its own: its exit says so as it is
+        sig = self.cfg.stop.signal
+        result = await proc.stop(sig, self.cfg.stop.timeout_s)
         if result is not None:
-            self.last_exit = result
+            self.last_exit = describe_requested_stop(result, sig) if asked else result
 
     # --- the life task --------------------------------------------------------
 
@@ -296,17 +299,20 @@ class LaneRunner:
             if proc.running:
                 self.apply(Event.UNHEALTHY, str(exc))
                 await self._terminate()
+                self.failure_log = failure_quote(self.ring.tail(FAILURE_LINES))
                 return str(exc)
             await proc.finish()
             self.last_exit = proc.exit_description
+            self.failure_log = failure_quote(self.ring.tail(FAILURE_LINES))
             return f"{proc.exit_description} during start"
-        mismatch = model_mismatch(self.cfg, await served_models(self._ctx.session(), self.cfg))
+        mismatch = await served_model_warning(self._ctx.session(), self.cfg)
         if mismatch is not None:
-            self._log.warning("served model differs from the configuration", warning=mismatch)
+            self._log.warning("lane rejects its served model name", warning=mismatch)
             self.warnings = (*self.warnings, mismatch)
         self.apply(Event.READY)
         self.policy.clear_errors()
         self.last_error = None
+        self.failure_log = ()
         return await self._watch(proc)
 
     def _listeners(self, proc: LaneProcess | DetachedLaneProcess) -> ListenerCheck:
@@ -338,6 +344,7 @@ class LaneRunner:
         if proc.exited.is_set():
             await proc.finish()
             self.last_exit = proc.exit_description
+            self.failure_log = failure_quote(self.ring.tail(FAILURE_LINES))
             return f"exited unexpectedly ({proc.exit_description})"
         reason = live_task.result()
         self.apply(Event.UNHEALTHY, reason)

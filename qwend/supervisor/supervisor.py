@@ -70,6 +70,9 @@ class LaneSnapshot:
     warnings: tuple[str, ...]
     last_error: str | None = None
     """qwend's own last error supervising the lane (retried); cleared when it is ready."""
+    failure_log: tuple[str, ...] = ()
+    """The last lines of the lane's output when it last failed to start or crashed;
+    cleared when it is ready."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ class Supervisor:
         self._session: aiohttp.ClientSession | None = None
         self._events: Broadcast[LaneEvent] = Broadcast(EVENT_BUFFER)
         self._closing = False
+        self._held: set[str] = set()
+        """Roles whose active lane is being replaced in place: requests for them wait."""
         self._log = get_logger("supervisor")
         self._runners = {lane.name: LaneRunner(lane, self._context()) for lane in config.lanes}
         self._active = self._allowed_active(resolve_active(config, active or {}))
@@ -193,6 +198,10 @@ class Supervisor:
             active=active,
             accepting=runner.state in ROUTABLE and not self._closing,
             model=cfg.model,
+            aliases=cfg.aliases,
+            served_model=cfg.served_model,
+            max_model_len=cfg.max_model_len,
+            pending=active and cfg.role in self._held and not self._closing,
         )
 
     def _publish(self) -> None:
@@ -241,6 +250,7 @@ class Supervisor:
             accepting=routable.accepting and routable.active,
             warnings=runner.warnings,
             last_error=runner.last_error,
+            failure_log=runner.failure_log,
         )
 
     def snapshots(self) -> tuple[LaneSnapshot, ...]:
@@ -377,6 +387,15 @@ class Supervisor:
             )
         self._active[role] = name
         self._log.info("active lane set", role=role, lane=name)
+        self._publish()
+
+    def hold_role(self, role: str, held: bool) -> None:
+        """While ``held``, requests for ``role`` wait in the router's queue when its active
+        lane is not accepting (an in-place promotion replaces it), instead of a 503."""
+        if held:
+            self._held.add(role)
+        else:
+            self._held.discard(role)
         self._publish()
 
     # --- reload and shutdown --------------------------------------------------------

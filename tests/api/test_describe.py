@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from qwend.api.describe import event_line, promotion_line, result_line
 from qwend.api.messages import (
@@ -54,6 +55,22 @@ def test_result_lines_say_what_happened() -> None:
     assert result_line(record(PromotionOutcome.FAILED, "restore failed")) == (
         "FAILED: restore failed; role stable needs attention (qwenctl status)"
     )
+
+
+def test_a_failed_candidates_log_is_quoted_under_the_result() -> None:
+    failed = replace(
+        record(PromotionOutcome.ROLLED_BACK, "exit 2 during start"),
+        log_tail=("usage: transformers serve [-h] ...", "error: unrecognized arguments: --x"),
+    )
+    assert result_line(failed) == (
+        "rolled back: recurrent_v2 failed (exit 2 during start); stable serves stable"
+    )
+    assert promotion_line(failed).splitlines() == [
+        "rolled back: recurrent_v2 failed (exit 2 during start); stable serves stable",
+        "last lines of recurrent_v2's log:",
+        "  | usage: transformers serve [-h] ...",
+        "  | error: unrecognized arguments: --x",
+    ]
 
 
 def test_promotion_lines() -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from qwend.api.client import ControlTimeout, DaemonNotRunning, RemoteError, SocketPermissionDenied
 from qwend.api.messages import ErrorCode, PromotionOutcome
+from qwend.bench.scenarios import ScenarioError
 from qwend.cli.exit import ExitStatus, exit_status_for, exit_status_for_outcome
 from qwend.errors import ConfigError, QwendError
 
@@ -21,6 +22,7 @@ def test_exit_statuses_are_stable() -> None:
         "CONFLICT": 6,
         "NOT_FOUND": 7,
         "TIMEOUT": 8,
+        "GATE_REFUSED": 9,
     }
 
 
@@ -36,6 +38,7 @@ def test_exit_statuses_are_stable() -> None:
         (RemoteError(ErrorCode.BAD_REQUEST, "x", 400), ExitStatus.USAGE),
         (RemoteError(ErrorCode.INTERNAL, "x", 500), ExitStatus.ERROR),
         (ConfigError([]), ExitStatus.USAGE),
+        (ScenarioError("unknown scenario"), ExitStatus.USAGE),
         (QwendError("x"), ExitStatus.ERROR),
         (OSError("x"), ExitStatus.ERROR),
     ],
@@ -48,3 +51,4 @@ def test_outcomes_map_to_statuses() -> None:
     assert exit_status_for_outcome(PromotionOutcome.PROMOTED) is ExitStatus.OK
     assert exit_status_for_outcome(PromotionOutcome.ROLLED_BACK) is ExitStatus.ROLLED_BACK
     assert exit_status_for_outcome(PromotionOutcome.FAILED) is ExitStatus.ERROR
+    assert exit_status_for_outcome(PromotionOutcome.REFUSED) is ExitStatus.GATE_REFUSED

@@ -168,7 +168,10 @@ async def test_promote_crashing_candidate_exits_rolled_back() -> None:
         human = await qwenctl(srv, "promote", "lane", "recurrent_v2", "--wait", "--timeout", "3")
     assert human.code == ExitStatus.ROLLED_BACK
     assert "waiting up to 3s" in human.out
-    assert "rolled back: recurrent_v2 failed (" in human.out.splitlines()[-1]
+    lines = human.out.splitlines()
+    result = lines.index("last lines of recurrent_v2's log:") - 1
+    assert "rolled back: recurrent_v2 failed (" in lines[result]
+    assert lines[result + 2 :] == [f"  | recurrent_v2 line {i}" for i in range(5)]
 
 
 async def test_conflict_and_not_found_statuses() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from qwend.api.messages import LaneInfo
-from qwend.cli.render import render_lanes
+from qwend.api.messages import DaemonInfo, LaneInfo, StatusResponse
+from qwend.cli.render import render_lanes, render_status
 
 
 def test_an_internal_error_being_retried_shows_in_the_note() -> None:
@@ -17,3 +17,14 @@ def test_the_state_reason_comes_before_the_last_error() -> None:
         "a", "stable", "v3", "backoff", True, False, reason="exit 1", last_error="internal"
     )
     assert "exit 1" in render_lanes([lane])
+
+
+def test_status_quotes_the_log_of_a_lane_that_failed_to_start() -> None:
+    lane = LaneInfo(
+        "green", "stable", "v3", "failed", False, True, last_exit="exit 1",
+        log_tail=("Traceback (most recent call last):", "OSError: model not found"),
+    )  # fmt: skip
+    daemon = DaemonInfo(version="0", pid=1, started_at=0.0, uptime_s=1.0, config_path="x")
+    text = render_status(StatusResponse(daemon=daemon, active={}, lanes=(lane,)))
+    assert "last lines of green's log:\n  | Traceback (most recent call last):\n" in text
+    assert text.endswith("  | OSError: model not found\n")

@@ -189,6 +189,26 @@ def test_placeholders_are_filled_and_other_braces_stay_literal() -> None:
     ]  # fmt: skip
 
 
+def test_public_names_and_the_served_model() -> None:
+    command = ["vllm", "serve", "{model}", "--served-model-name", "{served_model}"]
+    data = lane("r", "v3", [1], 8001, command=command, model="/data/Qwen3.5-9B")
+    plain = parse_config({}, [("lanes.d/x.toml", data)], main_name="q", base_dir=Path("/"))
+    assert plain.lanes[0].argv()[-1] == "/data/Qwen3.5-9B"  # served_model defaults to model
+    assert plain.lanes[0].public_names == ("/data/Qwen3.5-9B",)
+    data["lane"] = {
+        **data["lane"],
+        "model": "qwen3.5",
+        "aliases": ["gpt-4o-mini"],
+        "served_model": "Qwen/Qwen3.5-9B",
+        "max_model_len": 32768,
+    }
+    config = parse_config({}, [("lanes.d/x.toml", data)], main_name="q", base_dir=Path("/"))
+    x = config.lanes[0]
+    assert x.argv() == ["vllm", "serve", "qwen3.5", "--served-model-name", "Qwen/Qwen3.5-9B"]
+    assert x.public_names == ("qwen3.5", "gpt-4o-mini")
+    assert (x.backend_model, x.max_model_len) == ("Qwen/Qwen3.5-9B", 32768)
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [

@@ -75,7 +75,7 @@ async def lane_states(d: DaemonProc) -> dict[str, tuple[str, int | None, int]]:
 
 
 async def test_idle_connections_leave_lanes_probes_and_control_working(tmp_path: Path) -> None:
-    lanes = [make_lane(name, npus=(i,)) for i, name in enumerate(("a", "b", "c"))]
+    lanes = [make_lane(name, npus=(i,), model="m") for i, name in enumerate(("a", "b", "c"))]
     cfg = write_config(tmp_path, lanes)
     public = free_port()
     doc = tomllib.loads(cfg.read_text())

@@ -48,11 +48,13 @@ async def test_in_place_drains_stops_checks_npus_starts_then_switches(tmp_path: 
     assert record.outcome is PromotionOutcome.PROMOTED
     assert record.requested_by == CALLER
     assert sup.calls == [
+        ("hold", "stable"),  # requests for the role wait while it has no ready lane
         ("drain", "stable"),
         ("stop", "stable"),
         ("start", "recurrent_v2"),
         ("wait_ready", "recurrent_v2"),
         ("set_active", "recurrent_v2"),
+        ("unhold", "stable"),
     ]
     assert steps(events) == [
         ("recurrent_v2", "planned"),
@@ -99,15 +101,18 @@ async def test_in_place_candidate_crash_restarts_incumbent(tmp_path: Path) -> No
     events, record = await collect(promoter.start("recurrent_v2", CALLER))
     assert record.outcome is PromotionOutcome.ROLLED_BACK
     assert record.reason is not None and "exited with status 1" in record.reason
-    assert sup.calls[-5:] == [
+    assert sup.calls[-6:] == [
         ("wait_ready", "recurrent_v2"),
         ("stop", "recurrent_v2"),
         ("start", "stable"),
         ("wait_ready", "stable"),
         ("set_active", "stable"),
+        ("unhold", "stable"),
     ]
     assert sup.active["stable"] == "stable"
     assert sup.states == sup.states | {"stable": "ready", "recurrent_v2": "stopped"}
+    # the candidate's own words are in the result
+    assert record.log_tail == tuple(f"recurrent_v2 line {i}" for i in range(5))
     assert ("recurrent_v2", "rolling_back") in steps(events)
     history = StateStore(tmp_path).load().history
     assert history[-1].outcome is PromotionOutcome.ROLLED_BACK

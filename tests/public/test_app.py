@@ -7,7 +7,7 @@ import contextlib
 import io
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 
@@ -41,8 +41,8 @@ class Stack:
         """The seed topology's routable lanes (mm image-only, as shipped)."""
         lanes = self.lanes
         return (
-            routable("mm", lanes["mm"].url, "multimodal", image=True, text=False,
-                     accepting=accepting.get("mm", True)),
+            replace(routable("mm", lanes["mm"].url, "multimodal", image=True, text=False,
+                             accepting=accepting.get("mm", True)), aliases=("vision",)),
             routable("stable", lanes["stable"].url, "stable",
                      accepting=accepting.get("stable", True)),
             routable("throughput", lanes["throughput"].url, "throughput",
@@ -201,10 +201,13 @@ async def test_models_and_health_are_per_target() -> None:
     async with stack() as s, aiohttp.ClientSession() as session:
         async with session.get(s.urls["role:multimodal"] + "/v1/models") as resp:
             ids = [m["id"] for m in (await resp.json())["data"]]
-        assert ids == ["model-mm"]
+        assert ids == ["m", "vision"]  # the multimodal lane's names only
+        async with session.get(s.urls["role:throughput"] + "/v1/models/vision") as resp:
+            assert resp.status == 404
+            assert (await resp.json())["error"]["code"] == "model_not_found"
         async with session.get(s.urls["router"] + "/v1/models") as resp:
             ids = sorted(m["id"] for m in (await resp.json())["data"])
-        assert ids == ["model-mm", "model-stable", "model-throughput"]  # no standby
+        assert ids == ["m", "vision"]  # no standby: chunk_v2's model is not served yet
         async with session.get(s.urls["role:throughput"] + "/health") as resp:
             assert resp.status == 200
             doc = await resp.json()

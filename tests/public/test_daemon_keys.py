@@ -98,7 +98,10 @@ def set_keys_file(cfg: Path, keys: Path | None) -> None:
 async def test_keys_turned_on_by_reload_hold_on_every_public_port(tmp_path: Path) -> None:
     # Started without keys; each public app once got its own empty key set, so keys
     # added by a reload were logged as loaded and never checked.
-    lanes = [make_lane("fast", role="throughput", npus=(0,)), make_lane("safe", role="stable")]
+    lanes = [
+        make_lane("fast", role="throughput", npus=(0,), model="m"),
+        make_lane("safe", role="stable", model="m"),
+    ]
     cfg = write_config(tmp_path, [lanes[0], replace(lanes[1], npus=(1,))])
     urls = two_ports(cfg)
     keys = tmp_path / "api-keys"
@@ -124,7 +127,7 @@ async def test_keys_turned_on_by_reload_hold_on_every_public_port(tmp_path: Path
 
 
 async def test_a_broken_keys_file_is_a_reload_error_keeping_the_old_keys(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, [make_lane("safe", role="stable")])
+    cfg = write_config(tmp_path, [make_lane("safe", role="stable", model="m")])
     keys = tmp_path / "api-keys"
     keys.write_text(f"# the lab\n{KEY}\n")
     console = f"127.0.0.1:{free_port()}"
@@ -169,7 +172,7 @@ async def test_a_broken_keys_file_is_a_reload_error_keeping_the_old_keys(tmp_pat
 
 
 async def test_a_public_port_off_loopback_without_keys_refuses_to_start(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, [make_lane("fast", role="throughput")])
+    cfg = write_config(tmp_path, [make_lane("fast", role="throughput", model="m")])
     add_public(cfg, {"endpoints": [{"listen": f"0.0.0.0:{free_port()}", "target": "router"}]})
     async with run_daemon(cfg, wait_ready=False) as d:
         assert await d.wait_exit(30) == ExitStatus.CONFIG

@@ -38,7 +38,8 @@ async def test_internal_urls_are_refused_by_a_running_daemon_and_never_reach_the
     tmp_path: Path,
 ) -> None:
     mm = dataclasses.replace(
-        make_lane("mm", role="multimodal"), capabilities=Capabilities(text=True, image=True)
+        make_lane("mm", role="multimodal", model="m"),
+        capabilities=Capabilities(text=True, image=True),
     )
     config = write_config(tmp_path, [mm])
     port = free_port()

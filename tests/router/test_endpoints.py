@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -15,26 +16,41 @@ from qwend.routing.lanetable import LaneTable
 from tests.support.router_fakes import FakeLane, chat, fake_lanes, routable, run_router
 
 
-async def test_models_is_the_union_over_accepting_lanes() -> None:
-    async with fake_lanes(FakeLane("a"), FakeLane("b"), FakeLane("c")) as (a, b, c):
+async def test_models_lists_the_public_names_of_the_active_lanes() -> None:
+    async with fake_lanes(FakeLane("a"), FakeLane("b")) as (a, b):
         table = LaneTable(
             (
-                routable("a", a.url, "throughput"),
-                routable("b", b.url, "stable"),
-                routable("c", c.url, "stable", accepting=False),
-                routable("dead", "http://127.0.0.1:1", "general"),
+                replace(routable("a", a.url, "throughput"), aliases=("qwen",), max_model_len=8192),
+                replace(routable("b", b.url, "stable", accepting=False), max_model_len=4096),
+                routable("dead", "http://127.0.0.1:1", "general", model="other"),
+                replace(routable("standby", b.url, "stable", model="new"), active=False),
             )
         )
-        async with (
-            run_router(table) as h,
-            aiohttp.ClientSession() as s,
-            s.get(h.url + "/v1/models") as r,
-        ):
-            doc = await r.json()
-    ids = sorted(m["id"] for m in doc["data"])
-    # a and b answered; the unreachable lane falls back to its configured model name.
-    assert ids == ["model-a", "model-b", "model-dead"]
-    assert doc["object"] == "list"
+        async with run_router(table) as h, aiohttp.ClientSession() as s:
+            async with s.get(h.url + "/v1/models") as r:
+                doc = await r.json()
+            async with s.get(h.url + "/v1/models/qwen") as r:
+                one = await r.json()
+            async with s.get(h.url + "/v1/models/new") as r:
+                missing = (r.status, await r.json())
+    # Lanes that are not ready list their names too (a request may wait for them);
+    # a standby lane's does not; a name served by two lanes is listed once, with the
+    # smaller context length (a request may land on either).
+    assert doc == {
+        "object": "list",
+        "data": [
+            {"id": "m", "object": "model", "created": 0, "owned_by": "qwend",
+             "max_model_len": 4096},
+            {"id": "qwen", "object": "model", "created": 0, "owned_by": "qwend",
+             "max_model_len": 8192},
+            {"id": "other", "object": "model", "created": 0, "owned_by": "qwend"},
+        ],
+    }  # fmt: skip
+    assert one["id"] == "qwen" and one["max_model_len"] == 8192
+    assert missing[0] == 404
+    error = missing[1]["error"]
+    assert error["code"] == "model_not_found" and error["param"] == "model"
+    assert "'m', 'qwen', 'other'" in error["message"]
 
 
 async def test_tokenize_passthrough() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qwend.routing.models import listed_models, model_ids, models_union
+from qwend.routing.models import listed_models, model_ids
 
 QWEN = {"id": "Qwen3.5-9B", "object": "model", "owned_by": "vllm", "max_model_len": 32768}
 
@@ -21,15 +21,3 @@ def test_listed_models_keeps_whole_entries_that_have_an_id() -> None:
 def test_anything_else_lists_nothing(doc: object) -> None:
     assert listed_models(doc) == []
     assert model_ids(doc) == []
-
-
-def test_union_lists_each_id_once_in_lane_order() -> None:
-    other: dict[str, object] = {"id": "other", "object": "model"}
-    union = models_union([([QWEN], "Qwen3.5-9B"), ([dict(QWEN, owned_by="x"), other], "")])
-    assert union == {"object": "list", "data": [QWEN, other]}
-
-
-def test_a_lane_that_lists_nothing_counts_with_its_configured_model() -> None:
-    union = models_union([([], "Qwen3.5-9B"), ([], "")])
-    assert union["data"] == [{"id": "Qwen3.5-9B", "object": "model", "owned_by": "qwend"}]
-    assert models_union([]) == {"object": "list", "data": []}

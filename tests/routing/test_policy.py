@@ -290,3 +290,23 @@ def test_least_work_learned_knee_ranks_lanes_right_at_low_load() -> None:
     # 256 tokens outlive many arrivals: on "fast" the batch may grow to 8, on "stable"
     # never past its knee (4), where it decodes at single-sequence speed.
     assert pick(HUGE, lanes, TextPolicy.LEAST_WORK) == "stable"
+
+
+@pytest.mark.parametrize("policy", ALL)
+def test_a_lane_replaced_in_place_makes_requests_wait_rather_than_fail(policy: TextPolicy) -> None:
+    gone = {"eligible": False, "why_not": "draining", "pending": True}
+    # stable is being replaced, fast is eligible: text spills to fast at once
+    lanes = seed_lanes(stable=gone)
+    assert choose(LONG, lanes, policy, long_text_min_tokens=32).lane == "fast"
+    # no other text lane: wait for the replacement instead of a 503
+    alone = [LaneView("stable", "stable", eligible=False, why_not="stopping", pending=True)]
+    waiting = choose(LONG, alone, policy, long_text_min_tokens=32)
+    assert waiting.lane is None and waiting.wait
+    pinned = choose(replace(SHORT, role="stable"), alone, policy, long_text_min_tokens=32)
+    assert pinned.wait
+    # an image request cannot be served by it: refused as before
+    assert not choose(IMAGE, alone, policy, long_text_min_tokens=32).wait
+    # once the promotion is over (nothing pending), a lane that is not back is refused
+    over = [replace(alone[0], pending=False)]
+    refused = choose(LONG, over, policy, long_text_min_tokens=32)
+    assert refused.lane is None and not refused.wait and "stopping" in refused.message

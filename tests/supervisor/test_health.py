@@ -16,7 +16,7 @@ from qwend.supervisor.health import (
     Liveness,
     NotReady,
     check_models,
-    model_mismatch,
+    served_model_warning,
     served_models,
     wait_ready,
 )
@@ -33,6 +33,8 @@ class FakeLane:
     health_hang: bool = False
     models: list[str] = field(default_factory=lambda: ["m"])
     completions: int = 0
+    reject: int | None = None
+    """Status of completion answers (None: 200)."""
     health_requests: int = 0
     models_requests: int = 0
 
@@ -67,6 +69,8 @@ async def fake() -> AsyncIterator[tuple[FakeLane, int]]:
 
     async def completions(_: web.Request) -> web.Response:
         state.completions += 1
+        if state.reject is not None:
+            return web.json_response({"detail": "unknown model"}, status=state.reject)
         return web.json_response({"choices": [{"text": "x"}]})
 
     app = web.Application()
@@ -176,18 +180,25 @@ async def test_failures_do_not_count_while_real_traffic_succeeds() -> None:
         assert live.record("slow")
 
 
-async def test_served_model_mismatch_is_a_warning(fake: tuple[FakeLane, int]) -> None:
+async def test_an_unlisted_served_model_warns_only_when_the_backend_rejects_it(
+    fake: tuple[FakeLane, int],
+) -> None:
     state, port = fake
     lane = lane_for(port)
     state.models = ["other"]
     async with aiohttp.ClientSession() as session:
-        ids = await served_models(session, lane)
-    assert ids == ["other"]
-    warning = model_mismatch(lane, ids)
-    assert warning is not None
-    assert "serves other but lane.model is 'm'" in warning
-    assert model_mismatch(lane, ["m", "other"]) is None
-    assert model_mismatch(lane, []) is None
+        assert await served_models(session, lane) == ["other"]
+        # accepts any name (llama.cpp): no false alarm
+        assert await served_model_warning(session, lane) is None
+        assert state.completions == 1
+        state.reject = 404
+        warning = await served_model_warning(session, lane)
+        assert warning is not None
+        assert "rejects the model name 'm' (HTTP 404); it lists other" in warning
+        assert "lane.served_model" in warning
+        state.models = ["other", "m"]  # listed: nothing to try
+        assert await served_model_warning(session, lane) is None
+        assert state.completions == 2
 
 
 UNUSED_PGID = 2**22 + 7

@@ -18,6 +18,7 @@ from qwend.supervisor.guard import OrphanGuard
 from qwend.supervisor.output import LogRing, read_log_tail, rotate_logs
 from qwend.supervisor.process import (
     LaneProcess,
+    describe_requested_stop,
     describe_returncode,
     group_members,
     lane_environment,
@@ -258,3 +259,13 @@ async def test_a_watched_guard_is_restarted_at_once_with_every_group() -> None:
         await asyncio.gather(watch, return_exceptions=True)
     guard.close()  # EOF for the new guard: it kills the group the old one was told about
     assert sleeper.wait(timeout=SLACK_S) == -signal.SIGKILL
+
+
+def test_a_requested_stop_reads_as_stopped() -> None:
+    term = int(signal.SIGTERM)
+    assert describe_requested_stop("signal SIGTERM", term) == "stopped"
+    assert describe_requested_stop("exit 0", term) == "stopped"
+    assert describe_requested_stop("exit 143", term) == "stopped"  # a shell passing it on
+    assert describe_requested_stop("signal SIGKILL", term) == "stopped (signal SIGKILL)"
+    assert describe_requested_stop("exit 1", term) == "stopped (exit 1)"
+    assert describe_requested_stop("signal SIGINT", int(signal.SIGINT)) == "stopped"

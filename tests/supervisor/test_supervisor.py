@@ -88,6 +88,8 @@ async def test_lanes_reach_ready_with_their_devices(make_sup: SupFactory) -> Non
     seen = [(e.lane, e.new) for e in [await anext(events) for _ in range(len(events))]]
     assert ("a", S.STARTING) in seen and ("a", S.READY) in seen
     assert any("listening on" in line for line in sup.log_tail("a", 50))
+    await sup.stop_lane("b")  # ends on qwend's SIGTERM: a requested stop, not a kill
+    assert sup.snapshot("b").last_exit == "stopped"
 
 
 async def test_kill_9_restarts_after_backoff(make_sup: SupFactory) -> None:
@@ -171,7 +173,7 @@ async def test_process_ignoring_sigterm_is_killed_after_stop_timeout(
     assert 1.0 <= elapsed < 1.0 + SLACK_S
     snap = sup.snapshot("a")
     assert snap.state is S.STOPPED
-    assert snap.last_exit == "signal SIGKILL"
+    assert snap.last_exit == "stopped (signal SIGKILL)"  # asked to stop, then killed
     assert snap.pid is None
     assert not pid_alive(pid)
 

@@ -180,6 +180,9 @@ class FakeSupervisor:
         self.calls.append(("set_active", name))
         self.active[role] = name
 
+    def hold_role(self, role: str, held: bool) -> None:
+        self.calls.append(("hold" if held else "unhold", role))
+
     async def reload(self, new: Config) -> ReloadReport:
         self._config = new
         return ReloadReport(

@@ -52,6 +52,9 @@ def lane_table(lane: LaneConfig) -> dict[str, Any]:
         "port": lane.port,
         "host": lane.host,
         "model": lane.model,
+        "aliases": list(lane.aliases),
+        **({"served_model": lane.served_model} if lane.served_model else {}),
+        **({"max_model_len": lane.max_model_len} if lane.max_model_len else {}),
         "command": list(lane.command),
         "env": dict(lane.env),
         "health": {

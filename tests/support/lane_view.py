@@ -21,3 +21,4 @@ class LaneView:
     outstanding_work: float = 0.0
     perf: LanePerf = field(default_factory=lambda: LanePerf())
     why_not: str = ""
+    pending: bool = False

@@ -47,8 +47,21 @@ class FakeLane:
     """Handlers cancelled because the router closed the connection."""
     abort_times: list[float] = field(default_factory=list)
     bodies: list[dict[str, object]] = field(default_factory=list)
+    accepts: str | None = None
+    """Accept only this ``model`` (others get a FastAPI-style ``{"detail": ...}`` 400)."""
+    answers_model: str | None = None
+    """The ``model`` of every answer (like transformers' ``ORG/NAME@main``); None: the
+    request's."""
+    done: bool = True
+    """End streams with ``data: [DONE]`` (transformers serve does not)."""
+    usage_chunk: bool = True
+    """Honour ``stream_options.include_usage`` with a usage chunk."""
     started: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
+
+    def model_of(self, doc: dict[str, object]) -> object:
+        """The ``model`` this lane answers ``doc`` with."""
+        return self.answers_model if self.answers_model is not None else doc.get("model", "m")
 
     def reply(self, doc: dict[str, object]) -> dict[str, object]:
         usage = {
@@ -61,7 +74,7 @@ class FakeLane:
                 "id": "chatcmpl-1",
                 "object": "chat.completion",
                 "created": 1,
-                "model": doc.get("model", "m"),
+                "model": self.model_of(doc),
                 "choices": [
                     {
                         "index": 0,
@@ -75,19 +88,19 @@ class FakeLane:
             "id": "cmpl-1",
             "object": "text_completion",
             "created": 1,
-            "model": doc.get("model", "m"),
+            "model": self.model_of(doc),
             "choices": [{"index": 0, "text": f"hello from {self.name}", "finish_reason": "length"}],
             "usage": usage,
         }
 
 
-def _chunk(doc: dict[str, object], i: int, lane: str) -> bytes:
+def _chunk(doc: dict[str, object], i: int, lane: str, model: object = "m") -> bytes:
     if "messages" in doc:
         body: dict[str, object] = {
             "id": "chatcmpl-1",
             "object": "chat.completion.chunk",
             "created": 1,
-            "model": "m",
+            "model": model,
             "choices": [{"index": 0, "delta": {"content": f"{lane}{i} "}, "finish_reason": None}],
         }
     else:
@@ -95,7 +108,7 @@ def _chunk(doc: dict[str, object], i: int, lane: str) -> bytes:
             "id": "cmpl-1",
             "object": "text_completion",
             "created": 1,
-            "model": "m",
+            "model": model,
             "choices": [{"index": 0, "text": f"{lane}{i} ", "finish_reason": None}],
         }
     return b"data: " + json.dumps(body).encode() + b"\n\n"
@@ -141,6 +154,9 @@ def fake_lane_app(lane: FakeLane) -> web.Application:
         if status != 200:
             err = {"error": {"message": f"{lane.name} says {status}", "type": "x", "code": None}}
             return web.json_response(err, status=status)
+        if lane.accepts is not None and doc.get("model") != lane.accepts:
+            detail = f"model {doc.get('model')!r} is not {lane.accepts!r}"
+            return web.json_response({"detail": detail}, status=400)
         if not doc.get("stream"):
             return web.json_response(lane.reply(doc))
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -150,18 +166,19 @@ def fake_lane_app(lane: FakeLane) -> web.Application:
                 assert request.transport is not None
                 request.transport.close()
                 return out
-            await out.write(_chunk(doc, i, lane.name))
+            await out.write(_chunk(doc, i, lane.name, lane.model_of(doc)))
             if i == 0 and lane.gate is not None:
                 await lane.gate.wait()
             if lane.chunk_gap_s:
                 await asyncio.sleep(lane.chunk_gap_s)
         options = doc.get("stream_options")
-        if isinstance(options, dict) and options.get("include_usage"):
+        if isinstance(options, dict) and options.get("include_usage") and lane.usage_chunk:
             usage = lane.reply(doc)["usage"]
             await out.write(
                 b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n"
             )
-        await out.write(b"data: [DONE]\n\n")
+        if lane.done:
+            await out.write(b"data: [DONE]\n\n")
         await out.write_eof()
         return out
 
@@ -217,8 +234,10 @@ def routable(
     image: bool = False,
     text: bool = True,
     accepting: bool = True,
+    model: str = "m",
 ) -> RoutableLane:
-    return RoutableLane(name, role, "v3", url, text, image, True, accepting, f"model-{name}")
+    """A lane serving ``model`` (what the tests' requests ask for)."""
+    return RoutableLane(name, role, "v3", url, text, image, True, accepting, model)
 
 
 @dataclass

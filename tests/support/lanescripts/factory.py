@@ -53,15 +53,16 @@ def make_lane(
     restart: RestartConfig = FAST_RESTART,
     stop_timeout: float = 5.0,
     stop_signal: signal.Signals = signal.SIGTERM,
+    model: str | None = None,
 ) -> LaneConfig:
-    """A lane running ``lane.py`` on a free port."""
+    """A lane running ``lane.py`` on a free port, serving ``model`` (``model-NAME``)."""
     return LaneConfig(
         name=name,
         role=role or name,
         variant="test",
         npus=tuple(npus),
         port=port if port is not None else free_port(),
-        model=f"model-{name}",
+        model=model or f"model-{name}",
         command=lane_argv(*extra),
         standby=standby,
         env=dict(env or {}),
