@@ -18,7 +18,10 @@ from qwen_tui.rows import (
     role_lines,
     sort_rows,
 )
+from qwen_tui.screens.promotion import gate_text
+from qwend.api.describe import gate_line
 from qwend.api.messages import (
+    GateResult,
     LaneInfo,
     LaneStats,
     PromotionAccepted,
@@ -197,3 +200,24 @@ def test_backoff_doubles_to_a_cap_and_resets() -> None:
     assert [backoff.failed() for _ in range(4)] == [0.5, 1.0, 2.0, 2.0]
     backoff.succeeded()
     assert backoff.failed() == 0.5
+
+
+def test_the_promotion_view_shows_the_gate_verdict_and_the_candidates_last_output() -> None:
+    gate = GateResult(scenario="text_32", incumbent="stable", candidate="rv2", accepted=False,
+                      reason="slower", max_regression=0.05, incumbent_wall_s=3.2,
+                      candidate_wall_s=3.9, ratio=1.21, ratio_low=1.12, ratio_high=1.3,
+                      samples=12)  # fmt: skip
+    record = PromotionRecord("p9", "stable", "stable", "rv2", PromotionMode.BLUE_GREEN,
+                             PromotionOutcome.REFUSED, 1.0, 30.0, reason="gate refused",
+                             gate=gate, log_tail=("loading weights", "ready"))  # fmt: skip
+    promotions = Promotions()
+    promotions.feed(PromotionAccepted("p9", "stable", "stable", "rv2", PromotionMode.BLUE_GREEN))
+    assert "none on this promotion" in gate_text(promotions.latest).plain
+    promotions.feed(PromotionEvent("p9", "stable", "rv2", PromotionStep.BENCHMARKING, "b", 2.0))
+    assert gate_text(promotions.latest).plain == "latency gate: measuring…"
+    promotions.feed(record)
+    shown = gate_text(promotions.latest).plain
+    assert gate_line(gate) in shown and "refused" in shown
+    assert shown.endswith("last output of rv2:\nloading weights\nready")
+    progress = promotions.latest
+    assert progress is not None and not progress.ok  # refused: no rollback offered

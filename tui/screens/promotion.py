@@ -15,9 +15,26 @@ from textual.widgets import Button, Static
 from qwen_tui.actions import Action
 from qwen_tui.messages import ActionRequested
 from qwen_tui.promotion import Progress, Promotions
+from qwend.api.describe import gate_line
 
-GATES_PENDING = "bench and gate results: none reported by qwend for this promotion"
-"""The slot for the latency gate's verdicts once the daemon reports them."""
+NO_GATE = "latency gate: none on this promotion (qwenctl promote --gate SCENARIO adds one)"
+
+
+def gate_text(progress: Progress | None) -> Text:
+    """The latency gate's measurement and verdict, and a failed candidate's last output."""
+    record = None if progress is None else progress.record
+    if record is None:
+        running = progress is not None and any(s.step == "benchmarking" for s in progress.steps)
+        return Text("latency gate: measuring…" if running else NO_GATE, style="dim")
+    text = Text()
+    if record.gate is None:
+        text.append(NO_GATE, style="dim")
+    else:
+        text.append(gate_line(record.gate), style="green" if record.gate.accepted else "bold red")
+    if record.log_tail:
+        text.append(f"\nlast output of {record.to_lane}:\n", style="bold")
+        text.append("\n".join(record.log_tail), style="dim")
+    return text
 
 
 def progress_text(progress: Progress | None, now: float) -> Text:
@@ -69,7 +86,7 @@ class PromotionScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="promotion"):
             yield Static(id="steps")
-            yield Static(GATES_PENDING, id="gates")
+            yield Static(NO_GATE, id="gates")
             with Horizontal(id="promotion-buttons"):
                 yield Button("Close", id="close", variant="primary")
                 yield Button("Roll back…", id="rollback", variant="error", disabled=True)
@@ -83,6 +100,7 @@ class PromotionScreen(ModalScreen[None]):
     def refresh_progress(self) -> None:
         progress = self.progress
         self.query_one("#steps", Static).update(progress_text(progress, self.now()))
+        self.query_one("#gates", Static).update(gate_text(progress))
         can_roll_back = progress is not None and progress.ok
         self.query_one("#rollback", Button).disabled = not can_roll_back
 
