@@ -45,7 +45,7 @@ from qwend.api.client import (
     SocketPermissionDenied,
     discover_socket,
 )
-from qwend.api.describe import promotion_line
+from qwend.api.describe import promotion_line, result_line
 from qwend.api.messages import (
     EventKind,
     LaneAction,
@@ -199,9 +199,11 @@ class QwenTui(App[None]):
         if isinstance(item, PromotionRecord):
             progress = self.promotions.get(item.id)
             ok = progress is not None and progress.ok
-            self.dashboard.add_note(promotion_line(item), "green" if ok else "bold red")
+            # One line in the log; a failed candidate's output is in the promotion view (P).
+            line = result_line(item)
+            self.dashboard.add_note(line, "green" if ok else "bold red")
             if not ok:
-                self.notify(promotion_line(item), severity="error")
+                self.notify(line, severity="error")
         else:
             self.dashboard.add_event_line(promotion_line(item))
         self.dashboard.show_promotions(self.promotions)
