@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck slow chaos system deb clean
+.PHONY: demo test lint typecheck slow chaos browser system deb clean observability
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,9 +38,17 @@ build/typing/qwen_tui:
 slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
+# /metrics, alert rules and the Grafana dashboard, checked with promtool (apt: prometheus).
+observability: $(STAMP)
+	$(BIN)/pytest -q tests/observability
+
 # Faults under load and fuzzing: a few minutes; prints the per-fault table.
 chaos: $(STAMP)
 	$(BIN)/pytest -q -m chaos tests/chaos
+
+# The web console in Debian's Chromium (apt-get install chromium; no browser download).
+browser: $(STAMP)
+	$(BIN)/pytest -q -s -m browser tests/browser
 
 system: deb
 	$(BIN)/pytest -q -m system

@@ -392,6 +392,40 @@ def check_promote(c: Container) -> None:
         raise TestFailure(f"recurrent_v2 after promotion: {lane}")
 
 
+def journal_entries(c: Container, *args: str) -> list[dict[str, object]]:
+    """``journalctl -u qwend -o json ARGS``, one dict per entry."""
+    text = c.out("journalctl", "-u", "qwend", "--no-pager", "-o", "json", *args)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def check_journal(c: Container) -> None:
+    """Native journal entries: priorities filter with -p, fields filter by lane."""
+    step("journal: -p warning shows a provoked warning, LANE= filters, fields present")
+    since = "@" + c.out("date", "+%s").strip()
+    # Provoke a refusal: a lane file that does not parse, reloaded, then removed.
+    c.write("/etc/qwend/lanes.d/zz-broken.toml", "[lane]\nname = \n")
+    refused = c.run("qwenctl", "reload", check=False, timeout=60)
+    c.run("rm", "-f", "/etc/qwend/lanes.d/zz-broken.toml")
+    if refused.returncode == 0:
+        raise TestFailure("qwenctl reload accepted a lane file that does not parse")
+    warnings = journal_entries(c, "-p", "warning", "--since", since)
+    if not any("reload refused" in str(e.get("MESSAGE", "")) for e in warnings):
+        raise TestFailure(f"journalctl -p warning does not show the refused reload: {warnings}")
+    if any(int(str(e.get("PRIORITY", "6"))) > 4 for e in warnings):
+        raise TestFailure("journalctl -p warning shows entries below warning")
+    everything = journal_entries(c, "--since", "-30min")
+    if not any(str(e.get("PRIORITY")) == "6" for e in everything):
+        raise TestFailure("no info entries: every entry has the same priority")
+    stable = journal_entries(c, "LANE=stable")
+    if not stable or any(e.get("LANE") != "stable" for e in stable):
+        raise TestFailure(f"journalctl -u qwend LANE=stable: {stable[:3]}")
+    entry = stable[-1]
+    for field in ("COMPONENT", "CODE_FILE", "CODE_LINE", "CODE_FUNC", "MESSAGE"):
+        if not entry.get(field):
+            raise TestFailure(f"journal entry without {field}: {entry}")
+    log(f"journal: {len(warnings)} warning entries, {len(stable)} LANE=stable entries")
+
+
 def lane_pids(c: Container) -> dict[str, object]:
     """Active lane name -> pid."""
     return {name: lane.get("pid") for name, lane in lanes(c).items() if lane.get("active")}
@@ -572,6 +606,7 @@ def run(deb: Path, cache: Path, stop_after_install: bool) -> None:
                 check_default_config(c)
                 configure_demo(c)
                 check_sandbox(c)
+                check_journal(c)
                 check_promote(c)
                 check_reload(c)
                 check_sigkill(c)

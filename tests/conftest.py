@@ -38,7 +38,7 @@ SPAWNING_MODULES = (
 SPAWNING_CALLS = frozenset({"create_subprocess_exec", "create_subprocess_shell"})
 """Names (``asyncio.create_subprocess_exec``) whose use in a test module's code marks it too."""
 
-IMPLIED_BY = ("slow", "system")
+IMPLIED_BY = ("slow", "system", "browser")
 """Markers of suites that are integration tests by definition (real daemons, nspawn)."""
 
 _spawned: list[str] = []

@@ -157,6 +157,9 @@ class PublicEndpoint:
     listen: ListenAddress
     target: str
     """``"router"`` or ``"role:NAME"`` (e.g. ``role:multimodal``)."""
+    compress: bool = False
+    """Compress long chat histories to ``[public] history_budget_tokens`` on every request
+    (a request's ``X-Qwend-Compress`` header overrides it either way)."""
 
     @property
     def role(self) -> str | None:
@@ -170,6 +173,16 @@ class PublicConfig:
 
     console_listen: ListenAddress | None = None
     """Web console address; None disables the console."""
+    console_image_max_side: int = 1536
+    """The console scales images down in the browser to this many pixels on their longer
+    side; larger images sent to the console are refused."""
+    console_compress: bool = True
+    """The console compresses long chat histories (to ``history_budget_tokens``)."""
+    history_budget_tokens: int | None = None
+    """Token budget of a compressed chat history; None: the target lane's context length
+    (``max_model_len``) minus the request's ``max_tokens``."""
+    keep_recent_turns: int = 4
+    """The most recent turns kept verbatim by history compression."""
     endpoints: tuple[PublicEndpoint, ...] = ()
     api_keys_file: Path | None = None
     """File of accepted API keys, one per line; None accepts unauthenticated requests."""
@@ -190,6 +203,29 @@ class ConnectionsConfig:
     """A keep-alive connection with no complete request for this long is closed."""
     body_timeout_s: float = 30.0
     """A request's whole body must arrive within this once its headers are in (slow bodies)."""
+
+
+class AccessLogTarget(StrEnum):
+    """Where ``[access_log]`` records go."""
+
+    OFF = "off"
+    JOURNAL = "journal"
+    """One log entry per request (the journal under systemd, else the daemon's log)."""
+    FILE = "file"
+    """JSON lines in ``path``, rotated by size."""
+
+
+@dataclass(frozen=True)
+class AccessLogConfig:
+    """``[access_log]``: one JSON record per request (router port and public endpoints)."""
+
+    target: AccessLogTarget = AccessLogTarget.OFF
+    path: Path = Path("/var/log/qwend/access.log")
+    """The file of ``target = "file"``."""
+    max_bytes: int = 100 * 1024 * 1024
+    """Past this size the file is rotated (``access.log.1`` ...)."""
+    keep: int = 5
+    """Rotated files kept."""
 
 
 @dataclass(frozen=True)
@@ -341,6 +377,7 @@ class Config:
     path: Path | None = None
     """The qwend.toml this was loaded from."""
     connections: ConnectionsConfig = ConnectionsConfig()
+    access_log: AccessLogConfig = AccessLogConfig()
 
     def lane(self, name: str) -> LaneConfig:
         """The lane called ``name``; KeyError when there is none."""

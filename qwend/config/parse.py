@@ -16,6 +16,8 @@ from pathlib import Path, PurePath
 from qwend.config.checks import check_all
 from qwend.config.draft import LaneDraft
 from qwend.config.model import (
+    AccessLogConfig,
+    AccessLogTarget,
     Capabilities,
     Config,
     ConnectionsConfig,
@@ -186,6 +188,7 @@ def parse_config(
     public, endpoint_keys = parse_public(top.sub("public"), base_dir)
     monitor = parse_monitor(top.sub("monitor"))
     connections = parse_connections(top.sub("connections"))
+    access_log = parse_access_log(top.sub("access_log"), base_dir)
     top.finish()
     drafts = [parse_lane_file(issues, name, data, base_dir) for name, data in lane_files]
     check_all(issues, main_name, router, public, endpoint_keys, drafts, partial=partial)
@@ -196,7 +199,14 @@ def parse_config(
     # No issue was found, so every draft value is present and of its field's type.
     lanes = tuple(LaneConfig(**d.values) for d in drafts)  # type: ignore[arg-type]
     return Config(
-        daemon, router, public, monitor, lanes, base_dir / main_name, connections=connections
+        daemon,
+        router,
+        public,
+        monitor,
+        lanes,
+        base_dir / main_name,
+        connections=connections,
+        access_log=access_log,
     )
 
 
@@ -261,6 +271,7 @@ def parse_router(t: Table) -> RouterConfig:
 
 def parse_public(t: Table, base: Path) -> tuple[PublicConfig, list[str]]:
     """``[public]`` and its ``[[public.endpoints]]`` (with the key path of each endpoint)."""
+    d = PublicConfig()
     endpoints = []
     keys = []
     for e in t.items("endpoints"):
@@ -271,15 +282,22 @@ def parse_public(t: Table, base: Path) -> tuple[PublicConfig, list[str]]:
             if not target.startswith("role:") or not NAME_RE.fullmatch(role):
                 e.error("target", f'expected "router" or "role:NAME", got {show(target)}')
                 target = None
+        compress = _bool(e, "compress", False)
         e.finish()
         if listen is not None and target is not None:
-            endpoints.append(PublicEndpoint(listen, target))
+            endpoints.append(PublicEndpoint(listen, target, compress))
             keys.append(e.path)
     result = PublicConfig(
         console_listen=t.opt("console_listen", Listen()),
         endpoints=tuple(endpoints),
         api_keys_file=t.opt("api_keys_file", PathConv(base)),
         allow_unauthenticated=_bool(t, "allow_unauthenticated", False),
+        console_image_max_side=_int(
+            t, "console_image_max_side", Int(64, 8192), d.console_image_max_side
+        ),
+        console_compress=_bool(t, "console_compress", d.console_compress),
+        history_budget_tokens=t.opt("history_budget_tokens", Int(64, 10_000_000)),
+        keep_recent_turns=_int(t, "keep_recent_turns", Int(0, 1000), d.keep_recent_turns),
     )
     t.finish()
     return result, keys
@@ -308,6 +326,20 @@ def parse_connections(t: Table) -> ConnectionsConfig:
         header_timeout_s=_num(t, "header_timeout_s", POS, d.header_timeout_s),
         idle_timeout_s=_num(t, "idle_timeout_s", POS, d.idle_timeout_s),
         body_timeout_s=_num(t, "body_timeout_s", POS, d.body_timeout_s),
+    )
+    t.finish()
+    return result
+
+
+def parse_access_log(t: Table, base: Path) -> AccessLogConfig:
+    """``[access_log]``."""
+    d = AccessLogConfig()
+    target = t.get("target", Choice(tuple(x.value for x in AccessLogTarget)), d.target.value)
+    result = AccessLogConfig(
+        target=AccessLogTarget(target or d.target),
+        path=t.get("path", PathConv(base), d.path) or d.path,
+        max_bytes=_int(t, "max_bytes", Int(4096), d.max_bytes),
+        keep=_int(t, "keep", Int(0, 1000), d.keep),
     )
     t.finish()
     return result

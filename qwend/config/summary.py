@@ -19,8 +19,7 @@ def render_summary(config: Config) -> str:
         f"long text >= {router.long_text_min_tokens} tokens"
         + (", no key needed (allow_unauthenticated = true)" if router.allow_unauthenticated else "")
     )
-    console = config.public.console_listen
-    lines.append(f"console  {console if console is not None else 'disabled'}")
+    lines.append(f"console  {_console(config)}")
     active = config.default_active()
     for index, endpoint in enumerate(config.public.endpoints):
         label = "public  " if index == 0 else "        "
@@ -36,6 +35,17 @@ def render_summary(config: Config) -> str:
         f"daemon   socket {daemon.control_socket}, state {daemon.state_dir}, logs {daemon.log_dir}"
     )
     return "\n".join(lines)
+
+
+def _console(config: Config) -> str:
+    public = config.public
+    if public.console_listen is None:
+        return "disabled"
+    compress = "history compression on" if public.console_compress else "no compression"
+    return (
+        f"{public.console_listen.url}/  images <= {public.console_image_max_side} px,"
+        f" {compress}, same keys as the public ports"
+    )
 
 
 def _keys(config: Config) -> str:

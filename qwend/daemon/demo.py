@@ -71,6 +71,9 @@ def demo_environment(runtime: Path) -> dict[str, str]:
 def demo_addresses(config: Config) -> str:
     """What ``qwend --demo`` prints once ready: the URLs and the ``QWEND_SOCKET`` to export."""
     lines = [f"qwend demo: router   {config.router.listen.url}/v1"]
+    console = config.public.console_listen
+    if console is not None:
+        lines.append(f"qwend demo: console  {console.url}/")
     for endpoint in config.public.endpoints:
         lines.append(f"qwend demo: public   {endpoint.listen.url}/v1  -> {endpoint.target}")
     lines.append(f"qwend demo: logs     {config.daemon.log_dir}")

@@ -47,9 +47,10 @@ from qwend.daemon.systemd import (
     restart_requested,
     watchdog_interval,
 )
-from qwend.daemon.wiring import Services, build_services, control_app
+from qwend.daemon.wiring import Services, apply_access_log, build_services, control_app
 from qwend.errors import ConfigError, QwendError
 from qwend.logs import LogFormat, configure_logging, get_logger
+from qwend.public.history import HistoryCompressor
 from qwend.public.keyfile import KeySet
 from qwend.public.keys import read_api_keys
 from qwend.supervisor.reload import ReloadReport
@@ -72,7 +73,7 @@ def connection_limits(config: Config) -> ListenerLimits:
     plan = plan_fds(
         soft,
         reserve=lane_reserve(len(config.lanes), config.router.max_in_flight_per_lane),
-        listeners=1 + len(config.public.endpoints),
+        listeners=1 + len(config.public.endpoints) + (config.public.console_listen is not None),
         configured=conns.max_per_listener,
     )
     log.info(
@@ -137,8 +138,14 @@ class Daemon:
         try:
             limits = connection_limits(config)
             await self._listeners.open_router(services.router_app, config.router.listen, limits)
+            # One session memory for the console and every endpoint: a conversation keeps
+            # its compressed turns whichever of them it goes through.
+            history = HistoryCompressor(services.router.forwarding.upstream, config.public)
             await self._listeners.open_public(
-                config.public, services.router, services.api_keys, limits
+                config.public, services.router, services.api_keys, limits, history
+            )
+            await self._listeners.open_console(
+                config.public, services.router, services.api_keys, limits, history
             )
             await self._listeners.open_control(control, config.daemon)
             await services.monitor.start()
@@ -237,6 +244,7 @@ class Daemon:
             self._warn_restart_only(new)
             # Everything is checked by now: from here on the new configuration is applied.
             self.services.api_keys.swap(keys)
+            apply_access_log(self.services.router, self.config.access_log, new.access_log)
             try:
                 report = await supervisor.reload(new)
                 self.services.router.apply_config(new.router)
@@ -256,6 +264,7 @@ class Daemon:
             ("monitor", old.monitor, new.monitor),
             ("public endpoints", old.public.endpoints, new.public.endpoints),
             ("console_listen", old.public.console_listen, new.public.console_listen),
+            ("console and history compression", _console_keys(old), _console_keys(new)),
             ("connections", old.connections, new.connections),
             (
                 "lanes_survive_restart",
@@ -288,6 +297,17 @@ class Daemon:
         await services.monitor.stop()
         await self._listeners.close()
         log.info("qwend stopped")
+
+
+def _console_keys(config: Config) -> tuple[object, ...]:
+    """The ``[public]`` keys the console and history compression read at start-up."""
+    p = config.public
+    return (
+        p.console_image_max_side,
+        p.console_compress,
+        p.history_budget_tokens,
+        p.keep_recent_turns,
+    )
 
 
 def load_settings(source: Source) -> tuple[Config, KeySet | None]:

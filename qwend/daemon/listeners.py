@@ -1,4 +1,5 @@
-"""The daemon's listeners: the router's TCP port, the public endpoints, the control socket.
+"""The daemon's listeners: the router's TCP port, the public endpoints, the web console,
+the control socket.
 
 Opened in that order at start-up. At shutdown the TCP ports stop accepting first
 (the public ones before the router's) while in-flight requests go on; everything
@@ -26,11 +27,10 @@ from qwend.daemon.connections import ConnectionGuard, ServerLog
 from qwend.errors import QwendError
 from qwend.logs import get_logger
 from qwend.public.app import make_public_app
+from qwend.public.console.app import make_console_app
+from qwend.public.historyplan import HistoryHook
 from qwend.public.keys import ApiKeys
 from qwend.router.router import Router
-
-CONSOLE_IGNORED = "the web console is not part of this version; console_listen is ignored"
-
 
 log = get_logger("daemon")
 
@@ -120,16 +120,22 @@ class Listeners:
         log.info("router listening", address=str(listen))
 
     async def open_public(
-        self, public: PublicConfig, router: Router, keys: ApiKeys, limits: ListenerLimits
+        self,
+        public: PublicConfig,
+        router: Router,
+        keys: ApiKeys,
+        limits: ListenerLimits,
+        history: HistoryHook | None = None,
     ) -> None:
         """One listener per ``[[public.endpoints]]``, each handing requests to the router.
 
         Every endpoint checks the same ``keys``: a reload swaps the key set inside it.
+        ``history``: compresses chat histories when an endpoint or a request asks.
         """
-        if public.console_listen is not None:
-            log.warning(CONSOLE_IGNORED, console_listen=str(public.console_listen))
         for endpoint in public.endpoints:
-            app = make_public_app(endpoint, router, keys, body_timeout_s=limits.body_timeout_s)
+            app = make_public_app(
+                endpoint, router, keys, body_timeout_s=limits.body_timeout_s, history=history
+            )
             listen = endpoint.listen
             runner = await _serve_tcp(
                 app,
@@ -146,7 +152,39 @@ class Listeners:
                 address=str(listen),
                 target=endpoint.target,
                 api_keys=keys.enabled,
+                compress=endpoint.compress,
             )
+
+    async def open_console(
+        self,
+        public: PublicConfig,
+        router: Router,
+        keys: ApiKeys,
+        limits: ListenerLimits,
+        history: HistoryHook | None = None,
+    ) -> None:
+        """The web console on ``[public] console_listen`` (nothing when it is not set)."""
+        listen = public.console_listen
+        if listen is None:
+            return
+        app = make_console_app(public, router, keys, history, body_timeout_s=limits.body_timeout_s)
+        self._public.append(
+            await _serve_tcp(
+                app,
+                listen,
+                limits,
+                what="the web console",
+                advice=f"stop what uses port {listen.port} or change [public] console_listen",
+            )
+        )
+        log.info(
+            "web console listening",
+            address=str(listen),
+            url=f"{listen.url}/",
+            api_keys=keys.enabled,
+            image_max_side=public.console_image_max_side,
+            compress=public.console_compress and history is not None,
+        )
 
     async def open_control(self, app: web.Application, daemon: DaemonConfig) -> None:
         """The control API on its Unix socket (ControlError when another qwend has it)."""

@@ -18,8 +18,9 @@ from pathlib import Path
 from aiohttp import web
 
 from qwend import __version__
-from qwend.config.model import Config, LaneConfig
+from qwend.config.model import AccessLogConfig, Config, LaneConfig
 from qwend.control.app import make_control_app
+from qwend.daemon.metrics import metrics_sources
 from qwend.daemon.systemd import lanes_survive
 from qwend.logs import get_logger
 from qwend.npu.monitor import NpuMonitor
@@ -27,7 +28,9 @@ from qwend.promotion.promoter import Promoter
 from qwend.promotion.state import StateStore, reconcile_active
 from qwend.public.keyfile import KeySet
 from qwend.public.keys import ApiKeys
+from qwend.router.accesslog import make_access_log
 from qwend.router.app import make_router_app
+from qwend.router.metrics import METRICS_SOURCES_KEY
 from qwend.router.router import ROUTER_KEY, Router
 from qwend.routing.lanetable import LaneTable
 from qwend.supervisor.reload import ReloadReport
@@ -84,9 +87,18 @@ def build_services(
     promoter = Promoter(
         supervisor, router, store, monitor, drain_timeout_s=config.daemon.drain_timeout_s
     )
+    router_app[METRICS_SOURCES_KEY].extend(metrics_sources(supervisor, monitor.view, promoter))
+    apply_access_log(router, None, config.access_log)
     api_keys = ApiKeys()
     api_keys.swap(keys)  # as a reload does: logs what is in force
     return Services(store, router_app, router, monitor, supervisor, promoter, warnings, api_keys)
+
+
+def apply_access_log(router: Router, old: AccessLogConfig | None, new: AccessLogConfig) -> None:
+    """Put ``[access_log]`` in force (at start, and on a reload that changed it)."""
+    if new != old:
+        router.forwarding.access.swap(make_access_log(new))
+        log.info("access log", target=str(new.target), path=str(new.path))
 
 
 def _restore_active(store: StateStore, config: Config) -> tuple[dict[str, str], tuple[str, ...]]:

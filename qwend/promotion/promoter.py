@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import Counter
 from collections.abc import Mapping
 
 from qwend.api.messages import (
@@ -93,6 +94,8 @@ class Promoter:
         self._running: dict[str, Promotion] = {}
         self._history: list[PromotionRecord] = list(store.state.history) if store else []
         self._history_limit = history_limit
+        self.finished: Counter[tuple[str, str, str]] = Counter()
+        """Promotions finished since start by (role, kind, outcome): ``/metrics`` counts."""
         self._progress: Broadcast[Progress] = Broadcast(PROGRESS_BUFFER)
         self._ids = itertools.count(1)
         self._closed = False
@@ -213,6 +216,7 @@ class Promoter:
         try:
             record = await run.execute()
             self._history.append(record)
+            self.finished[(record.role, record.kind, str(record.outcome))] += 1
             await self._persist(record)
             log.info(
                 "promotion finished",

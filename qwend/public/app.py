@@ -18,14 +18,25 @@ Served: ``POST /v1/chat/completions``, ``POST /v1/completions``,
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, replace
 from functools import partial
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from qwend import jsonbody
 from qwend.config.model import PublicEndpoint
 from qwend.logs import get_logger
+from qwend.public.historyplan import (
+    COMPRESS_HEADER,
+    COMPRESSED_HEADER,
+    SESSION_HEADER,
+    Compressed,
+    HistoryHook,
+    HistoryRefused,
+    prompt_tokens_of,
+)
 from qwend.public.keyfile import ApiKey
 from qwend.public.keys import ApiKeys
 from qwend.public.limits import Limited
@@ -41,6 +52,7 @@ from qwend.router.handlers import (
 )
 from qwend.router.proxy import error_response
 from qwend.router.router import Forwarding, Router
+from qwend.router.tracing import TRACE_KEY, echo_request_id, tracing_middleware
 from qwend.routing.classify import classify_chat, classify_completion
 
 log = get_logger("public")
@@ -58,6 +70,8 @@ class PublicContext:
     keys: ApiKeys
     """The one holder shared by every endpoint; a reload swaps the key set inside it."""
     max_body: int = MAX_BODY_BYTES
+    history: HistoryHook | None = None
+    """History compression (``compress = true`` or an ``X-Qwend-Compress`` header)."""
 
     @property
     def role(self) -> str | None:
@@ -74,6 +88,10 @@ PUBLIC_KEY: web.AppKey[PublicContext] = web.AppKey("qwend_public", PublicContext
 """Where ``make_public_app`` keeps the endpoint's ``PublicContext``."""
 CALLER_KEY: web.RequestKey[ApiKey] = web.RequestKey("qwend_api_key", ApiKey)
 """The API key a request was authenticated with (absent when keys are off)."""
+COMPRESSED_KEY: web.RequestKey[str] = web.RequestKey("qwend_compressed", str)
+"""The ``X-Qwend-Compressed`` value of a request whose history was compressed."""
+OUTCOME_KEY: web.RequestKey[Compressed] = web.RequestKey("qwend_compression")
+"""What history compression did to the request (the lane's count is fed back to it)."""
 
 
 def _unauthorized(missing: bool) -> web.Response:
@@ -134,6 +152,9 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if key is None:
             return _unauthorized(missing=not header)
         request[CALLER_KEY] = key
+        trace = request.get(TRACE_KEY)
+        if trace is not None:  # the access log names the key, never shows it
+            trace.key = key.label
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -149,6 +170,11 @@ async def _complete(request: web.Request, path: str, classify: Classifier) -> we
     body = await read_body(request)  # beyond client_max_size: HTTPRequestEntityTooLarge
     if isinstance(body, web.Response):  # too slow: 408
         return body
+    if ctx.history is not None and path == "/v1/chat/completions":
+        compressed = await _compress(request, ctx, ctx.history, body)
+        if isinstance(compressed, web.Response):
+            return compressed
+        body = compressed
     summary = await parse_request(fwd, body, classify)
     if isinstance(summary, web.Response):
         return summary
@@ -161,12 +187,67 @@ async def _complete(request: web.Request, path: str, classify: Classifier) -> we
     if role is not None:
         summary = replace(summary, role=role)
     try:
-        return await Exchange(fwd, request, path, body, summary).run()
+        response = await Exchange(fwd, request, path, body, summary).run()
+        observe_usage(request, ctx.history, response)
+        return response
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as exc:  # the boundary: never a crash, always an OpenAI error
         log.exception("public endpoint internal error", path=path, target=ctx.endpoint.target)
         return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+async def _compress(
+    request: web.Request, ctx: PublicContext, history: HistoryHook, body: bytes
+) -> bytes | web.Response:
+    """The body with its chat history compressed when asked; a 400 for a bad header."""
+    if COMPRESS_HEADER not in request.headers and not ctx.endpoint.compress:
+        return body  # not asked: not even parsed here
+    try:
+        doc = jsonbody.loads(body)
+    except jsonbody.JsonBodyError:
+        return body  # parse_request answers it
+    if not isinstance(doc, dict):
+        return body
+    lanes = [r for r in ctx.forwarding.slots.runtimes() if r.eligible and ctx.serves(r.role)]
+    try:
+        outcome = await history.apply(
+            doc,
+            lanes,
+            mode=request.headers.get(COMPRESS_HEADER),
+            enabled=ctx.endpoint.compress,
+            session=request.headers.get(SESSION_HEADER),
+        )
+    except HistoryRefused as exc:
+        return error_response(400, str(exc), param=COMPRESS_HEADER, code="bad_compression")
+    if outcome is None:
+        return body
+    request[COMPRESSED_KEY] = outcome.header
+    request[OUTCOME_KEY] = outcome
+    return json.dumps(outcome.doc, ensure_ascii=False).encode("utf-8")
+
+
+def observe_usage(
+    request: web.Request, history: HistoryHook | None, response: web.StreamResponse
+) -> None:
+    """A whole answer to a compressed request: its prompt tokens train the estimator.
+
+    (A streamed answer has gone to the client by now; its usage is not read here.)
+    """
+    outcome = request.get(OUTCOME_KEY)
+    if history is None or outcome is None or response.status != 200:
+        return
+    if isinstance(response, web.Response) and isinstance(response.body, bytes):
+        tokens = prompt_tokens_of(response.body)
+        if tokens is not None:
+            history.observe(outcome, tokens)
+
+
+async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    """``X-Qwend-Compressed`` on answers whose history was compressed."""
+    note = request.get(COMPRESSED_KEY)
+    if note is not None:
+        response.headers[COMPRESSED_HEADER] = note
 
 
 async def _models(request: web.Request) -> web.Response:
@@ -203,16 +284,20 @@ def make_public_app(
     *,
     max_body: int = MAX_BODY_BYTES,
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+    history: HistoryHook | None = None,
 ) -> web.Application:
     """The app of one public endpoint; ``keys`` None accepts every request (tests).
 
     ``body_timeout_s``: ``[connections] body_timeout_s``, the deadline of a request body.
     """
-    app = web.Application(client_max_size=max_body, middlewares=[_guard])
+    tracing = tracing_middleware(router.forwarding.access, f"public {endpoint.listen}")
+    app = web.Application(client_max_size=max_body, middlewares=[tracing, _guard])
+    app.on_response_prepare.append(echo_request_id)
     app[BODY_TIMEOUT_KEY] = body_timeout_s
     # `is None`, not `or`: every endpoint must hold the very same ApiKeys, whatever it holds.
     shared = keys if keys is not None else ApiKeys()
-    app[PUBLIC_KEY] = PublicContext(endpoint, router.forwarding, shared, max_body)
+    app[PUBLIC_KEY] = PublicContext(endpoint, router.forwarding, shared, max_body, history)
+    app.on_response_prepare.append(_on_prepare)
     chat = partial(_complete, path="/v1/chat/completions", classify=classify_chat)
     app.router.add_post("/v1/chat/completions", chat)
     completions = partial(_complete, path="/v1/completions", classify=classify_completion)

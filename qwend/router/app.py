@@ -17,7 +17,10 @@ from aiohttp import web
 
 from qwend.config.model import RouterConfig
 from qwend.router import handlers
+from qwend.router.edges import json_errors
+from qwend.router.metrics import METRICS_SOURCES_KEY
 from qwend.router.router import FORWARDING_KEY, ROUTER_KEY, Router
+from qwend.router.tracing import echo_request_id, tracing_middleware
 from qwend.routing.classify import classify_chat, classify_completion
 from qwend.routing.lanetable import LaneTable
 
@@ -63,11 +66,14 @@ def make_router_app(
 
     ``body_timeout_s``: ``[connections] body_timeout_s``, the deadline of a request body.
     """
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app[handlers.BODY_TIMEOUT_KEY] = body_timeout_s
     router = Router(config, lanes)
+    tracing = tracing_middleware(router.forwarding.access, "router")
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[tracing, json_errors])
+    app.on_response_prepare.append(echo_request_id)
+    app[handlers.BODY_TIMEOUT_KEY] = body_timeout_s
     app[ROUTER_KEY] = router
     app[FORWARDING_KEY] = router.forwarding
+    app[METRICS_SOURCES_KEY] = []
     app.cleanup_ctx.append(_lifecycle)
     _add_routes(app)
     return app

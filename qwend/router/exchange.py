@@ -37,12 +37,15 @@ from qwend.router.proxy import (
 )
 from qwend.router.recording import record_stream, record_whole
 from qwend.router.router import Forwarding
+from qwend.router.tracing import TRACE_KEY
 from qwend.routing.classify import RequestSummary
 from qwend.routing.errorbody import openai_error
+from qwend.routing.histograms import Measure
 from qwend.routing.lanetable import RoutableLane
 from qwend.routing.names import MODEL_NOT_FOUND
 from qwend.routing.policy import Decision
 from qwend.routing.rewrite import StreamEditor, request_for_backend, response_with_model
+from qwend.routing.tracing import REQUEST_ID_HEADER
 
 log = get_logger("router")
 _NEVER = float("inf")
@@ -73,6 +76,7 @@ class Exchange:
         "summary",
         "task",
         "timer",
+        "trace",
         "tried",
         "work",
     )
@@ -104,6 +108,8 @@ class Exchange:
         """The model name the client asked for, when a lane serves it (answers carry it)."""
         self.others: frozenset[str] = frozenset()
         """Lanes that do not serve the requested model (never tried)."""
+        self.trace = request.get(TRACE_KEY)
+        """The access-log record of the request (None outside the tracing middleware)."""
         task = asyncio.current_task()
         assert task is not None
         self.task = task
@@ -152,6 +158,9 @@ class Exchange:
             raise
         finally:
             fwd.watchdog.unwatch(self.task)
+            trace = self.trace
+            if trace is not None and self.tried:
+                trace.lane, trace.attempts = self.tried[-1], len(self.tried)
         if response.status >= 400:
             self.klass.errors += 1
         return response
@@ -179,6 +188,8 @@ class Exchange:
                     503, decision.message, code="no_lane_available", retry_after=5
                 )
             lane = slots.runtime(decision.lane)
+            if not self.tried:  # the first slot: how long admission kept the request waiting
+                self.klass.observe(lane, Measure.QUEUE_WAIT, time.monotonic() - self.start)
             self.tried.append(lane.name)
             if decision.spilled:
                 counters.spills += 1
@@ -247,13 +258,16 @@ class Exchange:
 
     def _upstream_headers(self) -> dict[str, str]:
         incoming = self.request.headers
-        if not any(name in incoming for name in _FORWARD_HEADERS):
+        trace = self.trace
+        if trace is None and not any(name in incoming for name in _FORWARD_HEADERS):
             return _JSON_HEADERS
         headers = dict(_JSON_HEADERS)
         for name in _FORWARD_HEADERS:
             value = incoming.get(name)
             if value is not None:
                 headers[name] = value
+        if trace is not None:  # the validated or generated ID, the one the client gets back
+            headers[REQUEST_ID_HEADER] = trace.request_id
         return headers
 
     async def _attempt(self, lane: LaneRuntime) -> web.StreamResponse | Failure:
@@ -308,7 +322,11 @@ class Exchange:
             verdict = status < 500
             ctype = resp.headers.get("Content-Type", "application/json")
             if status == 200:
-                record_whole(lane, self.klass, self.summary, self.start, began, integral0, data)
+                tokens = record_whole(
+                    lane, self.klass, self.summary, self.start, began, integral0, data
+                )
+                if self.trace is not None:
+                    self.trace.prompt_tokens, self.trace.completion_tokens = tokens
                 public = self.public or lane.lane.model
                 if public and ctype.startswith("application/json"):
                     data = response_with_model(data, public)
@@ -360,5 +378,10 @@ class Exchange:
             self.klass.errors += 1
             log.warning("mid-stream failure", lane=lane.name, error=result.upstream_error)
             return False, out
-        record_stream(lane, self.klass, self.summary, self.start, began, integral0, result)
+        recorded = record_stream(
+            lane, self.klass, self.summary, self.start, began, integral0, result
+        )
+        if recorded is not None and self.trace is not None:
+            trace = self.trace
+            trace.ttft_s, trace.prompt_tokens, trace.completion_tokens = recorded
         return True, out

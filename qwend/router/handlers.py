@@ -19,7 +19,7 @@ from qwend.jsonbody import JsonBodyError
 from qwend.logs import get_logger
 from qwend.router.exchange import Exchange
 from qwend.router.media import MediaRefused, check_media
-from qwend.router.metrics import render_metrics
+from qwend.router.metrics import METRICS_SOURCES_KEY, render_metrics
 from qwend.router.proxy import UPSTREAM_ERRORS, error_response
 from qwend.router.recording import RouterCounters
 from qwend.router.router import FORWARDING_KEY, ROUTER_KEY, Forwarding
@@ -219,5 +219,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: Prometheus text format."""
-    data = await render_metrics(request.app[ROUTER_KEY].stats_snapshot())
+    router = request.app[ROUTER_KEY]
+    sources = request.app[METRICS_SOURCES_KEY]
+    data = await render_metrics(router.stats_snapshot(), router.forwarding.traffic.views(), sources)
     return web.Response(body=data, headers={"Content-Type": "text/plain; version=0.0.4"})

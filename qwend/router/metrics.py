@@ -1,31 +1,40 @@
 """``GET /metrics`` of the router: Prometheus text built from a snapshot.
 
 Nothing is counted through prometheus-client on the request path (that would
-cost a lock per increment); a scrape takes a ``RouterSnapshot`` on the event
-loop (cheap) and renders it in a worker thread with a private registry, so a
-scrape never blocks the loop.
+cost a lock per increment); a scrape takes a ``RouterSnapshot`` and the traffic
+histograms on the event loop (cheap) and renders them in a worker thread with a
+private registry, so a scrape never blocks the loop. Latency is exported as
+histograms (aggregatable across instances); the window percentiles stay in the
+status view. The daemon adds its other services' families (lane states, NPUs,
+promotions, build info) through ``METRICS_SOURCES_KEY``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
+from qwend.routing.histograms import Measure, SeriesKey, TrafficView
 from qwend.routing.snapshot import RouterSnapshot
-from qwend.routing.windows import LatencyStats
 
 _P = "qwend_router_"
-_QUANTILES = (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"))
 
 
 class _SnapshotCollector:
     """A collector that yields the metric families of one snapshot."""
 
-    def __init__(self, snap: RouterSnapshot) -> None:
+    def __init__(self, snap: RouterSnapshot, traffic: tuple[TrafficView, ...]) -> None:
         self._snap = snap
+        self._traffic = traffic
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snap
@@ -48,6 +57,7 @@ class _SnapshotCollector:
         yield GaugeMetricFamily(_P + "queued", "Requests waiting for a slot", value=snap.queued)
         yield from self._lanes()
         yield from self._classes()
+        yield from _histogram_families(self._traffic)
 
     def _lanes(self) -> Iterator[Metric]:
         labels = ["lane", "role", "variant"]
@@ -78,7 +88,6 @@ class _SnapshotCollector:
         breaker = GaugeMetricFamily(
             _P + "lane_breaker_state", "Circuit breaker state", labels=[*labels, "state"]
         )
-        latency = _latency_families("lane_", labels)
         for lane in self._snap.lanes:
             key = [lane.name, lane.role, lane.variant]
             gauges["in_flight"].add_metric(key, lane.in_flight)
@@ -94,54 +103,93 @@ class _SnapshotCollector:
             counters["disconnects"].add_metric(key, lane.disconnects)
             for state in ("closed", "open", "half_open"):
                 breaker.add_metric([*key, state], 1 if lane.breaker == state else 0)
-            _add_latency(latency, key, lane.latency)
         yield from gauges.values()
         yield from counters.values()
         yield breaker
-        yield from latency.values()
 
     def _classes(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(_P + "class_requests", "Requests per class", labels=["cls"])
         errors = CounterMetricFamily(_P + "class_errors", "Errors per class", labels=["cls"])
-        latency = _latency_families("class_", ["cls"])
         for cls in self._snap.classes:
             requests.add_metric([cls.name], cls.requests)
             errors.add_metric([cls.name], cls.errors)
-            _add_latency(latency, [cls.name], cls.latency)
         yield requests
         yield errors
-        yield from latency.values()
 
 
-def _latency_families(prefix: str, labels: list[str]) -> dict[str, GaugeMetricFamily]:
-    return {
-        k: GaugeMetricFamily(
-            f"{_P}{prefix}{k}_seconds",
-            f"{k} percentiles over the window",
-            labels=[*labels, "quantile"],
+def _bucket_label(bound: float) -> str:
+    return repr(float(bound))
+
+
+def _histogram_families(views: tuple[TrafficView, ...]) -> Iterator[Metric]:
+    labels = ["lane", "role", "variant", "cls"]
+    for measure in Measure:
+        fam = HistogramMetricFamily(
+            f"{_P}{measure.value}_seconds", _MEASURE_HELP[measure], labels=labels
         )
-        for k in ("ttft", "itl", "e2e")
-    }
+        for view in views:
+            hist = view.histograms[measure]
+            buckets = [
+                (_bucket_label(b), float(c))
+                for b, c in zip(hist.bounds, hist.cumulative, strict=False)
+            ]
+            buckets.append(("+Inf", float(hist.count)))
+            fam.add_metric(_key_labels(view.key), buckets, sum_value=hist.total)
+        yield fam
+    for kind, text in (("prompt", "Prompt tokens"), ("completion", "Completion tokens")):
+        tokens = CounterMetricFamily(
+            f"{_P}{kind}_tokens", f"{text} of answered requests", labels=labels
+        )
+        for view in views:
+            value = view.prompt_tokens if kind == "prompt" else view.completion_tokens
+            tokens.add_metric(_key_labels(view.key), value)
+        yield tokens
 
 
-def _add_latency(
-    families: dict[str, GaugeMetricFamily], key: list[str], stats: LatencyStats
-) -> None:
-    for kind, fam in families.items():
-        pcts = getattr(stats, kind)
-        for quantile, attr in _QUANTILES:
-            value = getattr(pcts, attr)
-            if value is not None:
-                fam.add_metric([*key, quantile], value)
+def _key_labels(key: SeriesKey) -> list[str]:
+    return [key.lane, key.role, key.variant, key.cls]
 
 
-def _render(snap: RouterSnapshot) -> bytes:
+_MEASURE_HELP = {
+    Measure.TTFT: "Time to first token of streamed answers",
+    Measure.ITL: "Mean inter-token latency of one streamed answer",
+    Measure.E2E: "Request received to the last byte of a successful answer",
+    Measure.QUEUE_WAIT: "Request received to the lane slot of its first attempt",
+}
+
+
+class _Families:
+    """A collector of ready-made metric families (those of the other services)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def _render(snap: RouterSnapshot, traffic: tuple[TrafficView, ...], extra: list[Metric]) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SnapshotCollector(snap))
+    registry.register(_SnapshotCollector(snap, traffic))
+    registry.register(_Families(extra))
     data: bytes = generate_latest(registry)
     return data
 
 
-async def render_metrics(snap: RouterSnapshot) -> bytes:
-    """Prometheus text exposition of ``snap``, rendered off the event loop."""
-    return await asyncio.get_running_loop().run_in_executor(None, _render, snap)
+async def render_metrics(
+    snap: RouterSnapshot,
+    traffic: tuple[TrafficView, ...] = (),
+    sources: Iterable[MetricsSource] = (),
+) -> bytes:
+    """Prometheus text exposition of ``snap``, ``traffic`` and what ``sources`` give,
+    rendered off the event loop (the sources are called here, on it: they read live
+    state)."""
+    extra = [family for source in sources for family in source()]
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, _render, snap, traffic, extra)
+
+
+MetricsSource = Callable[[], Iterable[Metric]]
+"""Metric families of another service (lanes, NPUs, promotions), built on the event loop."""
+METRICS_SOURCES_KEY: web.AppKey[list[MetricsSource]] = web.AppKey("qwend_metrics_sources", list)
+"""The router app's extra ``/metrics`` sources; the daemon appends its services' here."""

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from qwend.config.model import RouterConfig
+from qwend.router.accesslog import AccessLogSlot
 from qwend.router.lanes import LaneRuntime
 from qwend.router.prober import Prober
 from qwend.router.recording import ClassRuntime, RouterCounters
@@ -30,6 +31,7 @@ from qwend.router.slots import LaneSlots
 from qwend.router.upstream import Upstream
 from qwend.router.watchdog import Watchdog
 from qwend.routing.classify import RequestClass
+from qwend.routing.histograms import TrafficHistograms
 from qwend.routing.lanetable import LaneTable
 from qwend.routing.outcomes import RetryBudget
 from qwend.routing.snapshot import ClassStats, LaneStats, RouterSnapshot
@@ -52,6 +54,10 @@ class Forwarding:
     """Cancels handlers whose client left or whose deadline passed."""
     retry_budget: RetryBudget
     """Router-wide: how many retries may still go out in the current window."""
+    traffic: TrafficHistograms = field(default_factory=TrafficHistograms)
+    """Latency histograms and token counters per lane and class (``/metrics``)."""
+    access: AccessLogSlot = field(default_factory=AccessLogSlot)
+    """The access log in force (router port and public endpoints)."""
 
     @property
     def config(self) -> RouterConfig:
@@ -64,13 +70,15 @@ class Router:
 
     def __init__(self, config: RouterConfig, lanes: LaneTable) -> None:
         slots = LaneSlots(config)
+        traffic = TrafficHistograms()
         self._forwarding = Forwarding(
             slots=slots,
             counters=RouterCounters(),
-            classes={cls: ClassRuntime() for cls in RequestClass},
+            classes={cls: ClassRuntime(name=str(cls), traffic=traffic) for cls in RequestClass},
             upstream=Upstream(config),
             watchdog=Watchdog(),
             retry_budget=RetryBudget(config.retry_budget_ratio),
+            traffic=traffic,
         )
         self.prober = Prober(slots, self._forwarding.upstream, self._forwarding.watchdog)
         """Ejects hung lanes and probes ejected ones (runs while the app runs)."""

@@ -65,6 +65,8 @@ class SimSequence:
     ignore_eos: bool = False
     natural_tokens: int | None = None
     stall_after: int | None = None
+    script: tuple[str, ...] = ()
+    """A fixed answer (``/echo``): its tokens instead of pseudo-text."""
     state: SeqState = SeqState.WAITING
     generated: int = 0
     text: str = ""
@@ -89,6 +91,8 @@ class SimSequence:
         if self.ignore_eos:
             return self.max_tokens
         limit = self.max_tokens
+        if self.script:
+            return min(limit, len(self.script))
         if self.image_tokens:
             limit = min(limit, IMAGE_ANSWER_TOKENS)
         if self.natural_tokens is not None:
@@ -244,11 +248,12 @@ class Engine:
 
     def _emit(self, seq: SimSequence) -> None:
         index = seq.generated
-        piece = (
-            textgen.caption_piece(seq.seed, index)
-            if seq.image_tokens
-            else textgen.text_piece(seq.seed, index)
-        )
+        if seq.script:
+            piece = seq.script[index] if index < len(seq.script) else ""
+        elif seq.image_tokens:
+            piece = textgen.caption_piece(seq.seed, index)
+        else:
+            piece = textgen.text_piece(seq.seed, index)
         seq.generated += 1
         finish = "length" if seq.generated >= seq.max_tokens else None
         if finish is None and seq.generated >= seq.natural_length():

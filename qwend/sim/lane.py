@@ -128,6 +128,7 @@ class SimLane:
             max_tokens=parsed.max_tokens,
             natural_tokens=parsed.natural_tokens,
             seed=parsed.seed,
+            script=parsed.script,
             stop=parsed.stop,
             ignore_eos=parsed.ignore_eos,
             stall_after=self.settings.faults.stall_after_tokens,

@@ -13,6 +13,9 @@ from qwend import tokens
 from qwend.sim.images import ImageError, inspect_image_url
 from qwend.sim.textgen import text_seed
 
+ECHO_PREFIX = "/echo "
+"""A chat whose last user message starts with this is answered with the rest of that
+message, verbatim (tests make a lane say something exact, HTML or markdown included)."""
 DEFAULT_ANSWER_TOKENS = 64
 """Natural answer length of a text request that sets no ``max_tokens``."""
 ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
@@ -78,6 +81,8 @@ class GenerationRequest:
     """vLLM extension: generate ``max_tokens`` even where the answer would end."""
     seed: int
     """Seed of the deterministic pseudo-text."""
+    script: tuple[str, ...] = ()
+    """The answer's tokens when it is fixed (``ECHO_PREFIX``); empty: pseudo-text."""
 
     @property
     def prompt_tokens(self) -> int:
@@ -224,9 +229,11 @@ def parse_generation(
         messages, image_tokens = parse_messages(body)
         text_tokens = tokens.chat_text_tokens(messages)
         seed_text = repr([(m.get("role"), list(tokens.message_texts(m))) for m in messages])
+        script = echo_script(messages)
     else:
         seed_text, text_tokens = parse_prompt(body)
         image_tokens = 0
+        script = ()
     n = _get(body, "n", (int,), "an integer")
     if n not in (None, 1):
         raise bad("only n=1 is supported", "n")
@@ -258,7 +265,17 @@ def parse_generation(
         temperature=1.0 if temperature is None else temperature,
         ignore_eos=ignore_eos,
         seed=text_seed(seed_text, temperature or 0.0, seed or 0),
+        script=script,
     )
+
+
+def echo_script(messages: Sequence[Mapping[str, object]]) -> tuple[str, ...]:
+    """The tokens to answer with when the last user message asks for an echo."""
+    users = [m for m in messages if m.get("role") == "user"]
+    text = "".join(tokens.message_texts(users[-1])) if users else ""
+    if not text.startswith(ECHO_PREFIX):
+        return ()
+    return tuple(tokens.split_pieces(text.removeprefix(ECHO_PREFIX)))
 
 
 def tokenize_ids(body: object, *, served_model: str) -> list[int]:

@@ -38,7 +38,10 @@ def test_valid_config_prints_a_one_screen_summary() -> None:
     assert "role stable       active stable; candidates: recurrent_v2 (in place)" in lines
     assert "role throughput   active throughput; candidates: chunk_v2 (blue/green)" in lines
     assert "router   127.0.0.1:18088  policy balanced_long_text, long text >= 32 tokens" in lines
-    assert "console  127.0.0.1:9105" in lines
+    assert (
+        "console  http://127.0.0.1:9105/  images <= 1536 px, history compression on,"
+        " same keys as the public ports"
+    ) in lines
     assert "127.0.0.1:9102 -> role:multimodal (mm)" in out
     assert "127.0.0.1:9111 -> role:throughput (throughput)" in out
     assert "api keys none: public ports need no key, so they must listen on loopback" in lines

@@ -185,7 +185,7 @@ async def test_watchdog_is_pinged_from_the_loop(tmp_path: Path) -> None:
 
 
 async def test_real_demo_mode_prints_addresses_and_serves(tmp_path: Path) -> None:
-    for port in (18088, 9101, 9102, 9111):
+    for port in (18088, 9101, 9102, 9105, 9111):
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 pytest.skip(f"the demo's port {port} is in use")
@@ -201,6 +201,7 @@ async def test_real_demo_mode_prints_addresses_and_serves(tmp_path: Path) -> Non
             lines.append((await asyncio.wait_for(proc.stdout.readline(), 30)).decode())
         assert "http://127.0.0.1:18088/v1" in lines[0]
         assert "http://127.0.0.1:9102/v1  -> role:multimodal" in "".join(lines)
+        assert "qwend demo: console  http://127.0.0.1:9105/\n" in lines
         assert lines[-1].strip() == f"export QWEND_SOCKET={tmp_path}/qwend/control.sock"
         deadline = time.monotonic() + 60
         async with ControlClient(tmp_path / "qwend" / "control.sock") as client:
@@ -212,6 +213,8 @@ async def test_real_demo_mode_prints_addresses_and_serves(tmp_path: Path) -> Non
                 await asyncio.sleep(0.2)
         models = await get_json("http://127.0.0.1:9102/v1/models")  # a public endpoint
         assert isinstance(models, dict) and models["data"]
+        console = await get_json("http://127.0.0.1:9105/api/targets")  # the web console
+        assert isinstance(console, dict) and console["targets"][0]["id"] == "router"
         kids = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0

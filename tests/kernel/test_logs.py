@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import re
 from collections.abc import Iterator
 
 import pytest
 import structlog
 
-from qwend.logs import LogFormat, configure_logging, get_logger, lane_logger, resolve_format
+from qwend.logs import (
+    LogFormat,
+    configure_logging,
+    get_logger,
+    lane_logger,
+    resolve_format,
+    wants_colour,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -32,8 +41,12 @@ def test_auto_is_console_on_a_terminal() -> None:
     assert resolve_format(LogFormat.AUTO, FakeTty(), {}) is LogFormat.CONSOLE
 
 
-def test_auto_is_json_under_journald_even_on_a_terminal() -> None:
-    assert resolve_format(LogFormat.AUTO, FakeTty(), {"JOURNAL_STREAM": "8:1"}) is LogFormat.JSON
+def test_auto_ignores_a_journal_stream_that_is_not_stderr() -> None:
+    """A child whose stderr is a pipe inherits JOURNAL_STREAM, not the journal."""
+    assert resolve_format(LogFormat.AUTO, FakeTty(), {"JOURNAL_STREAM": "8:1"}) is LogFormat.CONSOLE
+    assert (
+        resolve_format(LogFormat.AUTO, io.StringIO(), {"JOURNAL_STREAM": "8:1"}) is LogFormat.JSON
+    )
 
 
 def test_explicit_format_wins() -> None:
@@ -108,3 +121,36 @@ def test_a_logger_follows_a_later_reconfiguration() -> None:
     assert second.getvalue().count("\n") == 1
     assert "reload refused" in second.getvalue()
     assert "component=control" in second.getvalue()
+
+
+def test_console_colour_follows_the_terminal_and_no_color() -> None:
+    assert wants_colour(FakeTty(), {"TERM": "xterm-256color"})
+    assert not wants_colour(FakeTty(), {"NO_COLOR": "1"})
+    assert not wants_colour(FakeTty(), {"TERM": "dumb"})
+    assert not wants_colour(io.StringIO(), {})
+
+
+def test_console_tracebacks_are_short_and_show_no_locals() -> None:
+    out = FakeTty()
+    configure_logging(LogFormat.CONSOLE, stream=out, env={"NO_COLOR": "1"})
+    secret_local = "a local value that must not be printed"
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        get_logger("control").exception("control action failed")
+    text = out.getvalue()
+    assert "RuntimeError: boom" in text
+    assert secret_local not in text
+    assert "\x1b[" not in text  # NO_COLOR
+    assert len(text.splitlines()) < 15
+
+
+def test_console_and_stdlib_records_share_one_timestamp_format() -> None:
+    out = io.StringIO()
+    configure_logging(LogFormat.CONSOLE, stream=out, env={})
+    get_logger("daemon").warning("from structlog")
+    logging.getLogger("aiohttp.server").warning("from logging")
+    lines = out.getvalue().splitlines()
+    stamp = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z ")
+    assert len(lines) == 2 and all(stamp.match(line) for line in lines), lines
+    assert "component=aiohttp.server" in lines[1]

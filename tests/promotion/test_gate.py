@@ -58,7 +58,9 @@ async def test_in_place_measures_incumbent_first_and_refuses_a_slower_candidate(
     assert ("recurrent_v2", "benchmarking") in steps(events)
     # measured before routing: the candidate never became active; the incumbent is back
     assert ("set_active", "recurrent_v2") not in sup.calls
-    assert sup.calls[-2:] == [("wait_ready", "stable"), ("set_active", "stable")]
+    lane_calls = [call for call in sup.calls if call[0] not in ("hold", "unhold")]
+    assert lane_calls[-2:] == [("wait_ready", "stable"), ("set_active", "stable")]
+    assert sup.calls[-1] == ("unhold", "stable")
     assert sup.active["stable"] == "stable"
 
 

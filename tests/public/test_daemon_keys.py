@@ -22,7 +22,6 @@ import tomli_w
 
 from qwend.cli.exit import ExitStatus as CliExit
 from qwend.daemon.exit import ExitStatus
-from qwend.daemon.listeners import CONSOLE_IGNORED
 from tests.support.daemonproc import add_public, free_port, run_daemon, write_config
 from tests.support.lanescripts.factory import make_lane
 
@@ -126,6 +125,16 @@ async def test_keys_turned_on_by_reload_hold_on_every_public_port(tmp_path: Path
     assert KEY not in log
 
 
+async def console_status(url: str, key: str | None) -> int:
+    """The status of the console's ``GET /api/targets`` with ``key``."""
+    headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+        session.get(url + "/api/targets", headers=headers) as resp,
+    ):
+        return resp.status
+
+
 async def test_a_broken_keys_file_is_a_reload_error_keeping_the_old_keys(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, [make_lane("safe", role="stable", model="m")])
     keys = tmp_path / "api-keys"
@@ -136,6 +145,14 @@ async def test_a_broken_keys_file_is_a_reload_error_keeping_the_old_keys(tmp_pat
         await d.wait_notify(lambda m: m == "STATUS=1/1 lanes ready")
         assert await statuses(urls, KEY) == [200, 200]
         assert await statuses(urls, None) == [401, 401]
+        console_url = f"http://{console}"
+        assert (
+            await console_status(console_url, KEY),
+            await console_status(console_url, None),
+        ) == (
+            200,
+            401,
+        )
 
         for breakage, reason in (
             (lambda: keys.write_text("# emptied by mistake\n"), "holds no keys"),
@@ -161,11 +178,14 @@ async def test_a_broken_keys_file_is_a_reload_error_keeping_the_old_keys(tmp_pat
         assert (code, err) == (0, "")
         assert await statuses(urls, NEW_KEY) == [200, 200]
         assert await statuses(urls, KEY) == [401, 401]
+        # The console follows the same key set: the reload swapped it there too.
+        assert await console_status(console_url, NEW_KEY) == 200
+        assert await console_status(console_url, KEY) == 401
 
         d.send(signal.SIGTERM)
         assert await d.wait_exit(30) == ExitStatus.OK
     log = d.stderr()
-    assert log.count(CONSOLE_IGNORED) == 1
+    assert log.count("web console listening") == 1
     assert KEY not in log and NEW_KEY not in log
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", int(urls[1].rsplit(":", 1)[1]))) != 0

@@ -103,11 +103,15 @@ async def test_metrics_reports_policy_counters_and_latency() -> None:
         'qwend_router_lane_breaker_state{lane="a",role="throughput",state="closed",'
         'variant="v3"} 1.0' in text
     )
-    assert (
-        'qwend_router_lane_e2e_seconds{lane="a",quantile="0.5",role="throughput",variant="v3"}'
-        in text
-    )
-    assert 'qwend_router_class_ttft_seconds{cls="short_text",quantile="0.99"}' in text
+    # Latency as histograms (aggregatable), never as quantile-labelled gauges.
+    assert "quantile=" not in text
+    labels = 'cls="short_text",lane="a",role="throughput",variant="v3"'
+    inf = 'cls="short_text",lane="a",le="+Inf",role="throughput",variant="v3"'
+    assert f"qwend_router_e2e_seconds_bucket{{{inf}}} 2.0" in text
+    assert f"qwend_router_e2e_seconds_count{{{labels}}} 2.0" in text
+    assert f"qwend_router_ttft_seconds_count{{{labels}}} 1.0" in text  # the streamed one
+    assert f"qwend_router_queue_wait_seconds_count{{{labels}}} 2.0" in text
+    assert f"qwend_router_completion_tokens_total{{{labels}}}" in text
     # Two requests teach the lane model nothing about saturation: the whole limit.
     assert 'qwend_router_lane_limit{lane="a",role="throughput",variant="v3"} 8.0' in text
     assert (

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import openai
 import pytest
-from openai.types.chat import ChatCompletionContentPartImageParam
+from openai.types.chat import ChatCompletionContentPartImageParam, ChatCompletionMessageParam
 
 from qwend import tokens
 from qwend.sim.latency import IMAGE_ANSWER_TOKENS
@@ -185,3 +185,15 @@ async def test_metrics_use_vllm_names(lane: SimLaneProcess, client: openai.OpenA
 
 def test_state_file_exists_while_serving(lane: SimLaneProcess) -> None:
     assert (Path(lane.state_dir) / f"lane-{lane.pid}.json").exists()
+
+
+def test_echo_answers_the_rest_of_the_message_verbatim(client: openai.OpenAI) -> None:
+    said = "Here: <img src=x onerror=alert(1)> and <script>alert(2)</script>\n```py\nx = 1\n```"
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "/echo " + said}]
+    stream = client.chat.completions.create(model=MODEL, messages=messages, stream=True)
+    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert "".join(pieces) == said
+    assert len([p for p in pieces if p]) == tokens.count_tokens(said)  # token by token
+    short = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=3)
+    assert short.choices[0].finish_reason == "length"
+    assert short.choices[0].message.content == "".join(tokens.split_pieces(said)[:3])

@@ -56,6 +56,8 @@ class FakeLane:
     """End streams with ``data: [DONE]`` (transformers serve does not)."""
     usage_chunk: bool = True
     """Honour ``stream_options.include_usage`` with a usage chunk."""
+    request_ids: list[str | None] = field(default_factory=list)
+    """The ``X-Request-Id`` of each request the lane answered."""
     started: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
 
@@ -134,6 +136,7 @@ def fake_lane_app(lane: FakeLane) -> web.Application:
             return web.json_response(lane.reply(doc), status=status)
         lane.requests += 1
         lane.bodies.append(doc)
+        lane.request_ids.append(request.headers.get("X-Request-Id"))
         lane.started.set()
         try:
             return await _answer(request, doc)

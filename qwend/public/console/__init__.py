@@ -1,0 +1,1 @@
+"""The web console: its app, static files and request checks."""
