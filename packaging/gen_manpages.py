@@ -18,7 +18,6 @@ import argparse
 import ast
 import datetime as dt
 import importlib
-import inspect
 import itertools
 import os
 import re
@@ -43,8 +42,8 @@ class Page:
     """Further (SECTION, roff text) pairs."""
     exit_status: str = ""
     """``module:Enum`` of the command's exit statuses (member docstrings describe them)."""
-    keys: tuple[str, ...] = ()
-    """Modules whose Textual classes' BINDINGS are listed in a KEYS section."""
+    keys: str = ""
+    """``module:function`` returning the interactive keys (``.key``, ``.description``)."""
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,7 +106,6 @@ TUI_EXAMPLES = (
     "EXAMPLES",
     ".nf\nqwen\\-tui\nqwen\\-tui \\-\\-socket /run/user/1000/qwend/control.sock\n.fi\n",
 )
-TUI_KEY_MODULES = ("qwen_tui.app", "qwen_tui.screens.dashboard", "qwen_tui.screens.logs")
 """Modules whose Textual classes' BINDINGS make the KEYS section of qwen-tui(1)."""
 SOCKET_ENV = (
     "ENVIRONMENT",
@@ -148,7 +146,7 @@ PAGES = (
         "terminal user interface for the qwend daemon",
         ("qwen_tui.app:build_parser", "qwen_tui.cli:build_parser"),
         (SOCKET_ENV, TUI_EXAMPLES),
-        keys=TUI_KEY_MODULES,
+        keys="qwen_tui.actions:all_keys",
     ),
     Page(
         "qwend-sim",
@@ -290,32 +288,15 @@ def exit_statuses(spec: str) -> str:
     return ".SH EXIT STATUS\n" + "\n".join(rows) if rows else ""
 
 
-def keys_section(modules: Iterable[str]) -> str:
-    """A KEYS section from the BINDINGS of the Textual classes in ``modules``, or ''."""
-    rows = []
-    for module_name in modules:
-        try:
-            module = importlib.import_module(module_name)
-        except Exception:  # the TUI is optional in a stripped environment: no section
-            continue
-        for name, cls in inspect.getmembers(module, inspect.isclass):
-            bindings = cls.__dict__.get("BINDINGS")
-            if cls.__module__ != module_name or not bindings:
-                continue
-            for binding in bindings:
-                key, _action, description = _binding(binding)
-                where = "" if name.endswith("App") or name == "QwenTui" else f" ({name})"
-                rows.append(f".TP\n{roff(key)}\n{roff(description)}{roff(where)}")
+def keys_section(spec: str) -> str:
+    """A KEYS section from the command's own key table, or ''."""
+    module_name, func_name = spec.split(":")
+    try:
+        keys = getattr(importlib.import_module(module_name), func_name)()
+    except Exception:  # the key table is optional: no section without it
+        return ""
+    rows = [f".TP\n\\fB{roff(k.key)}\\fR\n{roff(k.description)}" for k in keys]
     return ".SH KEYS\n" + "\n".join(rows) if rows else ""
-
-
-def _binding(binding: object) -> tuple[str, str, str]:
-    """(key, action, description) of a Textual Binding or a (key, action, description) tuple."""
-    if isinstance(binding, tuple):
-        key, action, *rest = binding
-        return str(key), str(action), str(rest[0]) if rest else str(action)
-    key = str(getattr(binding, "key", ""))
-    return key, str(getattr(binding, "action", "")), str(getattr(binding, "description", ""))
 
 
 def render(page: Page, version: str, date: str) -> str:
@@ -329,8 +310,8 @@ def render(page: Page, version: str, date: str) -> str:
             f'.TH {roff(page.command.upper())} 1 "{date}" "qwend {version}" "qwend manual"',
             f".SH NAME\n{roff(page.command)} \\- {roff(page.summary)}",
             body,
-            keys_section(page.keys),
             exit_statuses(page.exit_status) if page.exit_status else "",
+            keys_section(page.keys) if page.keys else "",
             *(f".SH {name}\n{text}" for name, text in page.extra),
             f".SH SEE ALSO\n{see_also}, \\fBqwend.toml\\fR(5), \\fBjournalctl\\fR(1),"
             " \\fBsystemctl\\fR(1)",

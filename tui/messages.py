@@ -1,31 +1,46 @@
-"""Messages the dashboard's workers post; newer snapshots supersede older ones."""
+"""Messages the app's workers post; newer snapshots supersede older ones."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from textual.message import Message
 
-from qwend.api.messages import Event, NpusResponse, StatusResponse
+from qwen_tui.actions import Action
+from qwend.api.messages import Event, StatusResponse
+from qwend.api.stats import StatsFrame
 
 
-class StatusUpdated(Message):
-    """A fresh status (and NPU view) from the daemon."""
+class StatsReceived(Message):
+    """A new live frame (the history was fed already): redraw."""
 
-    def __init__(self, status: StatusResponse, npus: NpusResponse | None) -> None:
+    def __init__(self, frame: StatsFrame) -> None:
         super().__init__()
-        self.status = status
-        self.npus = npus
+        self.frame = frame
 
     def can_replace(self, message: Message) -> bool:
-        # Only the newest snapshot matters: drop queued older ones.
-        return isinstance(message, StatusUpdated)
+        # Only the newest frame matters: drop queued older ones.
+        return isinstance(message, StatsReceived)
+
+
+class StatusReceived(Message):
+    """The daemon's status (version, policy), fetched once per connection."""
+
+    def __init__(self, status: StatusResponse) -> None:
+        super().__init__()
+        self.status = status
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StatusReceived)
 
 
 class DaemonUnreachable(Message):
-    """The control socket could not be reached; ``reason`` says why and what to do."""
+    """The control socket could not be reached since ``since``; ``reason`` says why."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, since: datetime) -> None:
         super().__init__()
         self.reason = reason
+        self.since = since
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, DaemonUnreachable)
@@ -48,7 +63,7 @@ class EventStreamLost(Message):
 
 
 class ActionFinished(Message):
-    """A lane action or promotion finished; ``text`` is the outcome for the log."""
+    """An action finished; ``text`` is the outcome for the log."""
 
     def __init__(self, text: str, ok: bool) -> None:
         super().__init__()
@@ -56,13 +71,23 @@ class ActionFinished(Message):
         self.ok = ok
 
 
-class LaneActionRequested(Message):
-    """The operator asked for an action (start, stop, promote...) on a lane."""
+class PromotionChanged(Message):
+    """A promotion moved on (``text`` is the new log line); ``promotion_id`` says which."""
 
-    def __init__(self, lane: str, action: str) -> None:
+    def __init__(self, promotion_id: str, text: str, ok: bool = True) -> None:
         super().__init__()
-        self.lane = lane
+        self.promotion_id = promotion_id
+        self.text = text
+        self.ok = ok
+
+
+class ActionRequested(Message):
+    """The operator asked for ``action`` (on ``lane``, for lane and role actions)."""
+
+    def __init__(self, action: Action, lane: str | None) -> None:
+        super().__init__()
         self.action = action
+        self.lane = lane
 
 
 class LogsRequested(Message):

@@ -46,6 +46,7 @@ from qwend.api.messages import (
     RollbackRequest,
     StatusResponse,
 )
+from qwend.api.stats import StatsUpdate
 from qwend.errors import ControlError
 
 SYSTEM_SOCKET = Path("/run/qwend/control.sock")
@@ -348,6 +349,15 @@ class ControlClient:
         async with await self._request("GET", "/events", params=params, stream=True) as response:
             async for data in _sse(response):
                 yield Event.from_dict(data)
+
+    async def stats_stream(self, interval_s: float | None = None) -> AsyncIterator[StatsUpdate]:
+        """Live stats: the whole frame first, then one delta per tick (``qwend.api.stats``)."""
+        params = {} if interval_s is None else {"interval": str(interval_s)}
+        async with await self._request(
+            "GET", "/stats/stream", params=params, stream=True
+        ) as response:
+            async for data in _ndjson(response):
+                yield StatsUpdate.from_dict(data)
 
 
 async def _json(response: aiohttp.ClientResponse) -> Any:

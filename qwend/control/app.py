@@ -43,6 +43,7 @@ from qwend.control.context import (
     RouterStats,
 )
 from qwend.control.safety import GUARDED, ActionRefused, refusal
+from qwend.control.stats import StatsHub, hub_for, interval_from, stream_stats
 from qwend.control.streams import stream_events, stream_log, stream_promotion
 from qwend.control.unix_socket import create_control_socket, peer_caller, remove_control_socket
 from qwend.control.views import router_dict
@@ -306,8 +307,20 @@ async def events(request: web.Request) -> web.StreamResponse:
     return await stream_events(request, _ctx(request))
 
 
+STATS_HUBS = web.AppKey("stats_hubs", dict[float, StatsHub])
+"""The stats stream's hubs, one per tick interval watchers asked for."""
+
+
+async def stats_stream(request: web.Request) -> web.StreamResponse:
+    ctx = _ctx(request)
+    interval = interval_from(request.query, ctx.stats_interval_s)
+    return await stream_stats(request, ctx, hub_for(ctx, request.app[STATS_HUBS], interval))
+
+
 async def _on_shutdown(app: web.Application) -> None:
     app[CONTROL_KEY].closing.set()
+    for hub in app[STATS_HUBS].values():
+        await hub.aclose()
 
 
 def make_control_app(
@@ -346,6 +359,7 @@ def make_control_app(
         ctx.warnings = warnings
     app = web.Application(middlewares=[_errors])
     app[CONTROL_KEY] = ctx
+    app[STATS_HUBS] = {}
     app.on_shutdown.append(_on_shutdown)
     p = API_PREFIX
     app.router.add_get(f"{p}/status", status)
@@ -359,4 +373,5 @@ def make_control_app(
     app.router.add_post(f"{p}/rollback", rollback)
     app.router.add_post(f"{p}/reload", reload)
     app.router.add_get(f"{p}/events", events)
+    app.router.add_get(f"{p}/stats/stream", stats_stream)
     return app

@@ -90,6 +90,7 @@ class FakeSupervisor:
             lc.name: [f"{lc.name} line {i}" for i in range(5)] for lc in config.lanes
         }
         self.follow: asyncio.Queue[str] = asyncio.Queue()
+        self.started_at = time.time() - 10  # fixed, as a real lane's start time is
 
     @property
     def config(self) -> Config:
@@ -126,7 +127,7 @@ class FakeSupervisor:
             pid=4000 + lc.port % 100 if running else None,
             port=lc.port,
             npus=lc.npus,
-            started_at=time.time() - 10 if running else None,
+            started_at=self.started_at if running else None,
             restarts=0,
             last_exit=None,
             reason=None,

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import signal
 import time
+import tomllib
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 import pytest
+import tomli_w
+from rich.console import Console
 from textual.widgets import DataTable, RichLog, Static
 
+from qwen_tui.actions import ACTION_TITLES, Action, all_keys
 from qwen_tui.app import QwenTui, build_parser, main
+from qwen_tui.commands import QwendCommands
 from qwen_tui.rows import LANE_COLUMNS, lane_row, roles_line
+from qwen_tui.screens.confirm import ConfirmScreen
+from qwen_tui.screens.help import HelpScreen, keys_table
 from qwen_tui.screens.logs import LogsScreen
+from qwen_tui.screens.promotion import PromotionScreen
+from qwen_tui.widgets.lanes import LanesTable
 from qwend.api.client import DaemonNotRunning, RemoteError
 from qwend.api.messages import (
     DaemonInfo,
@@ -26,8 +38,12 @@ from qwend.api.messages import (
     NpusResponse,
     StatusResponse,
 )
+from qwend.api.stats import StatsFrame, StatsUpdate, full_update
 from qwend.errors import QwendError
+from qwend.supervisor.reload import ReloadReport
 from tests.support.control_fakes import FakeSupervisor, demo_config, serve_control
+from tests.support.daemonproc import free_port, run_daemon, write_config
+from tests.support.lanescripts.factory import make_lane
 
 
 async def wait_for(
@@ -81,7 +97,13 @@ class ScriptedClient:
     async def npus(self) -> NpusResponse:
         return NpusResponse(enabled=False)
 
-    async def events(self) -> AsyncIterator[Event]:
+    async def stats_stream(self, interval_s: float | None = None) -> AsyncIterator[StatsUpdate]:
+        status = await self.status()
+        frame = StatsFrame(at=100.0, started_at=0.0, lanes=status.lanes, active=status.active)
+        yield full_update(0, frame)
+        await asyncio.Event().wait()
+
+    async def events(self, stats_interval_s: float | None = None) -> AsyncIterator[Event]:
         self.daemon.event_connections += 1
         script = self.daemon.streams.pop(0) if self.daemon.streams else []
         for item in script:
@@ -146,34 +168,238 @@ def test_help_and_version_parse() -> None:
     assert args.refresh == 0.5
 
 
-async def test_dashboard_shows_lanes_and_acts_on_them() -> None:
+async def test_dashboard_shows_lanes_from_the_stats_stream() -> None:
     supervisor = FakeSupervisor(demo_config())
     async with serve_control(supervisor) as served:
-        app = QwenTui(served.path, refresh_s=0.1)
+        app = QwenTui(served.path, refresh_s=0.2)
         async with app.run_test(size=(160, 48)) as pilot:
             await wait_for(pilot.pause, lambda: lanes_table(app).row_count == 5)
             assert cell(app, "stable", "state") == "ready"
             assert cell(app, "recurrent_v2", "state") == "stopped"
+            assert cell(app, "stable", "ttft p50") == "120 ms"
             summary = str(app.dashboard.query_one("#summary", Static).render())
-            assert "3/5 lanes ready" in summary
+            assert "3/5 lanes ready" in summary and "qwend 0.1.0" in summary
+            # A change made behind the TUI's back arrives as a delta.
+            await supervisor.stop_lane("throughput")
+            await wait_for(pilot.pause, lambda: cell(app, "throughput", "state") == "stopped")
 
-            # Restart a lane that is no role's active lane (the fourth row: recurrent_v2).
-            table = lanes_table(app)
-            table.move_cursor(row=3)
-            await pilot.press("r")
-            await wait_for(pilot.pause, lambda: ("restart", "recurrent_v2") in supervisor.calls)
 
-            # Stopping the stable lane, its role's active lane, is refused by the daemon
-            # and the refusal is shown.
-            table.move_cursor(row=1)
-            await pilot.press("x")
-            log = app.dashboard.query_one("#events", RichLog)
+def select(app: QwenTui, lane: str) -> None:
+    table = lanes_table(app)
+    table.move_cursor(row=[str(k.value) for k in table.rows].index(lane))
+
+
+def confirm_text(app: QwenTui) -> str:
+    assert isinstance(app.screen, ConfirmScreen)
+    return "\n".join(
+        str(app.screen.query_one(f"#{i}", Static).render()) for i in ("confirm-title", "impact")
+    )
+
+
+LANE_CASES = [
+    # key, lane, what the dialog must say, the call the daemon must see once confirmed
+    ("x", "stable", "role stable loses its lane", ("stop", "stable")),
+    ("r", "multimodal", "role multimodal has no lane until", ("restart", "multimodal")),
+    ("d", "throughput", "new requests of role throughput go elsewhere", ("drain", "throughput")),
+    ("s", "recurrent_v2", "it stays unrouted (candidate)", ("start", "recurrent_v2")),
+    ("e", "stable_green", "clears stable_green's crash-loop state", ("reset", "stable_green")),
+]
+
+
+@pytest.mark.parametrize(("key", "lane", "says", "call"), LANE_CASES)
+async def test_lane_actions_ask_first_and_cancel_is_the_default(
+    key: str, lane: str, says: str, call: tuple[str, str]
+) -> None:
+    supervisor = FakeSupervisor(demo_config()).with_state("stable_green", "failed")
+    async with serve_control(supervisor) as served:
+        app = QwenTui(served.path, refresh_s=0.2)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_for(pilot.pause, lambda: lanes_table(app).row_count == 5)
+            select(app, lane)
+            await pilot.press(key)
+            await wait_for(pilot.pause, lambda: isinstance(app.screen, ConfirmScreen))
+            assert says in confirm_text(app)
+            assert app.screen.focused is not None and app.screen.focused.id == "cancel"
+            await pilot.press("enter")  # the focused, safe choice
+            await wait_for(pilot.pause, lambda: app.screen is app.dashboard)
+            await wait_for(pilot.pause, lambda: any("cancelled" in x for x in event_lines(app)))
+            assert call not in supervisor.calls
+
+            await pilot.press(key)
+            await wait_for(pilot.pause, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("escape")
+            await wait_for(pilot.pause, lambda: app.screen is app.dashboard)
+            assert call not in supervisor.calls
+
+            await pilot.press(key)
+            await wait_for(pilot.pause, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("right", "enter")  # move to the confirm button, press it
+            await wait_for(pilot.pause, lambda: call in supervisor.calls)
             await wait_for(
                 pilot.pause,
-                lambda: any("refusing to stop lane 'stable'" in str(line) for line in log.lines),
+                lambda: any(x.startswith(f"{call[0]} {lane}:") for x in event_lines(app)),
             )
-            assert cell(app, "stable", "state") == "ready"
-            assert ("stop", "stable") not in supervisor.calls
+
+
+async def test_stop_says_how_many_requests_are_in_flight() -> None:
+    async with serve_control() as served:
+        app = QwenTui(served.path, refresh_s=0.2)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_for(pilot.pause, lambda: lanes_table(app).row_count == 5)
+            select(app, "stable")
+            await pilot.press("x")
+            await wait_for(pilot.pause, lambda: isinstance(app.screen, ConfirmScreen))
+            assert "1 request in flight on stable: drained first" in confirm_text(app)
+
+
+async def test_promotion_asks_shows_progress_logs_the_result_once_and_offers_rollback() -> None:
+    supervisor = FakeSupervisor(demo_config())
+    async with serve_control(supervisor) as served:
+        app = QwenTui(served.path, refresh_s=0.2)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_for(pilot.pause, lambda: lanes_table(app).row_count == 5)
+            select(app, "recurrent_v2")
+            await pilot.press("p")
+            await wait_for(pilot.pause, lambda: isinstance(app.screen, ConfirmScreen))
+            text = confirm_text(app)
+            assert "in place" in text and "role stable has NO lane" in text
+            await pilot.press("enter")
+            await wait_for(pilot.pause, lambda: app.screen is app.dashboard)
+            assert ("set_active", "recurrent_v2") not in supervisor.calls
+
+            await pilot.press("p")
+            await wait_for(pilot.pause, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("right", "enter")
+            await wait_for(pilot.pause, lambda: isinstance(app.screen, PromotionScreen))
+            steps = app.screen.query_one("#steps", Static)
+            await wait_for(pilot.pause, lambda: "promoted" in str(steps.render()))
+            assert "draining" in str(steps.render())
+            assert ("set_active", "recurrent_v2") in supervisor.calls
+            # Both streams delivered the result: the log has it once.
+            await wait_for(pilot.pause, lambda: cell(app, "recurrent_v2", "role") == "stable *")
+            results = [x for x in event_lines(app) if x.startswith("promoted:")]
+            assert len(results) == 1, event_lines(app)
+
+            # Roll back from the progress view: it asks first, too.
+            await pilot.press("b")
+            await wait_for(pilot.pause, lambda: isinstance(app.screen, ConfirmScreen))
+            assert "role stable goes back" in confirm_text(app)
+            await pilot.press("right", "enter")
+            await wait_for(pilot.pause, lambda: ("set_active", "stable") in supervisor.calls)
+            await wait_for(pilot.pause, lambda: cell(app, "stable", "role") == "stable *")
+
+
+async def test_reload_asks_then_reports_what_changed() -> None:
+    supervisor = FakeSupervisor(demo_config())
+
+    async def reload_cb() -> ReloadReport:
+        return await supervisor.reload(demo_config())
+
+    async with serve_control(supervisor, reload_cb=reload_cb) as served:
+        app = QwenTui(served.path, refresh_s=0.2)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_for(pilot.pause, lambda: lanes_table(app).row_count == 5)
+            await pilot.press("R")
+            await wait_for(pilot.pause, lambda: isinstance(app.screen, ConfirmScreen))
+            assert "re-reads its configuration" in confirm_text(app)
+            await pilot.press("escape")
+            await wait_for(pilot.pause, lambda: app.screen is app.dashboard)
+            assert not any(x.startswith("reloaded") for x in event_lines(app))
+            await pilot.press("R")
+            await wait_for(pilot.pause, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("right", "enter")
+            await wait_for(pilot.pause, lambda: "reloaded: no lane changed" in event_lines(app))
+
+
+async def test_sort_by_any_column_and_filter() -> None:
+    supervisor = FakeSupervisor(demo_config())
+    async with serve_control(supervisor) as served:
+        app = QwenTui(served.path, refresh_s=0.2)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_for(pilot.pause, lambda: lanes_table(app).row_count == 5)
+            table = app.dashboard.query_one(LanesTable)
+            daemon_order = table.shown
+            await pilot.press("o")  # by lane name
+            await wait_for(pilot.pause, lambda: table.shown == sorted(daemon_order))
+            await pilot.press("O")
+            await wait_for(pilot.pause, lambda: table.shown == sorted(daemon_order, reverse=True))
+            # A header click sorts by that column: port, ascending.
+            widths = [(str(k.value), c.get_render_width(table)) for k, c in table.columns.items()]
+            before = sum(w for name, w in widths[: [n for n, _ in widths].index("port")])
+            await pilot.click("#lanes", offset=(before + 2, 0))
+            await wait_for(pilot.pause, lambda: app.dashboard.sort_column == "port")
+            assert table.shown == [
+                "multimodal",
+                "stable",
+                "throughput",
+                "recurrent_v2",
+                "stable_green",
+            ]
+
+            await pilot.press("slash")
+            await pilot.press(*"stable")
+            await wait_for(pilot.pause, lambda: len(table.shown) == 3)
+            assert set(table.shown) == {"stable", "recurrent_v2", "stable_green"}
+            await pilot.press("space", *"ready")
+            await wait_for(pilot.pause, lambda: table.shown == ["stable"])
+            await pilot.press("enter")  # keep the filter, back to the table
+            assert app.dashboard.query_one(LanesTable).has_focus
+            await pilot.press("slash", "escape")  # escape clears it
+            await wait_for(pilot.pause, lambda: len(table.shown) == 5)
+
+
+async def test_help_lists_every_key_and_palette_every_action() -> None:
+    async with serve_control() as served:
+        app = QwenTui(served.path, refresh_s=0.2)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_for(pilot.pause, lambda: lanes_table(app).row_count == 5)
+            await pilot.press("question_mark")
+            await wait_for(pilot.pause, lambda: isinstance(app.screen, HelpScreen))
+            console = Console(width=200, record=True, file=io.StringIO())
+            console.print(keys_table())
+            rendered = console.export_text()
+            for key in all_keys():
+                assert key.description in rendered
+            await pilot.press("escape")
+            await wait_for(pilot.pause, lambda: app.screen is app.dashboard)
+            provider = QwendCommands(app.dashboard)
+            names = [hit.text for hit in [h async for h in provider.discover()]]
+            for action in Action:
+                assert any(str(n).startswith(ACTION_TITLES[action]) for n in names), action
+            assert "Promote lane recurrent_v2" in names and "Roll back role stable" in names
+
+
+async def test_reconnects_after_an_abrupt_daemon_exit(tmp_path: Path) -> None:
+    lane = make_lane("a")
+    cfg = write_config(tmp_path, [lane], router_port=free_port())
+    # The lane outlives the killed daemon and the next one adopts it: only qwend goes away.
+    main_toml = tomllib.loads(cfg.read_text())
+    main_toml["daemon"]["lanes_survive_restart"] = True
+    cfg.write_bytes(tomli_w.dumps(main_toml).encode())
+    async with run_daemon(cfg) as first:
+        await first.wait_lanes({"a": "ready"})
+        app = QwenTui(first.control_socket, refresh_s=0.2, backoff_cap_s=0.5)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot.pause, lambda: cell(app, "a", "state") == "ready", 30)
+            await wait_for(pilot.pause, lambda: "connected to qwend" in " ".join(event_lines(app)))
+            first.send(signal.SIGKILL)
+            await first.wait_exit(10)
+            await wait_for(pilot.pause, lambda: app.dashboard.has_class("-stale"), 30)
+            summary = str(app.dashboard.query_one("#summary", Static).render())
+            assert "qwend unreachable since" in summary
+            # The last values stay, dimmed: the lane row still names the killed daemon's lane.
+            assert cell(app, "a", "state") == "ready"
+            async with run_daemon(cfg) as second:
+                await second.wait_lanes({"a": "ready"})
+                await wait_for(pilot.pause, lambda: not app.dashboard.has_class("-stale"), 30)
+                # The event stream came back too: a second hello in the log.
+                await wait_for(
+                    pilot.pause,
+                    lambda: sum("connected to qwend" in x for x in event_lines(app)) == 2,
+                    30,
+                )
+                summary = str(app.dashboard.query_one("#summary", Static).render())
+                assert f"pid {second.pid}" in summary
 
 
 async def test_logs_screen_shows_the_lane_log() -> None:
@@ -200,7 +426,12 @@ async def test_logs_screen_follows_through_the_injected_client() -> None:
         await wait_for(pilot.pause, lambda: isinstance(app.screen, LogsScreen))
         log = app.screen.query_one("#log", RichLog)
         await wait_for(pilot.pause, lambda: any("mm scripted line 2" in str(x) for x in log.lines))
-        assert daemon.follows == [("mm", 200)]
+        assert daemon.follows[0] == ("mm", 200)
+        # The stream ended: it is said, and the follow resumes without the tail again.
+        said = "[log stream ended: qwend ended the log stream; reconnecting]"
+        await wait_for(pilot.pause, lambda: any(said in str(x) for x in log.lines))
+        await wait_for(pilot.pause, lambda: len(daemon.follows) >= 2)
+        assert {n for _, n in daemon.follows[1:]} == {0}
 
 
 async def test_a_broken_event_stream_is_a_notice() -> None:
@@ -234,10 +465,13 @@ async def test_an_unreachable_daemon_adds_no_event_notice() -> None:
 
 
 async def test_unreachable_daemon_is_said_plainly(tmp_path: Path) -> None:
-    app = QwenTui(tmp_path / "absent.sock", refresh_s=0.1)
+    down = datetime(2026, 11, 30, 14, 2, 3, tzinfo=UTC)
+    app = QwenTui(tmp_path / "absent.sock", refresh_s=0.1, clock=lambda: down)
     async with app.run_test(size=(120, 30)) as pilot:
         unreachable = app.dashboard.query_one("#unreachable", Static)
-        await wait_for(pilot.pause, lambda: app.dashboard.has_class("-unreachable"))
+        await wait_for(pilot.pause, lambda: app.dashboard.has_class("-stale"))
+        summary = str(app.dashboard.query_one("#summary", Static).render())
+        assert "qwend unreachable since 14:02:03" in summary
         assert "absent.sock" in str(unreachable.render())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -11,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, RichLog, Static
 
+from qwen_tui.backoff import Backoff
 from qwend.api.client import ControlClient
 from qwend.errors import QwendError
 
@@ -37,10 +39,23 @@ class LogsScreen(Screen[None]):
 
     @work(exclusive=True, exit_on_error=False)
     async def follow(self) -> None:
+        """Follow the log; after any error say so and reconnect, with backoff."""
         log = self.query_one("#log", RichLog)
-        try:
-            async with self.connect() as client:
-                async for line in client.follow_logs(self.lane, n=self.lines):
-                    log.write(line.line)
-        except QwendError as exc:
-            log.write(f"[log stream ended: {exc}]")
+        backoff = Backoff()
+        tail = self.lines
+        said = ""
+        while True:
+            try:
+                async with self.connect() as client:
+                    async for line in client.follow_logs(self.lane, n=tail):
+                        log.write(line.line)
+                        backoff.succeeded()
+                        said = ""
+                problem = "qwend ended the log stream"
+            except Exception as exc:  # the worker boundary: say it, then retry
+                problem = str(exc) if isinstance(exc, QwendError) else repr(exc)
+            if problem != said:
+                log.write(f"[log stream ended: {problem}; reconnecting]")
+                said = problem
+            tail = 0  # the tail was shown: only new lines from now on
+            await asyncio.sleep(backoff.failed())
