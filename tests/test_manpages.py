@@ -64,7 +64,7 @@ def test_qwen_tui_lists_its_keys(pages: dict[str, str]) -> None:
     page = pages["qwen-tui.1"]
     assert "KEYS" in sections(page)
     keys = page.split(".SH KEYS", 1)[1].split(".SH", 1)[0]
-    for description in ("Quit", "Promote", "Stop", "Logs"):
+    for description in ("Quit", "Promote lane", "Stop lane", "lane's log", "Roll back"):
         assert description in keys
 
 

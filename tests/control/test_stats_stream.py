@@ -35,7 +35,7 @@ async def test_a_watcher_gets_the_frame_then_only_changes() -> None:
             assert stable.stats is not None and stable.stats.ttft_p50_ms == 120.0
             assert stable.uptime_s is None and stable.started_at is not None
 
-            await client.lane_action("throughput", LaneAction.STOP)
+            await client.lane_action("throughput", LaneAction.STOP, force=True)
             seen: list[StatsUpdate] = []
             while not any(lane.name == "throughput" for u in seen for lane in u.lanes):
                 seen += await take(stream, 1)
