@@ -9,6 +9,7 @@ A completion handler parses and classifies the body, then creates the request's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 from aiohttp import web
@@ -36,6 +37,8 @@ Classifier = Callable[[object], RequestSummary]
 BODY_TIMEOUT_KEY: web.AppKey[float] = web.AppKey("qwend_body_timeout_s", float)
 """``[connections] body_timeout_s`` of the app (router port or public endpoint)."""
 DEFAULT_BODY_TIMEOUT_S = ConnectionsConfig().body_timeout_s
+LINGER_AFTER_408_S = 1.0
+"""How long a too-slow body's connection still drains after its 408 and FIN."""
 REQUEST_TIMEOUT = "request_timeout"
 """The error ``code`` of a request whose body did not arrive in time."""
 
@@ -75,8 +78,27 @@ async def read_body(request: web.Request) -> bytes | web.Response:
     # go on reading the rest of the body for its lingering time (10 s) before closing.
     await refused.prepare(request)
     await refused.write_eof()
+    await _lingering_half_close(request)
     request.protocol.force_close()  # the transport flushes the 408, then closes
     return refused
+
+
+async def _lingering_half_close(request: web.Request) -> None:
+    """Send a FIN after the 408, then take (and drop) the client's bytes for a moment.
+
+    Closed outright while the client is still sending, the socket answers its next byte
+    with a reset, and a reset can destroy the 408 in the client's receive buffer before
+    the client reads it. A half-close lets the client see the 408 and the end of the
+    stream first; the linger is short and bounded, so a trickler gains nothing from it.
+    """
+    transport = request.transport
+    if transport is None or not transport.can_write_eof():
+        return
+    transport.write_eof()
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(LINGER_AFTER_408_S):
+            while await request.content.readany():
+                pass
 
 
 async def parse_request(

@@ -182,7 +182,9 @@ async def test_a_busy_lane_is_not_a_hung_one() -> None:
         status, lane, _ = await ask(s, h.url, chat())
         assert (status, lane) == (200, "fast")
         assert opened(h.router, "fast") >= 1  # it was suspected ...
-        assert breaker_state(h.router, "fast") == "closed"  # ... and cleared
+        # ... and cleared by its probe (on a loaded machine the probe's answer may land
+        # just after the request's own answer)
+        await until(lambda: breaker_state(h.router, "fast") == "closed")
         assert stable.requests == 0
 
 
