@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,10 @@ from qwend.api.messages import (
 )
 from qwend.bench.results import BenchResult, CaseRun, Metadata, RequestRecord
 from qwend.bench.store import save
+from tests.bench.test_daemon_bench import qwenctl, seed_lanes
+from tests.promotion.test_e2e import BASE_READY, monitor_table
 from tests.support.control_fakes import FakeSupervisor, demo_config, serve_control
+from tests.support.daemonproc import run_daemon, write_config
 from tests.tui.test_app import lanes_table, select, wait_for
 
 
@@ -106,6 +110,10 @@ def test_the_last_promotion_of_the_lane_with_its_gate_verdict() -> None:
     assert "no latency gate" in [line for line, _ in promotion_lines(records[1])][2]
 
 
+def lane_names(app: QwenTui) -> list[str]:
+    return [str(key.value) for key in lanes_table(app).rows]
+
+
 def detail_text(app: QwenTui) -> str:
     screen = app.screen
     assert isinstance(screen, DetailScreen)
@@ -175,3 +183,36 @@ async def test_the_palette_opens_any_lane() -> None:
             await wait_for(pilot.pause, lambda: isinstance(app.screen, DetailScreen))
             screen = app.screen
             assert isinstance(screen, DetailScreen) and screen.lane == "throughput"
+
+
+@pytest.mark.slow
+async def test_a_real_qwenctl_bench_shows_in_the_lanes_detail(
+    tmp_path: Path, sim_state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # qwenctl bench against a real daemon on sim lanes saves the result; qwen-tui, run by
+    # the same operator (same environment), finds it for that lane and not for another.
+    results = tmp_path / "bench"
+    monkeypatch.setenv("QWEND_BENCH_DIR", str(results))
+    config = write_config(tmp_path / "etc", seed_lanes(), monitor=monitor_table())
+    async with run_daemon(config, env={"QWEND_SIM_STATE_DIR": str(sim_state_dir)}) as daemon:
+        await daemon.wait_lanes(BASE_READY)
+        env = {"QWEND_SOCKET": str(daemon.control_socket), "QWEND_BENCH_DIR": str(results)}
+        code, out, err = await qwenctl(
+            env, "bench", "lane:stable", "--case", "text_8", "--time-scale", "20", "--json"
+        )
+        assert code == 0, err
+        rid = json.loads(out)["id"]
+        app = QwenTui(daemon.control_socket, refresh_s=0.2)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_for(
+                pilot.pause, lambda: {"stable", "throughput"} <= set(lane_names(app)), 30
+            )
+            select(app, "stable")
+            await pilot.press("enter")
+            await wait_for(pilot.pause, lambda: f"bench {rid}" in detail_text(app), 30)
+            line = next(x for x in detail_text(app).splitlines() if "text_8" in x)
+            assert "fail 0" in line and "tok/s" in line, line
+            await pilot.press("escape")
+            select(app, "throughput")
+            await pilot.press("enter")
+            await wait_for(pilot.pause, lambda: "no bench yet" in detail_text(app), 30)
