@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -216,3 +217,21 @@ async def test_a_real_qwenctl_bench_shows_in_the_lanes_detail(
             select(app, "throughput")
             await pilot.press("enter")
             await wait_for(pilot.pause, lambda: "no bench yet" in detail_text(app), 30)
+
+
+async def test_the_detail_view_greys_and_says_since_when_qwend_is_away() -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        served = await stack.enter_async_context(serve_control())
+        app = QwenTui(served.path, refresh_s=0.2, backoff_cap_s=0.5)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await wait_for(pilot.pause, lambda: lanes_table(app).row_count == 5)
+            select(app, "stable")
+            await pilot.press("i")
+            await wait_for(pilot.pause, lambda: isinstance(app.screen, DetailScreen))
+            screen = app.screen
+            assert isinstance(screen, DetailScreen) and not screen.has_class("-stale")
+            await stack.aclose()  # the daemon's control socket goes away
+            await wait_for(pilot.pause, lambda: screen.has_class("-stale"), 30)
+            title = screen.query_one("#detail-title", Static).render()
+            assert "qwend unreachable since" in str(title)
+            assert "lane stable (active lane of stable)" in detail_text(app)  # last values
