@@ -112,6 +112,12 @@ SOCKET_ENV = (
     ".TP\nQWEND_SOCKET\nControl socket path when \\-\\-socket is not given; then "
     "/run/qwend/control.sock, then $XDG_RUNTIME_DIR/qwend/control.sock.\n",
 )
+TUI_ENV = (
+    "ENVIRONMENT",
+    SOCKET_ENV[1] + ".TP\nQWEND_BENCH_DIR\nWhere qwenctl bench saved its results (else "
+    "$XDG_STATE_HOME/qwend/bench, ~/.local/state/qwend/bench): the lane detail view "
+    "shows the newest one about the lane.\n",
+)
 PAGES = (
     Page(
         "qwend",
@@ -145,7 +151,7 @@ PAGES = (
         "qwen-tui",
         "terminal user interface for the qwend daemon",
         ("qwen_tui.app:build_parser", "qwen_tui.cli:build_parser"),
-        (SOCKET_ENV, TUI_EXAMPLES),
+        (TUI_ENV, TUI_EXAMPLES),
         keys="qwen_tui.actions:all_keys",
     ),
     Page(

@@ -70,6 +70,13 @@ ACTION_TITLES: dict[Action, str] = {
 }
 
 VIEW_KEYS: tuple[Key, ...] = (
+    Key(
+        "i",
+        "detail",
+        "Lane detail (also Enter on a row): config, state, reason, graphs,"
+        " last promotion with its gate verdict, last bench",
+        "Detail",
+    ),
     Key("l", "logs", "Follow the selected lane's log", "Logs"),
     Key("P", "promotion", "Show the last or running promotion, with rollback", "Promotion"),
     Key("/", "filter", "Filter lanes by name, role, variant, state or reason", "Filter"),

@@ -26,6 +26,7 @@ from qwen_tui.messages import (
     ActionRequested,
     DaemonEvent,
     DaemonUnreachable,
+    DetailRequested,
     EventStreamLost,
     LogsRequested,
     StatsReceived,
@@ -34,6 +35,7 @@ from qwen_tui.messages import (
 from qwen_tui.promotion import PromotionItem, Promotions
 from qwen_tui.screens.confirm import ConfirmScreen
 from qwen_tui.screens.dashboard import DashboardScreen
+from qwen_tui.screens.detail import DetailScreen
 from qwen_tui.screens.help import HelpScreen
 from qwen_tui.screens.logs import LogsScreen
 from qwen_tui.screens.promotion import PromotionScreen
@@ -55,6 +57,7 @@ from qwend.api.messages import (
     ReloadResponse,
 )
 from qwend.api.stats import StatsFrame, apply_update
+from qwend.bench.store import results_dir
 from qwend.errors import QwendError
 
 STATUS_TIMEOUT_S = 10.0
@@ -84,6 +87,7 @@ class QwenTui(App[None]):
         client_factory: Callable[[Path], ControlClient] = ControlClient,
         clock: Callable[[], datetime] = local_now,
         backoff_cap_s: float = 10.0,
+        bench_dir: Path | None = None,
     ) -> None:
         super().__init__()
         self.socket_path = socket_path
@@ -97,6 +101,8 @@ class QwenTui(App[None]):
         self.history = History()
         self.promotions = Promotions()
         self.frame: StatsFrame | None = None
+        # Saved ``qwenctl bench`` results of the operator running qwen-tui (the same store).
+        self.bench_dir = results_dir(os.environ) if bench_dir is None else bench_dir
 
     def on_mount(self) -> None:
         self.push_screen(self.dashboard)
@@ -178,12 +184,17 @@ class QwenTui(App[None]):
 
     def on_stats_received(self, message: StatsReceived) -> None:
         self.dashboard.show_frame(message.frame, self.history, self.promotions)
+        if isinstance(detail := self._top(), DetailScreen):
+            detail.set_stale(False)
+            detail.redraw()
 
     def on_status_received(self, message: StatusReceived) -> None:
         self.dashboard.show_status(message.status)
 
     def on_daemon_unreachable(self, message: DaemonUnreachable) -> None:
         self.dashboard.show_unreachable(message.reason, message.since)
+        if isinstance(detail := self._top(), DetailScreen):
+            detail.set_stale(True, f"qwend unreachable since {message.since:%H:%M:%S}")
 
     def on_daemon_event(self, message: DaemonEvent) -> None:
         payload = message.event.payload()
@@ -207,6 +218,8 @@ class QwenTui(App[None]):
         else:
             self.dashboard.add_event_line(promotion_line(item))
         self.dashboard.show_promotions(self.promotions)
+        if isinstance(detail := self._top(), DetailScreen):
+            detail.redraw()
         if isinstance(self.screen, PromotionScreen):
             self.screen.refresh_progress()
 
@@ -288,6 +301,22 @@ class QwenTui(App[None]):
 
     def on_logs_requested(self, message: LogsRequested) -> None:
         self.push_screen(LogsScreen(message.lane, partial(self.client_factory, self.socket_path)))
+
+    def _top(self) -> object:
+        """The screen on top, or None while the app shuts down (frames may still arrive)."""
+        return self.screen_stack[-1] if self.screen_stack else None
+
+    def on_detail_requested(self, message: DetailRequested) -> None:
+        self.push_screen(
+            DetailScreen(
+                message.lane,
+                lambda: self.frame,
+                self.history,
+                self.promotions,
+                partial(self.client_factory, self.socket_path),
+                self.bench_dir,
+            )
+        )
 
     def action_show_keys(self) -> None:
         self.push_screen(HelpScreen())

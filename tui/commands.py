@@ -8,7 +8,7 @@ from functools import partial
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from qwen_tui.actions import ACTION_TITLES, Action, lane_actions
-from qwen_tui.messages import ActionRequested
+from qwen_tui.messages import ActionRequested, DetailRequested
 from qwend.api.stats import StatsFrame
 
 
@@ -44,6 +44,13 @@ class QwendCommands(Provider):
                     name = f"{ACTION_TITLES[action]} {lane.name}"
                 help_text = f"{lane.role} · {lane.variant} · {lane.state} (asks first)"
                 out.append((name, partial(post, ActionRequested(action, lane.name)), help_text))
+            out.append(
+                (
+                    f"Show lane {lane.name}",
+                    partial(post, DetailRequested(lane.name)),
+                    "config, state, graphs, last promotion and gate verdict, last bench",
+                )
+            )
         return out
 
     async def discover(self) -> Hits:

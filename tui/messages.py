@@ -96,3 +96,11 @@ class LogsRequested(Message):
     def __init__(self, lane: str) -> None:
         super().__init__()
         self.lane = lane
+
+
+class DetailRequested(Message):
+    """The operator asked for one lane's detail view."""
+
+    def __init__(self, lane: str) -> None:
+        super().__init__()
+        self.lane = lane

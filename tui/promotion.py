@@ -78,6 +78,10 @@ class Promotions:
     def latest(self) -> Progress | None:
         return next(reversed(self._by_id.values()), None)
 
+    def all(self) -> tuple[Progress, ...]:
+        """Every promotion seen, oldest first."""
+        return tuple(self._by_id.values())
+
     def get(self, promotion_id: str) -> Progress | None:
         return self._by_id.get(promotion_id)
 

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from qwen_tui.actions import ACTION_KEYS, ACTION_TITLES, VIEW_KEYS, Action
 from qwen_tui.history import History
-from qwen_tui.messages import ActionRequested, LogsRequested
+from qwen_tui.messages import ActionRequested, DetailRequested, LogsRequested
 from qwen_tui.promotion import Promotions
 from qwen_tui.rows import LANE_COLUMNS, filter_rows, frame_summary, lane_rows, sort_rows
 from qwen_tui.widgets.events import EventLog
@@ -195,6 +195,18 @@ class DashboardScreen(Screen[None]):
         lane = self.selected_lane
         if lane is not None:
             self.post_message(LogsRequested(lane))
+
+    def action_detail(self) -> None:
+        lane = self.selected_lane
+        if lane is None:
+            self.notify("no lane selected", severity="warning")
+            return
+        self.post_message(DetailRequested(lane))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        # Enter (or a click on the highlighted row) opens the lane, as in k9s.
+        if event.row_key.value is not None:
+            self.post_message(DetailRequested(str(event.row_key.value)))
 
     def action_promotion(self) -> None:
         self.app.action_show_promotion()  # type: ignore[attr-defined]
