@@ -118,12 +118,24 @@ def _expected_routes(status: StatusResponse) -> dict[str, set[str]]:
     return expected
 
 
+async def _model(target: Target) -> str:
+    """The model name to ask the target for.
+
+    Through qwend (router, role) the public name; a lane addressed directly knows the
+    model by the name its backend serves, which may be a path (transformers serve), so
+    the lane's own ``/v1/models`` says first.
+    """
+    if target.lane:
+        return await first_model(target.url) or target.model or "default"
+    return target.model or await first_model(target.url) or "default"
+
+
 async def cmd_verify(ctx: Context) -> int:
     args = ctx.args
     status, npus = await _daemon(ctx)
     target = from_status(args.target, status) if status else await resolve_target(args.target, None)
     lanes = _served_lanes(target, status)
-    model = args.model or target.model or await first_model(target.url) or "default"
+    model = args.model or await _model(target)
     image = args.image
     if image is None:
         image = any(lane.role == MULTIMODAL_ROLE for lane in lanes)
@@ -145,7 +157,9 @@ async def cmd_verify(ctx: Context) -> int:
             )
         )
         ctx.stderr.write("verify: endpoints\n")
-        sections.append(await checks.endpoints(session, target.url, model, image))
+        sections.append(
+            await checks.endpoints(session, target.url, model, image, direct=bool(target.lane))
+        )
         if target.via_router and status is not None:
             ctx.stderr.write("verify: routes\n")
             sections.append(

@@ -110,3 +110,17 @@ async def test_verify_report_is_complete_against_the_real_lane(tmp_path: Path) -
         assert f"transformers {expected['transformers']}" in out
         assert f"torch {expected['torch']}" in out
         assert PUBLIC_MODEL in out
+
+        # The real lane directly (no router): it knows the model by its path, and the
+        # report asks it by that name; no routes section, still complete.
+        code, out, err = await _qwenctl(
+            daemon.control_socket, "verify", "lane:stable", *SMALL, "--json"
+        )
+        assert code == ExitStatus.OK, out + err
+        direct = {s["title"]: s for s in json.loads(out)["sections"]}
+        assert tuple(direct) == TITLES
+        assert direct["Routes"]["verdict"] == "skipped"
+        assert direct["Endpoints"]["verdict"] == "pass", direct["Endpoints"]
+        assert direct["Accuracy (GSM8K)"]["verdict"] == "pass"
+        assert direct["Accuracy (GSM8K)"]["data"]["simulated"] is False
+        assert list(direct["Environment"]["data"]["packages"]) == ["stable"]
