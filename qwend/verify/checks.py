@@ -60,7 +60,9 @@ def _text(answer: Answer) -> str:
 
 
 def _excerpt(text: str, n: int = 60) -> str:
-    flat = " ".join(text.split())
+    """One line of at most ``n`` characters; control characters (a random model's
+    tokens, or a terminal escape sequence from a hostile backend) shown as U+FFFD."""
+    flat = "".join(c if c.isprintable() else "\ufffd" for c in " ".join(text.split()))
     return flat if len(flat) <= n else flat[: n - 1] + "…"
 
 

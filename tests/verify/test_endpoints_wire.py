@@ -27,7 +27,9 @@ async def models(_: web.Request) -> web.Response:
 async def completion(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     if not body.get("stream"):
-        choice = {"index": 0, "text": "ok", "message": {"role": "assistant", "content": "ok"}}
+        # A terminal escape sequence: the report must not carry it to the operator's terminal.
+        text = "ok\x1b[2J"
+        choice = {"index": 0, "text": text, "message": {"role": "assistant", "content": text}}
         return web.json_response({"choices": [choice]})
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
@@ -59,6 +61,8 @@ async def test_a_finished_stream_without_done_passes_only_for_a_lane(
         app[FINISH][-1] = None  # cut off: no finish_reason either
         cut = await checks.endpoints(session, url, "m", False, direct=True)
     assert lane.verdict is Verdict.PASS, lane
+    answers = [row[-1] for row in lane.tables[0].rows]
+    assert answers[1:3] == ["ok\ufffd[2J", "ok\ufffd[2J"]
     assert lane.tables[0].rows[-1][-1] == "2 chunks, finished, no [DONE]"
     assert any("router adds it" in note for note in lane.notes)
     assert router.verdict is Verdict.FAIL and router.conclusion == "failed: chat stream"
