@@ -106,10 +106,16 @@ def environment_section(
         ),
     ]
     notes = []
+    # The control API answers "enabled" for a monitor that exists; the view itself says
+    # whether it runs (disabled in the config, or no npu-smi) and why not.
+    error = (view or {}).get("error")
     if rows:
         tables.insert(0, Table(("NPU.chip", "chip", "health", "HBM", "lanes"), tuple(rows)))
-    elif not monitor_enabled:
-        notes.append("the daemon's NPU monitor is disabled: no npu-smi health")
+    elif not monitor_enabled or (view or {}).get("enabled") is False:
+        why = f" ({error})" if error else ""
+        notes.append(f"the daemon's NPU monitor is not running{why}: no npu-smi health")
+    elif error:
+        notes.append(f"no npu-smi reading: {error}")
     else:
         notes.append("npu-smi reported no NPU used by a lane")
     if bad:

@@ -67,7 +67,14 @@ def test_environment_judges_the_npus_lanes_use() -> None:
     bad = environment_section(view("Warning"), True, {}, lanes)
     assert bad.verdict is Verdict.FAIL and "NPU 4.0 health Warning" in bad.conclusion
     off = environment_section(None, False, {}, lanes)
-    assert off.verdict is Verdict.INFO and "monitor is disabled" in off.notes[0]
+    assert off.verdict is Verdict.INFO and "monitor is not running" in off.notes[0]
+    # What the daemon sends when [monitor] enabled = false: a view that says so.
+    reason = "NPU monitor disabled ([monitor] enabled = false)"
+    disabled = environment_section({"enabled": False, "error": reason}, True, {}, lanes)
+    assert disabled.notes == (f"the daemon's NPU monitor is not running ({reason}): "
+                              "no npu-smi health",)  # fmt: skip
+    failing = environment_section({"enabled": True, "error": "npu-smi timed out"}, True, {}, lanes)
+    assert failing.notes == ("no npu-smi reading: npu-smi timed out",)
 
 
 def test_environment_lists_each_lanes_backend_packages() -> None:

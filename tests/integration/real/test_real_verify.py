@@ -83,6 +83,9 @@ async def test_verify_report_is_complete_against_the_real_lane(tmp_path: Path) -
         assert packages["stable"]["torch"] == expected["torch"]
         assert packages["stable"]["simulated"] is False
         assert packages["mm"]["simulated"] is True
+        # No NPU here and the monitor is off in this config: said so, not judged.
+        assert environment["verdict"] == "info"
+        assert "monitor is not running" in environment["notes"][0]
 
         for title in ("Endpoints", "Routes", "Latency", "Throughput"):
             assert sections[title]["verdict"] == "pass", sections[title]
