@@ -27,6 +27,7 @@ from qwend.cli.exit import ExitStatus
 from qwend.errors import ControlError
 from qwend.verify import checks
 from qwend.verify.environment import ASCEND_ROOT, environment_section, versions
+from qwend.verify.interpreter import lane_packages
 from qwend.verify.report import Report, Section, Verdict, render_markdown
 
 SubFactory = Callable[[str, str], argparse.ArgumentParser]
@@ -117,12 +118,24 @@ def _expected_routes(status: StatusResponse) -> dict[str, set[str]]:
     return expected
 
 
+async def _model(target: Target) -> str:
+    """The model name to ask the target for.
+
+    Through qwend (router, role) the public name; a lane addressed directly knows the
+    model by the name its backend serves, which may be a path (transformers serve), so
+    the lane's own ``/v1/models`` says first.
+    """
+    if target.lane:
+        return await first_model(target.url) or target.model or "default"
+    return target.model or await first_model(target.url) or "default"
+
+
 async def cmd_verify(ctx: Context) -> int:
     args = ctx.args
     status, npus = await _daemon(ctx)
     target = from_status(args.target, status) if status else await resolve_target(args.target, None)
     lanes = _served_lanes(target, status)
-    model = args.model or target.model or await first_model(target.url) or "default"
+    model = args.model or await _model(target)
     image = args.image
     if image is None:
         image = any(lane.role == MULTIMODAL_ROLE for lane in lanes)
@@ -131,17 +144,22 @@ async def cmd_verify(ctx: Context) -> int:
     async with aiohttp.ClientSession(timeout=timeout) as session:
         probes = [(lane.name, lane.variant, f"http://{LANE_HOST}:{lane.port}") for lane in lanes]
         version_rows = await checks.lane_versions(session, probes or [("target", "-", target.url)])
-        simulated = any(row[-1] == "yes" for row in version_rows)
+        sim_lanes = frozenset(row[0] for row in version_rows if row[-1] == "yes")
+        simulated = len(sim_lanes) == len(version_rows)
+        packages = {lane.name: await lane_packages(lane.pid) for lane in lanes}
         sections.append(
             environment_section(
                 npus.view if npus else None,
                 bool(npus and npus.enabled),
                 versions(Path(args.ascend_root)),
                 version_rows,
+                packages,
             )
         )
         ctx.stderr.write("verify: endpoints\n")
-        sections.append(await checks.endpoints(session, target.url, model, image))
+        sections.append(
+            await checks.endpoints(session, target.url, model, image, direct=bool(target.lane))
+        )
         if target.via_router and status is not None:
             ctx.stderr.write("verify: routes\n")
             sections.append(
@@ -167,7 +185,9 @@ async def cmd_verify(ctx: Context) -> int:
                 max_tokens=args.max_tokens,
                 min_accuracy=args.min_accuracy,
             )
-            sections.append(await checks.accuracy(session, target.url, model, cfg, simulated))
+            sections.append(
+                await checks.accuracy(session, target.url, model, cfg, simulated, sim_lanes)
+            )
         else:
             sections.append(Section("Accuracy (GSM8K)", Verdict.SKIPPED, "--gsm8k-samples 0"))
     report = Report(
@@ -177,6 +197,7 @@ async def cmd_verify(ctx: Context) -> int:
         qwend_version=__version__,
         simulated=simulated,
         sections=tuple(sections),
+        simulated_lanes=() if simulated else tuple(sorted(sim_lanes)),
     )
     text = json.dumps(report.to_dict(), indent=2) + "\n" if ctx.json else render_markdown(report)
     if args.output:

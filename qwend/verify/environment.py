@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from qwend.verify.packages import describe
 from qwend.verify.report import Section, Table, Verdict
 
 ASCEND_ROOT = Path("/usr/local/Ascend")
@@ -72,25 +73,55 @@ def environment_section(
     monitor_enabled: bool,
     host_versions: Mapping[str, str],
     lane_versions: Sequence[tuple[str, ...]],
+    packages: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Section:
-    """NPU health per NPU used, driver/firmware/CANN, backend versions per lane."""
+    """NPU health per NPU used, driver/firmware/CANN, backend versions per lane.
+
+    ``lane_versions`` rows are (lane, variant, /version, served model, simulated "yes"/"no");
+    ``packages`` maps a lane to what its own interpreter reports (qwend.verify.interpreter).
+    """
     rows, bad, tool = npu_rows(view)
+    found = packages or {}
+    lane_rows = tuple(
+        (*row[:3], describe(found.get(row[0], {})), *row[3:]) for row in lane_versions
+    )
+    data = {
+        "packages": {
+            row[0]: {**found.get(row[0], {}), "simulated": row[-1] == "yes"}
+            for row in lane_versions
+        }
+    }
     tables = [
         Table(("component", "version"), (("npu-smi", tool), *sorted(host_versions.items()))),
         Table(
-            ("lane", "variant", "backend (/version)", "served model", "simulated"),
-            tuple(lane_versions),
+            (
+                "lane",
+                "variant",
+                "backend (/version)",
+                "backend packages (lane's interpreter)",
+                "served model",
+                "simulated",
+            ),
+            lane_rows,
         ),
     ]
     notes = []
+    # The control API answers "enabled" for a monitor that exists; the view itself says
+    # whether it runs (disabled in the config, or no npu-smi) and why not.
+    error = (view or {}).get("error")
     if rows:
         tables.insert(0, Table(("NPU.chip", "chip", "health", "HBM", "lanes"), tuple(rows)))
-    elif not monitor_enabled:
-        notes.append("the daemon's NPU monitor is disabled: no npu-smi health")
+    elif not monitor_enabled or (view or {}).get("enabled") is False:
+        why = f" ({error})" if error else ""
+        notes.append(f"the daemon's NPU monitor is not running{why}: no npu-smi health")
+    elif error:
+        notes.append(f"no npu-smi reading: {error}")
     else:
         notes.append("npu-smi reported no NPU used by a lane")
     if bad:
-        return Section("Environment", Verdict.FAIL, "; ".join(bad), tuple(tables), tuple(notes))
+        return Section(
+            "Environment", Verdict.FAIL, "; ".join(bad), tuple(tables), tuple(notes), data
+        )
     if rows:
         return Section(
             "Environment",
@@ -98,7 +129,8 @@ def environment_section(
             f"{len(rows)} chip(s) in use, health OK",
             tuple(tables),
             tuple(notes),
+            data,
         )
     return Section(
-        "Environment", Verdict.INFO, "NPU health not available", tuple(tables), tuple(notes)
+        "Environment", Verdict.INFO, "NPU health not available", tuple(tables), tuple(notes), data
     )

@@ -52,7 +52,10 @@ class Report:
     generated_at: str
     qwend_version: str
     simulated: bool
+    """Every lane that served the report is a simulator: the figures measure no model."""
     sections: tuple[Section, ...]
+    simulated_lanes: tuple[str, ...] = ()
+    """The simulated lanes among real ones (a real text lane beside a sim image lane)."""
 
     @property
     def ok(self) -> bool:
@@ -65,6 +68,7 @@ class Report:
             "generated_at": self.generated_at,
             "qwend_version": self.qwend_version,
             "simulated": self.simulated,
+            "simulated_lanes": list(self.simulated_lanes),
             "ok": self.ok,
             "sections": [
                 {
@@ -80,6 +84,14 @@ class Report:
         }
 
 
+def _lanes_kind(report: Report) -> str:
+    if report.simulated:
+        return "simulated (qwend-sim)"
+    if report.simulated_lanes:
+        return "real backends; simulated: " + ", ".join(report.simulated_lanes)
+    return "real backends"
+
+
 def render_markdown(report: Report) -> str:
     """The report in the shape of a deployment verification document."""
     lines = ["# qwend deployment verification", ""]
@@ -89,7 +101,7 @@ def render_markdown(report: Report) -> str:
             ("target", f"{report.target} ({report.url})"),
             ("generated", report.generated_at),
             ("qwend version", report.qwend_version),
-            ("lanes", "simulated (qwend-sim)" if report.simulated else "real backends"),
+            ("lanes", _lanes_kind(report)),
         ),
     ).markdown()
     if report.simulated:

@@ -29,8 +29,12 @@ async def chat(request: web.Request) -> web.Response:
     answer = gsm8k.problems(SAMPLES)[index].answer
     said = answer if index % 2 == 0 else f"{answer}1"
     text = f"Let me work it out step by step. The answer is {said}."
+    # Playing a router: the model names the lane that answers (none: not a router).
+    lane = {"real": "stable", "sim": "mm"}.get(body["model"])
+    headers = {"X-Qwend-Lane": lane} if lane else {}
     return web.json_response({"choices": [{"index": 0, "message": {"role": "assistant",
-                              "content": text}, "finish_reason": "stop"}]})  # fmt: skip
+                              "content": text}, "finish_reason": "stop"}]},
+                             headers=headers)  # fmt: skip
 
 
 @pytest.fixture
@@ -53,8 +57,10 @@ async def test_accuracy_is_measured_and_judged(
             session, url, "m", checks.AccuracySettings(samples=SAMPLES, min_accuracy=0.6), False
         )
         simulated = await checks.accuracy(session, url, "m", cfg, simulated=True)
-    assert section.data == {"samples": 6, "correct": 3, "answered": 6, "accuracy": 0.5}
-    assert section.verdict is Verdict.PASS and section.conclusion == "50.00% exact match"
+    assert section.data == {"samples": 6, "correct": 3, "answered": 6, "accuracy": 0.5,
+                            "simulated": False, "lanes": []}  # fmt: skip
+    assert section.verdict is Verdict.PASS
+    assert section.conclusion == "50.00% exact match, at least the required 40%"
     assert strict.verdict is Verdict.FAIL and "below the required 60%" in strict.conclusion
     assert simulated.verdict is Verdict.INFO and "measures nothing" in simulated.notes[0]
     first = bodies[0]
@@ -67,3 +73,25 @@ async def test_failed_requests_fail_the_section() -> None:
     async with aiohttp.ClientSession() as session:
         section = await checks.accuracy(session, "http://127.0.0.1:9", "m", cfg, False)
     assert section.verdict is Verdict.FAIL and "2 requests failed" in section.conclusion
+
+
+async def test_the_lanes_that_answered_decide_whether_it_is_simulated(
+    model_url: tuple[str, list[dict[str, object]]],
+) -> None:
+    """A real text lane beside a simulated image lane: the accuracy is a real measurement."""
+    url, _ = model_url
+    sim = frozenset({"mm"})
+    cfg = checks.AccuracySettings(samples=2, min_accuracy=0.0)
+    async with aiohttp.ClientSession() as session:
+        real = await checks.accuracy(session, url, "real", cfg, True, sim)
+        fake = await checks.accuracy(session, url, "sim", cfg, False, sim)
+        report_only = await checks.accuracy(
+            session, url, "real", checks.AccuracySettings(samples=2), True, sim
+        )
+    assert real.verdict is Verdict.PASS and real.data["simulated"] is False
+    assert real.data["lanes"] == ["stable"] and "stable (real model)" in real.notes[0]
+    assert fake.verdict is Verdict.INFO and fake.data["simulated"] is True
+    assert "measures nothing" in fake.notes[0]
+    # Without --min-accuracy a real model's score is reported, not judged.
+    assert report_only.verdict is Verdict.INFO
+    assert "reported only" in report_only.conclusion

@@ -67,4 +67,39 @@ def test_environment_judges_the_npus_lanes_use() -> None:
     bad = environment_section(view("Warning"), True, {}, lanes)
     assert bad.verdict is Verdict.FAIL and "NPU 4.0 health Warning" in bad.conclusion
     off = environment_section(None, False, {}, lanes)
-    assert off.verdict is Verdict.INFO and "monitor is disabled" in off.notes[0]
+    assert off.verdict is Verdict.INFO and "monitor is not running" in off.notes[0]
+    # What the daemon sends when [monitor] enabled = false: a view that says so.
+    reason = "NPU monitor disabled ([monitor] enabled = false)"
+    disabled = environment_section({"enabled": False, "error": reason}, True, {}, lanes)
+    assert disabled.notes == (f"the daemon's NPU monitor is not running ({reason}): "
+                              "no npu-smi health",)  # fmt: skip
+    failing = environment_section({"enabled": True, "error": "npu-smi timed out"}, True, {}, lanes)
+    assert failing.notes == ("no npu-smi reading: npu-smi timed out",)
+
+
+def test_environment_lists_each_lanes_backend_packages() -> None:
+    lanes = [
+        ("mm", "baseline", "0.1.0+qwend-sim", "m", "yes"),
+        ("stable", "transformers", "unknown", "/models/tiny", "no"),
+    ]
+    found = {"stable": {"transformers": "5.2.0", "torch": "2.9.0+cpu", "python": "3.11.2"}}
+    section = environment_section(None, False, {}, lanes, found)
+    assert section.tables[-1].rows == (
+        ("mm", "baseline", "0.1.0+qwend-sim", "unknown", "m", "yes"),
+        ("stable", "transformers", "unknown", "torch 2.9.0+cpu, transformers 5.2.0",
+         "/models/tiny", "no"),
+    )  # fmt: skip
+    assert section.data["packages"] == {
+        "mm": {"simulated": True},
+        "stable": {**found["stable"], "simulated": False},
+    }
+
+
+def test_a_real_deployment_with_a_simulated_lane_says_which() -> None:
+    mixed = Report("router", "http://r", "now", "0.1.0", False, (), ("mm",))
+    text = render_markdown(mixed)
+    assert "| lanes | real backends; simulated: mm |" in text
+    assert "accuracy measures nothing" not in text
+    assert mixed.to_dict()["simulated_lanes"] == ["mm"]
+    real = render_markdown(Report("router", "http://r", "now", "0.1.0", False, ()))
+    assert "| lanes | real backends |" in real
