@@ -168,6 +168,10 @@ class LaneInfo(Message):
     accepting: bool = False
     """Routable right now."""
     model: str = ""
+    """The public name clients ask for."""
+    served_model: str = ""
+    """The name the lane's backend expects (what a client talking to the lane directly
+    must send)."""
     pid: int | None = None
     port: int = 0
     npus: tuple[int, ...] = ()

@@ -67,6 +67,11 @@ def _lane_url(lane: LaneInfo) -> str:
     return f"http://{LANE_HOST}:{lane.port}"
 
 
+def _direct_model(lane: LaneInfo, fallback: str) -> str:
+    """The name to send a lane directly: its backend's name, not the router's public one."""
+    return lane.served_model or lane.model or fallback
+
+
 def from_status(spec: str, status: StatusResponse) -> Target:
     """Resolve ``spec`` against the daemon's status (pure)."""
     by_name = {lane.name: lane for lane in status.lanes}
@@ -85,7 +90,7 @@ def from_status(spec: str, status: StatusResponse) -> Target:
         if lane is None:
             raise TargetError(f"no lane {name!r}; lanes: {', '.join(sorted(by_name))}")
         url = _lane_url(lane)
-        return Target(spec, url, False, lane.model or model, variants, digest, lane.name)
+        return Target(spec, url, False, _direct_model(lane, model), variants, digest, lane.name)
     if kind == "role" and name:
         active = status.active.get(name)
         if active is None or active not in by_name:
@@ -93,7 +98,7 @@ def from_status(spec: str, status: StatusResponse) -> Target:
             raise TargetError(f"role {name!r} has no active lane; roles: {roles}")
         lane = by_name[active]
         url = _lane_url(lane)
-        return Target(spec, url, False, lane.model or model, variants, digest, lane.name)
+        return Target(spec, url, False, _direct_model(lane, model), variants, digest, lane.name)
     raise TargetError(
         f"target {spec!r}: expected router, role:NAME, lane:NAME or an http(s):// URL"
     )

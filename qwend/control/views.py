@@ -76,6 +76,7 @@ def lane_info(
         standby=snap.standby,
         accepting=snap.accepting,
         model=snap.model,
+        served_model=snap.served_model,
         pid=snap.pid,
         port=snap.port,
         npus=tuple(snap.npus),

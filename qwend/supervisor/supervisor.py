@@ -73,6 +73,8 @@ class LaneSnapshot:
     failure_log: tuple[str, ...] = ()
     """The last lines of the lane's output when it last failed to start or crashed;
     cleared when it is ready."""
+    served_model: str = ""
+    """The ``model`` the lane's backend expects (its ``served_model``, else ``model``)."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,7 @@ class Supervisor:
             role=cfg.role,
             variant=cfg.variant,
             model=cfg.model,
+            served_model=cfg.backend_model,
             standby=cfg.standby,
             active=routable.active,
             state=runner.state,

@@ -68,3 +68,20 @@ def test_config_digest_covers_the_lane_files(tmp_path: Path) -> None:
     (tmp_path / "lanes.d" / "a.toml").write_text("[lane]\nname = 'a'\n")
     assert config_digest(str(main)) != first
     assert config_digest(str(tmp_path / "missing.toml")) == ""
+
+
+def test_a_lane_benched_directly_gets_its_backends_model_name() -> None:
+    """The router maps public names; a lane's own server knows only its served_model
+    (transformers serve: the model's path), so a direct bench must send that."""
+    base = status()
+    renamed = tuple(
+        LaneInfo(**{**vars(lane), "served_model": "/data/models/Qwen3.5-9B"})
+        if lane.name == "stable"
+        else lane
+        for lane in base.lanes
+    )
+    served = StatusResponse(daemon=base.daemon, active=base.active, lanes=renamed)
+    assert from_status("lane:stable", served).model == "/data/models/Qwen3.5-9B"
+    assert from_status("role:stable", served).model == "/data/models/Qwen3.5-9B"
+    assert from_status("router", served).model == "qwen"  # the router maps the public name
+    assert from_status("role:multimodal", served).model == "qwen"

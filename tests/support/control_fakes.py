@@ -121,6 +121,7 @@ class FakeSupervisor:
             role=lc.role,
             variant=lc.variant,
             model=lc.model,
+            served_model=lc.backend_model,
             standby=lc.standby,
             active=self.active.get(lc.role) == name,
             state=state,
