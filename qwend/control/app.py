@@ -256,7 +256,9 @@ async def npus(request: web.Request) -> web.Response:
         return _json(NpusResponse(enabled=True, table="no NPU reading yet\n"))
     renderer = ctx.npu_renderer or default_npu_renderer
     data, table = renderer(view)
-    return _json(NpusResponse(enabled=True, view=data, table=table))
+    # A monitor configured off (or without npu-smi) still answers with its reason.
+    enabled = bool(getattr(view, "enabled", True))
+    return _json(NpusResponse(enabled=enabled, view=data, table=table))
 
 
 def default_npu_renderer(view: Any) -> tuple[dict[str, Any], str]:

@@ -22,8 +22,9 @@ from qwend.api.messages import (
     PromotionOutcome,
     PromotionRecord,
 )
-from qwend.config.model import Config
+from qwend.config.model import Config, MonitorConfig
 from qwend.errors import ConfigError, ConfigIssue
+from qwend.npu.monitor import NpuMonitor
 from qwend.supervisor.reload import ReloadReport
 from tests.support.control_fakes import FakeSupervisor, demo_config, serve_control
 
@@ -136,6 +137,17 @@ async def test_npus_with_and_without_monitor() -> None:
         on = await client.npus()
     assert not off.enabled and "disabled" in off.table
     assert on.enabled and on.view == {"npus": [0, 1]} and on.table == "2 NPUs\n"
+
+
+async def test_npus_of_a_monitor_configured_off_say_it_is_off() -> None:
+    """``[monitor] enabled = false`` still builds a monitor (it carries the reason); the
+    answer must not claim a working monitor that merely has no NPU."""
+    monitor = NpuMonitor(MonitorConfig(enabled=False), dict, dict)
+    served = serve_control(monitor=monitor, real_npu_renderer=True)
+    async with served as srv, ControlClient(srv.path) as client:
+        answer = await client.npus()
+    assert not answer.enabled
+    assert "enabled = false" in str(answer.view)
 
 
 async def test_promote_streams_progress_then_record(tmp_path: Path) -> None:

@@ -294,6 +294,7 @@ async def serve_control(
     state_dir: Path | None = None,
     group: str | None = None,
     dir_mode: int = 0o700,
+    real_npu_renderer: bool = False,
 ) -> AsyncIterator[Served]:
     """Serve ``make_control_app`` with fakes on a fresh short-path Unix socket."""
     sup = supervisor or FakeSupervisor(demo_config())
@@ -312,7 +313,9 @@ async def serve_control(
             config_path="/etc/qwend/qwend.toml",
             control_socket=path,
             router_url="http://127.0.0.1:18088",
-            npu_renderer=lambda view: ({"npus": list(view)}, f"{len(view)} NPUs\n"),
+            npu_renderer=None
+            if real_npu_renderer
+            else lambda view: ({"npus": list(view)}, f"{len(view)} NPUs\n"),
             stats_interval_s=0.2,
         )
         runner = web.AppRunner(app, shutdown_timeout=2.0)
