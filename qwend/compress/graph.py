@@ -17,8 +17,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from functools import lru_cache
 
 from qwend.compress.pagerank import pagerank_factored
+from qwend.compress.terms import TERMS_CACHE_SIZE
 
 BM25_K1 = 1.2
 BM25_B = 0.75
@@ -31,6 +33,12 @@ SPECIFICITY_SHARE = 0.5
 """Weight of a sentence's information (squared IDF mass) next to its PageRank centrality."""
 RECENT_SHARE = 0.5
 """Share of the random jumps that land on sentences of the recent turns."""
+
+
+@lru_cache(maxsize=TERMS_CACHE_SIZE)
+def _term_counts(terms: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    """Each distinct term of a sentence with its count, in first-seen order (memoised)."""
+    return tuple(Counter(terms).items())
 
 
 def idf_table(term_lists: Sequence[Sequence[str]]) -> dict[str, float]:
@@ -69,20 +77,29 @@ def sentence_scores(
     n = len(term_lists)
     if n == 0:
         return [], {}
-    idf = idf_table(term_lists)
-    weights = bm25_weights(term_lists, idf)
+    # One pass for document frequencies, one for BM25 weights, one for links: this runs on
+    # every call over the whole history (4,000 sentences at 500 turns), so term counts are
+    # memoised per sentence and the IDF table is built from the same frequencies.
+    counts = [_term_counts(tuple(terms)) for terms in term_lists]
     df: Counter[str] = Counter()
-    for w in weights:
-        df.update(w.keys())
+    for pairs in counts:
+        df.update([t for t, _ in pairs])
+    idf = {t: math.log(1.0 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+    lengths = [len(terms) for terms in term_lists]
+    average = (sum(lengths) / n) or 1.0
+    k1 = BM25_K1 + 1.0
     # A term in one sentence links nothing; one in most sentences says nothing.
-    linking = {t for t, d in df.items() if 1 < d <= max(2, n // 4)}
+    most = max(2, n // 4)
+    linking = {t for t, d in df.items() if 1 < d <= most}
     term_node: dict[str, int] = {}
     links: list[list[tuple[int, float]]] = []
-    for w in weights:
-        top = sorted((t for t in w if t in linking), key=lambda t: (-w[t], t))
-        links.append(
-            [(term_node.setdefault(t, len(term_node)), w[t]) for t in top[:TERMS_PER_SENTENCE]]
-        )
+    weights: list[dict[str, float]] = []
+    for pairs, length in zip(counts, lengths, strict=True):
+        norm = BM25_K1 * (1.0 - BM25_B + BM25_B * length / average)
+        w = {t: idf[t] * tf * k1 / (tf + norm) for t, tf in pairs}
+        weights.append(w)
+        top = sorted([(-x, t) for t, x in w.items() if t in linking])[:TERMS_PER_SENTENCE]
+        links.append([(term_node.setdefault(t, len(term_node)), -x) for x, t in top])
     # A sentence's information is the squared IDF mass of its distinct terms (squared: one
     # rare name or number outweighs several everyday words); per token (how the
     # planner ranks), rare names and numbers are dense and template chatter is thin.

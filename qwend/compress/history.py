@@ -28,7 +28,7 @@ from qwend.compress.counting import EstimatingCounter, TokenCounter
 from qwend.compress.graph import sentence_scores
 from qwend.compress.model import Budget, CompressionResult, TurnReport
 from qwend.compress.sentences import Span, join_spans, split_sentences
-from qwend.compress.terms import sentence_terms
+from qwend.compress.terms import sentence_terms, term_set
 from qwend.tokens import REPLY_PRIMER_TOKENS
 
 REPLAN_HEADROOM = 0.75
@@ -171,14 +171,11 @@ class _Planner:
         term_lists = [sentence_terms(s.span.text) for t in ranked for s in t.sentences]
         recent = [t.kind == "recent" for t in ranked for _ in t.sentences]
         scores, self.idf = sentence_scores(term_lists, recent)
-        self.scores: dict[tuple[int, int], float] = {}
-        self.terms: dict[tuple[int, int], frozenset[str]] = {}
-        position = 0
-        for t in ranked:
-            for k in range(len(t.sentences)):
-                self.scores[(t.index, k)] = scores[position]
-                self.terms[(t.index, k)] = frozenset(term_lists[position])
-                position += 1
+        keys = [(t.index, k) for t in ranked for k in range(len(t.sentences))]
+        self.scores: dict[tuple[int, int], float] = dict(zip(keys, scores, strict=True))
+        self.terms: dict[tuple[int, int], frozenset[str]] = dict(
+            zip(keys, map(term_set, term_lists), strict=True)
+        )
         self.tokens = {
             (t.index, k): max(1, counter.count(s.span.text))
             for t in self.older
@@ -188,10 +185,9 @@ class _Planner:
         self.fixed = {t.index: self._fixed(t) for t in self.older}
 
     def _density_order(self, turn: _Turn) -> list[int]:
-        keys = range(len(turn.sentences))
-        return sorted(
-            keys, key=lambda k: (-self.scores[(turn.index, k)] / self.tokens[(turn.index, k)], k)
-        )
+        i, scores, tokens = turn.index, self.scores, self.tokens
+        ranked = sorted((-scores[(i, k)] / tokens[(i, k)], k) for k in range(len(turn.sentences)))
+        return [k for _, k in ranked]
 
     def _fixed(self, turn: _Turn) -> int:
         content = turn.message.get("content")

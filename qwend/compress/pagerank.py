@@ -9,6 +9,7 @@ Python, so numpy (not a runtime dependency) would buy little.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import mul, sub
 
 DAMPING = 0.85
 TOLERANCE = 1e-6
@@ -80,33 +81,39 @@ def pagerank_factored(
     if n == 0:
         return []
     teleport = _teleport(n, personalization)
-    out: list[list[tuple[int, float]]] = []
+    # Both hops as per-row dot products over flat tuples, evaluated by map/sum in C: the
+    # walk is the hot loop of a 500-turn history, and this is several times faster than
+    # scattering edge by edge in Python.
     hub_total = [0.0] * hubs
     for edges in links:
-        total = sum(w for _, w in edges if w > 0)
-        out.append([(h, w / total) for h, w in edges if w > 0] if total > 0 else [])
         for h, w in edges:
             if w > 0:
                 hub_total[h] += w
-    into: list[list[tuple[int, float]]] = [[] for _ in range(hubs)]
+    hub_nodes: list[list[int]] = [[] for _ in range(hubs)]
+    hub_share: list[list[float]] = [[] for _ in range(hubs)]
+    node_hubs: list[tuple[int, ...]] = []
+    node_share: list[tuple[float, ...]] = []
+    dangling: list[int] = []
     for i, edges in enumerate(links):
-        for h, w in edges:
-            if w > 0:
-                into[h].append((i, damping * w / hub_total[h]))
-    dangling = [i for i, edges in enumerate(out) if not edges]
+        live = [(h, w) for h, w in edges if w > 0]
+        total = sum(w for _, w in live)
+        if not live:
+            dangling.append(i)
+        for h, w in live:
+            hub_nodes[h].append(i)
+            hub_share[h].append(w / total)
+        node_hubs.append(tuple(h for h, _ in live))
+        node_share.append(tuple(damping * w / hub_total[h] for h, w in live))
+    into = list(zip(hub_nodes, hub_share, strict=True))
+    back = list(zip(teleport, node_hubs, node_share, strict=True))
     scores = list(teleport)
     for _ in range(max_iterations):
-        mass = [0.0] * hubs
-        for i, edges in enumerate(out):
-            x = scores[i]
-            for h, p in edges:
-                mass[h] += x * p
-        base = 1.0 - damping + damping * sum(scores[i] for i in dangling)
-        nxt = [base * t for t in teleport]
-        for h, m in enumerate(mass):
-            for j, q in into[h]:
-                nxt[j] += m * q
-        change = sum(map(abs, map(float.__sub__, nxt, scores)))
+        at = scores.__getitem__
+        mass = [sum(map(mul, map(at, nodes), shares)) for nodes, shares in into]
+        base = 1.0 - damping + damping * sum(map(at, dangling))
+        of = mass.__getitem__
+        nxt = [base * t + sum(map(mul, map(of, hs), qs)) for t, hs, qs in back]
+        change = sum(map(abs, map(sub, nxt, scores)))
         scores = nxt
         if change < tolerance:
             break

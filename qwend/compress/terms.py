@@ -149,3 +149,9 @@ def sentence_terms(text: str) -> tuple[str, ...]:
         if word.isdigit() or (len(word) > 1 and word not in STOPWORDS):
             terms.append(_stem(word))
     return tuple(terms)
+
+
+@lru_cache(maxsize=TERMS_CACHE_SIZE)
+def term_set(terms: tuple[str, ...]) -> frozenset[str]:
+    """The distinct terms of a sentence's terms (memoised: the planner asks every call)."""
+    return frozenset(terms)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from qwend.compress.anneal import Segment, allocate, plan_value
@@ -56,6 +56,7 @@ def greedy_value(segs: list[Segment], idf: dict[str, float], target: int) -> flo
 
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 10_000), st.integers(20, 900))
+@example(174, 20)  # coverage-aware greedy alone falls short of importance-only greedy here
 def test_plans_fit_the_target_and_beat_or_match_greedy(seed: int, target: int) -> None:
     segs, idf = segments(seed)
     kept = allocate(segs, idf, target, seed=seed)
