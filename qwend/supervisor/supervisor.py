@@ -73,6 +73,8 @@ class LaneSnapshot:
     failure_log: tuple[str, ...] = ()
     """The last lines of the lane's output when it last failed to start or crashed;
     cleared when it is ready."""
+    url: str = ""
+    """A remote lane's url (it has no PID here); empty for a local lane."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,7 @@ class Supervisor:
             aliases=cfg.aliases,
             served_model=cfg.served_model,
             max_model_len=cfg.max_model_len,
+            remote=cfg.remote,
             pending=active and cfg.role in self._held and not self._closing,
         )
 
@@ -252,6 +255,7 @@ class Supervisor:
             warnings=runner.warnings,
             last_error=runner.last_error,
             failure_log=runner.failure_log,
+            url=cfg.remote.url if cfg.remote is not None else "",
         )
 
     def snapshots(self) -> tuple[LaneSnapshot, ...]:
