@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import psutil
+import pytest
 import tomli_w
 
 from qwend.cli.exit import ExitStatus as CliExit
@@ -92,6 +93,7 @@ def router_url(cfg: Path) -> str:
     return "http://" + str(tomllib.loads(cfg.read_text())["router"]["listen"])
 
 
+@pytest.mark.slow
 async def test_a_remote_lane_is_routed_health_checked_and_never_spawned(
     sim_lane: SimLaneFactory, tmp_path: Path
 ) -> None:
