@@ -112,6 +112,9 @@ async def test_a_remote_lane_is_routed_health_checked_and_never_spawned(
 
         code, out, _ = await qwenctl(daemon, "lanes")
         assert code == 0 and f"remote {sim.base_url}" in out
+        async with aiohttp.ClientSession() as session, session.get(router + "/metrics") as resp:
+            metrics = await resp.text()
+        assert 'lane="far"' in metrics
 
         # Its host stops it: out of rotation after failure_threshold probes, no request
         # reaches it, and it is not marked failed (it may come back).
