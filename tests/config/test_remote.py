@@ -8,6 +8,7 @@ import pytest
 
 from qwend.config.model import Config, LaneConfig, promotes_in_place
 from qwend.config.parse import parse_config
+from qwend.config.summary import render_summary
 from qwend.errors import ConfigError
 from tests.support.config_fixtures import Data, lane, valid_lanes, valid_main
 
@@ -140,3 +141,10 @@ def test_changing_the_url_restarts_the_remote_lane_on_reload() -> None:
     one = far(parse(remote_lane()))
     two = far(parse(remote_lane(url="http://10.40.0.3:8000")))
     assert one.spawn_key() != two.spawn_key()
+
+
+def test_check_config_shows_the_url_and_a_blue_green_candidate() -> None:
+    text = render_summary(parse(remote_lane(url="https://gpu-b:8443")))
+    row = next(line for line in text.splitlines() if line.startswith("far "))
+    assert "remote" in row and "https://gpu-b:8443" in row
+    assert "far (blue/green)" in text
