@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck slow chaos browser system deb clean observability completion real real-vllm
+.PHONY: demo test lint typecheck slow netns chaos browser system deb clean observability completion real real-vllm
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ observability: $(STAMP)
 # Faults under load and fuzzing: a few minutes; prints the per-fault table.
 chaos: $(STAMP)
 	$(BIN)/pytest -q -m chaos tests/chaos
+
+# Remote lanes across a veth link between two network namespaces (root and iproute2;
+# QWEND_REQUIRE_NETNS=1 turns a skip into a failure).
+netns: $(STAMP)
+	command -v ip >/dev/null || { apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends iproute2; }
+	$(BIN)/pytest -q -m netns tests/netns
 
 # The web console in Debian's Chromium (apt-get install chromium; no browser download).
 browser: $(STAMP)

@@ -127,7 +127,7 @@ def lane_row(lane: LaneInfo, now: float | None = None) -> LaneRow:
         "reason": (why or "-", _text(why)),
         "variant": (lane.variant, _text(lane.variant)),
         "npus": (",".join(map(str, lane.npus)) or "-", _num(min(lane.npus, default=None))),
-        "pid": ("-" if lane.pid is None else str(lane.pid), _num(lane.pid)),
+        "pid": (lane.pid_text, _num(lane.pid)),
         "port": (str(lane.port), _num(lane.port)),
         "up": (duration(uptime), _num(uptime)),
         "restarts": (str(lane.restarts), _num(lane.restarts)),

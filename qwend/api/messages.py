@@ -190,6 +190,15 @@ class LaneInfo(Message):
     log_tail: tuple[str, ...] = ()
     """The last lines of its output when it last failed to start or crashed (at most 20
     lines, 4 KB); empty once it is ready again."""
+    url: str = ""
+    """A remote lane's url (it runs on another host, so it has no PID); empty when local."""
+
+    @property
+    def pid_text(self) -> str:
+        """The PID column: the PID, ``remote URL`` for a remote lane, or ``-``."""
+        if self.url:
+            return f"remote {self.url}"
+        return str(self.pid) if self.pid is not None else "-"
 
 
 @dataclass(frozen=True)

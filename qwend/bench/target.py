@@ -59,6 +59,8 @@ def config_digest(config_path: str) -> str:
 
 
 def _lane_url(lane: LaneInfo) -> str:
+    if lane.url:  # a remote lane: its own address, wherever it runs
+        return lane.url.rstrip("/")
     if lane.pid is None or not lane.port:
         raise TargetError(
             f"lane {lane.name} is {lane.state}, not running; start it first "

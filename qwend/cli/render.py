@@ -36,7 +36,7 @@ def _lane_row(lane: LaneInfo) -> list[str]:
         role,
         lane.variant,
         state,
-        str(lane.pid) if lane.pid is not None else "-",
+        lane.pid_text,
         str(lane.port),
         _npus(lane.npus),
         duration(lane.uptime_s),

@@ -293,6 +293,32 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class RemoteConfig:
+    """Where a remote lane listens and how to reach it: a lane qwend routes to but never spawns."""
+
+    url: str
+    """``http(s)://host:port`` with an optional path prefix, without a trailing slash."""
+    connect_timeout_s: float = 5.0
+    tls_ca: Path | None = None
+    """CA bundle that signed the lane's certificate (None: the system's)."""
+    tls_verify: bool = True
+    tls_cert: Path | None = None
+    """Client certificate (PEM) for lanes that ask for one; ``tls_key`` is its key."""
+    tls_key: Path | None = None
+    api_key_file: Path | None = None
+    """File holding the key sent as ``Authorization: Bearer`` to the lane."""
+    host: str = ""
+    """The url's host (for messages and status)."""
+    port: int = 0
+    """The url's port (explicit or the scheme's default)."""
+
+    @property
+    def tls(self) -> bool:
+        """The lane speaks HTTPS."""
+        return self.url.startswith("https://")
+
+
+@dataclass(frozen=True)
 class LaneConfig:
     """One lane: a backend inference server process, from ``lanes.d/NAME.toml``."""
 
@@ -321,6 +347,13 @@ class LaneConfig:
     """The name the backend expects in a request's ``model``; empty: the same as ``model``."""
     max_model_len: int | None = None
     """The context length ``/v1/models`` advertises; None: not stated."""
+    remote: RemoteConfig | None = None
+    """Set for a remote lane (``lane.url``): health-checked and routed, never spawned."""
+
+    @property
+    def is_remote(self) -> bool:
+        """The lane runs elsewhere: qwend cannot start or stop it."""
+        return self.remote is not None
 
     @property
     def backend_model(self) -> str:
@@ -335,6 +368,8 @@ class LaneConfig:
     @property
     def base_url(self) -> str:
         """Where the lane's HTTP server listens."""
+        if self.remote is not None:
+            return self.remote.url
         return f"http://{self.host}:{self.port}"
 
     @property
@@ -364,6 +399,7 @@ class LaneConfig:
             self.host,
             self.model,
             self.served_model,
+            self.remote,
         )
 
 
@@ -408,5 +444,7 @@ def promotes_in_place(candidate: LaneConfig, incumbent: LaneConfig) -> bool:
     likewise refuse a port shared across hosts. Blue/green when the candidate has NPUs and
     a port of its own.
     """
+    if candidate.is_remote or incumbent.is_remote:
+        return False  # qwend cannot stop or start a remote lane: they always run side by side
     shares_npus = bool(set(candidate.npus) & set(incumbent.npus))
     return shares_npus or candidate.port == incumbent.port

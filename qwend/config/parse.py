@@ -27,6 +27,7 @@ from qwend.config.model import (
     MonitorConfig,
     PublicConfig,
     PublicEndpoint,
+    RemoteConfig,
     RestartConfig,
     RouterConfig,
     StopConfig,
@@ -362,8 +363,10 @@ def parse_lane_file(
         draft.name = None
     draft.role = t.get("role", NAME, REQUIRED)
     draft.standby = _bool(t, "standby", False)
-    draft.npus = t.get("npus", NpuList(), REQUIRED)
-    draft.port = t.get("port", Int(1, 65535), REQUIRED)
+    remote = parse_remote(t, base)
+    if remote is None:
+        draft.npus = t.get("npus", NpuList(), REQUIRED)
+        draft.port = t.get("port", Int(1, 65535), REQUIRED)
     draft.capabilities = parse_capabilities(t.sub("capabilities"))
     draft.values = {
         "name": draft.name,
@@ -375,9 +378,10 @@ def parse_lane_file(
         "aliases": t.get("aliases", NameList(), ()),
         "served_model": t.get("served_model", Str("the model name the backend expects"), ""),
         "max_model_len": t.opt("max_model_len", Int(1)),
-        "command": t.get("command", Command(), REQUIRED),
+        "command": t.get("command", Command(), REQUIRED) if remote is None else (),
         "standby": draft.standby,
         "host": t.get("host", Str("an IP address or hostname"), "127.0.0.1"),
+        "remote": remote,
         "env": t.get("env", Env(), {}),
         "cwd": t.opt("cwd", PathConv(base)),
         "health": parse_health(t.sub("health")),
@@ -386,6 +390,9 @@ def parse_lane_file(
         "capabilities": draft.capabilities,
         "source": base / file,
     }
+    if remote is not None:
+        # The remote host's port and NPUs are not this host's: no clash checks with local lanes.
+        draft.values.update(npus=(), port=remote.port, host=remote.host)
     aliases = draft.values["aliases"]
     if isinstance(aliases, tuple) and draft.values["model"] in aliases:
         t.error("aliases", f"{show(draft.values['model'])} is already the lane's model; remove it")
@@ -394,6 +401,74 @@ def parse_lane_file(
         t.error("host", f"expected an IP address or hostname, got {show(host)}")
     t.finish()
     return draft
+
+
+REMOTE_ONLY = ("connect_timeout_s", "tls_ca", "tls_verify", "tls_cert", "tls_key", "api_key_file")
+
+
+@dataclass(frozen=True)
+class RemoteUrl(Conv[tuple[str, str, int]]):
+    """``http(s)://host:port[/prefix]`` -> (url without trailing slash, host, port)."""
+
+    expected: str = 'an URL "http://HOST:PORT" or "https://HOST:PORT" (e.g. "http://10.0.0.2:8000")'
+
+    def __call__(self, value: object) -> tuple[str, str, int]:
+        if not isinstance(value, str):
+            raise Bad(self.expected, value)
+        match = re.fullmatch(
+            r"(https?)://(?:\[([0-9A-Fa-f:.]+)\]|([^:/\[\]@?#\s]+))(?::(\d{1,5}))?(/[^?#\s]*)?",
+            value.strip(),
+        )
+        if match is None:
+            raise Bad(self.expected, value)
+        scheme, host = match.group(1), match.group(2) or match.group(3)
+        if parse_host(host) is None:
+            raise Bad(f"{self.expected}; {show(host)} is not an IP address or hostname", value)
+        port = int(match.group(4)) if match.group(4) else (443 if scheme == "https" else 80)
+        if not 1 <= port <= 65535:
+            raise Bad(f"{self.expected} with a port 1-65535", value)
+        return value.strip().rstrip("/"), host, port
+
+
+def parse_remote(t: Table, base: Path) -> RemoteConfig | None:
+    """``lane.url`` and its connection keys; None for a local lane (remote keys refused)."""
+    has_url, has_command = "url" in t.data, "command" in t.data
+    if not has_url:
+        for key in REMOTE_ONLY:
+            if key in t.data:
+                t.seen.add(key)
+                t.error(key, "only a remote lane (lane.url) takes this key; remove it or set url")
+        return None
+    parsed = t.get("url", RemoteUrl(), REQUIRED)
+    if has_command:
+        t.seen.add("command")
+        t.error("command", "a lane has either command (a local process) or url (a remote lane)")
+    for key in ("npus", "port"):
+        t.seen.add(key)
+        value = t.data.get(key)
+        if key == "npus" and value is not None and value != []:
+            t.error(key, "a remote lane uses no NPU of this host; remove npus (or leave it [])")
+        elif key == "port" and value is not None:
+            t.error(key, "a remote lane's port is the url's; remove port")
+    remote = RemoteConfig(
+        url=parsed[0] if parsed else "http://invalid",
+        connect_timeout_s=_num(t, "connect_timeout_s", POS, 5.0),
+        tls_ca=t.opt("tls_ca", PathConv(base)),
+        tls_verify=_bool(t, "tls_verify", True),
+        tls_cert=t.opt("tls_cert", PathConv(base)),
+        tls_key=t.opt("tls_key", PathConv(base)),
+        api_key_file=t.opt("api_key_file", PathConv(base)),
+        host=parsed[1] if parsed else "invalid",
+        port=parsed[2] if parsed else 1,
+    )
+    if not remote.tls:
+        for key in ("tls_ca", "tls_cert", "tls_key"):
+            if t.data.get(key) is not None:
+                t.error(key, "the url is http://; TLS settings need an https:// url")
+    if (remote.tls_cert is None) != (remote.tls_key is None):
+        missing = "tls_key" if remote.tls_key is None else "tls_cert"
+        t.error(missing, "a client certificate needs both tls_cert and tls_key")
+    return remote
 
 
 def parse_health(t: Table) -> HealthConfig:

@@ -73,8 +73,8 @@ def _lane_row(lane: LaneConfig) -> tuple[str, ...]:
         lane.role,
         lane.variant,
         "standby" if lane.standby else "active",
-        ",".join(str(n) for n in lane.npus),
-        str(lane.port),
+        "remote" if lane.remote is not None else ",".join(str(n) for n in lane.npus),
+        lane.remote.url if lane.remote is not None else str(lane.port),
         serves,
     )
 

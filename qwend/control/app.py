@@ -54,6 +54,8 @@ from qwend.npu.render import render_view, view_to_dict
 from qwend.promotion.plan import UnknownLane
 from qwend.promotion.promoter import Promoter, Promotion
 from qwend.supervisor.reload import KEPT_DOWN
+from qwend.supervisor.remote import RemoteLaneAction, refuse_process_action
+from qwend.supervisor.states import LaneState
 
 __all__ = [
     "CONTROL_KEY",
@@ -80,7 +82,7 @@ def _error(code: ErrorCode, message: str) -> web.Response:
 def _classify(exc: QwendError) -> ErrorCode:
     if isinstance(exc, UnknownLane):
         return ErrorCode.NOT_FOUND
-    if isinstance(exc, PromotionConflict | ActionRefused):
+    if isinstance(exc, PromotionConflict | ActionRefused | RemoteLaneAction):
         return ErrorCode.CONFLICT
     if isinstance(exc, PromotionError):
         return ErrorCode.PROMOTION_FAILED
@@ -194,6 +196,7 @@ async def lane_action(request: web.Request) -> web.Response:
         raise PromotionConflict(
             f"lane {name!r} is part of running promotion {busy}; wait for it to finish"
         )
+    _refuse_remote(ctx, action, name)
     force, now = _flag(request, "force"), _flag(request, "now")
     if action in GUARDED:
         _guard(ctx, action, name, force)
@@ -210,6 +213,17 @@ async def lane_action(request: web.Request) -> web.Response:
     }[action]
     await method(name)
     return _json(LaneActionResult(action=action, lane=ctx.lane(name)))
+
+
+def _refuse_remote(ctx: ControlContext, action: LaneAction, name: str) -> None:
+    """Start, stop and restart act on a process of this host: a remote lane has none (a
+    conflict). Drain works on it, and start resumes a drained one."""
+    if action not in (LaneAction.START, LaneAction.STOP, LaneAction.RESTART):
+        return
+    snap = ctx.supervisor.snapshot(name)  # LaneError for an unknown lane
+    if action is LaneAction.START and snap.state is LaneState.DRAINING:
+        return
+    refuse_process_action(ctx.supervisor.config.lane(name), action.value)
 
 
 def _flag(request: web.Request, name: str) -> bool:

@@ -90,4 +90,5 @@ def lane_info(
         degraded=degraded.get(snap.name),
         warnings=tuple(snap.warnings),
         stats=stats.get(snap.name),
+        url=snap.url,
     )

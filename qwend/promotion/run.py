@@ -288,9 +288,9 @@ class PromotionRun:
         self._step(lane, PromotionStep.STOPPED, "stopped")
 
     async def _wait_npus(self, lane: str) -> None:
-        if self.monitor is None:
-            return
         config = self.supervisor.config.lane(lane)
+        if self.monitor is None or config.is_remote:  # a remote lane's NPUs are its host's
+            return
         npus = ",".join(map(str, config.npus))
         self._step(lane, PromotionStep.WAITING_NPUS, f"checking NPUs {npus} are released")
         warning = await self.monitor.pre_start(config)

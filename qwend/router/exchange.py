@@ -27,8 +27,8 @@ from qwend.router.lanes import LaneRuntime
 from qwend.router.proxy import (
     ATTEMPTS_HEADER,
     LANE_HEADER,
+    REMOTE_ERRORS,
     RETRYABLE_STATUSES,
-    UPSTREAM_ERRORS,
     Failure,
     connection_failure,
     error_response,
@@ -46,6 +46,7 @@ from qwend.routing.names import MODEL_NOT_FOUND
 from qwend.routing.policy import Decision
 from qwend.routing.rewrite import StreamEditor, request_for_backend, response_with_model
 from qwend.routing.tracing import REQUEST_ID_HEADER
+from qwend.supervisor.remote import access_for
 
 log = get_logger("router")
 _NEVER = float("inf")
@@ -286,11 +287,13 @@ class Exchange:
         verdict: bool | None = None  # True: lane did well; False: lane failed; None: no verdict
         try:
             try:
+                acc = access_for(lane.name, lane.lane.remote)
                 resp = await fwd.upstream.session.post(
                     lane.lane.base_url + self.path,
                     data=self._body_for(lane.lane),
-                    headers=self._upstream_headers(),
-                    timeout=fwd.upstream.timeout,
+                    headers=acc.with_headers(self._upstream_headers()),
+                    timeout=acc.adjust(fwd.upstream.timeout),
+                    ssl=acc.ssl,
                 )
                 status = resp.status
                 lane.progress_at = time.monotonic()
@@ -310,7 +313,7 @@ class Exchange:
                     return out
                 self.expires_at, self.timer = self.deadline, _DEADLINE
                 data = await resp.read()
-            except UPSTREAM_ERRORS as exc:
+            except REMOTE_ERRORS as exc:  # LaneError: its key file is unusable
                 verdict = False
                 return connection_failure(lane.name, exc, "to connect or answer")
             except asyncio.CancelledError:

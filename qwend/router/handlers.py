@@ -21,13 +21,14 @@ from qwend.logs import get_logger
 from qwend.router.exchange import Exchange
 from qwend.router.media import MediaRefused, check_media
 from qwend.router.metrics import METRICS_SOURCES_KEY, render_metrics
-from qwend.router.proxy import UPSTREAM_ERRORS, error_response
+from qwend.router.proxy import REMOTE_ERRORS, error_response
 from qwend.router.recording import RouterCounters
 from qwend.router.router import FORWARDING_KEY, ROUTER_KEY, Forwarding
 from qwend.routing.classify import InvalidRequest, RequestSummary
 from qwend.routing.media import MediaPolicy, media_sources
 from qwend.routing.names import MODEL_NOT_FOUND, ModelCatalog
 from qwend.routing.rewrite import request_for_backend
+from qwend.supervisor.remote import access_for
 
 log = get_logger("router")
 MEDIA_REFUSED = "media_url_refused"
@@ -218,15 +219,20 @@ async def tokenize(request: web.Request) -> web.Response:
         if isinstance(model, str) and model and lane.backend_model:
             data = request_for_backend(body, model, lane.backend_model)
         try:
+            acc = access_for(lane.name, lane.remote)
             async with fwd.upstream.session.post(
-                lane.base_url + "/tokenize", data=data, headers=headers
+                lane.base_url + "/tokenize",
+                data=data,
+                headers=acc.with_headers(headers),
+                timeout=acc.adjust(fwd.upstream.timeout),
+                ssl=acc.ssl,
             ) as resp:
                 answer = await resp.read()
                 ctype = resp.headers.get("Content-Type", "application/json")
                 return web.Response(
                     status=resp.status, body=answer, headers={"Content-Type": ctype}
                 )
-        except UPSTREAM_ERRORS:
+        except REMOTE_ERRORS:
             continue
     return error_response(502, "the lanes could not be reached to tokenize", retry_after=1)
 

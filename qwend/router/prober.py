@@ -26,11 +26,12 @@ from aiohttp import ClientTimeout
 
 from qwend.logs import get_logger
 from qwend.router.lanes import LaneRuntime
-from qwend.router.proxy import UPSTREAM_ERRORS
+from qwend.router.proxy import REMOTE_ERRORS
 from qwend.router.slots import LaneSlots
 from qwend.router.upstream import Upstream
 from qwend.router.watchdog import Watchdog
 from qwend.routing.breaker import TripReason, stalled
+from qwend.supervisor.remote import access_for
 
 log = get_logger("router")
 SCAN_S = 0.25
@@ -118,17 +119,22 @@ class Prober:
         timeout = ClientTimeout(total=self._slots.config.probe_timeout_s)
         session = self._upstream.session
         try:
+            acc = access_for(lane.name, lane.remote)
+            timeout = acc.adjust(timeout)
             if alive_only:
-                request = session.get(lane.base_url + "/v1/models", timeout=timeout)
+                request = session.get(
+                    lane.base_url + "/v1/models", timeout=timeout, ssl=acc.ssl, headers=acc.headers
+                )
             else:
                 request = session.post(
                     lane.base_url + "/v1/chat/completions",
                     json=probe_body(lane.backend_model),
-                    headers=PROBE_HEADERS,
+                    headers=acc.with_headers(PROBE_HEADERS),
                     timeout=timeout,
+                    ssl=acc.ssl,
                 )
             async with request as resp:
                 await resp.read()
                 return resp.status == 200
-        except UPSTREAM_ERRORS:
+        except REMOTE_ERRORS:
             return False

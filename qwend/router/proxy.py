@@ -16,6 +16,7 @@ from typing import Protocol
 
 from aiohttp import ClientError, ClientResponse, web
 
+from qwend.errors import LaneError
 from qwend.routing.errorbody import openai_error
 from qwend.routing.rewrite import StreamEditor
 
@@ -23,6 +24,8 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 """Lane answers that are re-sent to another lane when nothing reached the client yet."""
 UPSTREAM_ERRORS: tuple[type[BaseException], ...] = (ClientError, TimeoutError, OSError)
 """Exceptions meaning "the lane failed" while talking to it."""
+REMOTE_ERRORS: tuple[type[BaseException], ...] = (*UPSTREAM_ERRORS, LaneError)
+"""The same, and a remote lane whose key or TLS files became unusable (``LaneError``)."""
 LANE_HEADER = "X-Qwend-Lane"
 ATTEMPTS_HEADER = "X-Qwend-Attempts"
 _JSON = "application/json"

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from qwend.config.model import RemoteConfig
+
 
 @dataclass(frozen=True)
 class RoutableLane:
@@ -39,6 +41,8 @@ class RoutableLane:
     """The name its backend expects in a request's ``model``; empty: ``model``."""
     max_model_len: int | None = None
     """The context length ``/v1/models`` advertises (``lane.max_model_len``)."""
+    remote: RemoteConfig | None = None
+    """How to reach a remote lane (TLS, key, connect timeout); None for a local lane."""
     pending: bool = False
     """Not accepting now, but being replaced in place: requests for it wait in the queue
     (bounded by the queue timeout) instead of being refused."""

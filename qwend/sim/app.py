@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import time
 from collections.abc import AsyncIterator
@@ -28,7 +29,7 @@ LANE_KEY: web.AppKey[SimLane] = web.AppKey("sim_lane", SimLane)
 
 def make_sim_app(lane: SimLane) -> web.Application:
     """Build the app for ``lane``; its engine loop runs while the app runs."""
-    app = web.Application(middlewares=[_errors])
+    app = web.Application(middlewares=[_errors, _api_key])
     app[LANE_KEY] = lane
     app.router.add_get("/health", health)
     app.router.add_get("/v1/models", models)
@@ -66,6 +67,18 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         request.app[LANE_KEY].log.exception("request failed", path=request.path)
         error = ApiError(500, f"internal error in qwend-sim: {exc}", type="server_error")
         return web.json_response(error.body(), status=500)
+    return response
+
+
+@web.middleware
+async def _api_key(request: web.Request, handler: Any) -> web.StreamResponse:
+    """With ``--api-key``, ``/v1`` routes answer 401 without the key, as vLLM's do."""
+    key = request.app[LANE_KEY].settings.api_key
+    if key and request.path.startswith("/v1"):
+        sent = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {key}".encode()):
+            return web.json_response({"error": "Unauthorized"}, status=401)
+    response: web.StreamResponse = await handler(request)
     return response
 
 

@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--time-scale", type=_positive, default=1.0, help="divide all delays")
     serve.add_argument("--max-model-len", type=int, default=32_768)
     serve.add_argument("--max-num-seqs", type=int, default=32)
+    serve.add_argument(
+        "--api-key", default="", help="like vLLM: /v1 requests need Authorization: Bearer KEY"
+    )
     serve.add_argument("--log-format", choices=[f.value for f in LogFormat], default="auto")
     serve.add_argument("--log-level", default="info")
     _add_fault_flags(serve)
@@ -113,6 +116,7 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> SimS
         visible_devices=env.get("ASCEND_RT_VISIBLE_DEVICES", ""),
         state_dir=state.state_dir(env),
         faults=faults,
+        api_key=args.api_key,
     )
 
 

@@ -62,6 +62,8 @@ class SimSettings:
     """``ASCEND_RT_VISIBLE_DEVICES`` as found in the environment ("" if unset)."""
     state_dir: Path
     faults: FaultSettings = field(default_factory=FaultSettings)
+    api_key: str = ""
+    """vLLM's ``--api-key``: ``/v1`` requests need ``Authorization: Bearer KEY`` ("": none)."""
 
     @property
     def npus(self) -> tuple[int, ...]:

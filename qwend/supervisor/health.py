@@ -22,8 +22,10 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from qwend.config.model import LaneConfig
+from qwend.errors import LaneError
 from qwend.routing.models import model_ids
 from qwend.supervisor.listener import Listeners, Verdict
+from qwend.supervisor.remote import access
 
 ListenerCheck = Callable[[], Awaitable[Listeners]]
 """Who listens on the lane's port (``qwend.supervisor.identity``, run off the loop)."""
@@ -38,9 +40,12 @@ class NotReady(Exception):
 
 async def check_health(session: aiohttp.ClientSession, lane: LaneConfig) -> str | None:
     """None when the health path answers 2xx, else why not."""
-    timeout = aiohttp.ClientTimeout(total=lane.health.timeout_s)
     try:
-        async with session.get(lane.base_url + lane.health.path, timeout=timeout) as resp:
+        acc = access(lane)
+        timeout = acc.timeout(lane.health.timeout_s)
+        async with session.get(
+            lane.base_url + lane.health.path, timeout=timeout, ssl=acc.ssl, headers=acc.headers
+        ) as resp:
             await resp.read()
             if resp.status >= 300:
                 return f"{lane.health.path} answered HTTP {resp.status}"
@@ -48,14 +53,19 @@ async def check_health(session: aiohttp.ClientSession, lane: LaneConfig) -> str 
         return f"{lane.health.path} did not answer within {lane.health.timeout_s:g}s"
     except aiohttp.ClientError as exc:
         return f"{lane.health.path}: {type(exc).__name__}: {exc}"
+    except LaneError as exc:
+        return str(exc)
     return None
 
 
 async def check_models(session: aiohttp.ClientSession, lane: LaneConfig) -> str | None:
     """None when ``/v1/models`` lists at least one model, else why not."""
-    timeout = aiohttp.ClientTimeout(total=lane.health.timeout_s)
     try:
-        async with session.get(lane.base_url + "/v1/models", timeout=timeout) as resp:
+        acc = access(lane)
+        timeout = acc.timeout(lane.health.timeout_s)
+        async with session.get(
+            lane.base_url + "/v1/models", timeout=timeout, ssl=acc.ssl, headers=acc.headers
+        ) as resp:
             if resp.status >= 300:
                 return f"/v1/models answered HTTP {resp.status}"
             body = await resp.json(content_type=None)
@@ -63,6 +73,8 @@ async def check_models(session: aiohttp.ClientSession, lane: LaneConfig) -> str 
         return f"/v1/models did not answer within {lane.health.timeout_s:g}s"
     except (aiohttp.ClientError, ValueError) as exc:
         return f"/v1/models: {type(exc).__name__}: {exc}"
+    except LaneError as exc:
+        return str(exc)
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, list) or not data:
         return "/v1/models lists no model yet"
@@ -71,11 +83,14 @@ async def check_models(session: aiohttp.ClientSession, lane: LaneConfig) -> str 
 
 async def served_models(session: aiohttp.ClientSession, lane: LaneConfig) -> list[str]:
     """Model ids ``/v1/models`` lists (empty when it cannot be read)."""
-    timeout = aiohttp.ClientTimeout(total=lane.health.timeout_s)
     try:
-        async with session.get(lane.base_url + "/v1/models", timeout=timeout) as resp:
+        acc = access(lane)
+        timeout = acc.timeout(lane.health.timeout_s)
+        async with session.get(
+            lane.base_url + "/v1/models", timeout=timeout, ssl=acc.ssl, headers=acc.headers
+        ) as resp:
             body = await resp.json(content_type=None)
-    except (TimeoutError, aiohttp.ClientError, ValueError):
+    except (TimeoutError, aiohttp.ClientError, ValueError, LaneError):
         return []
     return model_ids(body)
 
@@ -106,25 +121,35 @@ async def served_model_warning(session: aiohttp.ClientSession, lane: LaneConfig)
 
 async def _rejects(session: aiohttp.ClientSession, lane: LaneConfig, name: str) -> str | None:
     """``HTTP 404`` when a 1-token completion naming ``name`` is refused as a bad request."""
-    timeout = aiohttp.ClientTimeout(total=lane.health.timeout_s)
     payload = {"model": name, "prompt": "ping", "max_tokens": 1}
     try:
+        acc = access(lane)
+        timeout = acc.timeout(lane.health.timeout_s)
         async with session.post(
-            lane.base_url + "/v1/completions", json=payload, timeout=timeout
+            lane.base_url + "/v1/completions",
+            json=payload,
+            timeout=timeout,
+            ssl=acc.ssl,
+            headers=acc.headers,
         ) as resp:
             await resp.read()
             return f"HTTP {resp.status}" if resp.status in REJECTED_STATUSES else None
-    except (TimeoutError, aiohttp.ClientError):
+    except (TimeoutError, aiohttp.ClientError, LaneError):
         return None  # unknown: no warning on a guess
 
 
 async def inference_probe(session: aiohttp.ClientSession, lane: LaneConfig) -> str | None:
     """None when a ``max_tokens=1`` completion succeeds, else why not."""
-    timeout = aiohttp.ClientTimeout(total=lane.health.timeout_s)
     payload = {"model": lane.backend_model, "prompt": "ping", "max_tokens": 1}
     try:
+        acc = access(lane)
+        timeout = acc.timeout(lane.health.timeout_s)
         async with session.post(
-            lane.base_url + "/v1/completions", json=payload, timeout=timeout
+            lane.base_url + "/v1/completions",
+            json=payload,
+            timeout=timeout,
+            ssl=acc.ssl,
+            headers=acc.headers,
         ) as resp:
             await resp.read()
             if resp.status >= 300:
@@ -133,6 +158,8 @@ async def inference_probe(session: aiohttp.ClientSession, lane: LaneConfig) -> s
         return f"inference probe did not answer within {lane.health.timeout_s:g}s"
     except aiohttp.ClientError as exc:
         return f"inference probe: {type(exc).__name__}: {exc}"
+    except LaneError as exc:
+        return str(exc)
     return None
 
 

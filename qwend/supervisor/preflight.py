@@ -67,8 +67,8 @@ def check_port(lane: LaneConfig) -> None:
 def check_claims(lane: LaneConfig, claiming: Iterable[LaneConfig]) -> None:
     """Raise PreflightError when a running lane holds this lane's NPUs or port."""
     for other in claiming:
-        if other.name == lane.name:
-            continue
+        if other.name == lane.name or other.is_remote:
+            continue  # a remote lane's port and NPUs are its own host's
         shared = sorted(set(lane.npus) & set(other.npus))
         if shared:
             npus = ",".join(str(n) for n in shared)

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
@@ -38,6 +38,7 @@ from qwend.supervisor.identity import check_listeners
 from qwend.supervisor.listener import Listeners
 from qwend.supervisor.output import FAILURE_LINES, LogRing, failure_quote
 from qwend.supervisor.process import LaneProcess, describe_requested_stop
+from qwend.supervisor.remote import RemoteHandle, access
 from qwend.supervisor.restart import RestartPolicy
 from qwend.supervisor.states import Effect, Event, LaneState, Transition, transition
 
@@ -81,7 +82,7 @@ class LaneRunner:
         self.last_error: str | None = None
         """The last internal error while supervising the lane; cleared when it is ready."""
         self.warnings: tuple[str, ...] = ()
-        self.proc: LaneProcess | DetachedLaneProcess | None = None
+        self.proc: LaneProcess | DetachedLaneProcess | RemoteHandle | None = None
         self._adopted: DetachedLaneProcess | None = None
         self.ring = LogRing()
         self.policy = RestartPolicy(cfg.restart)
@@ -223,6 +224,12 @@ class LaneRunner:
         """One run, then the restart policy's answer; True when it gives up (crash loop)."""
         problem = await self._run_once()
         decision = self.policy.record_crash(time.monotonic())
+        if decision.give_up and self.cfg.is_remote:
+            # A remote lane is not crash-looping here: its host may bring it back any time,
+            # so it is probed again after the longest backoff for as long as it is configured.
+            delay = self.cfg.restart.backoff_max_s
+            retry = f"retry in {delay:g}s"
+            decision = replace(decision, give_up=False, delay_s=delay, reason=retry)
         if decision.give_up:
             self.apply(Event.CRASH_LOOP, f"{problem}; {decision.reason}")
             return True
@@ -252,12 +259,17 @@ class LaneRunner:
             if self.state is S.BACKOFF:
                 self.apply(Event.RETRY)
 
-    async def _spawn(self) -> LaneProcess | DetachedLaneProcess:
+    async def _spawn(self) -> LaneProcess | DetachedLaneProcess | RemoteHandle:
         adopted, self._adopted = self._adopted, None
         if adopted is not None:
             self.proc = adopted
             return adopted
         cfg = self.cfg
+        if cfg.is_remote:
+            access(cfg)  # unusable TLS or key files: a clear reason, then backoff
+            self.warnings = ()
+            self.proc = RemoteHandle()
+            return self.proc
         self._ctx.preflight(cfg)
         warnings: list[str] = []
         if self._ctx.pre_start is not None:
@@ -266,7 +278,7 @@ class LaneRunner:
                 warnings.append(warning)
                 self._log.warning("pre-start warning", warning=warning)
         self.warnings = tuple(warnings)
-        proc: LaneProcess | DetachedLaneProcess
+        proc: LaneProcess | DetachedLaneProcess | RemoteHandle
         if self._ctx.registry is not None:
             proc = DetachedLaneProcess(
                 cfg,
@@ -319,8 +331,13 @@ class LaneRunner:
         self.failure_log = ()
         return await self._watch(proc)
 
-    def _listeners(self, proc: LaneProcess | DetachedLaneProcess) -> ListenerCheck:
-        """Who listens on the lane's port, checked in a thread (it reads /proc)."""
+    def _listeners(
+        self, proc: LaneProcess | DetachedLaneProcess | RemoteHandle
+    ) -> ListenerCheck | None:
+        """Who listens on the lane's port, checked in a thread (it reads /proc); None for
+        a remote lane (its sockets are on another host)."""
+        if isinstance(proc, RemoteHandle):
+            return None
         pgid = proc.pid
         assert pgid is not None
 
@@ -329,7 +346,7 @@ class LaneRunner:
 
         return check
 
-    async def _watch(self, proc: LaneProcess | DetachedLaneProcess) -> str:
+    async def _watch(self, proc: LaneProcess | DetachedLaneProcess | RemoteHandle) -> str:
         live = Liveness(
             self.cfg,
             self._ctx.session(),

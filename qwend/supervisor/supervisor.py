@@ -75,6 +75,8 @@ class LaneSnapshot:
     cleared when it is ready."""
     served_model: str = ""
     """The ``model`` the lane's backend expects (its ``served_model``, else ``model``)."""
+    url: str = ""
+    """A remote lane's url (it has no PID here); empty for a local lane."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,7 @@ class Supervisor:
             aliases=cfg.aliases,
             served_model=cfg.served_model,
             max_model_len=cfg.max_model_len,
+            remote=cfg.remote,
             pending=active and cfg.role in self._held and not self._closing,
         )
 
@@ -255,6 +258,7 @@ class Supervisor:
             warnings=runner.warnings,
             last_error=runner.last_error,
             failure_log=runner.failure_log,
+            url=cfg.remote.url if cfg.remote is not None else "",
         )
 
     def snapshots(self) -> tuple[LaneSnapshot, ...]:

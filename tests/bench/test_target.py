@@ -85,3 +85,14 @@ def test_a_lane_benched_directly_gets_its_backends_model_name() -> None:
     assert from_status("role:stable", served).model == "/data/models/Qwen3.5-9B"
     assert from_status("router", served).model == "qwen"  # the router maps the public name
     assert from_status("role:multimodal", served).model == "qwen"
+
+
+def test_a_remote_lane_is_benched_at_its_url() -> None:
+    base = status()
+    remote = LaneInfo(
+        name="far", role="throughput", variant="baseline", state="ready", active=True,
+        standby=False, model="qwen", url="http://10.0.0.2:8000/",
+    )  # fmt: skip
+    served = StatusResponse(daemon=base.daemon, active=base.active, lanes=(*base.lanes, remote))
+    target = from_status("lane:far", served)
+    assert (target.url, target.lane) == ("http://10.0.0.2:8000", "far")

@@ -28,3 +28,10 @@ def test_status_quotes_the_log_of_a_lane_that_failed_to_start() -> None:
     text = render_status(StatusResponse(daemon=daemon, active={}, lanes=(lane,)))
     assert "last lines of green's log:\n  | Traceback (most recent call last):\n" in text
     assert text.endswith("  | OSError: model not found\n")
+
+
+def test_a_remote_lane_shows_its_url_instead_of_a_pid() -> None:
+    far = LaneInfo("far", "stable", "v3", "ready", False, True, url="http://10.0.0.12:8000")
+    near = LaneInfo("near", "stable", "v3", "ready", True, False, pid=4242)
+    text = render_lanes([far, near])
+    assert "remote http://10.0.0.12:8000" in text and "4242" in text

@@ -18,6 +18,7 @@ from qwend.config.model import (
     MonitorConfig,
     PublicConfig,
     PublicEndpoint,
+    RemoteConfig,
     RestartConfig,
     RouterConfig,
     StopConfig,
@@ -29,9 +30,10 @@ DOC = REPO / "docs" / "configuration.md"
 SECTIONS = [
     DaemonConfig, RouterConfig, PublicConfig, PublicEndpoint, MonitorConfig, ConnectionsConfig,
     LaneConfig,
-    HealthConfig, StopConfig, RestartConfig, Capabilities,
+    HealthConfig, StopConfig, RestartConfig, Capabilities, RemoteConfig,
 ]  # fmt: skip
 NOT_KEYS = {"source"}  # LaneConfig.source is set by the loader, not written by operators
+NOT_KEYS |= {"remote"}  # LaneConfig.remote holds the remote lane's keys (url, tls_ca ...)
 SUB_TABLES = {"health", "stop", "restart", "capabilities"}  # documented as [lane.NAME]
 
 

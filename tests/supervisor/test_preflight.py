@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import replace
 
 import pytest
 
+from qwend.config.model import RemoteConfig
 from qwend.errors import PreflightError
 from qwend.supervisor.preflight import check_claims, check_port, port_bind_error, preflight
 from tests.support.lanescripts.factory import make_lane
@@ -46,3 +48,14 @@ def test_same_port_of_a_running_lane_is_refused() -> None:
     b = make_lane("b", npus=(1,), port=a.port)
     with pytest.raises(PreflightError, match=r"port \d+ is claimed by running lane a"):
         preflight(b, [a])
+
+
+def test_a_remote_lane_claims_no_port_or_npu_of_this_host() -> None:
+    local = make_lane("local", npus=(0,))
+    remote = replace(
+        make_lane("far", npus=()),
+        port=local.port,
+        command=(),
+        remote=RemoteConfig(url=f"http://10.0.0.12:{local.port}", host="10.0.0.12"),
+    )
+    check_claims(local, [remote])

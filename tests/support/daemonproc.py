@@ -251,11 +251,14 @@ async def run_daemon(
     ready_timeout: float = 30.0,
     watchdog_usec: int | None = None,
     nofile: int | None = None,
+    prefix: Sequence[str] = (),
 ) -> AsyncIterator[DaemonProc]:
     """Start ``python -m qwend --config PATH``; SIGTERM (then SIGKILL) it at exit.
 
     ``nofile``: the daemon's RLIMIT_NOFILE, soft and hard (so it cannot raise it), to run
     out of file descriptors with a few hundred connections instead of thousands.
+    ``prefix``: a command that execs the daemon, e.g. ``ip netns exec NS`` (its PID stays
+    the daemon's).
     """
     control = Path(tomllib.loads(config_path.read_text())["daemon"]["control_socket"])
     run = short_dir()
@@ -268,6 +271,7 @@ async def run_daemon(
     stderr_path = config_path.parent / "qwend.stderr"
     with stderr_path.open("wb") as err, (config_path.parent / "qwend.stdout").open("wb") as out:
         proc = await asyncio.create_subprocess_exec(
+            *prefix,
             *QWEND,
             "--config",
             str(config_path),

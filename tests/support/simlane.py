@@ -131,6 +131,10 @@ class SimLaneProcess:
                 with urllib.request.urlopen(f"{self.openai_url}/models", timeout=2) as resp:
                     json.load(resp)
                     return
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401:  # started with --api-key: serving, for those with the key
+                    return
+                time.sleep(0.05)
             except (OSError, urllib.error.URLError, ValueError):
                 time.sleep(0.05)
         raise SimLaneError(f"sim lane on port {self.port} not serving after {timeout}s")

@@ -221,3 +221,11 @@ def test_the_promotion_view_shows_the_gate_verdict_and_the_candidates_last_outpu
     assert shown.endswith("last output of rv2:\nloading weights\nready")
     progress = promotions.latest
     assert progress is not None and not progress.ok  # refused: no rollback offered
+
+
+def test_the_lane_table_marks_a_remote_lane_and_shows_its_url() -> None:
+    pid_column = LANE_COLUMNS.index("pid")
+    far = lane_row(lane("far", "stable", url="https://gpu-b:8000"))
+    near = lane_row(lane("near", "stable", pid=77))
+    assert far.cells[pid_column] == "remote https://gpu-b:8000"
+    assert near.cells[pid_column] == "77"

@@ -1,0 +1,64 @@
+"""A bounded streaming load client, run inside a namespace (``python -m tests.support.netload``).
+
+Two workers send short streaming chat requests to ``URL`` until ``STOP`` exists (or
+``--max-s`` passes), then print one JSON line per request: start and end (monotonic),
+status, the answering lane, whether any body byte arrived, and the error if one. A
+request "failed before the first byte" when it got no 200 or no byte at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+
+async def one(session: aiohttp.ClientSession, url: str, model: str) -> dict[str, Any]:
+    doc = {"model": model, "messages": [{"role": "user", "content": "hi"}],
+           "max_tokens": 8, "stream": True}  # fmt: skip
+    record: dict[str, Any] = {"start": time.monotonic(), "status": 0, "lane": "",
+                              "first_byte": False, "error": ""}  # fmt: skip
+    try:
+        async with session.post(url + "/v1/chat/completions", json=doc) as resp:
+            record["status"] = resp.status
+            record["lane"] = resp.headers.get("X-Qwend-Lane", "")
+            async for chunk in resp.content.iter_any():
+                if chunk:
+                    record["first_byte"] = True
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        record["error"] = f"{type(exc).__name__}: {exc}"
+    record["end"] = time.monotonic()
+    return record
+
+
+async def worker(url: str, model: str, stop: Path, until: float, out: list[dict[str, Any]]) -> None:
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while not stop.exists() and time.monotonic() < until:
+            out.append(await one(session, url, model))
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("url")
+    p.add_argument("model")
+    p.add_argument("stop", type=Path)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--max-s", type=float, default=120.0)
+    args = p.parse_args()
+    records: list[dict[str, Any]] = []
+    until = time.monotonic() + args.max_s
+    await asyncio.gather(
+        *(worker(args.url, args.model, args.stop, until, records) for _ in range(args.workers))
+    )
+    for record in records:
+        print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,101 @@
+"""Two "hosts" on one machine: network namespaces joined by a veth pair (tests as root).
+
+``Hosts`` makes namespaces ``<tag>-h`` (the far host) and ``<tag>-f`` (the front host)
+with private 10.x addresses on the veth ends inside them only (the machine's own
+namespace gets no address or route), brings loopback up in both, and deletes both at
+exit (deleting a namespace deletes the veth ends in it). ``require_netns`` skips with the
+reason when the rig cannot be built, or fails when ``QWEND_REQUIRE_NETNS=1`` (CI).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+
+REQUIRE_ENV = "QWEND_REQUIRE_NETNS"
+
+
+def require_netns() -> None:
+    """Skip (or fail, with ``QWEND_REQUIRE_NETNS=1``) unless namespaces can be made here."""
+    why = None
+    if os.geteuid() != 0:
+        why = "network-namespace tests need root (ip netns add)"
+    elif shutil.which("ip") is None:
+        why = "network-namespace tests need iproute2's ip (apt-get install iproute2)"
+    if why is None:
+        return
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{why}; {REQUIRE_ENV}=1 forbids skipping")
+    pytest.skip(why)
+
+
+def ip(*argv: str) -> None:
+    """Run ``ip ARGV``; CalledProcessError (with its stderr) when it fails."""
+    subprocess.run(["ip", *argv], check=True, capture_output=True, text=True, timeout=30)
+
+
+@dataclass(frozen=True)
+class Hosts:
+    """The two namespaces, their veth ends and addresses."""
+
+    far: str
+    front: str
+    far_if: str
+    front_if: str
+    far_addr: str
+    front_addr: str
+
+    def exec_in(self, namespace: str) -> list[str]:
+        """The prefix that runs a command inside ``namespace`` (``ip netns exec`` execs it,
+        so the PID is the command's)."""
+        return ["ip", "netns", "exec", namespace]
+
+    def far_link(self, up: bool) -> None:
+        """Plug or unplug the far host's cable (its veth end up or down)."""
+        ip("-n", self.far, "link", "set", self.far_if, "up" if up else "down")
+
+
+@contextmanager
+def two_hosts() -> Iterator[Hosts]:
+    """Build the rig; always delete the namespaces at exit."""
+    tag = f"qwn{os.getpid() % 100000}"
+    subnet = f"10.213.{os.getpid() % 250}"
+    hosts = Hosts(
+        far=f"{tag}-h",
+        front=f"{tag}-f",
+        far_if=f"{tag}h",
+        front_if=f"{tag}f",
+        far_addr=f"{subnet}.1",
+        front_addr=f"{subnet}.2",
+    )
+    made: list[str] = []
+    try:
+        for ns in (hosts.far, hosts.front):
+            ip("netns", "add", ns)
+            made.append(ns)
+            ip("-n", ns, "link", "set", "lo", "up")
+        # Created inside the far namespace, so no end ever exists in the machine's own.
+        ip("-n", hosts.far, "link", "add", hosts.far_if, "type", "veth",
+           "peer", "name", hosts.front_if, "netns", hosts.front)  # fmt: skip
+        for ns, dev, addr in (
+            (hosts.far, hosts.far_if, hosts.far_addr),
+            (hosts.front, hosts.front_if, hosts.front_addr),
+        ):
+            ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+            ip("-n", ns, "link", "set", dev, "up")
+        yield hosts
+    finally:
+        for ns in reversed(made):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
+def namespaces() -> Sequence[str]:
+    """The namespaces that exist now (to check the cleanup)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30)
+    return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
