@@ -156,39 +156,24 @@ def _lane_impact(action: Action, lane: LaneInfo) -> Impact:
     title = f"{ACTION_TITLES[action]} {lane.name}"
     serving = lane.active and lane.state in ("ready", "unhealthy", "draining")
     what = f"{lane.name} is the active lane of role {lane.role}"
-    if action is Action.STOP:
+    consequence = {
+        Action.STOP: (
+            f"{what}: role {lane.role} loses its lane;"
+            " its requests go to another role's lane or fail.",
+            f"{_flight(lane)}: drained first (up to the drain timeout), then cut.",
+        ),
+        Action.RESTART: (
+            f"{what}: role {lane.role} has no lane until {lane.name} is ready again.",
+            f"{_flight(lane)}: drained first (up to the drain timeout), then cut.",
+        ),
+        Action.DRAIN: (
+            f"{what}: new requests of role {lane.role} go elsewhere.",
+            f"{_flight(lane)} may finish.",
+        ),
+    }.get(action)
+    if consequence is not None:
         if serving:
-            return Impact(
-                title,
-                (
-                    f"{what}: role {lane.role} loses its lane;"
-                    " its requests go to another role's lane or fail.",
-                    f"{_flight(lane)}: drained first (up to the drain timeout), then cut.",
-                ),
-                True,
-            )
-        return Impact(title, (f"{lane.name} serves no traffic ({lane.state}).",), False)
-    if action is Action.RESTART:
-        if serving:
-            return Impact(
-                title,
-                (
-                    f"{what}: role {lane.role} has no lane until {lane.name} is ready again.",
-                    f"{_flight(lane)}: drained first (up to the drain timeout), then cut.",
-                ),
-                True,
-            )
-        return Impact(title, (f"{lane.name} serves no traffic ({lane.state}).",), False)
-    if action is Action.DRAIN:
-        if serving:
-            return Impact(
-                title,
-                (
-                    f"{what}: new requests of role {lane.role} go elsewhere.",
-                    f"{_flight(lane)} may finish.",
-                ),
-                True,
-            )
+            return Impact(title, consequence, True)
         return Impact(title, (f"{lane.name} serves no traffic ({lane.state}).",), False)
     if action is Action.START:
         routed = "it is routed once ready" if lane.active else "it stays unrouted (candidate)"

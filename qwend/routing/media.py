@@ -108,6 +108,13 @@ def media_sources(body: object) -> Iterator[MediaSource]:
     ``audio_url``/``input_image``, the Hugging Face ``image``/``video``), nothing it
     may load is missed.
     """
+    for param, part in content_parts(body):
+        yield from _strings(part, param)
+
+
+def content_parts(body: object) -> Iterator[tuple[str, object]]:
+    """``(param, part)`` of every part of every list-valued message ``content`` of a chat
+    body (``param`` as an OpenAI error names it: ``messages[0].content[1]``)."""
     if not isinstance(body, Mapping):
         return
     messages = body.get("messages")
@@ -118,7 +125,7 @@ def media_sources(body: object) -> Iterator[MediaSource]:
         if not isinstance(content, list):
             continue
         for j, part in enumerate(content):
-            yield from _strings(part, f"messages[{i}].content[{j}]")
+            yield f"messages[{i}].content[{j}]", part
 
 
 def _strings(node: object, param: str) -> Iterator[MediaSource]:

@@ -121,39 +121,35 @@ async def served_model_warning(session: aiohttp.ClientSession, lane: LaneConfig)
 
 async def _rejects(session: aiohttp.ClientSession, lane: LaneConfig, name: str) -> str | None:
     """``HTTP 404`` when a 1-token completion naming ``name`` is refused as a bad request."""
-    payload = {"model": name, "prompt": "ping", "max_tokens": 1}
     try:
-        acc = access(lane)
-        timeout = acc.timeout(lane.health.timeout_s)
-        async with session.post(
-            lane.base_url + "/v1/completions",
-            json=payload,
-            timeout=timeout,
-            ssl=acc.ssl,
-            headers=acc.headers,
-        ) as resp:
-            await resp.read()
-            return f"HTTP {resp.status}" if resp.status in REJECTED_STATUSES else None
+        status = await _one_token(session, lane, name)
     except (TimeoutError, aiohttp.ClientError, LaneError):
         return None  # unknown: no warning on a guess
+    return f"HTTP {status}" if status in REJECTED_STATUSES else None
+
+
+async def _one_token(session: aiohttp.ClientSession, lane: LaneConfig, name: str) -> int:
+    """The status of a ``max_tokens=1`` completion naming ``name``, sent the way the lane
+    is reached (its connect timeout, TLS and key); transport errors propagate."""
+    payload = {"model": name, "prompt": "ping", "max_tokens": 1}
+    acc = access(lane)
+    async with session.post(
+        lane.base_url + "/v1/completions",
+        json=payload,
+        timeout=acc.timeout(lane.health.timeout_s),
+        ssl=acc.ssl,
+        headers=acc.headers,
+    ) as resp:
+        await resp.read()
+        return resp.status
 
 
 async def inference_probe(session: aiohttp.ClientSession, lane: LaneConfig) -> str | None:
     """None when a ``max_tokens=1`` completion succeeds, else why not."""
-    payload = {"model": lane.backend_model, "prompt": "ping", "max_tokens": 1}
     try:
-        acc = access(lane)
-        timeout = acc.timeout(lane.health.timeout_s)
-        async with session.post(
-            lane.base_url + "/v1/completions",
-            json=payload,
-            timeout=timeout,
-            ssl=acc.ssl,
-            headers=acc.headers,
-        ) as resp:
-            await resp.read()
-            if resp.status >= 300:
-                return f"inference probe answered HTTP {resp.status}"
+        status = await _one_token(session, lane, lane.backend_model)
+        if status >= 300:
+            return f"inference probe answered HTTP {status}"
     except TimeoutError:
         return f"inference probe did not answer within {lane.health.timeout_s:g}s"
     except aiohttp.ClientError as exc:

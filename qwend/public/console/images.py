@@ -15,6 +15,8 @@ import binascii
 import struct
 from collections.abc import Iterator, Mapping
 
+from qwend.routing.media import content_parts
+
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 """JPEG start-of-frame markers (the ones carrying the picture's size)."""
 
@@ -72,20 +74,13 @@ def _jpeg(data: bytes) -> tuple[int, int] | None:
 
 def _image_urls(doc: Mapping[str, object]) -> Iterator[tuple[str, str]]:
     """``(param, url)`` of every ``image_url`` part of a chat body's messages."""
-    messages = doc.get("messages")
-    if not isinstance(messages, list):
-        return
-    for i, message in enumerate(messages):
-        content = message.get("content") if isinstance(message, Mapping) else None
-        if not isinstance(content, list):
+    for param, part in content_parts(doc):
+        if not isinstance(part, Mapping) or part.get("type") != "image_url":
             continue
-        for j, part in enumerate(content):
-            if not isinstance(part, Mapping) or part.get("type") != "image_url":
-                continue
-            image = part.get("image_url")
-            url = image.get("url") if isinstance(image, Mapping) else image
-            if isinstance(url, str):
-                yield f"messages[{i}].content[{j}].image_url", url
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, Mapping) else image
+        if isinstance(url, str):
+            yield f"{param}.image_url", url
 
 
 def check_images(doc: Mapping[str, object], max_side: int) -> int:
