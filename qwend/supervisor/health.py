@@ -25,7 +25,7 @@ from qwend.config.model import LaneConfig
 from qwend.errors import LaneError
 from qwend.routing.models import model_ids
 from qwend.supervisor.listener import Listeners, Verdict
-from qwend.supervisor.remote import access
+from qwend.supervisor.remote import access, tls_problem
 
 ListenerCheck = Callable[[], Awaitable[Listeners]]
 """Who listens on the lane's port (``qwend.supervisor.identity``, run off the loop)."""
@@ -38,8 +38,15 @@ class NotReady(Exception):
     """Readiness failed; ``str()`` is the reason."""
 
 
-async def check_health(session: aiohttp.ClientSession, lane: LaneConfig) -> str | None:
-    """None when the health path answers 2xx, else why not."""
+class TlsRefused(NotReady):
+    """A remote lane's certificate check failed: waiting longer cannot make it ready."""
+
+
+async def check_health(
+    session: aiohttp.ClientSession, lane: LaneConfig, *, tls_fatal: bool = False
+) -> str | None:
+    """None when the health path answers 2xx, else why not; with ``tls_fatal``, a failed
+    TLS handshake raises TlsRefused instead."""
     try:
         acc = access(lane)
         timeout = acc.timeout(lane.health.timeout_s)
@@ -52,7 +59,10 @@ async def check_health(session: aiohttp.ClientSession, lane: LaneConfig) -> str 
     except TimeoutError:
         return f"{lane.health.path} did not answer within {lane.health.timeout_s:g}s"
     except aiohttp.ClientError as exc:
-        return f"{lane.health.path}: {type(exc).__name__}: {exc}"
+        tls = tls_problem(lane.remote, exc)
+        if tls is not None and tls_fatal and isinstance(exc, aiohttp.ClientSSLError):
+            raise TlsRefused(tls) from None
+        return f"{lane.health.path}: {tls or f'{type(exc).__name__}: {exc}'}"
     except LaneError as exc:
         return str(exc)
     return None
@@ -175,7 +185,7 @@ async def wait_ready(
     while True:
         if exited.is_set():
             raise NotReady(f"process exited during start (last probe: {last})")
-        problem = await check_health(session, lane)
+        problem = await check_health(session, lane, tls_fatal=True)
         if problem is None:
             problem = await check_models(session, lane)
         if problem is None and listeners is not None:

@@ -122,6 +122,41 @@ def _context(remote: RemoteConfig) -> ssl.SSLContext:
     return context
 
 
+def tls_problem(remote: RemoteConfig | None, exc: aiohttp.ClientError) -> str | None:
+    """What an https lane's connection failure says about its TLS settings, or None.
+
+    A failed certificate check names the setting that decides it. A server that hangs up
+    right after the handshake while qwend offered no client certificate is most likely
+    one that requires it: with TLS 1.3 its "certificate required" alert arrives after the
+    handshake and reaches aiohttp only as a disconnect, so the hint says so.
+    """
+    if remote is None or not remote.tls:
+        return None
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return (
+            f"TLS verification of {remote.url} failed ({exc.certificate_error});"
+            " set tls_ca to the CA that signed the lane's certificate"
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS handshake with {remote.url} failed ({exc}); check tls_ca, tls_cert, tls_key"
+    if isinstance(exc, aiohttp.ServerDisconnectedError) and remote.tls_cert is None:
+        return (
+            f"{remote.url} closed the TLS connection without answering: if it requires a"
+            " client certificate (mutual TLS), set tls_cert and tls_key"
+        )
+    return None
+
+
+def tls_warning(lane: LaneConfig) -> str | None:
+    """The warning an https lane that skips certificate checks deserves, or None."""
+    if lane.remote is None or not lane.remote.tls or lane.remote.tls_verify:
+        return None
+    return (
+        f"lane {lane.name}: tls_verify = false: the certificate of {lane.remote.url} is not"
+        " checked, so anyone on the path can impersonate the lane and read its API key"
+    )
+
+
 class RemoteHandle:
     """Stands where a lane process would for a remote lane: nothing to spawn, signal or reap.
 

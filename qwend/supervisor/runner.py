@@ -38,7 +38,7 @@ from qwend.supervisor.identity import check_listeners
 from qwend.supervisor.listener import Listeners
 from qwend.supervisor.output import FAILURE_LINES, LogRing, failure_quote
 from qwend.supervisor.process import LaneProcess, describe_requested_stop
-from qwend.supervisor.remote import RemoteHandle, access
+from qwend.supervisor.remote import RemoteHandle, access, tls_warning
 from qwend.supervisor.restart import RestartPolicy
 from qwend.supervisor.states import Effect, Event, LaneState, Transition, transition
 
@@ -267,7 +267,10 @@ class LaneRunner:
         cfg = self.cfg
         if cfg.is_remote:
             access(cfg)  # unusable TLS or key files: a clear reason, then backoff
-            self.warnings = ()
+            warning = tls_warning(cfg)
+            if warning is not None:
+                self._log.warning("remote lane certificate not verified", warning=warning)
+            self.warnings = (warning,) if warning is not None else ()
             self.proc = RemoteHandle()
             return self.proc
         self._ctx.preflight(cfg)

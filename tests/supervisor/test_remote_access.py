@@ -10,7 +10,14 @@ import pytest
 
 from qwend.config.model import LaneConfig, RemoteConfig
 from qwend.errors import LaneError
-from qwend.supervisor.remote import LOCAL, RemoteLaneAction, access, refuse_process_action
+from qwend.supervisor.remote import (
+    LOCAL,
+    RemoteLaneAction,
+    access,
+    refuse_process_action,
+    tls_problem,
+    tls_warning,
+)
 
 KEY = "sk-upstream-0123"
 
@@ -96,3 +103,35 @@ def test_process_actions_on_a_remote_lane_are_refused_with_what_works() -> None:
     assert "remote lane (http://10.0.0.12:8000)" in message and "cannot stop" in message
     assert "drain" in message
     refuse_process_action(LaneConfig("near", "stable", "v3", (0,), 1, "m", ("x",)), "stop")
+
+
+HTTPS = "https://10.0.0.12:8443"
+
+
+def test_a_failed_certificate_check_names_tls_ca() -> None:
+    lane = remote_lane(url=HTTPS)
+    verify = ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed")
+    key = type("Key", (), {"host": "10.0.0.12", "port": 8443, "ssl": True})()
+    exc = aiohttp.ClientConnectorCertificateError(key, verify)
+    problem = tls_problem(lane.remote, exc)
+    assert problem is not None
+    assert HTTPS in problem and "self-signed" in problem and "set tls_ca" in problem
+
+
+def test_a_hang_up_without_a_client_certificate_suggests_mutual_tls(tmp_path: Path) -> None:
+    hang_up = aiohttp.ServerDisconnectedError()
+    problem = tls_problem(remote_lane(url=HTTPS).remote, hang_up)
+    assert problem is not None and "tls_cert and tls_key" in problem
+    cert = tmp_path / "client.pem"
+    with_cert = remote_lane(url=HTTPS, tls_cert=cert, tls_key=cert)
+    assert tls_problem(with_cert.remote, hang_up) is None  # the hint would mislead
+    assert tls_problem(remote_lane().remote, hang_up) is None  # plain http: not about TLS
+    refused = aiohttp.ClientConnectionError("connection refused")
+    assert tls_problem(remote_lane(url=HTTPS).remote, refused) is None
+
+
+def test_only_an_unverified_https_lane_is_warned_about() -> None:
+    warning = tls_warning(remote_lane(url=HTTPS, tls_verify=False))
+    assert warning is not None and "tls_verify = false" in warning and "impersonate" in warning
+    assert tls_warning(remote_lane(url=HTTPS)) is None
+    assert tls_warning(LaneConfig("near", "stable", "v3", (0,), 18084, "m", ("x",))) is None
