@@ -301,7 +301,8 @@ def _with_kv_params(
     s = lane.settings
     assert response.text is not None  # _whole builds a JSON response
     body = json.loads(response.text)
-    body[kvtransfer.PARAM] = kvtransfer.response_params(record, s.host, s.port)
+    host = s.kv.advertise_host or s.host
+    body[kvtransfer.PARAM] = kvtransfer.response_params(record, host, s.port)
     return web.json_response(body)
 
 

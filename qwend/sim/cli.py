@@ -43,6 +43,13 @@ def _non_negative(value: str) -> float:
     return number
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return number
+
+
 def _fraction(value: str) -> float:
     number = float(value)
     if not 0.0 <= number <= 1.0:
@@ -73,7 +80,13 @@ def _add_kv_flags(p: argparse.ArgumentParser) -> None:
         help="decode lane, request without transfer parameters: prefill here, or 400",
     )
     g.add_argument("--kv-ttl-s", type=_positive, default=30.0, metavar="S")
-    g.add_argument("--kv-capacity", type=int, default=256, metavar="N")
+    g.add_argument("--kv-capacity", type=_positive_int, default=256, metavar="N")
+    g.add_argument(
+        "--kv-advertise-host",
+        default="",
+        metavar="HOST",
+        help="remote_host handed to decode lanes (default: --host; set it when that is 0.0.0.0)",
+    )
     g.add_argument("--kv-engine-id", default="", help="remote_engine_id (default: random)")
 
 
@@ -137,7 +150,8 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> SimS
             role=args.kv_role,
             without_kv=args.kv_without,
             ttl_s=args.kv_ttl_s,
-            capacity=max(1, args.kv_capacity),
+            capacity=args.kv_capacity,
+            advertise_host=args.kv_advertise_host,
             engine_id=args.kv_engine_id,
         ),
     )

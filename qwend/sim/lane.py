@@ -60,6 +60,8 @@ class KvSettings:
     """Prefill lane: most unclaimed KV records kept (least recent dropped first)."""
     engine_id: str = ""
     """Prefill lane: ``remote_engine_id`` it hands out ("": a random one per process)."""
+    advertise_host: str = ""
+    """Prefill lane: ``remote_host`` it hands out ("": its listen host)."""
     pull_timeout_s: float = 5.0
     """Decode lane: how long pulling KV from a prefill lane may take."""
 

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from qwend.sim.cli import build_parser, settings_from_args
 from qwend.sim.kvtransfer import KvStore, blocks_for
+from qwend.sim.lane import KvSettings
 from qwend.sim.requests import ApiError
 from tests.support.simlane import DEFAULT_MODEL as MODEL
 from tests.support.simlane import SimLaneProcess, free_port, start_sim_lane, wait_for
@@ -269,3 +271,38 @@ def test_store_evicts_least_recent_and_expires() -> None:
         store.claim("b", "e", (3,), now=11.5)  # expired at 11
     assert store.claim("c", "e", (4,), now=5).prompt_tokens == 1
     assert store.evicted == 2
+
+
+# -- flags ------------------------------------------------------------------------------
+def test_kv_flags_reach_the_settings(tmp_path: Path) -> None:
+    argv = "serve --host 0.0.0.0 --kv-role prefill --kv-capacity 3 --kv-ttl-s 9"
+    argv += " --kv-advertise-host 10.0.0.5 --kv-engine-id p0"
+    args = build_parser().parse_args(argv.split())
+    kv = settings_from_args(args, {"QWEND_SIM_STATE_DIR": str(tmp_path)}).kv
+    assert kv == KvSettings(
+        role="prefill", ttl_s=9.0, capacity=3, engine_id="p0", advertise_host="10.0.0.5"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--kv-capacity", "0"], ["--kv-ttl-s", "0"], ["--kv-role", "proxy"], ["--kv-without", "x"]],
+)
+def test_bad_kv_flags_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["serve", *argv])
+    assert exc.value.code == 2
+    assert argv[0] in capsys.readouterr().err
+
+
+def test_prefill_lane_advertises_the_given_host(tmp_path: Path) -> None:
+    lane = start_sim_lane(
+        state_dir=tmp_path,
+        time_scale=10,
+        extra=["--kv-role", "prefill", "--kv-advertise-host", "localhost"],
+    )
+    try:
+        params = prefill(lane, prompt="where am I")
+    finally:
+        lane.stop()
+    assert (params["remote_host"], params["remote_port"]) == ("localhost", lane.port)
