@@ -16,7 +16,8 @@ from typing import TextIO
 
 from qwend.logs import LogFormat, configure_logging
 from qwend.sim import npusmi, state
-from qwend.sim.lane import FaultSettings, SimSettings
+from qwend.sim.kvtransfer import ROLES, WITHOUT_KV
+from qwend.sim.lane import FaultSettings, KvSettings, SimSettings
 from qwend.sim.latency import VARIANTS, profile_for
 
 USAGE_ERROR = 2
@@ -42,6 +43,13 @@ def _non_negative(value: str) -> float:
     return number
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return number
+
+
 def _fraction(value: str) -> float:
     number = float(value)
     if not 0.0 <= number <= 1.0:
@@ -60,6 +68,26 @@ def _add_fault_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--error-status", type=int, choices=(500, 503), default=500)
     g.add_argument("--stall-after-tokens", type=int, metavar="N", help="streams stop after N")
     g.add_argument("--leak-npu-memory-s", type=_non_negative, default=0.0, metavar="S")
+
+
+def _add_kv_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("prefill/decode disaggregation (vLLM's kv_transfer_params)")
+    g.add_argument("--kv-role", choices=ROLES, default="both", help="default: whole requests")
+    g.add_argument(
+        "--kv-without",
+        choices=WITHOUT_KV,
+        default="recompute",
+        help="decode lane, request without transfer parameters: prefill here, or 400",
+    )
+    g.add_argument("--kv-ttl-s", type=_positive, default=30.0, metavar="S")
+    g.add_argument("--kv-capacity", type=_positive_int, default=256, metavar="N")
+    g.add_argument(
+        "--kv-advertise-host",
+        default="",
+        metavar="HOST",
+        help="remote_host handed to decode lanes (default: --host; set it when that is 0.0.0.0)",
+    )
+    g.add_argument("--kv-engine-id", default="", help="remote_engine_id (default: random)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-format", choices=[f.value for f in LogFormat], default="auto")
     serve.add_argument("--log-level", default="info")
+    _add_kv_flags(serve)
     _add_fault_flags(serve)
     smi = sub.add_parser("npu-smi", help="fake npu-smi showing the running sim lanes")
     smi.add_argument("smi_args", nargs=argparse.REMAINDER)
@@ -117,6 +146,14 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> SimS
         state_dir=state.state_dir(env),
         faults=faults,
         api_key=args.api_key,
+        kv=KvSettings(
+            role=args.kv_role,
+            without_kv=args.kv_without,
+            ttl_s=args.kv_ttl_s,
+            capacity=args.kv_capacity,
+            advertise_host=args.kv_advertise_host,
+            engine_id=args.kv_engine_id,
+        ),
     )
 
 

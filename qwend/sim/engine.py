@@ -67,6 +67,9 @@ class SimSequence:
     stall_after: int | None = None
     script: tuple[str, ...] = ()
     """A fixed answer (``/echo``): its tokens instead of pseudo-text."""
+    prefilled: bool = False
+    """Its KV came from a prefill lane: no prefill step; the first token comes with the
+    next decode step, as on a decode engine."""
     state: SeqState = SeqState.WAITING
     generated: int = 0
     text: str = ""
@@ -74,6 +77,8 @@ class SimSequence:
     arrival: float = 0.0
     first_token_at: float | None = None
     last_token_at: float | None = None
+    prefill_s: float = 0.0
+    """Seconds its prefill step took here (0 when ``prefilled``)."""
     events: asyncio.Queue[TokenEvent] = field(default_factory=asyncio.Queue)
 
     @property
@@ -216,12 +221,20 @@ class Engine:
                 await self._wake.wait()
 
     async def _prefill_step(self, seq: SimSequence) -> None:
+        if seq.prefilled:
+            # KV pulled from a prefill lane: straight into the batch, no prefill cost.
+            seq.state = SeqState.RUNNING
+            self._running.append(seq)
+            self._changed()
+            return
+        started = self.now()
         self._prefilling = seq
         self._set_kind("prefill")
         try:
             await self._sleep(self.profile.prefill_s(seq.text_tokens, seq.image_tokens))
         finally:
             self._prefilling = None
+        seq.prefill_s = self.now() - started
         if seq.done:
             return
         if self._listener is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 
 from qwend.sim import state
 from qwend.sim.engine import Engine, SimSequence
+from qwend.sim.kvtransfer import KvStore
 from qwend.sim.latency import profile_for
 from qwend.sim.metrics import SimMetrics
 from qwend.sim.requests import ApiError, GenerationRequest
@@ -45,6 +47,26 @@ class FaultSettings:
 
 
 @dataclass(frozen=True)
+class KvSettings:
+    """``--kv-*``: the lane's part in prefill/decode disaggregation."""
+
+    role: str = "both"
+    """``both`` (whole requests), ``prefill`` or ``decode``."""
+    without_kv: str = "recompute"
+    """Decode lane, request without transfer parameters: ``recompute`` or ``refuse``."""
+    ttl_s: float = 30.0
+    """Prefill lane: how long unclaimed KV is kept (real seconds)."""
+    capacity: int = 256
+    """Prefill lane: most unclaimed KV records kept (least recent dropped first)."""
+    engine_id: str = ""
+    """Prefill lane: ``remote_engine_id`` it hands out ("": a random one per process)."""
+    advertise_host: str = ""
+    """Prefill lane: ``remote_host`` it hands out ("": its listen host)."""
+    pull_timeout_s: float = 5.0
+    """Decode lane: how long pulling KV from a prefill lane may take."""
+
+
+@dataclass(frozen=True)
 class SimSettings:
     """How ``qwend-sim serve`` was started."""
 
@@ -64,6 +86,8 @@ class SimSettings:
     faults: FaultSettings = field(default_factory=FaultSettings)
     api_key: str = ""
     """vLLM's ``--api-key``: ``/v1`` requests need ``Authorization: Bearer KEY`` ("": none)."""
+    kv: KvSettings = field(default_factory=lambda: KvSettings())
+    """Prefill/decode disaggregation (default: a whole-request lane)."""
 
     @property
     def npus(self) -> tuple[int, ...]:
@@ -120,11 +144,19 @@ class SimLane:
             listener=self.metrics,
         )
         self.metrics.bind_engine(self.engine)
+        kv = settings.kv
+        self.kv_store = KvStore(
+            kv.engine_id or secrets.token_hex(8), capacity=kv.capacity, ttl_s=kv.ttl_s
+        )
+        """The KV a prefill lane keeps for decode lanes (unused on other roles)."""
 
-    def new_sequence(self, parsed: GenerationRequest) -> SimSequence:
-        """Submit a validated request to the engine."""
+    def new_sequence(self, parsed: GenerationRequest, *, prefilled: bool = False) -> SimSequence:
+        """Submit a validated request to the engine (``prefilled``: its KV came from a
+        prefill lane, so it skips the prefill step)."""
         seq = SimSequence(
-            request_id=f"{os.getpid()}-{self.engine.next_id()}",
+            # Random, not a counter: a prefill lane hands it out as the KV claim ticket.
+            request_id=f"{os.getpid()}-{self.engine.next_id()}-{secrets.token_hex(8)}",
+            prefilled=prefilled,
             text_tokens=parsed.text_tokens,
             image_tokens=parsed.image_tokens,
             max_tokens=parsed.max_tokens,
