@@ -9,7 +9,7 @@ Reading the files is ``load``'s business.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -48,6 +48,7 @@ from qwend.config.schema import (
     PathConv,
     SignalConv,
     Str,
+    T,
     Table,
     parse_host,
     show,
@@ -73,17 +74,7 @@ class NpuList(Conv[tuple[int, ...]]):
     def __call__(self, value: object) -> tuple[int, ...]:
         if not isinstance(value, list) or not value:
             raise Bad(self.expected, value)
-        npu = Int(0, MAX_NPU)
-        result: list[int] = []
-        for index, item in enumerate(value):
-            try:
-                number = npu(item)
-            except Bad as bad:
-                raise Bad(npu.expected, item, f"[{index}]") from bad
-            if number in result:
-                raise Bad(f"NPU {number} is listed twice", item, f"[{index}]", raw=True)
-            result.append(number)
-        return tuple(result)
+        return _distinct(value, Int(0, MAX_NPU), lambda number: f"NPU {number} is listed twice")
 
 
 @dataclass(frozen=True)
@@ -118,16 +109,21 @@ class NameList(Conv[tuple[str, ...]]):
         if not isinstance(value, list):
             raise Bad(self.expected, value)
         name = Str("a non-empty model name")
-        seen: list[str] = []
-        for index, item in enumerate(value):
-            try:
-                text = name(item)
-            except Bad as bad:
-                raise Bad(name.expected, item, f"[{index}]") from bad
-            if text in seen:
-                raise Bad(f"the name {show(text)} is listed twice", item, f"[{index}]", raw=True)
-            seen.append(text)
-        return tuple(seen)
+        return _distinct(value, name, lambda text: f"the name {show(text)} is listed twice")
+
+
+def _distinct(items: list[object], convert: Conv[T], twice: Callable[[T], str]) -> tuple[T, ...]:
+    """Each item converted, in order; Bad naming the index of a bad or repeated item."""
+    result: list[T] = []
+    for index, item in enumerate(items):
+        try:
+            converted = convert(item)
+        except Bad as bad:
+            raise Bad(convert.expected, item, f"[{index}]") from bad
+        if converted in result:
+            raise Bad(twice(converted), item, f"[{index}]", raw=True)
+        result.append(converted)
+    return tuple(result)
 
 
 @dataclass(frozen=True)
