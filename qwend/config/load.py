@@ -79,7 +79,10 @@ def _lanes_dir(main: Mapping[str, object], base_dir: Path) -> Path | None:
         return base_dir / "lanes.d"
     if not isinstance(value, str) or not value.strip():
         return None
-    lanes_dir = Path(value).expanduser()
+    try:
+        lanes_dir = Path(value).expanduser()
+    except RuntimeError:  # "~name" of an unknown user: parse reports the bad value
+        return None
     return lanes_dir if lanes_dir.is_absolute() else base_dir / lanes_dir
 
 

@@ -175,7 +175,10 @@ class PathConv(Conv[Path]):
     def __call__(self, value: object) -> Path:
         if not isinstance(value, str) or not value.strip() or "\0" in value:
             raise Bad(self.expected, value)
-        path = Path(value).expanduser()
+        try:
+            path = Path(value).expanduser()
+        except RuntimeError:  # "~name" of a user this host does not have
+            raise Bad("a path whose ~user exists on this host", value) from None
         return path if path.is_absolute() else self.base / path
 
 
