@@ -25,8 +25,10 @@ def check_all(
     drafts: Sequence[LaneDraft],
     *,
     partial: bool,
+    extra: Sequence[tuple[str, int]] = (),
 ) -> None:
-    """Append every cross-file problem to ``issues``."""
+    """Append every cross-file problem to ``issues`` (``extra``: more listeners of
+    qwend.toml as (key, port), e.g. the peer listener)."""
     check_names(issues, drafts)
     # A lane file that did not load (or has no valid role) may hold a role's active lane:
     # judging roles then would only add misleading errors.
@@ -36,7 +38,7 @@ def check_all(
     check_lane_resources(issues, drafts)
     check_parallel(issues, drafts)
     check_side_ports(issues, drafts)
-    check_ports(issues, main_name, router, public, endpoint_keys, drafts)
+    check_ports(issues, main_name, router, public, endpoint_keys, drafts, extra)
     check_exposure(issues, main_name, router, public, endpoint_keys)
     if drafts and not uncertain:
         check_endpoint_roles(issues, main_name, public, endpoint_keys, drafts)
@@ -207,9 +209,11 @@ def check_ports(
     public: PublicConfig,
     endpoint_keys: Sequence[str],
     drafts: Sequence[LaneDraft],
+    extra: Sequence[tuple[str, int]] = (),
 ) -> None:
-    """The router, console and public endpoints use distinct ports, none a lane's."""
-    listeners: list[tuple[str, int]] = [("router.listen", router.listen.port)]
+    """The router, console, public endpoints (and ``extra`` listeners) use distinct ports,
+    none a lane's."""
+    listeners: list[tuple[str, int]] = [("router.listen", router.listen.port), *extra]
     if public.console_listen is not None:
         listeners.append(("public.console_listen", public.console_listen.port))
     listeners += [

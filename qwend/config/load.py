@@ -8,6 +8,7 @@ only part that touches the filesystem: it reads TOML and hands the mappings to t
 
 from __future__ import annotations
 
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,7 +47,12 @@ def load_config(path: Path) -> Config:
                     lane_files.append((name, data))
     try:
         config = parse_config(
-            main, lane_files, main_name=path.name, base_dir=base_dir, partial=bool(issues)
+            main,
+            lane_files,
+            main_name=path.name,
+            base_dir=base_dir,
+            partial=bool(issues),
+            host_name=short_hostname(),
         )
     except ConfigError as error:
         merged = [*issues, *error.issues]
@@ -55,6 +61,11 @@ def load_config(path: Path) -> Config:
     if issues:
         raise ConfigError(issues)
     return config
+
+
+def short_hostname() -> str:
+    """This host's name up to the first dot: the default ``[cluster] name``."""
+    return socket.gethostname().split(".", 1)[0]
 
 
 def _read_toml(path: Path, name: str, issues: list[ConfigIssue]) -> dict[str, object] | None:

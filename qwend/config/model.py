@@ -318,6 +318,61 @@ class RemoteConfig:
         return self.url.startswith("https://")
 
 
+class KvRole(StrEnum):
+    """What a lane does in prefill/decode (PD) disaggregation."""
+
+    PREFILL = "prefill"
+    """Computes the prompt's KV cache and hands it to a decode lane (one token answered)."""
+    DECODE = "decode"
+    """Takes a prefill lane's KV cache and generates the answer."""
+
+
+class StartOrder(StrEnum):
+    """In which order the members of a multi-node lane group are started."""
+
+    LEADER_FIRST = "leader_first"
+    """The leader (API server, DP coordinator) first; followers then join it (vLLM DP)."""
+    FOLLOWERS_FIRST = "followers_first"
+    """Followers first, the leader last (engines that wait for every worker to be up)."""
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """``[lane.group]``: a lane whose members run on several hosts, one per host.
+
+    Every member host has a lane file of the same name; each describes its own member
+    (its command, NPUs, environment). The first member leads: it serves the API and is
+    the only member routed, while the whole group is up."""
+
+    members: tuple[str, ...]
+    """``[cluster] name`` of every member host, in start order; the first one leads."""
+    this: str
+    """This host's ``[cluster] name`` (one of ``members``)."""
+    start_order: StartOrder = StartOrder.LEADER_FIRST
+
+    @property
+    def leader(self) -> str:
+        """The member host whose member serves the API."""
+        return self.members[0]
+
+    @property
+    def is_leader(self) -> bool:
+        """This host runs the group's leader."""
+        return self.this == self.leader
+
+    @property
+    def followers(self) -> tuple[str, ...]:
+        """Every member host but the leader, in start order."""
+        return self.members[1:]
+
+    @property
+    def start_sequence(self) -> tuple[str, ...]:
+        """Member hosts in the order they are started (the reverse is the stop order)."""
+        if self.start_order is StartOrder.FOLLOWERS_FIRST:
+            return (*self.followers, self.leader)
+        return self.members
+
+
 @dataclass(frozen=True)
 class LaneConfig:
     """One lane: a backend inference server process, from ``lanes.d/NAME.toml``."""
@@ -349,6 +404,15 @@ class LaneConfig:
     """The context length ``/v1/models`` advertises; None: not stated."""
     remote: RemoteConfig | None = None
     """Set for a remote lane (``lane.url``): health-checked and routed, never spawned."""
+    kv_role: KvRole | None = None
+    """Prefill or decode lane of PD disaggregation; None: prefill and decode in this lane."""
+    group: GroupConfig | None = None
+    """Set for a member of a multi-node lane group (``[lane.group]``)."""
+
+    @property
+    def is_follower(self) -> bool:
+        """A group member that is not the leader: supervised here, never routed."""
+        return self.group is not None and not self.group.is_leader
 
     @property
     def is_remote(self) -> bool:
@@ -400,7 +464,57 @@ class LaneConfig:
             self.model,
             self.served_model,
             self.remote,
+            self.group,
         )
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """``[cluster]``: this host among its peers, and the control listener peers use."""
+
+    name: str = ""
+    """This host's name among its peers (default: the short hostname)."""
+    listen: ListenAddress | None = None
+    """TCP address of the control API for peers; None: no TCP listener."""
+    token_file: Path | None = None
+    """Shared secret peers send as ``Authorization: Bearer`` (and this host sends them)."""
+    tls_cert: Path | None = None
+    """The listener's certificate (PEM); with ``tls_key`` the listener speaks HTTPS."""
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    """Require peers' client certificates signed by this CA (mutual TLS)."""
+
+    @property
+    def tls(self) -> bool:
+        """The peer listener speaks HTTPS."""
+        return self.tls_cert is not None
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """``[[peers]]``: another host's qwend, reached at its ``[cluster] listen``."""
+
+    name: str
+    """The peer's ``[cluster] name``."""
+    url: str
+    """``http(s)://host:port`` of the peer's control listener, without a trailing slash."""
+    host: str
+    port: int
+    token_file: Path | None = None
+    """The shared secret sent to it (default: ``[cluster] token_file``)."""
+    tls_ca: Path | None = None
+    """CA bundle that signed the peer's certificate (None: the system's)."""
+    tls_verify: bool = True
+    tls_cert: Path | None = None
+    """Client certificate (PEM) for a peer that requires one; ``tls_key`` is its key."""
+    tls_key: Path | None = None
+    timeout_s: float = 5.0
+    """Connect and answer deadline of one request to the peer."""
+
+    @property
+    def tls(self) -> bool:
+        """The peer's listener speaks HTTPS."""
+        return self.url.startswith("https://")
 
 
 @dataclass(frozen=True)
@@ -416,6 +530,15 @@ class Config:
     """The qwend.toml this was loaded from."""
     connections: ConnectionsConfig = ConnectionsConfig()
     access_log: AccessLogConfig = AccessLogConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    peers: tuple[PeerConfig, ...] = ()
+
+    def peer(self, name: str) -> PeerConfig:
+        """The peer called ``name``; KeyError when there is none."""
+        for peer in self.peers:
+            if peer.name == name:
+                return peer
+        raise KeyError(name)
 
     def lane(self, name: str) -> LaneConfig:
         """The lane called ``name``; KeyError when there is none."""

@@ -19,10 +19,12 @@ from qwend.config.model import (
     AccessLogConfig,
     AccessLogTarget,
     Capabilities,
+    ClusterConfig,
     Config,
     ConnectionsConfig,
     DaemonConfig,
     HealthConfig,
+    KvRole,
     LaneConfig,
     MonitorConfig,
     PublicConfig,
@@ -33,6 +35,7 @@ from qwend.config.model import (
     StopConfig,
     TextPolicy,
 )
+from qwend.config.peering import parse_cluster, parse_group, parse_peers
 from qwend.config.schema import (
     NAME,
     NAME_RE,
@@ -42,6 +45,7 @@ from qwend.config.schema import (
     BoolOrAuto,
     Choice,
     Conv,
+    HttpUrl,
     Int,
     Listen,
     Num,
@@ -54,6 +58,9 @@ from qwend.config.schema import (
     show,
 )
 from qwend.errors import ConfigError, ConfigIssue
+
+NO_CLUSTER = ClusterConfig()
+"""A host outside any cluster (no name, no peers)."""
 
 PLACEHOLDERS = ("port", "npus", "model", "served_model", "name")
 # A placeholder is {identifier}; other braces (JSON in vLLM flags) are literal text.
@@ -171,12 +178,14 @@ def parse_config(
     main_name: str,
     base_dir: Path,
     partial: bool = False,
+    host_name: str = "",
 ) -> Config:
     """Validate parsed TOML (pure): qwend.toml's mapping and ``(file name, mapping)`` per lane.
 
     File names are as the operator sees them (``lanes.d/stable.toml``); relative paths in
     the config resolve against ``base_dir``. ``partial``: some lane file could not be read,
-    so skip the checks that need every lane (roles). Raises ``ConfigError`` with every issue.
+    so skip the checks that need every lane (roles). ``host_name`` (the short hostname) is
+    the default ``[cluster] name``. Raises ``ConfigError`` with every issue.
     """
     issues: list[ConfigIssue] = []
     top = Table(issues, main_name, "", main)
@@ -186,9 +195,18 @@ def parse_config(
     monitor = parse_monitor(top.sub("monitor"))
     connections = parse_connections(top.sub("connections"))
     access_log = parse_access_log(top.sub("access_log"), base_dir)
+    cluster = parse_cluster(top.sub("cluster"), base_dir, host_name)
+    peers = parse_peers(top.items("peers"), base_dir, cluster)
     top.finish()
-    drafts = [parse_lane_file(issues, name, data, base_dir) for name, data in lane_files]
-    check_all(issues, main_name, router, public, endpoint_keys, drafts, partial=partial)
+    peer_names = [peer.name for peer in peers]
+    drafts = [
+        parse_lane_file(issues, name, data, base_dir, cluster=cluster, peers=peer_names)
+        for name, data in lane_files
+    ]
+    listeners = [("cluster.listen", cluster.listen.port)] if cluster.listen is not None else []
+    check_all(
+        issues, main_name, router, public, endpoint_keys, drafts, partial=partial, extra=listeners
+    )
     if issues:
         # Grouped by file (qwend.toml first), each file's issues in the order found.
         order = {main_name: 0} | {name: i + 1 for i, (name, _) in enumerate(lane_files)}
@@ -204,6 +222,8 @@ def parse_config(
         base_dir / main_name,
         connections=connections,
         access_log=access_log,
+        cluster=cluster,
+        peers=tuple(peers),
     )
 
 
@@ -344,9 +364,15 @@ def parse_access_log(t: Table, base: Path) -> AccessLogConfig:
 
 
 def parse_lane_file(
-    issues: list[ConfigIssue], file: str, data: Mapping[str, object], base: Path
+    issues: list[ConfigIssue],
+    file: str,
+    data: Mapping[str, object],
+    base: Path,
+    *,
+    cluster: ClusterConfig = NO_CLUSTER,
+    peers: Sequence[str] = (),
 ) -> LaneDraft:
-    """One ``lanes.d/*.toml``: a ``[lane]`` table."""
+    """One ``lanes.d/*.toml``: a ``[lane]`` table (``cluster`` and ``peers`` for its group)."""
     top = Table(issues, file, "", data)
     t = top.sub("lane", required=True)
     top.finish()
@@ -360,16 +386,22 @@ def parse_lane_file(
     draft.role = t.get("role", NAME, REQUIRED)
     draft.standby = _bool(t, "standby", False)
     remote = parse_remote(t, base)
+    group = parse_group(t.sub("group"), cluster, peers)
+    if remote is not None and group is not None:
+        t.error("group", "a lane group's members run on member hosts; a remote lane (url) has none")
+    follower = group is not None and not group.is_leader
     if remote is None:
         draft.npus = t.get("npus", NpuList(), REQUIRED)
-        draft.port = t.get("port", Int(1, 65535), REQUIRED)
+        # A headless follower serves no API: it may have no port (0: none).
+        draft.port = t.get("port", Int(1, 65535), 0 if follower else REQUIRED) or None
+    kv_role = t.opt("kv_role", Choice(tuple(r.value for r in KvRole)))
     draft.capabilities = parse_capabilities(t.sub("capabilities"))
     draft.values = {
         "name": draft.name,
         "role": draft.role,
         "variant": t.get("variant", Str("a variant label"), draft.name),
         "npus": draft.npus,
-        "port": draft.port,
+        "port": draft.port or 0,
         "model": t.get("model", Str("a model name or path"), REQUIRED),
         "aliases": t.get("aliases", NameList(), ()),
         "served_model": t.get("served_model", Str("the model name the backend expects"), ""),
@@ -378,6 +410,8 @@ def parse_lane_file(
         "standby": draft.standby,
         "host": t.get("host", Str("an IP address or hostname"), "127.0.0.1"),
         "remote": remote,
+        "kv_role": KvRole(kv_role) if kv_role is not None else None,
+        "group": group,
         "env": t.get("env", Env(), {}),
         "cwd": t.opt("cwd", PathConv(base)),
         "health": parse_health(t.sub("health")),
@@ -402,30 +436,6 @@ def parse_lane_file(
 REMOTE_ONLY = ("connect_timeout_s", "tls_ca", "tls_verify", "tls_cert", "tls_key", "api_key_file")
 
 
-@dataclass(frozen=True)
-class RemoteUrl(Conv[tuple[str, str, int]]):
-    """``http(s)://host:port[/prefix]`` -> (url without trailing slash, host, port)."""
-
-    expected: str = 'an URL "http://HOST:PORT" or "https://HOST:PORT" (e.g. "http://10.0.0.2:8000")'
-
-    def __call__(self, value: object) -> tuple[str, str, int]:
-        if not isinstance(value, str):
-            raise Bad(self.expected, value)
-        match = re.fullmatch(
-            r"(https?)://(?:\[([0-9A-Fa-f:.]+)\]|([^:/\[\]@?#\s]+))(?::(\d{1,5}))?(/[^?#\s]*)?",
-            value.strip(),
-        )
-        if match is None:
-            raise Bad(self.expected, value)
-        scheme, host = match.group(1), match.group(2) or match.group(3)
-        if parse_host(host) is None:
-            raise Bad(f"{self.expected}; {show(host)} is not an IP address or hostname", value)
-        port = int(match.group(4)) if match.group(4) else (443 if scheme == "https" else 80)
-        if not 1 <= port <= 65535:
-            raise Bad(f"{self.expected} with a port 1-65535", value)
-        return value.strip().rstrip("/"), host, port
-
-
 def parse_remote(t: Table, base: Path) -> RemoteConfig | None:
     """``lane.url`` and its connection keys; None for a local lane (remote keys refused)."""
     has_url, has_command = "url" in t.data, "command" in t.data
@@ -435,7 +445,7 @@ def parse_remote(t: Table, base: Path) -> RemoteConfig | None:
                 t.seen.add(key)
                 t.error(key, "only a remote lane (lane.url) takes this key; remove it or set url")
         return None
-    parsed = t.get("url", RemoteUrl(), REQUIRED)
+    parsed = t.get("url", HttpUrl(), REQUIRED)
     if has_command:
         t.seen.add("command")
         t.error("command", "a lane has either command (a local process) or url (a remote lane)")

@@ -250,6 +250,30 @@ class Choice(Conv[str]):
         return str(value)
 
 
+@dataclass(frozen=True)
+class HttpUrl(Conv[tuple[str, str, int]]):
+    """``http(s)://host:port[/prefix]`` -> (url without trailing slash, host, port)."""
+
+    expected: str = 'an URL "http://HOST:PORT" or "https://HOST:PORT" (e.g. "http://10.0.0.2:8000")'
+
+    def __call__(self, value: object) -> tuple[str, str, int]:
+        if not isinstance(value, str):
+            raise Bad(self.expected, value)
+        match = re.fullmatch(
+            r"(https?)://(?:\[([0-9A-Fa-f:.]+)\]|([^:/\[\]@?#\s]+))(?::(\d{1,5}))?(/[^?#\s]*)?",
+            value.strip(),
+        )
+        if match is None:
+            raise Bad(self.expected, value)
+        scheme, host = match.group(1), match.group(2) or match.group(3)
+        if parse_host(host) is None:
+            raise Bad(f"{self.expected}; {show(host)} is not an IP address or hostname", value)
+        port = int(match.group(4)) if match.group(4) else (443 if scheme == "https" else 80)
+        if not 1 <= port <= 65535:
+            raise Bad(f"{self.expected} with a port 1-65535", value)
+        return value.strip().rstrip("/"), host, port
+
+
 class Missing:
     """Marks a required key: no default."""
 

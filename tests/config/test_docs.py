@@ -11,11 +11,14 @@ import pytest
 
 from qwend.config.model import (
     Capabilities,
+    ClusterConfig,
     ConnectionsConfig,
     DaemonConfig,
+    GroupConfig,
     HealthConfig,
     LaneConfig,
     MonitorConfig,
+    PeerConfig,
     PublicConfig,
     PublicEndpoint,
     RemoteConfig,
@@ -31,10 +34,12 @@ SECTIONS = [
     DaemonConfig, RouterConfig, PublicConfig, PublicEndpoint, MonitorConfig, ConnectionsConfig,
     LaneConfig,
     HealthConfig, StopConfig, RestartConfig, Capabilities, RemoteConfig,
+    ClusterConfig, PeerConfig, GroupConfig,
 ]  # fmt: skip
 NOT_KEYS = {"source"}  # LaneConfig.source is set by the loader, not written by operators
 NOT_KEYS |= {"remote"}  # LaneConfig.remote holds the remote lane's keys (url, tls_ca ...)
-SUB_TABLES = {"health", "stop", "restart", "capabilities"}  # documented as [lane.NAME]
+NOT_KEYS |= {"this"}  # GroupConfig.this is [cluster] name, filled in by the parser
+SUB_TABLES = {"health", "stop", "restart", "capabilities", "group"}  # documented as [lane.NAME]
 
 
 @pytest.mark.parametrize("section", SECTIONS, ids=lambda s: s.__name__)
