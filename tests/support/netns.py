@@ -1,4 +1,7 @@
-"""Two "hosts" on one machine: network namespaces joined by a veth pair (tests as root).
+"""Several "hosts" on one machine: network namespaces joined by veth pairs (tests as root).
+
+``two_hosts`` joins two namespaces by one veth pair; ``cluster_hosts`` puts any number on a
+bridge (in a namespace of its own), so every host reaches every other.
 
 ``Hosts`` makes namespaces ``<tag>-h`` (the far host) and ``<tag>-f`` (the front host)
 with private 10.x addresses on the veth ends inside them only (the machine's own
@@ -12,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -90,6 +93,66 @@ def two_hosts() -> Iterator[Hosts]:
             ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
             ip("-n", ns, "link", "set", dev, "up")
         yield hosts
+    finally:
+        for ns in reversed(made):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Several "hosts" on one bridge: a namespace per host, the bridge in one of its own."""
+
+    bridge: str
+    """The namespace holding the bridge (no address: it only joins the cables)."""
+    names: tuple[str, ...]
+    namespace: Mapping[str, str]
+    """Host name -> its namespace."""
+    interface: Mapping[str, str]
+    """Host name -> its end of the cable (inside its namespace)."""
+    addr: Mapping[str, str]
+    """Host name -> its private address."""
+
+    def exec_in(self, host: str) -> list[str]:
+        """The prefix that runs a command on ``host`` (``ip netns exec`` execs it, so the
+        PID is the command's)."""
+        return ["ip", "netns", "exec", self.namespace[host]]
+
+    def link(self, host: str, *, up: bool) -> None:
+        """Plug or unplug ``host``'s cable (its end down: no traffic either way)."""
+        ip("-n", self.namespace[host], "link", "set", self.interface[host], "up" if up else "down")
+
+
+@contextmanager
+def cluster_hosts(names: Sequence[str]) -> Iterator[Cluster]:
+    """One namespace per name on a bridge, addresses 10.214.X.1, .2 ... in ``names`` order;
+    every namespace is deleted at exit (with the cable ends and the bridge in them)."""
+    tag = f"qwc{os.getpid() % 100000}"
+    subnet = f"10.214.{os.getpid() % 250}"
+    cluster = Cluster(
+        bridge=f"{tag}-br",
+        names=tuple(names),
+        namespace={name: f"{tag}-{i}" for i, name in enumerate(names)},
+        interface={name: f"{tag}h{i}" for i, name in enumerate(names)},
+        addr={name: f"{subnet}.{i + 1}" for i, name in enumerate(names)},
+    )
+    made: list[str] = []
+    try:
+        for ns in (cluster.bridge, *cluster.namespace.values()):
+            ip("netns", "add", ns)
+            made.append(ns)
+            ip("-n", ns, "link", "set", "lo", "up")
+        ip("-n", cluster.bridge, "link", "add", "br0", "type", "bridge")
+        ip("-n", cluster.bridge, "link", "set", "br0", "up")
+        for i, name in enumerate(cluster.names):
+            ns, dev, port = cluster.namespace[name], cluster.interface[name], f"{tag}b{i}"
+            # Created inside the bridge's namespace: no end ever exists in the machine's own.
+            ip("-n", cluster.bridge, "link", "add", port, "type", "veth",
+               "peer", "name", dev, "netns", ns)  # fmt: skip
+            ip("-n", cluster.bridge, "link", "set", port, "master", "br0")
+            ip("-n", cluster.bridge, "link", "set", port, "up")
+            ip("-n", ns, "addr", "add", f"{cluster.addr[name]}/24", "dev", dev)
+            ip("-n", ns, "link", "set", dev, "up")
+        yield cluster
     finally:
         for ns in reversed(made):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
