@@ -16,6 +16,7 @@ from pathlib import Path
 from qwend.config.check import ConfigCheck
 from qwend.config.model import Config
 from qwend.config.parse import parse_config
+from qwend.config.peering import cluster_warnings
 from qwend.errors import ConfigError, ConfigIssue
 
 DEFAULT_CONFIG_PATH = Path("/etc/qwend/qwend.toml")
@@ -112,7 +113,8 @@ def check_config(path: Path) -> ConfigCheck:
     if not path.is_file():
         missing = "is not a file" if path.exists() else "does not exist"
     try:
-        return ConfigCheck(path, config=load_config(path))
+        config = load_config(path)
+        return ConfigCheck(path, config=config, warnings=tuple(cluster_warnings(config)))
     except ConfigError as error:
         return ConfigCheck(path, issues=error.issues, missing=missing)
     except OSError as error:

@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from qwend.config.model import ClusterConfig, GroupConfig, PeerConfig, StartOrder
+from qwend.config.model import (
+    ClusterConfig,
+    Config,
+    GroupConfig,
+    ListenAddress,
+    PeerConfig,
+    StartOrder,
+)
 from qwend.config.schema import (
     NAME,
     NAME_RE,
@@ -167,3 +174,37 @@ def parse_group(t: Table, cluster: ClusterConfig, peers: Sequence[str]) -> Group
     return GroupConfig(
         members=members, this=cluster.name, start_order=StartOrder(order or "leader_first")
     )
+
+
+def cluster_warnings(config: Config) -> list[str]:
+    """What check-config should point out about the cluster settings though they are valid:
+    a shared token crossing the network in clear, and a name peers cannot rely on."""
+    warnings = []
+    cluster = config.cluster
+    if cluster.listen is not None and not cluster.listen.loopback and not cluster.tls:
+        warnings.append(
+            f"cluster.listen {cluster.listen} is reachable from other hosts over plain HTTP:"
+            " the token crosses the network in clear; set tls_cert/tls_key (and peers' urls"
+            " to https://) unless the network is private to the cluster"
+        )
+    for peer in config.peers:
+        if not peer.tls and peer.token_file is not None and not _loopback_host(peer.host):
+            warnings.append(
+                f"peer {peer.name}: {peer.url} is plain HTTP: the token is sent in clear;"
+                " use https:// unless the network is private to the cluster"
+            )
+        if peer.tls and not peer.tls_verify:
+            warnings.append(
+                f"peer {peer.name}: tls_verify = false accepts any certificate at {peer.url}"
+            )
+    if config.peers and cluster.listen is None:
+        warnings.append(
+            "[[peers]] are listed but cluster.listen is unset: peers cannot reach this host"
+            " (its lanes are missing from their status, and group members here cannot be"
+            " driven by their leader)"
+        )
+    return warnings
+
+
+def _loopback_host(host: str) -> bool:
+    return ListenAddress(host, 1).loopback

@@ -34,7 +34,30 @@ def render_summary(config: Config) -> str:
     lines.append(
         f"daemon   socket {daemon.control_socket}, state {daemon.state_dir}, logs {daemon.log_dir}"
     )
+    lines += _cluster(config)
     return "\n".join(lines)
+
+
+def _cluster(config: Config) -> list[str]:
+    cluster = config.cluster
+    if cluster.listen is None and not config.peers:
+        return []
+    if cluster.listen is None:
+        listener = "no peer listener"
+    else:
+        credentials = [
+            label
+            for label, on in (
+                ("token", cluster.token_file is not None),
+                ("client certificates", cluster.tls_client_ca is not None),
+            )
+            if on
+        ]
+        scheme = "https" if cluster.tls else "http"
+        listener = f"peers connect to {scheme}://{cluster.listen} ({' + '.join(credentials)})"
+    lines = [f"cluster  this host is {cluster.name or '(unnamed)'}, {listener}"]
+    lines += [f"peer     {peer.name} {peer.url}" for peer in config.peers]
+    return lines
 
 
 def _console(config: Config) -> str:
@@ -68,15 +91,26 @@ def _lane_row(lane: LaneConfig) -> tuple[str, ...]:
     serves = "+".join(
         k for k, on in (("text", lane.capabilities.text), ("image", lane.capabilities.image)) if on
     )
+    if lane.kv_role is not None:
+        serves += f" ({lane.kv_role.value})"
     return (
         lane.name,
         lane.role,
         lane.variant,
-        "standby" if lane.standby else "active",
+        _state(lane),
         "remote" if lane.remote is not None else ",".join(str(n) for n in lane.npus),
         lane.remote.url if lane.remote is not None else str(lane.port),
         serves,
     )
+
+
+def _state(lane: LaneConfig) -> str:
+    state = "standby" if lane.standby else "active"
+    if lane.group is None:
+        return state
+    if lane.group.is_leader:
+        return f"{state}, leads {'+'.join(lane.group.followers)}"
+    return f"member, led by {lane.group.leader}"
 
 
 def _ordered(lanes: Sequence[LaneConfig]) -> list[LaneConfig]:

@@ -9,6 +9,8 @@ import pytest
 
 from qwend.config.model import Config, KvRole, StartOrder
 from qwend.config.parse import parse_config
+from qwend.config.peering import cluster_warnings
+from qwend.config.summary import render_summary
 from qwend.errors import ConfigError
 from tests.support.config_fixtures import Data, lane, valid_lanes, valid_main
 
@@ -161,3 +163,30 @@ def test_kv_role() -> None:
     lanes = {"p.toml": lane("prefill", "p", [0], 18090, kv_role="both")}
     [(file, key, message)] = issues(main(), lanes)
     assert (file, key) == ("p.toml", "lane.kv_role") and '"prefill"' in message
+
+
+def test_the_summary_shows_the_cluster_and_each_member() -> None:
+    lanes = {"b.toml": group_lane(["node0", "node1"], kv_role="decode")}
+    cluster = {"name": "node0", "listen": "10.0.0.1:7710", **TOKEN}
+    text = render_summary(parse(main(cluster, [node1()]), lanes))
+    assert "cluster  this host is node0, peers connect to http://10.0.0.1:7710 (token)" in text
+    assert "peer     node1 http://10.0.0.2:7710" in text
+    [row] = [line for line in text.splitlines() if line.startswith("b ")]
+    assert "active, leads node1" in row and "text (decode)" in row
+    follower = parse(main({"name": "node1", **TOKEN}, [node1(name="node0")]), lanes)
+    assert "member, led by node0" in render_summary(follower)
+
+
+def test_check_config_warns_of_a_token_in_clear_and_a_host_peers_cannot_reach() -> None:
+    cluster = {"name": "node0", "listen": "0.0.0.0:7710", **TOKEN}
+    peers = [node1(), {"name": "node2", "url": "https://n2:7710", "tls_verify": False}]
+    warnings = cluster_warnings(parse(main(cluster, peers)))
+    assert len(warnings) == 3
+    assert "0.0.0.0:7710 is reachable from other hosts over plain HTTP" in warnings[0]
+    assert "peer node1: http://10.0.0.2:7710 is plain HTTP" in warnings[1]
+    assert "peer node2: tls_verify = false" in warnings[2]
+    quiet = {"name": "node0", "listen": "127.0.0.1:7710", **TOKEN}
+    assert cluster_warnings(parse(main(quiet, [node1(url="http://127.0.0.1:7711")]))) == []
+    alone = main({"name": "node0", **TOKEN}, [node1(url="https://10.0.0.2:7710")])
+    [unreachable] = cluster_warnings(parse(alone))
+    assert "cluster.listen is unset: peers cannot reach this host" in unreachable
