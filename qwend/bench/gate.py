@@ -9,7 +9,8 @@ look slower (the gate errs towards the candidate by that load, not more).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import ssl
+from collections.abc import Mapping, Sequence
 
 from qwend.api.messages import GateRequest, GateResult
 from qwend.bench.compare import compare_case, gate
@@ -32,9 +33,19 @@ def check(request: GateRequest) -> None:
         raise ScenarioError(f"time scale must be positive, got {request.time_scale}")
 
 
-async def measure(request: GateRequest, base_url: str, model: str) -> list[CaseRun]:
-    """Run the gate's scenario on one lane."""
-    settings = RunSettings(base_url, model, max(1, request.repeat), request.time_scale)
+async def measure(
+    request: GateRequest,
+    base_url: str,
+    model: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    tls: ssl.SSLContext | bool = True,
+) -> list[CaseRun]:
+    """Run the gate's scenario on one lane (``headers`` and ``tls``: a remote lane's key and
+    TLS settings, as the router uses them)."""
+    settings = RunSettings(
+        base_url, model, max(1, request.repeat), request.time_scale, headers=headers or {}, ssl=tls
+    )
     return await run_scenarios(resolve([request.scenario]), settings)
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -31,6 +32,10 @@ class RunSettings:
     """Sim lanes started with ``--time-scale K`` run K times faster; figures are multiplied by K."""
     warmup: bool = True
     """Send one short request first, so the first case does not pay for connection setup."""
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Sent with every request (``Authorization`` of a target that asks for a key)."""
+    ssl: ssl.SSLContext | bool = True
+    """TLS of an https:// target: a context with its CA, or True for the system's."""
 
 
 def _noop(case: str, done: int, total: int) -> None:
@@ -42,8 +47,10 @@ async def run_scenarios(
 ) -> list[CaseRun]:
     """Run each scenario ``settings.repeat`` times, one after the other."""
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S / settings.time_scale)
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+    connector = aiohttp.TCPConnector(limit=0, ssl=settings.ssl)
+    async with aiohttp.ClientSession(
+        timeout=timeout, connector=connector, headers=dict(settings.headers)
+    ) as session:
         if settings.warmup:
             await send(session, settings.base_url, settings.model, RequestShape(2), 0.0)
         runs = []

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import ssl
 import time
+from collections.abc import Mapping
 
 import aiohttp
 
@@ -119,13 +121,19 @@ def _has_content(choice: dict[str, object]) -> bool:
     return bool(choice.get("text"))
 
 
-async def first_model(base_url: str, timeout_s: float = 10.0) -> str:
+async def first_model(
+    base_url: str,
+    timeout_s: float = 10.0,
+    *,
+    headers: Mapping[str, str] | None = None,
+    tls: ssl.SSLContext | bool = True,
+) -> str:
     """The first model id ``/v1/models`` lists ("" when it cannot say), as vLLM's bench does."""
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
         async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(base_url.rstrip("/") + "/v1/models") as resp,
+            aiohttp.ClientSession(timeout=timeout, headers=dict(headers or {})) as session,
+            session.get(base_url.rstrip("/") + "/v1/models", ssl=tls) as resp,
         ):
             data = await resp.json() if resp.status == 200 else {}
     except (aiohttp.ClientError, TimeoutError, ValueError):

@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Protocol, TextIO
 
 from qwend import __version__
@@ -28,7 +30,7 @@ from qwend.bench.render import render_comparison, render_result
 from qwend.bench.results import BenchResult, CaseRun, Metadata, Slo
 from qwend.bench.runner import RunSettings, run_scenarios
 from qwend.bench.scenarios import SEED_CASES, SUITES, Arrival, Scenario, make_load, resolve
-from qwend.bench.target import Target, from_status, is_url
+from qwend.bench.target import Target, TargetError, from_status, is_url
 from qwend.bench.target import resolve as resolve_target
 from qwend.bench.wire import first_model
 from qwend.cli.exit import ExitStatus
@@ -86,11 +88,24 @@ def add_parser(sub: SubFactory) -> None:
     p.add_argument("--slo-tpot", type=float, metavar="MS", help="goodput SLO: TPOT")
     p.add_argument("--slo-e2e", type=float, metavar="MS", help="goodput SLO: E2E latency")
     p.add_argument("--model", help="model name to send (default: the lanes' served model)")
+    add_credential_args(p)
     p.add_argument(
         "--time-scale", type=float, default=1.0, metavar="K", help=argparse.SUPPRESS
     )  # sim lanes run K times faster; figures are multiplied back (tests)
     p.add_argument("--results-dir", metavar="DIR", help="where results are saved")
     p.add_argument("--no-save", action="store_true", help="do not save the result")
+
+
+def add_credential_args(p: argparse.ArgumentParser) -> None:
+    """``--api-key-file`` and ``--cacert``: what a target that is not qwend's may ask for."""
+    p.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="for a target that asks for a key (vllm serve --api-key, a remote lane's"
+        " api_key_file): its first line is sent as Authorization: Bearer"
+        " (default: $OPENAI_API_KEY when set)",
+    )
+    p.add_argument("--cacert", metavar="PEM", help="CA bundle of an https:// target (tls_ca)")
 
 
 def _fraction(text: str) -> float:
@@ -187,6 +202,32 @@ async def _target(ctx: Context, spec: str) -> Target:
         return await resolve_target(spec, None)
 
 
+def credentials(
+    args: argparse.Namespace, env: Mapping[str, str]
+) -> tuple[dict[str, str], ssl.SSLContext | bool]:
+    """The headers and TLS settings of a target: ``--api-key-file`` (else
+    ``$OPENAI_API_KEY``, as vLLM's own bench) and ``--cacert``."""
+    key = env.get("OPENAI_API_KEY", "").strip()
+    path = getattr(args, "api_key_file", None)
+    if path:
+        try:
+            lines = Path(path).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TargetError(f"--api-key-file {path}: cannot read it: {exc}") from None
+        found = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        if not found:
+            raise TargetError(f"--api-key-file {path}: no key in it (an empty file?)")
+        key = found[0]
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    cacert = getattr(args, "cacert", None)
+    if not cacert:
+        return headers, True
+    try:
+        return headers, ssl.create_default_context(cafile=cacert)
+    except (OSError, ssl.SSLError) as exc:
+        raise TargetError(f"--cacert {cacert}: not a usable CA bundle: {exc}") from None
+
+
 def _attributed(runs: list[CaseRun], lane: str) -> list[CaseRun]:
     """Mark the answers of a lane benchmarked directly (no router header) as that lane's."""
     if not lane:
@@ -203,8 +244,16 @@ async def run_bench(
     """Benchmark ``spec`` on ``scenarios``; saves the result unless told not to."""
     args = ctx.args
     target = await _target(ctx, spec)
-    model = args.model or target.model or await first_model(target.url) or "default"
-    settings = RunSettings(target.url, model, max(1, args.repeat), args.time_scale)
+    headers, tls = credentials(args, ctx.env)
+    model = (
+        args.model
+        or target.model
+        or await first_model(target.url, headers=headers, tls=tls)
+        or "default"
+    )
+    settings = RunSettings(
+        target.url, model, max(1, args.repeat), args.time_scale, headers=headers, ssl=tls
+    )
     started = time.time()
     runs = await run_scenarios(scenarios, settings, _ProgressBar(ctx.stderr))
     runs = _attributed(runs, target.lane)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from qwend.api.messages import LaneInfo, NpusResponse, StatusResponse
 from qwend.bench.target import LANE_HOST, Target, from_status, is_url
 from qwend.bench.target import resolve as resolve_target
 from qwend.bench.wire import first_model
-from qwend.cli.bench import Context
+from qwend.cli.bench import Context, add_credential_args, credentials
 from qwend.cli.exit import ExitStatus
 from qwend.errors import ControlError
 from qwend.verify import checks
@@ -82,6 +83,7 @@ def add_parser(sub: SubFactory) -> None:
     )
     p.add_argument("--model", help="model name (default: the target's first /v1/models id)")
     p.add_argument("--output", "-o", metavar="FILE", help="also write the report here")
+    add_credential_args(p)
 
 
 async def _daemon(ctx: Context) -> tuple[StatusResponse | None, NpusResponse | None]:
@@ -118,7 +120,7 @@ def _expected_routes(status: StatusResponse) -> dict[str, set[str]]:
     return expected
 
 
-async def _model(target: Target) -> str:
+async def _model(target: Target, headers: dict[str, str], tls: ssl.SSLContext | bool) -> str:
     """The model name to ask the target for.
 
     Through qwend (router, role) the public name; a lane addressed directly knows the
@@ -126,8 +128,8 @@ async def _model(target: Target) -> str:
     the lane's own ``/v1/models`` says first.
     """
     if target.lane:
-        return await first_model(target.url) or target.model or "default"
-    return target.model or await first_model(target.url) or "default"
+        return await first_model(target.url, headers=headers, tls=tls) or target.model or "default"
+    return target.model or await first_model(target.url, headers=headers, tls=tls) or "default"
 
 
 async def cmd_verify(ctx: Context) -> int:
@@ -135,13 +137,17 @@ async def cmd_verify(ctx: Context) -> int:
     status, npus = await _daemon(ctx)
     target = from_status(args.target, status) if status else await resolve_target(args.target, None)
     lanes = _served_lanes(target, status)
-    model = args.model or await _model(target)
+    headers, tls = credentials(args, ctx.env)
+    model = args.model or await _model(target, headers, tls)
     image = args.image
     if image is None:
         image = any(lane.role == MULTIMODAL_ROLE for lane in lanes)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     sections: list[Section] = []
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    connector = aiohttp.TCPConnector(ssl=tls)
+    async with aiohttp.ClientSession(
+        timeout=timeout, headers=headers, connector=connector
+    ) as session:
         probes = [(lane.name, lane.variant, f"http://{LANE_HOST}:{lane.port}") for lane in lanes]
         version_rows = await checks.lane_versions(session, probes or [("target", "-", target.url)])
         sim_lanes = frozenset(row[0] for row in version_rows if row[-1] == "yes")

@@ -24,6 +24,7 @@ from qwend.logs import get_logger
 from qwend.promotion.plan import PromotionPlan
 from qwend.routing.lanetable import TrafficGate
 from qwend.supervisor.output import FAILURE_LINES, failure_quote
+from qwend.supervisor.remote import access
 from qwend.supervisor.states import WANTED_UP, LaneState
 from qwend.supervisor.supervisor import LaneSnapshot
 
@@ -209,9 +210,13 @@ class PromotionRun:
     async def _measure(self, lane: str) -> list[CaseRun]:
         assert self.gate is not None
         config = self.supervisor.config.lane(lane)
-        url = ListenAddress(config.host, config.port).url
+        # A remote lane: its own url, key and TLS settings (LaneError if they are unusable).
+        options = access(config)
+        url = config.base_url if config.is_remote else ListenAddress(config.host, config.port).url
         self._step(lane, PromotionStep.BENCHMARKING, f"{self.gate.scenario} x{self.gate.repeat}")
-        return await latency_gate.measure(self.gate, url, config.backend_model)
+        return await latency_gate.measure(
+            self.gate, url, config.backend_model, headers=options.headers, tls=options.ssl
+        )
 
     async def _stop_quietly(self, lane: str) -> None:
         try:

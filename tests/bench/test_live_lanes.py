@@ -14,8 +14,12 @@ from tests.support.simlane import SimLaneFactory
 SCALE = "20"
 
 
-def qwenctl(tmp_path: Path, *argv: str) -> tuple[int, str, str]:
-    env = {"QWEND_SOCKET": str(tmp_path / "none.sock"), "QWEND_BENCH_DIR": str(tmp_path / "r")}
+def qwenctl(tmp_path: Path, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    env = {
+        "QWEND_SOCKET": str(tmp_path / "none.sock"),
+        "QWEND_BENCH_DIR": str(tmp_path / "r"),
+        **(env or {}),
+    }
     out, err = io.StringIO(), io.StringIO()
     code = main(list(argv), env, out, err)
     return code, out.getvalue(), err.getvalue()
@@ -77,3 +81,24 @@ def test_unreachable_target_counts_failures_and_exits_nonzero(tmp_path: Path) ->
     assert code == ExitStatus.USAGE and "unknown scenario 'nope'" in err
     code, _, err = qwenctl(tmp_path, "bench", "lane:x", "--case", "text_8")
     assert code == ExitStatus.UNREACHABLE
+
+
+def test_a_target_that_asks_for_a_key_gets_it_from_a_file_or_openai_api_key(
+    sim_lane: SimLaneFactory, tmp_path: Path
+) -> None:
+    lane = sim_lane(variant="v3", time_scale=20, extra=["--api-key", "sk-bench-7"])
+    case = ["--case", "text_8", "--time-scale", SCALE, "--no-save", "--json"]
+    code, out, _ = qwenctl(tmp_path, "bench", lane.base_url, *case)
+    assert code == ExitStatus.ERROR  # refused: every request a 401
+    [m] = json.loads(out)["metrics"]
+    assert m["completed"] == 0 and m["failed"] == 1
+    key = tmp_path / "key"
+    key.write_text("# the lane's key\nsk-bench-7\n")
+    code, out, err = qwenctl(tmp_path, "bench", lane.base_url, *case, "--api-key-file", str(key))
+    assert code == ExitStatus.OK, err
+    assert [(m["completed"], m["failed"]) for m in json.loads(out)["metrics"]] == [(1, 0)]
+    env_key = {"OPENAI_API_KEY": "sk-bench-7"}
+    code, out, err = qwenctl(tmp_path, "bench", lane.base_url, *case, env=env_key)
+    assert code == ExitStatus.OK, err
+    code, _, err = qwenctl(tmp_path, "bench", lane.base_url, *case, "--api-key-file", "/nope")
+    assert code != ExitStatus.OK and "--api-key-file /nope: cannot read it" in err
