@@ -123,8 +123,8 @@ async def test_metrics_reports_policy_counters_and_latency() -> None:
 
 
 async def test_metrics_of_a_removed_lane_go_with_it() -> None:
-    slow = {"chunks": 6, "chunk_gap_s": 0.02}
-    async with fake_lanes(FakeLane("a", **slow), FakeLane("b", **slow)) as (a, b):
+    slow_a = FakeLane("a", chunks=6, chunk_gap_s=0.02)
+    async with fake_lanes(slow_a, FakeLane("b", chunks=6, chunk_gap_s=0.02)) as (a, b):
         table = LaneTable((routable("a", a.url, "throughput"), routable("b", b.url, "stable")))
         async with run_router(table) as h, aiohttp.ClientSession() as s:
 
