@@ -18,6 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from qwend import __version__
+from qwend.cluster.peers import Peers
 from qwend.config.model import AccessLogConfig, Config, LaneConfig
 from qwend.control.app import make_control_app
 from qwend.daemon.metrics import metrics_sources
@@ -55,6 +56,8 @@ class Services:
     """Start-up warnings kept for ``qwenctl status`` (a corrupt state file, stale choices)."""
     api_keys: ApiKeys
     """The one key holder of every public endpoint (a reload swaps its key set)."""
+    peers: Peers | None = None
+    """The links to ``[[peers]]`` (None: none configured)."""
 
 
 def build_services(
@@ -91,7 +94,11 @@ def build_services(
     apply_access_log(router, None, config.access_log)
     api_keys = ApiKeys()
     api_keys.swap(keys)  # as a reload does: logs what is in force
-    return Services(store, router_app, router, monitor, supervisor, promoter, warnings, api_keys)
+    # A peer's unusable token or TLS file is a start-up error (CredentialError) naming it.
+    peers = Peers.from_config(config) if config.peers else None
+    return Services(
+        store, router_app, router, monitor, supervisor, promoter, warnings, api_keys, peers
+    )
 
 
 def apply_access_log(router: Router, old: AccessLogConfig | None, new: AccessLogConfig) -> None:
@@ -149,4 +156,5 @@ def control_app(
         router_url=config.router.listen.url,
         started_at=time.time(),
         warnings=lambda: services.warnings,
+        peers=services.peers,
     )
