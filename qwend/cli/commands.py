@@ -18,12 +18,14 @@ from qwend.api.client import (
     ControlTimeout,
     DaemonNotRunning,
     PromotionItem,
+    RemoteError,
     discover_socket,
 )
 from qwend.api.describe import event_line, promotion_line
 from qwend.api.messages import (
     ConfigIssueInfo,
     DaemonInfo,
+    ErrorCode,
     Event,
     EventKind,
     LaneAction,
@@ -71,6 +73,7 @@ class Context:
         return ControlClient(
             discover_socket(self.args.socket, self.env),
             timeout_s=explicit if explicit is not None else default,
+            host=getattr(self.args, "host", None),
         )
 
     def out(self, text: str) -> None:
@@ -112,9 +115,23 @@ Command = Callable[[Context], Coroutine[Any, Any, int]]
 
 
 async def cmd_status(ctx: Context) -> int:
+    """Every host's lanes when the daemon has peers; ``--local``/``--host``: one host."""
     async with ctx.client() as client:
-        status = await client.status()
-    ctx.emit(status, render.render_status(status))
+        if getattr(ctx.args, "local", False) or client.host is not None:
+            view = None
+        else:
+            try:
+                view = await client.cluster()
+            except RemoteError as exc:
+                if exc.code is not ErrorCode.NOT_FOUND:  # a daemon without /v1/cluster
+                    raise
+                view = None
+        if view is None or (not view.this and len(view.hosts) == 1):
+            status = view.hosts[0].status if view is not None else await client.status()
+            assert status is not None  # this host's status is always there
+            ctx.emit(status, render.render_status(status))
+            return ExitStatus.OK
+    ctx.emit(view, render.render_cluster(view))
     return ExitStatus.OK
 
 

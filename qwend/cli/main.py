@@ -57,6 +57,13 @@ def _common(parser: argparse.ArgumentParser, *, top: bool = False, timeout: bool
         default=None if top else argparse.SUPPRESS,
         help="control socket of the daemon",
     )
+    parser.add_argument(
+        "--host",
+        metavar="NAME",
+        default=None if top else argparse.SUPPRESS,
+        help="act on this peer host's lanes ([[peers]] name); the local daemon forwards"
+        " the request with its own credentials. A lane may also be given as HOST/LANE",
+    )
     if timeout:  # promote and rollback use --timeout for the candidate's deadline
         parser.add_argument(
             "--timeout",
@@ -114,7 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     _common(parser, top=True)
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _sub(subs, "status", "daemon, active lanes, lane table, recent promotions")
+    status = _sub(
+        subs,
+        "status",
+        "daemon, active lanes, lane table, recent promotions (of every host when the daemon"
+        " has [[peers]])",
+    )
+    status.add_argument(
+        "--local", action="store_true", help="this host only, without asking the peers"
+    )
     _sub(subs, "lanes", "the lane table with live latency")
     npus = _sub(subs, "npus", "NPU table from the daemon's monitor, or parse a captured npu-smi")
     npus.add_argument(
@@ -213,6 +228,13 @@ def main(
         if "--json" in arguments:
             _json_error(out, {"type": "usage", "message": "bad command line; see qwenctl --help"})
         return ExitStatus.USAGE
+    try:
+        _split_host(args)
+    except ValueError as exc:
+        print(f"{PROG}: {exc}", file=err)
+        if args.json:
+            _json_error(out, {"type": "usage", "message": str(exc)})
+        return ExitStatus.USAGE
     ctx = Context(args, dict(os.environ if env is None else env), out, err, parser)
     try:
         return int(asyncio.run(COMMANDS[args.command](ctx)))
@@ -224,6 +246,23 @@ def main(
         if args.json:
             _json_error(out, error_object(exc, status))
         return status
+
+
+HOST_COMMANDS = frozenset({"promote", "rollback", "logs", *(action.value for action in LaneAction)})
+"""Commands whose NAME may be given as HOST/NAME (a lane or role on a peer)."""
+
+
+def _split_host(args: argparse.Namespace) -> None:
+    """``HOST/NAME`` -> ``--host HOST`` and ``NAME`` (names never hold a slash)."""
+    name = getattr(args, "name", None)
+    if args.command not in HOST_COMMANDS or not isinstance(name, str) or "/" not in name:
+        return
+    host, _, rest = name.partition("/")
+    if not host or not rest or "/" in rest:
+        raise ValueError(f"{name!r}: give a lane as NAME or HOST/NAME")
+    if args.host is not None and args.host != host:
+        raise ValueError(f"{name!r} names host {host!r} but --host says {args.host!r}")
+    args.host, args.name = host, rest
 
 
 def _json_error(out: TextIO, error: Mapping[str, object]) -> None:

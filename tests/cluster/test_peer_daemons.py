@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -23,10 +25,12 @@ from qwend.api.client import (
     PeerUnreachable,
     RemoteError,
 )
-from qwend.api.messages import ErrorCode, LaneAction, PromotionOutcome, PromotionRecord
+from qwend.api.messages import ErrorCode, LaneAction
 from tests.cluster.peerrig import free_port, host_config, token_file
 from tests.support.daemonproc import run_daemon
 from tests.support.lanescripts.factory import make_lane
+
+QWENCTL = (str(Path(sys.executable).with_name("qwenctl")),)
 
 
 async def _raw(
@@ -41,6 +45,15 @@ async def _raw(
             return resp.status, json.loads(text)
         except ValueError:
             return resp.status, text
+
+
+async def _qwenctl(socket: Path, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *QWENCTL, *args, env={**os.environ, "QWEND_SOCKET": str(socket)}, stdout=-1, stderr=-1
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_two_hosts_see_and_drive_each_other(tmp_path: Path) -> None:
@@ -77,11 +90,14 @@ async def test_two_hosts_see_and_drive_each_other(tmp_path: Path) -> None:
             done = await remote.lane_action("b2", LaneAction.START)
             assert done.lane.name == "b2"
             await d1.wait_lanes({"b2": "ready"})
-            # A promotion on the peer, streamed back as it goes.
-            items = [item async for item in remote.promote("b2")]
-            record = items[-1]
-            assert isinstance(record, PromotionRecord), items
-            assert record.outcome is PromotionOutcome.PROMOTED, record.reason
+            # A promotion on the peer with qwenctl (HOST/LANE), streamed back as it goes.
+            code, out, err = await _qwenctl(
+                d0.control_socket, "promote", "lane", "node1/b2", "--wait", "--json"
+            )
+            assert code == 0, (out, err)
+            lines = [json.loads(line) for line in out.splitlines()]
+            assert lines[-1]["kind"] == "promotion_result", lines
+            assert lines[-1]["data"]["outcome"] == "promoted", lines[-1]
             status = await remote.status()
             assert status.active["b"] == "b2"
             # The peer's own answers keep their meaning: an unknown lane is a 404 there.
@@ -90,6 +106,28 @@ async def test_two_hosts_see_and_drive_each_other(tmp_path: Path) -> None:
             assert missing.value.code is ErrorCode.NOT_FOUND
         async with d1.client() as c1:
             assert (await c1.status()).active["b"] == "b2"
+
+        # qwenctl status: every host's lanes with a host column; --local: this host only.
+        code, out, err = await _qwenctl(d0.control_socket, "status")
+        assert code == 0, err
+        rows = {tuple(line.split()[:2]) for line in out.splitlines()}
+        assert {("node0", "a"), ("node1", "b"), ("node1", "b2")} <= rows, out
+        assert "node1: qwend" in out and "active: b=b2" in out, out
+        code, out, err = await _qwenctl(d0.control_socket, "status", "--json")
+        assert code == 0, err
+        hosts = json.loads(out)["hosts"]
+        assert [h["name"] for h in hosts] == ["node0", "node1"], hosts
+        assert hosts[1]["status"]["active"] == {"b": "b2"}
+        code, out, err = await _qwenctl(d0.control_socket, "status", "--local", "--json")
+        assert code == 0, err
+        assert [lane["name"] for lane in json.loads(out)["lanes"]] == ["a"]
+        # A rollback on the peer with --host.
+        code, out, err = await _qwenctl(
+            d0.control_socket, "rollback", "role", "b", "--host", "node1", "--wait"
+        )
+        assert code == 0, (out, err)
+        async with d1.client() as c1:
+            assert (await c1.status()).active["b"] == "b"
 
         # Unknown peer: a 404 naming the configured ones.
         async with ControlClient(d0.control_socket, timeout_s=60, host="node9") as nowhere:
