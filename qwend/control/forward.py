@@ -60,6 +60,15 @@ async def forward(
         )
         return _unavailable(str(err))
     async with upstream:
+        if upstream.status in (401, 403):
+            # The peer refused this host's credentials: that is this host's link being
+            # misconfigured, not the local caller's doing; say which settings decide it.
+            detail = (await upstream.text())[:300]
+            return _unavailable(
+                f"{where} refused this host's credentials (HTTP {upstream.status}: {detail});"
+                f" check [[peers]] token_file or tls_cert/tls_key for {host} against its"
+                " [cluster] token_file and tls_client_ca"
+            )
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         for name in _PASSED_ON:
             if name in upstream.headers:

@@ -237,3 +237,33 @@ async def test_a_peer_that_hangs_costs_its_deadline_only(tmp_path: Path) -> None
             writer.close()
         hung.close()
         await hung.wait_closed()
+
+
+async def test_a_peer_that_refuses_our_token_is_named_as_such(tmp_path: Path) -> None:
+    token = token_file(tmp_path)
+    stale = token_file(tmp_path, "stale.token")  # what node0 still sends node1
+    p0, p1 = free_port(), free_port()
+    cfg0 = host_config(
+        tmp_path,
+        "node0",
+        [make_lane("a", npus=(0,))],
+        port=p0,
+        token=token,
+        peers={"node1": p1},
+        peer_extra={"token_file": str(stale)},
+    )
+    cfg1 = host_config(
+        tmp_path, "node1", [make_lane("b", npus=(0,))], port=p1, token=token, peers={}
+    )
+    async with run_daemon(cfg0) as d0, run_daemon(cfg1):
+        async with d0.client() as c0:
+            view = await c0.cluster()
+        node1 = view.host("node1")
+        assert node1 is not None and not node1.reachable
+        assert "peer node1" in node1.error and "token does not match" in node1.error, node1
+        async with ControlClient(d0.control_socket, timeout_s=30, host="node1") as remote:
+            with pytest.raises(RemoteError) as refused:
+                await remote.lane_action("b", LaneAction.DRAIN)
+        assert refused.value.code is ErrorCode.UNAVAILABLE
+        assert "refused this host's credentials (HTTP 403" in str(refused.value)
+        assert "[[peers]] token_file" in str(refused.value)
