@@ -200,6 +200,12 @@ async def forwarded(request: web.Request) -> web.StreamResponse:
         raise UnknownPeer(f"no peer named {host!r}: this host has no [[peers]]")
     if ctx.peers.this and host == ctx.peers.this:
         raise ProtocolError(f"{host!r} is this host: leave out --host")
+    if tail == "cluster" or tail.startswith(FORWARD_PREFIX.lstrip("/") + "/"):
+        # The peer would refuse it (one hop per link): say so here, in the caller's terms.
+        raise ProtocolError(
+            f"a request crosses one peer link: ask {host} about its own lanes, or ask the"
+            " host that owns the lane directly"
+        )
     caller = _caller(request)
     who = f"uid={caller.uid} pid={caller.pid}" if caller else ""
     if request.method != "GET":

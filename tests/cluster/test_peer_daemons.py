@@ -129,6 +129,13 @@ async def test_two_hosts_see_and_drive_each_other(tmp_path: Path) -> None:
         async with d1.client() as c1:
             assert (await c1.status()).active["b"] == "b"
 
+        # No second hop: node0 does not ask node1 to forward again.
+        async with ControlClient(d0.control_socket, timeout_s=30, host="node1") as remote:
+            remote.host = "node1/hosts/node0"
+            with pytest.raises(RemoteError) as hop:
+                await remote.status()
+        assert hop.value.code is ErrorCode.BAD_REQUEST and "one peer link" in str(hop.value)
+
         # Unknown peer: a 404 naming the configured ones.
         async with ControlClient(d0.control_socket, timeout_s=60, host="node9") as nowhere:
             with pytest.raises(RemoteError) as unknown:
