@@ -165,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = _sub(subs, "check-config", "validate a configuration without a daemon")
     check.add_argument("path", nargs="?", help="qwend.toml or its directory")
+    check.add_argument(
+        "--cluster",
+        nargs="+",
+        metavar="PATH",
+        help="every host's qwend.toml (or directory): check each, then across hosts",
+    )
     init = _sub(subs, "init", "write a shipped preset configuration (qwend.toml + lanes.d)")
     init.add_argument("--preset", metavar="NAME", help="the preset to copy (see --list)")
     init.add_argument("--list", action="store_true", help="list the presets and exit")

@@ -383,8 +383,14 @@ def _check_ranks(
     expected = 0
     for host, lane, start, local in sizes:
         if start != expected:
+            given = option(lane.argv(), _DP_START)
+            shown = (
+                f"--data-parallel-start-rank {start}"
+                if given
+                else "no --data-parallel-start-rank (0)"
+            )
             msg = (
-                f"lane {name!r}: --data-parallel-start-rank {start}; after the members before"
+                f"lane {name!r}: {shown}; after the members before"
                 f" it in [lane.group] members this host's ranks start at {expected}"
                 " (ranks must cover 0..size-1 once, in member order)"
             )
@@ -503,7 +509,7 @@ def _check_kv(hosts: Mapping[str, _Host], addresses: Mapping[str, str], report: 
             if not readable:
                 continue
             if config is None:
-                if lane.kv_role is not None:
+                if lane.kv_role is not None and is_vllm(lane.command):
                     msg = (
                         f"lane {lane.name!r} has kv_role {lane.kv_role.value!r} but its"
                         " command has no --kv-transfer-config: the engine would not hand KV"

@@ -164,6 +164,16 @@ SEEDED = [
     pytest.param(
         DP,
         "node1/lanes.d/stable.toml",
+        '    "--data-parallel-start-rank", "1",\n',
+        "",
+        "node1/lanes.d/stable.toml",
+        "lane.command --data-parallel-start-rank",
+        ["[node1]", "no --data-parallel-start-rank (0)", "start at 1"],
+        id="missing-start-rank",
+    ),
+    pytest.param(
+        DP,
+        "node1/lanes.d/stable.toml",
         '    "--headless",\n',
         "",
         "node1/lanes.d/stable.toml",
@@ -479,3 +489,34 @@ def test_init_of_a_multi_host_preset_never_guesses(tmp_path: Path) -> None:
     )
     assert status == CliStatus.USAGE and "single-host preset" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_qwenctl_check_config_cluster(tmp_path: Path) -> None:
+    dirs = [str(d) for d in _render(DP, tmp_path)]
+    status, out, err = _qwenctl("check-config", "--cluster", *dirs)
+    assert status == CliStatus.OK and "cluster: 2 hosts agree" in out and err == ""
+    _edit(tmp_path / "node1/lanes.d/stable.toml", '"13389"', '"13390"')
+    status, out, _ = _qwenctl("--json", "check-config", "--cluster", *dirs)
+    assert status == CliStatus.USAGE
+    data = json.loads(out)
+    assert data["ok"] is False and data["compared"] is True
+    assert [h["name"] for h in data["hosts"]] == ["node0", "node1"]
+    (error,) = data["errors"]
+    assert error["file"] == str(tmp_path / "node1/lanes.d/stable.toml")
+    assert error["key"] == "lane.command --data-parallel-rpc-port"
+    status, _, err = _qwenctl("check-config", dirs[0], "--cluster", *dirs)
+    assert status == CliStatus.USAGE and "not both" in err
+
+
+def test_a_pd_lane_of_another_engine_is_not_held_to_vllms_flags(tmp_path: Path) -> None:
+    """qwend-sim (or any non-vLLM server) with a kv_role has no --kv-transfer-config."""
+    dirs = _render(PD, tmp_path)
+    lane = tmp_path / "decode0/lanes.d/decode.toml"
+    text = lane.read_text()
+    start = text.index("command = [")
+    end = text.index("]\n", start) + 2
+    lane.write_text(
+        text[:start] + 'command = ["qwend-sim", "serve", "--port", "{port}"]\n' + text[end:]
+    )
+    check = check_cluster(dirs)
+    assert check.ok, check.cross
