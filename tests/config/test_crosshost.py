@@ -4,8 +4,11 @@ a message naming the host, the file, the key and what was expected."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -520,3 +523,49 @@ def test_a_pd_lane_of_another_engine_is_not_held_to_vllms_flags(tmp_path: Path) 
     )
     check = check_cluster(dirs)
     assert check.ok, check.cross
+
+
+def test_a_peer_without_the_credential_its_listener_asks_for(tmp_path: Path) -> None:
+    node0, node1 = (load_config(d / "qwend.toml") for d in _render(DP, tmp_path))
+    mtls_only = dataclasses.replace(
+        node1.cluster, token_file=None, tls_client_ca=Path("/etc/qwend/tls/ca.pem")
+    )
+    (issue,) = check_hosts([node0, dataclasses.replace(node1, cluster=mtls_only)]).issues
+    assert (issue.file, issue.key) == (str(tmp_path / "node0/qwend.toml"), "peers[0].tls_cert")
+    assert "[node0] node1's listener accepts only client certificates" in issue.message
+    no_token = dataclasses.replace(node0.peers[0], token_file=None, tls_cert=Path("/c.pem"))
+    (issue,) = check_hosts([dataclasses.replace(node0, peers=(no_token,)), node1]).issues
+    assert issue.key == "peers[0].token_file" and "asks for the cluster token" in issue.message
+
+
+def test_a_decode_host_no_router_reaches_is_pointed_out(tmp_path: Path) -> None:
+    dirs = _render(PD, tmp_path)
+    (tmp_path / "prefill/lanes.d/decode1.toml").unlink()
+    check = check_cluster(dirs)
+    assert check.ok and check.cross is not None
+    (warning,) = check.cross.warnings
+    assert warning.startswith("decode1: decode lane decode") and "no router pairs it" in warning
+
+
+def test_the_installed_programs_write_and_check_a_cluster(tmp_path: Path) -> None:
+    """qwenctl init and qwend check-config --cluster as an operator runs them."""
+    bin_dir = Path(sys.executable).parent
+    addresses = [arg for a in ADDRESSES[PD] for arg in ("--address", a)]
+    init = [str(bin_dir / "qwenctl"), "init", "--preset", PD, "--dir", str(tmp_path)]
+    done = subprocess.run(
+        [*init, *addresses, "--nic", "eth0"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    dirs = [str(tmp_path / host) for host in ("prefill", "decode0", "decode1")]
+    check = [str(bin_dir / "qwend"), "check-config", "--cluster", *dirs]
+    done = subprocess.run(check, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("cluster: 3 hosts agree\n") and done.stderr == ""
+    _edit(
+        tmp_path / "decode1/lanes.d/decode.toml",
+        'HCCL_IF_IP = "10.0.0.3"',
+        'HCCL_IF_IP = "10.0.0.2"',
+    )
+    done = subprocess.run(check, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "decode1/lanes.d/decode.toml: lane.env.HCCL_IF_IP: [decode1]" in done.stderr
