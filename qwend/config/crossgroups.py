@@ -34,7 +34,6 @@ SAME_ON_EVERY_MEMBER = (
 _DP_ADDRESS = ("--data-parallel-address", "-dpa")
 _DP_RPC_PORT = ("--data-parallel-rpc-port", "-dpp")
 _DP_START = ("--data-parallel-start-rank", "-dpr")
-_KV_CONFIG = ("--kv-transfer-config",)
 _EXPERT = ("--enable-expert-parallel", "-ep")
 
 
