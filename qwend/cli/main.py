@@ -45,7 +45,9 @@ INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT, the shell's convention)."""
 
 
-def _common(parser: argparse.ArgumentParser, *, top: bool = False, timeout: bool = True) -> None:
+def _common(
+    parser: argparse.ArgumentParser, *, top: bool = False, timeout: bool = True, peer: bool = True
+) -> None:
     # On subcommands the default is SUPPRESS so "qwenctl --json status" keeps the top-level value.
     default: object = False if top else argparse.SUPPRESS
     parser.add_argument(
@@ -57,13 +59,14 @@ def _common(parser: argparse.ArgumentParser, *, top: bool = False, timeout: bool
         default=None if top else argparse.SUPPRESS,
         help="control socket of the daemon",
     )
-    parser.add_argument(
-        "--host",
-        metavar="NAME",
-        default=None if top else argparse.SUPPRESS,
-        help="act on this peer host's lanes ([[peers]] name); the local daemon forwards"
-        " the request with its own credentials. A lane may also be given as HOST/LANE",
-    )
+    if peer:  # commands that talk to a daemon may reach a peer's through it
+        parser.add_argument(
+            "--host",
+            metavar="NAME",
+            default=None if top else argparse.SUPPRESS,
+            help="act on this peer host's lanes ([[peers]] name); the local daemon forwards"
+            " the request with its own credentials. A lane may also be given as HOST/LANE",
+        )
     if timeout:  # promote and rollback use --timeout for the candidate's deadline
         parser.add_argument(
             "--timeout",
@@ -92,9 +95,10 @@ def _sub(
     help_text: str,
     *,
     timeout: bool = True,
+    peer: bool = True,
 ) -> argparse.ArgumentParser:
     parser = subs.add_parser(name, help=help_text, description=help_text)
-    _common(parser, timeout=timeout)
+    _common(parser, timeout=timeout, peer=peer)
     return parser
 
 
@@ -178,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="exit when the daemon goes away instead of reconnecting",
     )
-    check = _sub(subs, "check-config", "validate a configuration without a daemon")
+    check = _sub(subs, "check-config", "validate a configuration without a daemon", peer=False)
     check.add_argument("path", nargs="?", help="qwend.toml or its directory")
     check.add_argument(
         "--cluster",
@@ -186,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="every host's qwend.toml (or directory): check each, then across hosts",
     )
-    init = _sub(subs, "init", "write a shipped preset configuration (qwend.toml + lanes.d)")
+    init = _sub(
+        subs, "init", "write a shipped preset configuration (qwend.toml + lanes.d)", peer=False
+    )
     init.add_argument("--preset", metavar="NAME", help="the preset to copy (see --list)")
     init.add_argument("--list", action="store_true", help="list the presets and exit")
     init.add_argument(
@@ -211,13 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="multi-host preset: the interface carrying the cluster addresses (HCCL, Gloo)",
     )
     init.add_argument("--force", action="store_true", help="replace existing files")
-    completion = _sub(subs, "completion", "print a shell completion script (bash, zsh, fish)")
+    completion = _sub(
+        subs, "completion", "print a shell completion script (bash, zsh, fish)", peer=False
+    )
     completion.add_argument("shell", nargs="?", choices=list(SHELLS))
     completion.add_argument(  # what the scripts call for live lane and role names
         "--names", choices=NAME_KINDS, help=argparse.SUPPRESS
     )
-    bench.add_parser(lambda name, help_text: _sub(subs, name, help_text))
-    verify.add_parser(lambda name, help_text: _sub(subs, name, help_text))
+    # bench and verify send traffic to a lane's own address: not through a peer link.
+    bench.add_parser(lambda name, help_text: _sub(subs, name, help_text, peer=False))
+    verify.add_parser(lambda name, help_text: _sub(subs, name, help_text, peer=False))
     return parser
 
 
