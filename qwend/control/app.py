@@ -210,7 +210,7 @@ async def forwarded(request: web.Request) -> web.StreamResponse:
     who = f"uid={caller.uid} pid={caller.pid}" if caller else ""
     if request.method != "GET":
         _audit(request, "forward", host=host, path=tail)
-    return await forward(request, ctx.peers, host, tail, who)
+    return await forward(request, ctx, ctx.peers, host, tail, who)
 
 
 async def lanes(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ peer's ``timeout_s``; a stream then has no deadline (a promotion takes minutes).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -17,6 +18,8 @@ from aiohttp import web
 from qwend.api.client import PeerError, PeerTimeout, PeerUnreachable
 from qwend.api.messages import API_PREFIX, ErrorCode, ErrorResponse, error_http_status
 from qwend.cluster.peers import Peers
+from qwend.control.context import ControlContext
+from qwend.control.streams import ClientGone, until_closing
 from qwend.logs import get_logger
 
 log = get_logger("control")
@@ -31,8 +34,13 @@ def _unavailable(message: str) -> web.Response:
     return web.json_response(ErrorResponse(code, message).to_dict(), status=error_http_status(code))
 
 
+async def _chunks(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async for chunk in upstream.content.iter_any():
+        yield chunk
+
+
 async def forward(
-    request: web.Request, peers: Peers, host: str, tail: str, caller: str
+    request: web.Request, ctx: ControlContext, peers: Peers, host: str, tail: str, caller: str
 ) -> web.StreamResponse:
     """Relay ``request`` to ``/v1/<tail>`` on peer ``host`` (UnknownPeer when not a peer)."""
     client = await peers.client(host)
@@ -75,12 +83,15 @@ async def forward(
                 response.headers[name] = upstream.headers[name]
         await response.prepare(request)
         try:
-            async for chunk in upstream.content.iter_any():
+            # Until the peer ends it, the local client leaves (Ctrl-C on logs -f: the
+            # link's stream is closed at once, not at the next line) or qwend stops.
+            async for chunk in until_closing(ctx, _chunks(upstream), request):
                 await response.write(chunk)
+            await response.write_eof()
+        except (ConnectionError, ClientGone):
+            log.info("control client went away", path=request.path, what="forwarded stream")
         except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
             # The head is sent: the local client sees the stream end early, as it would
             # had the peer itself closed it.
             log.warning("peer stream cut", peer=host, path=tail, error=str(exc))
-            return response
-        await response.write_eof()
     return response

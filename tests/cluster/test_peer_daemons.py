@@ -29,6 +29,7 @@ from qwend.api.messages import ErrorCode, LaneAction
 from tests.cluster.peerrig import free_port, host_config, token_file
 from tests.support.daemonproc import run_daemon
 from tests.support.lanescripts.factory import make_lane
+from tests.support.polling import until
 
 QWENCTL = (str(Path(sys.executable).with_name("qwenctl")),)
 
@@ -128,6 +129,18 @@ async def test_two_hosts_see_and_drive_each_other(tmp_path: Path) -> None:
         assert code == 0, (out, err)
         async with d1.client() as c1:
             assert (await c1.status()).active["b"] == "b"
+
+        # A forwarded log follow: lines come through; when the local client leaves, node0
+        # closes the link's stream at once and node1 sees its client go.
+        async with ControlClient(d0.control_socket, timeout_s=30, host="node1") as remote:
+            async for first in remote.follow_logs("b", 5):
+                assert first.lane == "b"
+                break  # leaving the loop closes the stream
+        await until(
+            lambda: '"what": "log follow"' in d1.stderr(), timeout=20, what="node1 sees it go"
+        )
+        # node0 closed the link's stream because its client left (logged before node1 saw it).
+        assert '"what": "forwarded stream"' in d0.stderr()
 
         # No second hop: node0 does not ask node1 to forward again.
         async with ControlClient(d0.control_socket, timeout_s=30, host="node1") as remote:
