@@ -21,7 +21,7 @@ import json
 import pwd
 import ssl
 import stat
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -55,7 +55,7 @@ from qwend.api.messages import (
     StatusResponse,
 )
 from qwend.api.stats import StatsUpdate
-from qwend.errors import ControlError
+from qwend.errors import ControlError, QwendError
 
 SYSTEM_SOCKET = Path("/run/qwend/control.sock")
 M = TypeVar("M", bound=Message)
@@ -123,8 +123,10 @@ class PeerTarget:
     """The peer's ``[cluster] name`` (in every error)."""
     base_url: str
     """``http(s)://host:port`` without a trailing slash."""
-    token: str | None = field(default=None, repr=False)
-    """Sent as ``Authorization: Bearer``; never logged."""
+    token: str | Callable[[], str] | None = field(default=None, repr=False)
+    """Sent as ``Authorization: Bearer``; never logged. A callable is asked before every
+    request (a token file read again when it changes); a QwendError from it fails the
+    request as a PeerRefused naming the peer."""
     ssl: ssl.SSLContext | bool = True
     """The TLS context of an https peer (CA, verification, client certificate)."""
 
@@ -263,15 +265,22 @@ class ControlClient:
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             )
             return
-        headers = {}
-        if self.peer.token is not None:
-            headers["Authorization"] = f"Bearer {self.peer.token}"
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=self.peer.ssl, limit=32),
             base_url=self.peer.base_url,
-            headers=headers,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s),
         )
+
+    def auth_headers(self) -> dict[str, str]:
+        """``Authorization`` for a request to the peer (empty without a token)."""
+        peer = self.peer
+        if peer is None or peer.token is None:
+            return {}
+        try:
+            token = peer.token() if callable(peer.token) else peer.token
+        except QwendError as exc:
+            raise PeerRefused(peer.name, f"peer {peer.name}: no token to send: {exc}") from None
+        return {"Authorization": f"Bearer {token}"}
 
     async def __aexit__(
         self,
@@ -314,6 +323,7 @@ class ControlClient:
                 response = await self.session.request(
                     method,
                     full,
+                    headers=self.auth_headers(),
                     json=body.to_dict() if body is not None else None,
                     params=params,
                     timeout=timeout,

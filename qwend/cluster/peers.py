@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from qwend.api.client import ControlClient, PeerTarget
-from qwend.cluster.secrets import read_token
+from qwend.cluster.secrets import TokenFile
 from qwend.cluster.tls import peer_context
 from qwend.cluster.view import PeerAnswer
 from qwend.config.model import ClusterConfig, Config, PeerConfig
@@ -35,7 +35,9 @@ def target(peer: PeerConfig) -> PeerTarget:
     """How to reach ``peer``; CredentialError when its token or TLS files are unusable."""
     token = None
     if peer.token_file is not None:
-        token = read_token(peer.token_file, f"peer {peer.name}: token_file")
+        source = TokenFile(peer.token_file, f"peer {peer.name}: token_file")
+        source.token()  # unusable at start: qwend does not start
+        token = source.token  # then read again whenever the file changes
     return PeerTarget(name=peer.name, base_url=peer.url, token=token, ssl=peer_context(peer))
 
 

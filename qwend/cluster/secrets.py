@@ -1,7 +1,9 @@
 """The shared token of ``[cluster]`` and ``[[peers]]``: read, checked, compared.
 
 The token file is a secret like ``[public] api_keys_file``: a file every user may read is
-refused. The token is the first non-empty, non-comment line; it is never logged. Only its
+refused. ``TokenFile`` re-reads it when it changes, so a rotated token is used without a
+restart (and a file made unusable refuses every peer until it is fixed: it fails closed).
+The token is the first non-empty, non-comment line; it is never logged. Only its
 SHA-256 digest is kept on the listener's side, and a presented token is compared with
 ``hmac.compare_digest`` on digests, so the time taken says nothing about how much of it
 matched, nor about its length.
@@ -51,6 +53,37 @@ def read_token(path: Path, what: str) -> str:
                 )
             return line
     raise CredentialError(f"{what} {path} holds no token")
+
+
+class TokenFile:
+    """A token file read again whenever it changes: its inode, size, mode or times (a chmod
+    that makes it readable by everyone changes only its mode and ctime)."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        self.what = what
+        self._stamp: tuple[int, ...] | None = None
+        self._token = ""
+        self._check = TokenCheck(b"")
+
+    def token(self) -> str:
+        """The token in force; CredentialError when the file (changed) is unusable."""
+        try:
+            st = self.path.stat()
+        except OSError as exc:
+            raise CredentialError(
+                f"{self.what} {self.path}: cannot read it: {exc.strerror or exc}"
+            ) from None
+        stamp = (st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
+        if stamp != self._stamp:
+            token = read_token(self.path, self.what)
+            self._token, self._check, self._stamp = token, TokenCheck.of(token), stamp
+        return self._token
+
+    def check(self) -> TokenCheck:
+        """The listener's check of the token in force (CredentialError as ``token``)."""
+        self.token()
+        return self._check
 
 
 def _digest(token: str) -> bytes:

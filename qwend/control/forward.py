@@ -48,6 +48,7 @@ async def forward(
     body = await request.read()
     headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
     headers[FORWARDED_BY] = f"{peers.this} {caller}".strip()
+    headers |= client.auth_headers()  # PeerRefused when this host's token file is unusable
     where = f"peer {host} ({peers.configs[host].url})"
     try:
         async with asyncio.timeout(timeout_s):

@@ -20,7 +20,7 @@ from aiohttp.typedefs import Middleware
 from qwend.api.client import FORWARD_PREFIX
 from qwend.api.messages import API_PREFIX, ErrorCode, ErrorResponse
 from qwend.cluster.refusals import RefusalLog
-from qwend.cluster.secrets import TokenCheck
+from qwend.cluster.secrets import CredentialError, TokenCheck, TokenFile
 from qwend.logs import get_logger
 
 log = get_logger("control")
@@ -39,12 +39,13 @@ def _refuse(status: int, message: str, *, challenge: bool = False) -> web.Respon
 
 
 def peer_gate(
-    token: TokenCheck | None,
+    token: TokenFile | TokenCheck | None,
     *,
     refusals: RefusalLog | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Middleware:
-    """The middleware of the peer listener's app (``token`` None: client certificates only)."""
+    """The middleware of the peer listener's app (``token`` None: client certificates only;
+    a ``TokenFile`` is read again when it changes)."""
     quiet = refusals if refusals is not None else RefusalLog()
 
     def refused(request: web.Request, status: int, why: str) -> web.Response:
@@ -67,6 +68,8 @@ def peer_gate(
             )
         if status == 403 and why == "wrong token":
             return _refuse(403, "the token does not match this host's [cluster] token_file")
+        if status == 403 and why.startswith("token file unusable"):
+            return _refuse(403, "this host cannot check peer tokens now; see its log")
         return _refuse(
             403,
             "the peer listener does not forward: a request crosses one peer link only;"
@@ -76,7 +79,11 @@ def peer_gate(
     @web.middleware
     async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if token is not None:
-            verdict = token.verdict(request.headers.get("Authorization"))
+            try:
+                check = token.check() if isinstance(token, TokenFile) else token
+            except CredentialError as exc:  # fails closed until the file is fixed
+                return refused(request, 403, f"token file unusable: {exc}")
+            verdict = check.verdict(request.headers.get("Authorization"))
             if verdict == "missing":
                 return refused(request, 401, "no token")
             if verdict is not None:

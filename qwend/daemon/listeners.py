@@ -17,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.log import access_logger
 
-from qwend.cluster.secrets import CredentialError, TokenCheck, read_token
+from qwend.cluster.secrets import CredentialError, TokenFile
 from qwend.cluster.tls import listener_context
 from qwend.config.model import (
     ClusterConfig,
@@ -234,7 +234,8 @@ class Listeners:
             )
         token = None
         if cluster.token_file is not None:
-            token = TokenCheck.of(read_token(cluster.token_file, "[cluster] token_file"))
+            token = TokenFile(cluster.token_file, "[cluster] token_file")
+            token.check()  # unusable at start: qwend does not start (CredentialError)
         tls = listener_context(cluster)
         app = make_peer_app(ctx, peer_gate(token))
         self._public.append(

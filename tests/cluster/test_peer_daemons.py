@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -46,6 +47,17 @@ async def _raw(
             return resp.status, json.loads(text)
         except ValueError:
             return resp.status, text
+
+
+def rotate(token: Path) -> str:
+    """A new token in ``token``'s file, written aside and renamed over it (as an operator
+    or a secrets agent does); returns it."""
+    new = secrets.token_hex(32)
+    aside = token.with_suffix(".new")
+    aside.write_text(new + "\n")
+    aside.chmod(0o600)
+    aside.replace(token)
+    return new
 
 
 async def _qwenctl(socket: Path, *args: str) -> tuple[int, str, str]:
@@ -149,6 +161,11 @@ async def test_two_hosts_see_and_drive_each_other(tmp_path: Path) -> None:
                 await remote.status()
         assert hop.value.code is ErrorCode.BAD_REQUEST and "one peer link" in str(hop.value)
 
+        # The shared token rotated: both hosts read it again; the link keeps working.
+        rotate(token)
+        async with d0.client() as c0:
+            assert all(h.reachable for h in (await c0.cluster()).hosts)
+
         # Unknown peer: a 404 naming the configured ones.
         async with ControlClient(d0.control_socket, timeout_s=60, host="node9") as nowhere:
             with pytest.raises(RemoteError) as unknown:
@@ -194,6 +211,21 @@ async def test_hostile_clients_of_the_peer_listener(tmp_path: Path) -> None:
             await _raw(f"{base}/status")
         log = d0.stderr()
         assert 1 <= log.count("peer request refused") <= 3, log.count("peer request refused")
+
+        # A rotated token is in force at once, without a restart; the old one is refused.
+        new = rotate(token)
+        status, _ = await _raw(f"{base}/status", auth)
+        assert status == 403
+        status, _ = await _raw(f"{base}/status", {"Authorization": "Bearer " + new})
+        assert status == 200
+        # A token file made readable by everyone refuses every peer until it is fixed.
+        token.chmod(0o644)
+        status, body = await _raw(f"{base}/status", {"Authorization": "Bearer " + new})
+        assert status == 403 and "cannot check peer tokens" in str(body), body
+        token.chmod(0o600)
+        status, _ = await _raw(f"{base}/status", {"Authorization": "Bearer " + new})
+        assert status == 200
+        good = new
 
         # Our own client with a wrong token: PeerRefused naming the peer.
         wrong = PeerTarget("node0", f"http://127.0.0.1:{p0}", token="y" * 64)

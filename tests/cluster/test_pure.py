@@ -15,7 +15,7 @@ from qwend.api.messages import DaemonInfo, LaneInfo, StatusResponse
 from qwend.cli.main import _split_host
 from qwend.cli.render import render_cluster
 from qwend.cluster.refusals import RefusalLog
-from qwend.cluster.secrets import CredentialError, TokenCheck, read_token
+from qwend.cluster.secrets import CredentialError, TokenCheck, TokenFile, read_token
 from qwend.cluster.view import PeerAnswer, cluster_view
 from qwend.control.peerauth import peer_gate
 
@@ -166,3 +166,25 @@ async def test_a_gate_for_client_certificates_only_still_refuses_forwarding() ->
     assert ok.status == 200
     refused = await gate(make_mocked_request("POST", "/v1/hosts/node2/lanes/a/stop"), _ok)
     assert refused.status == 403
+
+
+def test_a_token_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
+    path = _token_file(tmp_path, TOKEN)
+    source = TokenFile(path, "[cluster] token_file")
+    assert source.token() == TOKEN
+    assert source.check().verdict(f"Bearer {TOKEN}") is None
+    rotated = "f" * 40
+    aside = tmp_path / "aside"
+    aside.write_text(rotated)
+    aside.chmod(0o600)
+    aside.replace(path)
+    assert source.token() == rotated
+    assert source.check().verdict(f"Bearer {TOKEN}") == "wrong"
+    path.chmod(0o644)  # only the mode (and ctime) change: still noticed, and refused
+    with pytest.raises(CredentialError, match="readable by every user"):
+        source.check()
+    path.chmod(0o600)
+    assert source.check().verdict(f"Bearer {rotated}") is None
+    path.unlink()
+    with pytest.raises(CredentialError, match="cannot read"):
+        source.token()
