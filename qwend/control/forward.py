@@ -48,7 +48,10 @@ async def forward(
     body = await request.read()
     headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
     headers[FORWARDED_BY] = f"{peers.this} {caller}".strip()
-    headers |= client.auth_headers()  # PeerRefused when this host's token file is unusable
+    try:
+        headers |= client.auth_headers()
+    except PeerError as exc:  # this host's token file for the peer is unusable
+        return _unavailable(str(exc))
     where = f"peer {host} ({peers.configs[host].url})"
     try:
         async with asyncio.timeout(timeout_s):

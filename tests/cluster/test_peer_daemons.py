@@ -319,3 +319,15 @@ async def test_a_peer_that_refuses_our_token_is_named_as_such(tmp_path: Path) ->
         assert refused.value.code is ErrorCode.UNAVAILABLE
         assert "refused this host's credentials (HTTP 403" in str(refused.value)
         assert "[[peers]] token_file" in str(refused.value)
+        # node0's own token file for node1 made unusable: named, and nothing is sent.
+        stale.chmod(0o644)
+        async with ControlClient(d0.control_socket, timeout_s=30, host="node1") as remote:
+            with pytest.raises(RemoteError) as unusable:
+                await remote.status()
+        assert unusable.value.code is ErrorCode.UNAVAILABLE
+        assert "no token to send" in str(unusable.value) and "readable by every user" in str(
+            unusable.value
+        )
+        async with d0.client() as c0:
+            node1 = (await c0.cluster()).host("node1")
+        assert node1 is not None and "no token to send" in node1.error, node1
