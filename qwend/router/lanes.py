@@ -6,6 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+from qwend.config.model import KvRole
 from qwend.routing.breaker import CircuitBreaker
 from qwend.routing.lanetable import RoutableLane
 from qwend.routing.perf import LanePerf
@@ -76,6 +77,10 @@ class LaneRuntime:
     @property
     def pending(self) -> bool:
         return self.lane.pending and not self.eligible
+
+    @property
+    def kv_role(self) -> KvRole | None:
+        return self.lane.kv_role
 
     @property
     def why_not(self) -> str:

@@ -208,6 +208,7 @@ class Supervisor:
             max_model_len=cfg.max_model_len,
             remote=cfg.remote,
             pending=active and cfg.role in self._held and not self._closing,
+            kv_role=cfg.kv_role,
         )
 
     def _publish(self) -> None:

@@ -1,0 +1,147 @@
+"""The router as the prefill/decode proxy in front of real ``qwend-sim`` lanes (1P2D)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import openai
+
+from qwend.config.model import KvRole
+from qwend.routing.lanetable import LaneTable, RoutableLane
+from tests.support.router_fakes import run_router
+from tests.support.simlane import DEFAULT_MODEL as MODEL
+from tests.support.simlane import SimLaneFactory, SimLaneProcess, collect_stream, msg
+
+PREFILL = ["--kv-role", "prefill"]
+STRICT_DECODE = ["--kv-role", "decode", "--kv-without", "refuse"]
+"""A decode lane that refuses a request without transfer parameters: any request the
+router sent it without the prefill hop fails the test."""
+
+
+def pd_lane(name: str, sim: SimLaneProcess, kv_role: KvRole | None) -> RoutableLane:
+    return RoutableLane(
+        name, name, "v3", sim.base_url, True, False, True, True, MODEL, kv_role=kv_role
+    )
+
+
+def one_p_two_d(sim_lane: SimLaneFactory, time_scale: float = 20) -> dict[str, SimLaneProcess]:
+    return {
+        "p0": sim_lane(lane_name="p0", time_scale=time_scale, extra=PREFILL),
+        "d0": sim_lane(lane_name="d0", time_scale=time_scale, extra=STRICT_DECODE),
+        "d1": sim_lane(lane_name="d1", time_scale=time_scale, extra=STRICT_DECODE),
+    }
+
+
+def table_of(sims: dict[str, SimLaneProcess]) -> LaneTable:
+    roles = {"p": KvRole.PREFILL, "d": KvRole.DECODE, "c": None}
+    return LaneTable(tuple(pd_lane(n, s, roles[n[0]]) for n, s in sims.items()))
+
+
+async def test_1p2d_under_load_streamed_and_not(sim_lane: SimLaneFactory) -> None:
+    sims = one_p_two_d(sim_lane)
+    async with run_router(table_of(sims)) as h:
+        client = openai.AsyncOpenAI(base_url=h.url + "/v1", api_key="x", max_retries=0)
+        try:
+            raw = await client.chat.completions.with_raw_response.create(
+                model=MODEL, messages=msg("Say hello."), max_tokens=8
+            )
+            assert raw.headers["x-qwend-lane"] in ("p0>d0", "p0>d1")
+            assert raw.headers["x-qwend-prefill-lane"] == "p0"
+            reply = raw.parse()
+            assert reply.model == MODEL and reply.choices[0].message.content
+            assert reply.usage is not None and reply.usage.completion_tokens == 8
+
+            async def streamed(i: int) -> int:
+                stream = await client.chat.completions.create(
+                    model=MODEL,
+                    messages=msg(f"Count to {i}. " + "word " * 300),
+                    max_tokens=24,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+                text, usage = await collect_stream(stream)
+                assert text and usage is not None
+                return int(usage.completion_tokens)
+
+            async def whole(i: int) -> int:
+                done = await client.completions.create(
+                    model=MODEL, prompt=f"Once upon {i}", max_tokens=6
+                )
+                assert done.choices[0].text and done.usage is not None
+                return int(done.usage.completion_tokens)
+
+            jobs = [streamed(i) for i in range(12)] + [whole(i) for i in range(12)]
+            counts = await asyncio.gather(*jobs)
+            assert counts == [24] * 12 + [6] * 12
+        finally:
+            await client.close()
+        snap = h.router.stats_snapshot()
+        assert snap.pd_requests == 25 and snap.pd_transfer_failures == 0
+        assert snap.lane("p0").requests == 25
+        assert snap.lane("d0").requests > 0 and snap.lane("d1").requests > 0
+        assert snap.lane("d0").requests + snap.lane("d1").requests == 25
+        assert snap.retries == 0 and snap.in_flight == 0
+
+
+async def post(session: aiohttp.ClientSession, url: str, **extra: Any) -> aiohttp.ClientResponse:
+    body = {"model": MODEL, "prompt": "hello there", "max_tokens": 4, **extra}
+    resp = await session.post(url + "/v1/completions", json=body)
+    await resp.read()
+    return resp
+
+
+async def test_prefill_lane_killed_is_retried_on_another(sim_lane: SimLaneFactory) -> None:
+    sims = one_p_two_d(sim_lane)
+    sims["p1"] = sim_lane(lane_name="p1", time_scale=20, extra=PREFILL)
+    async with run_router(table_of(sims)) as h, aiohttp.ClientSession() as session:
+        sims["p0"].stop()
+        for _ in range(4):
+            resp = await post(session, h.url)
+            assert resp.status == 200, await resp.text()
+            assert resp.headers["X-Qwend-Prefill-Lane"] == "p1"
+        assert h.router.stats_snapshot().lane("p0").failures >= 1
+
+
+async def test_decode_lane_killed_is_retried_on_another(sim_lane: SimLaneFactory) -> None:
+    sims = one_p_two_d(sim_lane)
+    async with run_router(table_of(sims)) as h, aiohttp.ClientSession() as session:
+        sims["d0"].stop()
+        for _ in range(4):
+            resp = await post(session, h.url, stream=False)
+            assert resp.status == 200, await resp.text()
+            assert resp.headers["X-Qwend-Lane"] == "p0>d1"
+        snap = h.router.stats_snapshot()
+        assert snap.lane("d0").failures >= 1 and snap.retries >= 1
+
+
+async def test_prefill_answer_without_params_is_a_failed_attempt(
+    sim_lane: SimLaneFactory,
+) -> None:
+    """A lane marked prefill that runs without a KV connector (``--kv-role both``) answers
+    without transfer parameters: the decode lane is never sent the request bare."""
+    sims = {
+        "p0": sim_lane(lane_name="p0", time_scale=20),
+        "d0": sim_lane(lane_name="d0", time_scale=20, extra=STRICT_DECODE),
+    }
+    async with run_router(table_of(sims)) as h, aiohttp.ClientSession() as session:
+        resp = await post(session, h.url)
+        assert resp.status == 502
+        error = (await resp.json())["error"]
+        assert error["code"] == "kv_transfer_failed"
+        assert "'p0' answered without kv_transfer_params" in error["message"]
+        snap = h.router.stats_snapshot()
+        assert snap.pd_transfer_failures == 1 and snap.lane("p0").failures == 1
+        assert snap.lane("d0").requests == 0 and snap.lane("d0").in_flight == 0
+
+
+async def test_no_pair_falls_back_to_colocated(sim_lane: SimLaneFactory) -> None:
+    sims = {
+        "p0": sim_lane(lane_name="p0", time_scale=20, extra=PREFILL),
+        "c0": sim_lane(lane_name="c0", time_scale=20),
+    }
+    async with run_router(table_of(sims)) as h, aiohttp.ClientSession() as session:
+        resp = await post(session, h.url)
+        assert resp.status == 200 and resp.headers["X-Qwend-Lane"] == "c0"
+        assert h.router.stats_snapshot().lane("p0").requests == 0
