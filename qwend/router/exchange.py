@@ -15,7 +15,7 @@ stream is relayed, ``expires_at`` is the inter-token idle deadline
 
 A request the policy gives to a prefill/decode pair (``Decision.decode``) takes two
 hops in one attempt: the prefill lane answers one token and the KV transfer
-parameters (``_prefill``), then the decode lane gets the client's request with them
+parameters (``qwend.router.pdhop``), then the decode lane gets the client's request with them
 and its answer is relayed like any other. A failure on either hop, a prefill answer
 without parameters or a decode lane that cannot pull the KV, is a failed attempt:
 retried on another pair (never the lane to blame) while nothing reached the client.
@@ -24,7 +24,6 @@ retried on another pair (never the lane to blame) while nothing reached the clie
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 from aiohttp import ClientResponse, web
@@ -32,6 +31,7 @@ from aiohttp import ClientResponse, web
 from qwend.logs import get_logger
 from qwend.router.admission import QueueFull, QueueTimeout
 from qwend.router.lanes import LaneRuntime
+from qwend.router.pdhop import prefill_hop, pull_failure
 from qwend.router.proxy import (
     ATTEMPTS_HEADER,
     LANE_HEADER,
@@ -43,7 +43,6 @@ from qwend.router.proxy import (
     error_response,
     read_failure,
     relay_stream,
-    transfer_failure,
     usage_counts,
 )
 from qwend.router.recording import record_stream, record_whole
@@ -54,7 +53,7 @@ from qwend.routing.errorbody import openai_error
 from qwend.routing.histograms import Measure
 from qwend.routing.lanetable import RoutableLane
 from qwend.routing.names import MODEL_NOT_FOUND
-from qwend.routing.pd import answer_params, decode_request, prefill_request
+from qwend.routing.pd import decode_request
 from qwend.routing.policy import Decision
 from qwend.routing.rewrite import StreamEditor, request_for_backend, response_with_model
 from qwend.routing.tracing import REQUEST_ID_HEADER
@@ -304,7 +303,13 @@ class Exchange:
         fwd = self.fwd
         fwd.counters.pd_requests += 1
         try:
-            params = await self._prefill(prefill)
+            params = await prefill_hop(
+                self,
+                prefill,
+                self._body_for(prefill.lane),
+                self._upstream_headers(),
+                float(self.summary.prompt_tokens),
+            )
         except BaseException:
             self._unused(decode)
             raise
@@ -326,78 +331,8 @@ class Exchange:
         decode.counters.requests -= 1
         self.fwd.slots.release(decode, None, self.work)
 
-    async def _prefill(self, lane: LaneRuntime) -> dict[str, object] | Failure | web.Response:
-        """The prefill hop on ``lane`` (its slot claimed, released here): the transfer
-        parameters its answer carries, a Failure, or the lane's 4xx for the client."""
-        fwd = self.fwd
-        prompt = float(self.summary.prompt_tokens)
-        began = time.monotonic()
-        self._arm_first_byte(began)
-        self.lane = lane
-        resp: ClientResponse | None = None
-        verdict: bool | None = None
-        try:
-            try:
-                acc = access_for(lane.name, lane.lane.remote)
-                resp = await fwd.upstream.session.post(
-                    lane.lane.base_url + self.path,
-                    data=prefill_request(self._body_for(lane.lane)),
-                    headers=acc.with_headers(self._upstream_headers()),
-                    timeout=acc.adjust(fwd.upstream.timeout),
-                    ssl=acc.ssl,
-                )
-                lane.progress_at = time.monotonic()
-                if resp.status in RETRYABLE_STATUSES:
-                    failure = await read_failure(lane.name, resp)
-                    verdict = False if failure.breaker_failure else None
-                    return failure
-                data = await resp.read()
-            except REMOTE_ERRORS as exc:
-                verdict = False
-                return connection_failure(lane.name, exc, "to prefill")
-            except asyncio.CancelledError:
-                expiry = self.take_expiry()
-                if expiry is None:
-                    raise
-                verdict = False
-                return connection_failure(lane.name, TimeoutError(expiry), "to prefill in time")
-            if resp.status != 200:  # the request itself is refused (too long, bad field)
-                verdict = resp.status < 500
-                wrapped = openai_error(resp.status, data, lane.name)
-                headers = {LANE_HEADER: lane.name, ATTEMPTS_HEADER: str(len(self.tried))}
-                return web.Response(
-                    status=resp.status,
-                    body=wrapped if wrapped is not None else data,
-                    content_type="application/json",
-                    headers=headers,
-                )
-            params = answer_params(data)
-            if params is None:
-                verdict = False
-                fwd.counters.pd_transfer_failures += 1
-                return transfer_failure(
-                    lane.name,
-                    f"prefill lane {lane.name!r} answered without kv_transfer_params "
-                    "(is it started with a KV connector as kv_producer?)",
-                )
-            verdict = True
-            self.klass.observe(lane, Measure.PD_PREFILL, time.monotonic() - began)
-            return params
-        except asyncio.CancelledError:
-            lane.counters.disconnects += 1
-            verdict = None
-            raise
-        finally:
-            self.expires_at = _NEVER
-            self.lane = None
-            if resp is not None:
-                if verdict is True:
-                    resp.release()
-                else:
-                    resp.close()
-            fwd.slots.release(lane, verdict, prompt)
-
-    def _arm_first_byte(self, began: float) -> None:
+    def arm_first_byte(self, began: float) -> None:
+        """An attempt (or a hop) was sent at ``began``: its first-byte timer runs."""
         first_byte_at = began + self.fwd.config.first_byte_timeout_s
         if first_byte_at < self.deadline:
             self.expires_at, self.timer = first_byte_at, _FIRST_BYTE
@@ -415,7 +350,7 @@ class Exchange:
         fwd = self.fwd
         began = time.monotonic()
         integral0 = lane.integral_now(began)
-        self._arm_first_byte(began)
+        self.arm_first_byte(began)
         self.lane = lane
         resp: ClientResponse | None = None
         verdict: bool | None = None  # True: lane did well; False: lane failed; None: no verdict
@@ -440,8 +375,9 @@ class Exchange:
                     self.klass.observe(lane, Measure.PD_DECODE_START, time.monotonic() - began)
                     headers[PREFILL_LANE_HEADER] = prefill.name
                     if status == 400:
-                        failed = await self._pull_failure(lane, resp, prefill)
+                        failed = pull_failure(lane.name, prefill.name, await resp.read())
                         if failed is not None:
+                            fwd.counters.pd_transfer_failures += 1
                             return failed
                 stream = self.summary.stream and status == 200
                 if stream and resp.content_type == "text/event-stream":
@@ -495,23 +431,6 @@ class Exchange:
                     resp.close()
             fwd.slots.release(lane, verdict, self.work)
 
-    async def _pull_failure(
-        self, lane: LaneRuntime, resp: ClientResponse, prefill: LaneRuntime
-    ) -> Failure | None:
-        """A decode lane's 400: a Failure when it could not pull the KV (``kv_transfer_failed``:
-        the prefill lane is gone or dropped it), else None (the body stays unread)."""
-        data = await resp.read()
-        if b'"kv_transfer_failed"' not in data:
-            return None  # the caller's resp.read() returns the same (cached) body
-        self.fwd.counters.pd_transfer_failures += 1
-        detail = _error_message(data)
-        return transfer_failure(
-            lane.name,
-            f"decode lane {lane.name!r} could not pull the KV prefilled by "
-            f"{prefill.name!r}: {detail}",
-            kv_transfer=True,
-        )
-
     async def _relay(
         self,
         lane: LaneRuntime,
@@ -548,12 +467,3 @@ class Exchange:
             trace.ttft_s, trace.prompt_tokens, trace.completion_tokens = recorded
             trace.usage_from_lane = result.usage != (0, 0)
         return True, out
-
-
-def _error_message(data: bytes) -> str:
-    try:
-        doc = json.loads(data)
-        message = doc["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        return data[:200].decode(errors="replace")
-    return str(message)

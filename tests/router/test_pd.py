@@ -145,3 +145,23 @@ async def test_no_pair_falls_back_to_colocated(sim_lane: SimLaneFactory) -> None
         resp = await post(session, h.url)
         assert resp.status == 200 and resp.headers["X-Qwend-Lane"] == "c0"
         assert h.router.stats_snapshot().lane("p0").requests == 0
+
+
+async def test_a_kv_pull_that_fails_is_retried_with_another_prefill_lane(
+    sim_lane: SimLaneFactory,
+) -> None:
+    """p0 drops its KV at once (``--kv-ttl-s 0.001``): the decode lane cannot pull it and
+    answers ``kv_transfer_failed``; the router blames p0 and prefills again on p1."""
+    sims = {
+        "p0": sim_lane(lane_name="p0", time_scale=20, extra=[*PREFILL, "--kv-ttl-s", "0.001"]),
+        "p1": sim_lane(lane_name="p1", time_scale=20, extra=PREFILL),
+        "d0": sim_lane(lane_name="d0", time_scale=20, extra=STRICT_DECODE),
+    }
+    async with run_router(table_of(sims)) as h, aiohttp.ClientSession() as session:
+        resp = await post(session, h.url, stream=True)
+        assert resp.status == 200, await resp.text()
+        assert resp.headers["X-Qwend-Lane"] == "p1>d0"
+        assert resp.headers["X-Qwend-Attempts"] == "2"
+        snap = h.router.stats_snapshot()
+        assert snap.pd_transfer_failures == 1 and snap.retries == 1
+        assert snap.lane("d0").breaker == "closed" and snap.lane("d0").failures == 0
