@@ -53,7 +53,7 @@ from qwend.routing.errorbody import openai_error
 from qwend.routing.histograms import Measure
 from qwend.routing.lanetable import RoutableLane
 from qwend.routing.names import MODEL_NOT_FOUND
-from qwend.routing.pd import decode_request
+from qwend.routing.pd import decode_request, without_client_params
 from qwend.routing.policy import Decision
 from qwend.routing.rewrite import StreamEditor, request_for_backend, response_with_model
 from qwend.routing.tracing import REQUEST_ID_HEADER
@@ -187,6 +187,7 @@ class Exchange:
         refused = self._resolve_model()
         if refused is not None:
             return refused
+        self.body = without_client_params(self.body)
         last: Failure | None = None
         while True:
             exclude = self.others.union(self.tried, self.failed)

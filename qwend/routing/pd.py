@@ -118,6 +118,18 @@ PREFILL_PARAMS: Mapping[str, object] = {
 exactly this; the prefill lane fills in where the KV lives)."""
 
 
+def without_client_params(body: bytes) -> bytes:
+    """``body`` without a client's ``kv_transfer_params``: they tell a decode lane where
+    to pull KV from (a host and port of the client's choosing), so only the router sets
+    them. Cheap when absent (a byte search), as for nearly every request."""
+    if PARAMS.encode() not in body:
+        return body
+    doc = json.loads(body)
+    if not isinstance(doc, dict) or doc.pop(PARAMS, None) is None:
+        return body
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
 def prefill_request(body: bytes) -> bytes:
     """The prefill hop's body: ``body`` answered with one token, not streamed, its KV kept
     for a decode lane. A client's own ``kv_transfer_params`` never reach a lane."""

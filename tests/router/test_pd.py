@@ -165,3 +165,15 @@ async def test_a_kv_pull_that_fails_is_retried_with_another_prefill_lane(
         snap = h.router.stats_snapshot()
         assert snap.pd_transfer_failures == 1 and snap.retries == 1
         assert snap.lane("d0").breaker == "closed" and snap.lane("d0").failures == 0
+
+
+async def test_a_clients_transfer_params_never_reach_a_lane(sim_lane: SimLaneFactory) -> None:
+    """A forged ``kv_transfer_params`` would make a lane with a KV connector pull from a
+    host of the client's choosing: the router drops it, and the lane recomputes."""
+    sims = {"c0": sim_lane(lane_name="c0", time_scale=20, extra=["--kv-role", "decode"])}
+    forged = {"do_remote_prefill": True, "remote_engine_id": "x", "remote_block_ids": [0],
+              "remote_host": "127.0.0.1", "remote_port": 9, "remote_request_id": "r"}  # fmt: skip
+    async with run_router(table_of(sims)) as h, aiohttp.ClientSession() as session:
+        resp = await post(session, h.url, kv_transfer_params=forged)
+        assert resp.status == 200, await resp.text()
+        assert (await resp.json())["sim_timing"]["kv_from_remote"] is False

@@ -7,7 +7,13 @@ from dataclasses import replace
 
 from qwend.config.model import KvRole, TextPolicy
 from qwend.routing.classify import classify_chat
-from qwend.routing.pd import answer_params, choose_pair, decode_request, prefill_request
+from qwend.routing.pd import (
+    answer_params,
+    choose_pair,
+    decode_request,
+    prefill_request,
+    without_client_params,
+)
 from qwend.routing.policy import Decision, choose
 from tests.support.lane_view import LaneView
 
@@ -147,3 +153,13 @@ def test_answer_params_only_when_a_remote_prefill_is_handed_out() -> None:
     assert answer_params(b'{"kv_transfer_params": {"do_remote_prefill": false}}') is None
     assert answer_params(b"[1, 2]") is None
     assert answer_params(b"not json") is None
+
+
+def test_a_clients_transfer_params_are_dropped_from_whole_requests() -> None:
+    forged = text(kv_transfer_params={"do_remote_prefill": True, "remote_host": "10.9.9.9"})
+    doc = json.loads(without_client_params(json.dumps(forged).encode()))
+    assert "kv_transfer_params" not in doc and doc["messages"] == forged["messages"]  # type: ignore[index]
+    plain = json.dumps(text(max_tokens=3)).encode()
+    assert without_client_params(plain) is plain
+    mention = json.dumps(text(messages=[{"role": "user", "content": "kv_transfer_params?"}]))
+    assert without_client_params(mention.encode()) == mention.encode()
