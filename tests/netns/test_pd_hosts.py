@@ -12,7 +12,6 @@ back. Stopping every qwend leaves no lane process and no namespace behind. Root 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import subprocess
@@ -96,35 +95,6 @@ def prefill_host_config(base: Path, net: Cluster) -> Path:
     return cfg
 
 
-async def wait_state(daemon: Any, lane: str, want: set[str], timeout: float) -> float:
-    """Poll until ``lane``'s state is in ``want``; the monotonic time it was seen."""
-    deadline = time.monotonic() + timeout
-    while True:
-        infos = await daemon.lanes()
-        if infos[lane].state in want:
-            return time.monotonic()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{lane} not {want} in {timeout:g}s: {infos[lane]}")
-        await asyncio.sleep(0.05)
-
-
-async def completed(daemon: Any, lane: str) -> int:
-    stats = (await daemon.lanes())[lane].stats
-    return int(stats.requests) if stats is not None else 0
-
-
-async def served(daemon: Any, lane: str, more_than: int) -> int:
-    """Attempts ``lane`` got (node0's router stats), once more than ``more_than``."""
-    deadline = time.monotonic() + 30
-    while True:
-        done = await completed(daemon, lane)
-        if done > more_than:
-            return done
-        if time.monotonic() > deadline:
-            raise AssertionError(f"lane {lane} got no request past {more_than} in 30s")
-        await asyncio.sleep(0.05)
-
-
 def start_load(net: Cluster, stop: Path) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "tests.support.netload",
             f"http://127.0.0.1:{ROUTER_PORT}", MODEL, str(stop), "--workers", "4"]  # fmt: skip
@@ -160,18 +130,18 @@ async def test_1p2d_across_three_hosts_under_load_survives_a_decode_host_cut(
                 ]  # fmt: skip
                 stop = tmp_path / "stop-load"
                 load = start_load(net, stop)
-                d2_before = await served(proxy, "d2", 0)
-                await served(proxy, "d1", 0)
+                d2_before = await proxy.served("d2")
+                await proxy.served("d1")
                 net.link("node2", up=False)
                 cut = time.monotonic()
-                out = await wait_state(
-                    proxy, "d2", {"unhealthy", "backoff", "starting"}, OUT_WITHIN_S + SLACK_S
+                _, out = await proxy.wait_state(
+                    "d2", {"unhealthy", "backoff", "starting"}, OUT_WITHIN_S + SLACK_S
                 )
-                d1_out = await completed(proxy, "d1")
-                d1_during = await served(proxy, "d1", d1_out + 20)
+                d1_out = await proxy.completed("d1")
+                d1_during = await proxy.served("d1", d1_out + 20)
                 net.link("node2", up=True)
-                back = await wait_state(proxy, "d2", {"ready"}, 30)
-                d2_after = await served(proxy, "d2", await completed(proxy, "d2"))
+                back, _ = await proxy.wait_state("d2", {"ready"}, 30)
+                d2_after = await proxy.served("d2", await proxy.completed("d2"))
                 stop.touch()
                 stdout, stderr = load.communicate(timeout=90)
                 assert load.returncode == 0, stderr.decode()[-2000:]
