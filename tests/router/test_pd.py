@@ -10,6 +10,7 @@ import openai
 
 from qwend.config.model import KvRole
 from qwend.routing.lanetable import LaneTable, RoutableLane
+from tests.support.polling import until
 from tests.support.router_fakes import run_router
 from tests.support.simlane import DEFAULT_MODEL as MODEL
 from tests.support.simlane import SimLaneFactory, SimLaneProcess, collect_stream, msg
@@ -177,3 +178,42 @@ async def test_a_clients_transfer_params_never_reach_a_lane(sim_lane: SimLaneFac
         resp = await post(session, h.url, kv_transfer_params=forged)
         assert resp.status == 200, await resp.text()
         assert (await resp.json())["sim_timing"]["kv_from_remote"] is False
+
+
+async def test_lanes_killed_under_load_fail_no_request_before_its_first_byte(
+    sim_lane: SimLaneFactory,
+) -> None:
+    """2P2D under streaming load; p0 and then d0 are SIGKILLed while requests are in
+    flight. A request caught in p0's prefill, or whose decode lane can no longer pull
+    p0's KV, is retried on p1 (and d1): no client sees an error before its first byte."""
+    sims = one_p_two_d(sim_lane)
+    sims["p1"] = sim_lane(lane_name="p1", time_scale=20, extra=PREFILL)
+    async with run_router(table_of(sims)) as h, aiohttp.ClientSession() as session:
+        results: list[tuple[int, bool, str]] = []
+        stop = asyncio.Event()
+
+        async def client(i: int) -> None:
+            while not stop.is_set():
+                body = {"model": MODEL, "prompt": f"{i} " + "word " * 600, "max_tokens": 12,
+                        "stream": True}  # fmt: skip
+                async with session.post(h.url + "/v1/completions", json=body) as resp:
+                    data = await resp.read()
+                    results.append((resp.status, bool(data), resp.headers.get("X-Qwend-Lane", "")))
+
+        clients = [asyncio.create_task(client(i)) for i in range(6)]
+        try:
+            await until(lambda: h.router.stats_snapshot().lane("p0").requests >= 6)
+            sims["p0"].proc.kill()
+            await until(lambda: h.router.stats_snapshot().lane("p1").requests >= 12)
+            sims["d0"].proc.kill()
+            served = h.router.stats_snapshot().lane("d1").requests
+            await until(lambda: h.router.stats_snapshot().lane("d1").requests >= served + 12)
+        finally:
+            stop.set()
+            await asyncio.gather(*clients)
+        failed = [r for r in results if r[0] != 200 or not r[1]]
+        assert not failed, failed[:3]
+        snap = h.router.stats_snapshot()
+        assert snap.lane("p0").failures >= 1 and snap.lane("d0").failures >= 1
+        assert snap.retries >= 2 and len(results) >= 12
+        assert results[-1][2] == "p1>d1"
