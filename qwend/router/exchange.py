@@ -320,6 +320,7 @@ class Exchange:
                 self.failed.add(prefill.name)
             return params
         body = decode_request(self._body_for(decode.lane), params)
+        decode.send_held(time.monotonic())
         outcome = await self._attempt(decode, body=body, prefill=prefill)
         if isinstance(outcome, Failure):
             # A decode lane that could not pull the KV blames the prefill lane that
@@ -329,7 +330,7 @@ class Exchange:
 
     def _unused(self, decode: LaneRuntime) -> None:
         """Give back a decode slot the prefill hop never got to use (not an attempt)."""
-        decode.counters.requests -= 1
+        decode.unhold()
         self.fwd.slots.release(decode, None, self.work)
 
     def arm_first_byte(self, began: float) -> None:

@@ -172,7 +172,7 @@ class LaneSlots:
             runtime.occupy(now, work)
             return
         runtime.occupy(now, prompt)
-        self._runtimes[decision.decode].occupy(now, work)
+        self._runtimes[decision.decode].occupy(now, work, sent=False)  # after the prefill
 
     def _ungrant(self, decision: Decision, work: float, prompt: float) -> None:
         now = time.monotonic()
@@ -181,6 +181,7 @@ class LaneSlots:
             runtime.release(now, work if decision.decode is None else prompt)
         decode = self._runtimes.get(decision.decode or "")
         if decode is not None:
+            decode.unhold()
             decode.release(now, work)
         self._admission.wake()
 

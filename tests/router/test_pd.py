@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import openai
 
-from qwend.config.model import KvRole
+from qwend.config.model import KvRole, RouterConfig
 from qwend.routing.lanetable import LaneTable, RoutableLane
 from tests.support.polling import until
 from tests.support.router_fakes import run_router
@@ -217,3 +217,27 @@ async def test_lanes_killed_under_load_fail_no_request_before_its_first_byte(
         assert snap.lane("p0").failures >= 1 and snap.lane("d0").failures >= 1
         assert snap.retries >= 2 and len(results) >= 12
         assert results[-1][2] == "p1>d1"
+
+
+async def test_a_long_prefill_does_not_make_the_waiting_decode_lane_look_hung(
+    sim_lane: SimLaneFactory,
+) -> None:
+    """The decode slot is claimed with the prefill slot, but nothing is sent to the decode
+    lane until the prefill answers: a prefill longer than ``stall_timeout_s`` must not
+    get the decode lane ejected as stalled."""
+    sims = {
+        "p0": sim_lane(lane_name="p0", time_scale=1, extra=PREFILL),
+        "d0": sim_lane(lane_name="d0", time_scale=20, extra=STRICT_DECODE),
+    }
+    config = RouterConfig(stall_timeout_s=0.3, probe_timeout_s=1.0)
+    async with run_router(table_of(sims), config) as h, aiohttp.ClientSession() as session:
+        d0 = h.router.forwarding.slots.runtime("d0")
+        closed: set[bool] = set()
+        request = asyncio.create_task(post(session, h.url, prompt="word " * 3000))
+        while not request.done():
+            closed.add(d0.breaker.closed)
+            await asyncio.sleep(0.01)
+        resp = request.result()
+        assert resp.status == 200 and resp.headers["X-Qwend-Lane"] == "p0>d0"
+        assert closed == {True}, "d0 was ejected while its request was still prefilling"
+        assert d0.held == 0 and d0.in_flight == 0 and d0.counters.requests == 1
