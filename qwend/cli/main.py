@@ -165,11 +165,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = _sub(subs, "check-config", "validate a configuration without a daemon")
     check.add_argument("path", nargs="?", help="qwend.toml or its directory")
+    check.add_argument(
+        "--cluster",
+        nargs="+",
+        metavar="PATH",
+        help="every host's qwend.toml (or directory): check each, then across hosts",
+    )
     init = _sub(subs, "init", "write a shipped preset configuration (qwend.toml + lanes.d)")
     init.add_argument("--preset", metavar="NAME", help="the preset to copy (see --list)")
     init.add_argument("--list", action="store_true", help="list the presets and exit")
     init.add_argument(
-        "--dir", metavar="DIR", default="/etc/qwend", help="where to write (/etc/qwend)"
+        "--dir",
+        metavar="DIR",
+        default=None,
+        help="where to write (/etc/qwend); a multi-host preset without --host: DIR/HOST/",
+    )
+    init.add_argument(
+        "--host", metavar="NAME", help="multi-host preset: write only this host's files"
+    )
+    init.add_argument(
+        "--address",
+        action="append",
+        metavar="HOST=ADDR",
+        help="multi-host preset: a host's address on the cluster network (one per host)",
+    )
+    init.add_argument(
+        "--nic",
+        action="append",
+        metavar="[HOST=]IFNAME",
+        help="multi-host preset: the interface carrying the cluster addresses (HCCL, Gloo)",
     )
     init.add_argument("--force", action="store_true", help="replace existing files")
     completion = _sub(subs, "completion", "print a shell completion script (bash, zsh, fish)")
