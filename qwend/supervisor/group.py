@@ -348,3 +348,42 @@ class GroupMachine:
             return []
         self._asked.add(nxt)
         return [Action(ActionKind.START, nxt)]
+
+
+LEADER_DOWN: frozenset[LaneState] = frozenset({LaneState.STOPPED, LaneState.FAILED})
+"""Leader lane states in which a follower's member has no group to serve."""
+
+
+class LeaderWatch:
+    """A follower host's check on its group's leader (pure).
+
+    A follower's qwend never restarts its member on its own (the leader decides), but it
+    must not keep half a group running for ever: when the leader host stays unreachable,
+    or its member stays stopped, for ``grace_s`` while this member runs, the member is
+    stopped here.
+    """
+
+    def __init__(self, leader: str, grace_s: float) -> None:
+        self.leader = leader
+        self.grace_s = grace_s
+        self._since: float | None = None
+        """Since when the leader has been unreachable or down (None: it is fine)."""
+
+    def observe(self, now: float, leader: LaneState | None, member_runs: bool) -> str | None:
+        """Why to stop this host's member now, or None."""
+        if leader is not None and leader not in LEADER_DOWN:
+            self._since = None
+            return None
+        if not member_runs:
+            self._since = None
+            return None
+        if self._since is None:
+            self._since = now
+        if now - self._since < self.grace_s:
+            return None
+        self._since = None
+        what = "unreachable" if leader is None else f"{leader.value} there"
+        return (
+            f"the group's leader on {self.leader} has been {what} for {self.grace_s:g}s;"
+            " stopping this member (no half group left running)"
+        )

@@ -127,6 +127,8 @@ class Supervisor:
         self._session: aiohttp.ClientSession | None = None
         self._events: Broadcast[LaneEvent] = Broadcast(EVENT_BUFFER)
         self._closing = False
+        self._group_ready: set[str] = set()
+        """Group lanes whose whole group is up (set by the leader host's coordinator)."""
         self._held: set[str] = set()
         """Roles whose active lane is being replaced in place: requests for them wait."""
         self._log = get_logger("supervisor")
@@ -201,7 +203,7 @@ class Supervisor:
             text=cfg.capabilities.text,
             image=cfg.capabilities.image,
             active=active,
-            accepting=runner.state in ROUTABLE and not self._closing,
+            accepting=runner.state in ROUTABLE and not self._closing and self._group_up(cfg),
             model=cfg.model,
             aliases=cfg.aliases,
             served_model=cfg.served_model,
@@ -209,6 +211,29 @@ class Supervisor:
             remote=cfg.remote,
             pending=active and cfg.role in self._held and not self._closing,
         )
+
+    def _group_up(self, cfg: LaneConfig) -> bool:
+        """A plain lane: True. A group's leader: while the whole group is up. A follower
+        (a headless member): never routed."""
+        if cfg.group is None:
+            return True
+        return not cfg.is_follower and cfg.name in self._group_ready
+
+    def set_group_ready(self, name: str, ready: bool) -> None:
+        """The lane group coordinator's verdict: route the leader's lane or not."""
+        if ready:
+            self._group_ready.add(name)
+        else:
+            self._group_ready.discard(name)
+        self._publish()
+
+    def lane_state(self, name: str) -> LaneState:
+        """One lane's state; LaneError for an unknown lane."""
+        return self._runner(name).state
+
+    def group_lanes(self) -> tuple[LaneConfig, ...]:
+        """The members of lane groups this host runs, in configuration order."""
+        return tuple(r.cfg for r in self._runners.values() if r.cfg.group is not None)
 
     def _publish(self) -> None:
         self._table.replace(tuple(self._routable(r) for r in self._runners.values()))
@@ -313,6 +338,8 @@ class Supervisor:
             self._guard_watch = asyncio.create_task(self._guard.watch(), name="orphan-guard")
         await self._adopt()
         for runner in self._runners.values():
+            if runner.cfg.group is not None:
+                continue  # started by its group's coordinator, in the group's order
             if self._active.get(runner.cfg.role) == runner.name:
                 await runner.start()
 

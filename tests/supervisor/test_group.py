@@ -15,6 +15,7 @@ from qwend.supervisor.group import (
     GroupMachine,
     GroupState,
     IllegalGroupTransition,
+    LeaderWatch,
     MemberStatus,
     group_transition,
     member_status,
@@ -233,3 +234,32 @@ def test_every_pair_not_in_the_table_is_illegal() -> None:
 def test_every_state_can_be_stopped() -> None:
     for state in GroupState:
         assert (state, GroupEvent.STOP) in TRANSITIONS
+
+
+def test_a_follower_stops_its_member_once_the_leader_host_stays_unreachable() -> None:
+    watch = LeaderWatch("node0", grace_s=5.0)
+    assert watch.observe(0.0, None, member_runs=True) is None
+    assert watch.observe(4.9, None, member_runs=True) is None
+    reason = watch.observe(5.0, None, member_runs=True)
+    assert reason is not None and "node0 has been unreachable for 5s" in reason
+
+
+def test_a_leader_that_answers_again_resets_the_watch() -> None:
+    watch = LeaderWatch("node0", grace_s=5.0)
+    watch.observe(0.0, None, member_runs=True)
+    assert watch.observe(4.0, LaneState.STARTING, member_runs=True) is None
+    assert watch.observe(8.0, None, member_runs=True) is None
+    assert watch.observe(13.0, None, member_runs=True) is not None
+
+
+def test_a_leader_member_left_stopped_also_stops_the_follower_member() -> None:
+    watch = LeaderWatch("node0", grace_s=2.0)
+    assert watch.observe(0.0, LaneState.STOPPED, member_runs=True) is None
+    reason = watch.observe(2.5, LaneState.FAILED, member_runs=True)
+    assert reason is not None and "failed there" in reason
+
+
+def test_nothing_to_stop_when_the_member_is_not_running() -> None:
+    watch = LeaderWatch("node0", grace_s=1.0)
+    assert watch.observe(0.0, None, member_runs=False) is None
+    assert watch.observe(10.0, None, member_runs=False) is None
