@@ -150,6 +150,7 @@ class Daemon:
             await self._listeners.open_control(control, config.daemon)
             await services.monitor.start()
             await services.supervisor.start()
+            await services.groups.start()
         except QwendError as exc:
             log.error("qwend cannot start", error=str(exc))
             return False
@@ -286,6 +287,8 @@ class Daemon:
         # No promotion may start or go on while lanes are being stopped.
         await services.promoter.aclose()
         drain = self.config.daemon.drain_timeout_s
+        # Groups first: this host's groups stop as units, every member host stopping its own.
+        await services.groups.stop("qwend shutting down")
         if services.supervisor.survive and restart_requested(os.environ):
             log.info("qwend restarting: lanes keep running for the next qwend")
             await services.supervisor.detach(drain)

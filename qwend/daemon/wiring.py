@@ -20,6 +20,7 @@ from aiohttp import web
 from qwend import __version__
 from qwend.config.model import AccessLogConfig, Config, LaneConfig
 from qwend.control.app import make_control_app
+from qwend.daemon.groups import LaneGroups
 from qwend.daemon.metrics import metrics_sources
 from qwend.daemon.systemd import lanes_survive
 from qwend.logs import get_logger
@@ -55,6 +56,8 @@ class Services:
     """Start-up warnings kept for ``qwenctl status`` (a corrupt state file, stale choices)."""
     api_keys: ApiKeys
     """The one key holder of every public endpoint (a reload swaps its key set)."""
+    groups: LaneGroups
+    """The lane groups this host leads or follows (started after the lanes)."""
 
 
 def build_services(
@@ -91,7 +94,12 @@ def build_services(
     apply_access_log(router, None, config.access_log)
     api_keys = ApiKeys()
     api_keys.swap(keys)  # as a reload does: logs what is in force
-    return Services(store, router_app, router, monitor, supervisor, promoter, warnings, api_keys)
+    # The member link goes over the peers' control APIs; without peers there is none and
+    # LaneGroups says so for each group lane.
+    groups = LaneGroups(supervisor, link=None)
+    return Services(
+        store, router_app, router, monitor, supervisor, promoter, warnings, api_keys, groups
+    )
 
 
 def apply_access_log(router: Router, old: AccessLogConfig | None, new: AccessLogConfig) -> None:

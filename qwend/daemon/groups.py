@@ -1,0 +1,129 @@
+"""The daemon's lane groups: a coordinator per group this host leads, a watch per group it
+follows, and the member link over the peers' control APIs.
+
+The supervisor never starts a group member on its own (see ``Supervisor.start``): once
+the lanes are up, ``LaneGroups.start`` starts each group this host leads, member after
+member, and watches each group it follows. At shutdown the groups this host leads are
+stopped as units (every member host stops its member) before the supervisor stops what
+is left here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Protocol
+
+from qwend.api.messages import LaneAction, LaneActionResult, LaneInfo
+from qwend.errors import QwendError
+from qwend.logs import get_logger
+from qwend.supervisor.coordinator import FollowerWatch, GroupCoordinator, GroupView, MemberLink
+from qwend.supervisor.states import LaneState
+from qwend.supervisor.supervisor import Supervisor
+
+log = get_logger("groups")
+
+GROUP_STOP_S = 60.0
+"""How long a shutdown waits for every member host to confirm its member stopped."""
+
+
+class PeerLanes(Protocol):
+    """What the member link needs of a peer's control client."""
+
+    async def lane(self, name: str) -> LaneInfo:
+        """The lane as the peer reports it."""
+        ...
+
+    async def lane_action(
+        self, name: str, action: LaneAction, *, force: bool = False, now: bool = False
+    ) -> LaneActionResult:
+        """Run ``action`` on the peer's lane."""
+        ...
+
+
+class PeerMemberLink:
+    """``MemberLink`` over the peers' control APIs, by ``[cluster] name``."""
+
+    def __init__(self, peers: Mapping[str, PeerLanes]) -> None:
+        self._peers = peers
+
+    def _peer(self, host: str) -> PeerLanes:
+        try:
+            return self._peers[host]
+        except KeyError:
+            raise QwendError(
+                f"no [[peers]] entry named {host!r} to reach its group member"
+            ) from None
+
+    async def lane_state(self, host: str, lane: str) -> LaneState | None:
+        """The member's lane state on ``host``; None when the host does not answer."""
+        try:
+            info = await self._peer(host).lane(lane)
+        except (QwendError, OSError, TimeoutError) as exc:
+            log.debug("group member host not answering", member=host, lane=lane, error=str(exc))
+            return None
+        try:
+            return LaneState(info.state)
+        except ValueError:
+            return None
+
+    async def start_lane(self, host: str, lane: str) -> None:
+        """Start the member on ``host`` (force: it may be its role's active lane)."""
+        await self._peer(host).lane_action(lane, LaneAction.START, force=True)
+
+    async def stop_lane(self, host: str, lane: str) -> None:
+        """Stop the member on ``host`` at once (a group member takes no traffic to drain)."""
+        await self._peer(host).lane_action(lane, LaneAction.STOP, force=True, now=True)
+
+
+class LaneGroups:
+    """Every lane group of this host (see module docstring)."""
+
+    def __init__(self, supervisor: Supervisor, link: MemberLink | None) -> None:
+        self._sup = supervisor
+        self._link = link
+        self.coordinators: dict[str, GroupCoordinator] = {}
+        self._watches: dict[str, FollowerWatch] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def views(self) -> dict[str, GroupView]:
+        """Lane -> its group, for the groups this host leads."""
+        return {name: c.view() for name, c in self.coordinators.items()}
+
+    async def start(self) -> None:
+        """Start every group this host leads; watch every group it follows."""
+        lanes = self._sup.group_lanes()
+        if lanes and self._link is None:
+            names = ", ".join(lane.name for lane in lanes)
+            log.error(
+                "lane groups need the peer link; their members stay stopped",
+                lanes=names,
+                fix="list every member host in [[peers]] with a credential",
+            )
+            return
+        assert self._link is not None or not lanes
+        for lane in lanes:
+            assert lane.group is not None and self._link is not None
+            if lane.group.is_leader:
+                coord = GroupCoordinator(self._sup, lane, self._link)
+                self.coordinators[lane.name] = coord
+                try:
+                    await coord.start()
+                except QwendError as exc:
+                    log.error("lane group did not start", lane=lane.name, error=str(exc))
+                self._tasks.append(asyncio.create_task(coord.run(), name=f"group:{lane.name}"))
+            else:
+                watch = FollowerWatch(self._sup, lane, self._link)
+                self._watches[lane.name] = watch
+                self._tasks.append(asyncio.create_task(watch.run(), name=f"follow:{lane.name}"))
+
+    async def stop(self, reason: str) -> None:
+        """Stop watching, then stop every group this host leads as a unit."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await asyncio.gather(
+            *(c.stop(reason, GROUP_STOP_S) for c in self.coordinators.values()),
+            return_exceptions=True,
+        )

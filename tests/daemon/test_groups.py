@@ -1,0 +1,100 @@
+"""The member link over peers' control clients, and lane groups without peers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from qwend.api.messages import LaneAction, LaneActionResult, LaneInfo
+from qwend.config.model import Config, DaemonConfig, GroupConfig, LaneConfig
+from qwend.daemon.groups import LaneGroups, PeerMemberLink
+from qwend.errors import ControlError, QwendError
+from qwend.routing.lanetable import LaneTable
+from qwend.supervisor.states import LaneState
+from qwend.supervisor.supervisor import Supervisor
+
+
+def info(state: str) -> LaneInfo:
+    return LaneInfo(name="big", role="text", variant="v3", state=state, active=True, standby=False)
+
+
+@dataclass
+class FakePeer:
+    """A peer's control client: answers with ``state`` or raises ``error``."""
+
+    state: str = "ready"
+    error: Exception | None = None
+    calls: list[tuple[str, LaneAction, bool, bool]] = field(default_factory=list)
+
+    async def lane(self, name: str) -> LaneInfo:
+        if self.error is not None:
+            raise self.error
+        return info(self.state)
+
+    async def lane_action(
+        self, name: str, action: LaneAction, *, force: bool = False, now: bool = False
+    ) -> LaneActionResult:
+        if self.error is not None:
+            raise self.error
+        self.calls.append((name, action, force, now))
+        return LaneActionResult(action=action, lane=info(self.state))
+
+
+async def test_the_link_reads_a_member_state_from_its_peer() -> None:
+    link = PeerMemberLink({"node1": FakePeer(state="starting")})
+    assert await link.lane_state("node1", "big") is LaneState.STARTING
+
+
+@pytest.mark.parametrize(
+    "error", [ControlError("connection refused"), OSError("no route"), TimeoutError()]
+)
+async def test_a_peer_that_does_not_answer_is_unreachable(error: Exception) -> None:
+    link = PeerMemberLink({"node1": FakePeer(error=error)})
+    assert await link.lane_state("node1", "big") is None
+
+
+async def test_an_unknown_state_is_unreachable_not_a_crash() -> None:
+    link = PeerMemberLink({"node1": FakePeer(state="exploded")})
+    assert await link.lane_state("node1", "big") is None
+
+
+async def test_start_and_stop_are_forced_and_a_stop_is_immediate() -> None:
+    peer = FakePeer()
+    link = PeerMemberLink({"node1": peer})
+    await link.start_lane("node1", "big")
+    await link.stop_lane("node1", "big")
+    assert peer.calls == [
+        ("big", LaneAction.START, True, False),
+        ("big", LaneAction.STOP, True, True),
+    ]
+
+
+async def test_a_member_host_missing_from_peers_is_a_clear_error() -> None:
+    link = PeerMemberLink({})
+    assert await link.lane_state("node9", "big") is None
+    with pytest.raises(QwendError, match="no \\[\\[peers\\]\\] entry named 'node9'"):
+        await link.start_lane("node9", "big")
+
+
+@pytest.mark.integration  # the supervisor's orphan guard is a process
+async def test_without_a_peer_link_group_lanes_stay_stopped(tmp_path: Path) -> None:
+    lane = LaneConfig(
+        name="big",
+        role="text",
+        variant="v3",
+        npus=(0,),
+        port=0,
+        model="m",
+        command=("/bin/false",),
+        group=GroupConfig(members=("node0", "node1"), this="node1"),
+    )
+    sup = Supervisor(Config(daemon=DaemonConfig(log_dir=tmp_path), lanes=(lane,)), LaneTable())
+    groups = LaneGroups(sup, link=None)
+    await sup.start()
+    await groups.start()
+    assert sup.lane_state("big") is LaneState.STOPPED
+    assert groups.views() == {}
+    await groups.stop("test over")
+    await sup.shutdown(drain_timeout=0)
