@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from qwend.api.messages import LaneAction, LaneActionResult, LaneInfo
-from qwend.errors import QwendError
+from qwend.errors import LaneError, QwendError
 from qwend.logs import get_logger
 from qwend.supervisor.coordinator import FollowerWatch, GroupCoordinator, GroupView, MemberLink
 from qwend.supervisor.states import LaneState
@@ -81,10 +81,29 @@ class LaneGroups:
 
     def __init__(self, supervisor: Supervisor, link: MemberLink | None) -> None:
         self._sup = supervisor
+        supervisor.attach_groups(self)
         self._link = link
         self.coordinators: dict[str, GroupCoordinator] = {}
         self._watches: dict[str, FollowerWatch] = {}
         self._tasks: list[asyncio.Task[None]] = []
+
+    async def start_group(self, lane: str) -> None:
+        """Start the group ``lane`` leads (an operator's start of the leader lane)."""
+        coord = self.coordinators.get(lane)
+        if coord is None:
+            raise LaneError(
+                f"lane {lane} leads a lane group that cannot run here: list every member"
+                " host in [[peers]]"
+            )
+        await coord.start()
+
+    async def stop_group(self, lane: str, reason: str) -> None:
+        """Stop every member of the group ``lane`` leads."""
+        coord = self.coordinators.get(lane)
+        if coord is None:
+            await self._sup.stop_member(lane)
+            return
+        await coord.stop(reason, GROUP_STOP_S)
 
     def views(self) -> dict[str, GroupView]:
         """Lane -> its group, for the groups this host leads."""

@@ -180,9 +180,9 @@ class GroupCoordinator:
         try:
             if host == self.group.this:
                 if action.kind is ActionKind.START:
-                    await self._sup.start_lane(self.lane)
+                    await self._sup.start_member(self.lane)
                 else:
-                    await self._sup.stop_lane(self.lane)
+                    await self._sup.stop_member(self.lane)
             elif action.kind is ActionKind.START:
                 await self._link.start_lane(host, self.lane)
             else:
@@ -238,7 +238,7 @@ class FollowerWatch:
         reason = self.watch.observe(time.monotonic(), leader, runs)
         if reason is not None:
             self._log.warning("stopping group member", reason=reason)
-            await self._sup.stop_lane(self.lane)
+            await self._sup.stop_member(self.lane)
 
     async def run(self) -> None:
         """Watch until cancelled."""

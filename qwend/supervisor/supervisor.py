@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 
@@ -36,6 +37,19 @@ from qwend.supervisor.reload import (
 )
 from qwend.supervisor.runner import LaneContext, LaneRunner
 from qwend.supervisor.states import CLAIMING, ROUTABLE, LaneState
+
+
+class GroupControl(Protocol):
+    """What runs this host's lane groups (the daemon's ``LaneGroups``)."""
+
+    async def start_group(self, lane: str) -> None:
+        """Start the group whose leader lane is ``lane``."""
+        ...
+
+    async def stop_group(self, lane: str, reason: str) -> None:
+        """Stop every member of the group whose leader lane is ``lane``."""
+        ...
+
 
 EVENT_BUFFER = 1000
 """Lane events a subscriber may fall behind by before it loses the oldest."""
@@ -127,6 +141,7 @@ class Supervisor:
         self._session: aiohttp.ClientSession | None = None
         self._events: Broadcast[LaneEvent] = Broadcast(EVENT_BUFFER)
         self._closing = False
+        self._groups: GroupControl | None = None
         self._group_ready: set[str] = set()
         """Group lanes whose whole group is up (set by the leader host's coordinator)."""
         self._held: set[str] = set()
@@ -384,8 +399,27 @@ class Supervisor:
         await stop_group(record.pid, sig, timeout)
         self._registry.drop(record.name, record.pid)
 
+    def attach_groups(self, groups: GroupControl) -> None:
+        """Operators' start, stop and restart of a group's leader lane act on the group."""
+        self._groups = groups
+
+    def _leads_group(self, name: str) -> GroupControl | None:
+        cfg = self._runner(name).cfg
+        if self._groups is None or cfg.group is None or not cfg.group.is_leader:
+            return None
+        return self._groups
+
     async def start_lane(self, name: str) -> None:
-        """Start (or reset, when failed) a lane; returns once it is starting."""
+        """Start (or reset, when failed) a lane; returns once it is starting. For a group's
+        leader lane: start the whole group, in its order."""
+        groups = self._leads_group(name)
+        if groups is not None:
+            await groups.start_group(name)
+            return
+        await self.start_member(name)
+
+    async def start_member(self, name: str) -> None:
+        """Start (or reset) this host's lane itself, group member or not."""
         runner = self._runner(name)
         if runner.state is LaneState.FAILED:
             await runner.reset()
@@ -393,11 +427,25 @@ class Supervisor:
             await runner.start()
 
     async def stop_lane(self, name: str) -> None:
-        """Stop a lane; returns when its process group is gone."""
+        """Stop a lane; returns when its process group is gone. For a group's leader lane:
+        stop every member of the group."""
+        groups = self._leads_group(name)
+        if groups is not None:
+            await groups.stop_group(name, "stopped by request")
+            return
+        await self.stop_member(name)
+
+    async def stop_member(self, name: str) -> None:
+        """Stop this host's lane itself, group member or not."""
         await self._runner(name).stop("stopped by request")
 
     async def restart_lane(self, name: str) -> None:
-        """Stop, then start a lane."""
+        """Stop, then start a lane (a group's leader lane: the whole group)."""
+        groups = self._leads_group(name)
+        if groups is not None:
+            await groups.stop_group(name, "restarting")
+            await groups.start_group(name)
+            return
         runner = self._runner(name)
         await runner.stop("restarting")
         await runner.start()

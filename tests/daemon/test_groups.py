@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,8 +13,11 @@ from qwend.config.model import Config, DaemonConfig, GroupConfig, LaneConfig
 from qwend.daemon.groups import LaneGroups, PeerMemberLink
 from qwend.errors import ControlError, QwendError
 from qwend.routing.lanetable import LaneTable
+from qwend.supervisor.group import GroupState
 from qwend.supervisor.states import LaneState
 from qwend.supervisor.supervisor import Supervisor
+from tests.support.groups import FakeLink, Host, make_hosts, pid, routed
+from tests.support.polling import until
 
 
 def info(state: str) -> LaneInfo:
@@ -98,3 +102,29 @@ async def test_without_a_peer_link_group_lanes_stay_stopped(tmp_path: Path) -> N
     assert groups.views() == {}
     await groups.stop("test over")
     await sup.shutdown(drain_timeout=0)
+
+
+@pytest.fixture
+async def hosts(tmp_path: Path) -> AsyncIterator[dict[str, Host]]:
+    async for made in make_hosts(tmp_path):
+        yield made
+
+
+async def test_an_operator_stop_and_start_of_the_leader_lane_act_on_the_whole_group(
+    hosts: dict[str, Host],
+) -> None:
+    lead, follow = hosts["node0"], hosts["node1"]
+    groups = LaneGroups(lead.sup, FakeLink(hosts))
+    await lead.sup.start()
+    await groups.start()
+    coord = groups.coordinators["big"]
+    await until(lambda: coord.machine.state is GroupState.READY, 30, "the group ready")
+    assert routed(lead)
+    await lead.sup.stop_lane("big")  # what qwenctl stop big does on the leader's host
+    assert coord.machine.state is GroupState.STOPPED
+    assert pid(lead) is None and pid(follow) is None
+    await lead.sup.start_lane("big")
+    await until(lambda: coord.machine.state is GroupState.READY, 30, "the group ready again")
+    assert pid(follow) is not None
+    await groups.stop("test over")
+    assert pid(lead) is None and pid(follow) is None
