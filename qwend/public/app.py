@@ -230,9 +230,11 @@ async def _compress(
 def observe_usage(
     request: web.Request, history: HistoryHook | None, response: web.StreamResponse
 ) -> None:
-    """A whole answer to a compressed request: its prompt tokens train the estimator.
+    """An answer to a compressed request: the lane's own prompt count trains the estimator.
 
-    (A streamed answer has gone to the client by now; its usage is not read here.)
+    A whole answer's body says it; a streamed one has gone to the client by now, so its
+    count is the one the exchange read from the stream's usage chunk (never qwend's own
+    estimate, which would only teach the estimator itself).
     """
     outcome = request.get(OUTCOME_KEY)
     if history is None or outcome is None or response.status != 200:
@@ -241,6 +243,10 @@ def observe_usage(
         tokens = prompt_tokens_of(response.body)
         if tokens is not None:
             history.observe(outcome, tokens)
+        return
+    trace = request.get(TRACE_KEY)
+    if trace is not None and trace.usage_from_lane and trace.prompt_tokens:
+        history.observe(outcome, trace.prompt_tokens)
 
 
 async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:

@@ -34,6 +34,7 @@ from qwend.router.proxy import (
     error_response,
     read_failure,
     relay_stream,
+    usage_counts,
 )
 from qwend.router.recording import record_stream, record_whole
 from qwend.router.router import Forwarding
@@ -330,6 +331,7 @@ class Exchange:
                 )
                 if self.trace is not None:
                     self.trace.prompt_tokens, self.trace.completion_tokens = tokens
+                    self.trace.usage_from_lane = usage_counts(data) != (0, 0)
                 public = self.public or lane.lane.model
                 if public and ctype.startswith("application/json"):
                     data = response_with_model(data, public)
@@ -387,4 +389,5 @@ class Exchange:
         if recorded is not None and self.trace is not None:
             trace = self.trace
             trace.ttft_s, trace.prompt_tokens, trace.completion_tokens = recorded
+            trace.usage_from_lane = result.usage != (0, 0)
         return True, out

@@ -32,7 +32,7 @@ from qwend.router.upstream import Upstream
 from qwend.router.watchdog import Watchdog
 from qwend.routing.classify import RequestClass
 from qwend.routing.histograms import TrafficHistograms
-from qwend.routing.lanetable import LaneTable
+from qwend.routing.lanetable import LaneTable, RoutableLane
 from qwend.routing.outcomes import RetryBudget
 from qwend.routing.snapshot import ClassStats, LaneStats, RouterSnapshot
 from qwend.routing.windows import WINDOW_S
@@ -83,7 +83,13 @@ class Router:
         self.prober = Prober(slots, self._forwarding.upstream, self._forwarding.watchdog)
         """Ejects hung lanes and probes ejected ones (runs while the app runs)."""
         lanes.subscribe(slots.update)
+        lanes.subscribe(self._forget_removed)
         slots.update(lanes.snapshot())
+
+    def _forget_removed(self, lanes: tuple[RoutableLane, ...]) -> None:
+        """Stop exporting the traffic of lanes a reload removed (or renamed the role or
+        variant of): a dashboard would otherwise show them forever."""
+        self._forwarding.traffic.forget({(lane.name, lane.role, lane.variant) for lane in lanes})
 
     @property
     def config(self) -> RouterConfig:

@@ -10,6 +10,7 @@ additions: the request path records here directly.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -120,7 +121,7 @@ class TrafficView:
 
 @dataclass(eq=False)
 class TrafficHistograms:
-    """Every series since start; a series stays once created (counters never go back)."""
+    """Every series since start, while its lane is configured (counters never go back)."""
 
     series: dict[SeriesKey, TrafficSeries] = field(default_factory=dict)
 
@@ -140,6 +141,13 @@ class TrafficHistograms:
         series = self.of(key)
         series.prompt_tokens += max(0, prompt)
         series.completion_tokens += max(0, completion)
+
+    def forget(self, lanes: Collection[tuple[str, str, str]]) -> None:
+        """Drop the series of every lane not in ``lanes`` as (name, role, variant): a lane
+        removed by a reload, or one whose role or variant changed, stops being exported
+        (as a scrape target's series go stale when the target goes)."""
+        for key in [k for k in self.series if (k.lane, k.role, k.variant) not in lanes]:
+            del self.series[key]
 
     def views(self) -> tuple[TrafficView, ...]:
         """Every series, sorted by its labels."""

@@ -58,6 +58,8 @@ class Trace:
     ttft_s: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    usage_from_lane: bool = False
+    """The token counts are the lane's own ``usage`` (else qwend's estimate)."""
 
     @staticmethod
     def route_of(path: str) -> str:

@@ -6,7 +6,8 @@ incumbent, second: the candidate); the real bench runs in tests/bench/test_gate_
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import ssl
+from collections.abc import Iterator, Mapping
 
 import pytest
 
@@ -34,8 +35,16 @@ def measured(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
     e2e: list[float] = []
     calls: list[str] = []
 
-    async def fake(request: GateRequest, url: str, model: str) -> list[CaseRun]:
+    async def fake(
+        request: GateRequest,
+        url: str,
+        model: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        tls: ssl.SSLContext | bool = True,
+    ) -> list[CaseRun]:
         assert request == GATE
+        assert not headers and tls is True  # local lanes: no key, no TLS
         calls.append(url)
         return runs(e2e[len(calls) - 1])
 

@@ -147,3 +147,33 @@ async def test_a_public_endpoint_compresses_when_configured_or_asked(
         assert status == 400
         assert doc["error"]["param"] == "X-Qwend-Compress"
         assert "'auto', 'off' or a token budget" in doc["error"]["message"]
+
+
+async def test_a_streamed_answer_trains_the_estimator_with_the_lanes_own_count(
+    sim_lane: Callable[..., SimLaneProcess],
+) -> None:
+    lane = sim_lane(time_scale=50)
+    public = PublicConfig(history_budget_tokens=800)
+    seen: list[HistoryCompressor] = []
+    async with stack(lane, public, seen) as (_url, urls):
+        for target, observed in (("api", 1), ("console", 2)):
+            doc = {"messages": history(20), "max_tokens": 4, "stream": True,
+                   "stream_options": {"include_usage": True}}  # fmt: skip
+            async with (
+                aiohttp.ClientSession(timeout=TIMEOUT) as session,
+                session.post(urls[target] + "/v1/chat/completions", json=doc) as resp,
+            ):
+                assert resp.status == 200 and "X-Qwend-Compressed" in resp.headers
+                assert resp.headers.get("X-Request-Id")
+                body = await resp.text()
+            assert '"prompt_tokens"' in body and "qwend_usage_estimated" not in body
+            assert seen[0].observed == observed  # the lane's count, read from the stream
+        # Without a usage chunk there is no count of the lane's: nothing is learned.
+        doc = {"messages": history(20), "max_tokens": 4, "stream": True}
+        async with (
+            aiohttp.ClientSession(timeout=TIMEOUT) as session,
+            session.post(urls["api"] + "/v1/chat/completions", json=doc) as resp,
+        ):
+            assert resp.status == 200
+            await resp.read()
+        assert seen[0].observed == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -119,6 +120,31 @@ async def test_metrics_reports_policy_counters_and_latency() -> None:
         in text
     )
     assert 'qwend_router_lane_model_itl_seconds{lane="a"' in text
+
+
+async def test_metrics_of_a_removed_lane_go_with_it() -> None:
+    slow_a = FakeLane("a", chunks=6, chunk_gap_s=0.02)
+    async with fake_lanes(slow_a, FakeLane("b", chunks=6, chunk_gap_s=0.02)) as (a, b):
+        table = LaneTable((routable("a", a.url, "throughput"), routable("b", b.url, "stable")))
+        async with run_router(table) as h, aiohttp.ClientSession() as s:
+
+            async def one() -> int:
+                doc = chat(max_tokens=64, stream=True)
+                async with s.post(h.url + "/v1/chat/completions", json=doc) as r:
+                    await r.read()
+                    return r.status
+
+            # Long text at once: balanced over both lanes.
+            assert await asyncio.gather(*(one() for _ in range(6))) == [200] * 6
+            async with s.get(h.url + "/metrics") as r:
+                before = await r.text()
+            table.replace((routable("b", b.url, "stable"),))  # a reload removed lane a
+            async with s.get(h.url + "/metrics") as r:
+                after = await r.text()
+    assert 'qwend_router_e2e_seconds_count{cls="long_text",lane="a"' in before
+    assert 'lane="a"' not in after
+    kept = [line for line in before.splitlines() if 'lane="b"' in line and "_seconds_" in line]
+    assert kept and all(line in after for line in kept)
 
 
 async def test_snapshot_records_latency_and_learns() -> None:

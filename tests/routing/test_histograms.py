@@ -29,3 +29,16 @@ def test_series_are_kept_per_lane_and_class_and_sorted() -> None:
     assert views[0].histograms[Measure.E2E].cumulative[0] == 1
     assert views[1].histograms[Measure.TTFT].count == 1
     assert views[1].histograms[Measure.E2E].count == 0
+
+
+def test_a_lane_that_is_gone_or_changed_is_forgotten_and_the_others_kept() -> None:
+    traffic = TrafficHistograms()
+    kept = SeriesKey("stable", "stable", "baseline", "long_text")
+    removed = SeriesKey("old", "throughput", "v3", "short_text")
+    relabelled = SeriesKey("chunk", "stable", "chunk_v2", "short_text")
+    for key in (kept, removed, relabelled):
+        traffic.observe(key, Measure.E2E, 0.2)
+        traffic.add_tokens(key, 10, 5)
+    traffic.forget({("stable", "stable", "baseline"), ("chunk", "stable", "chunk_v3")})
+    assert [view.key for view in traffic.views()] == [kept]
+    assert traffic.views()[0].prompt_tokens == 10  # a kept series keeps counting from where it was

@@ -48,6 +48,7 @@ from qwend.router.handlers import (
 from qwend.router.lanes import LaneRuntime
 from qwend.router.proxy import error_response
 from qwend.router.router import Forwarding, Router
+from qwend.router.tracing import echo_request_id, tracing_middleware
 from qwend.routing.classify import classify_chat
 
 log = get_logger("console")
@@ -312,7 +313,11 @@ def make_console_app(
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
 ) -> web.Application:
     """The console app; ``keys`` None accepts every call (tests)."""
-    app = web.Application(client_max_size=max_body, middlewares=[_guard])
+    # Traced like the public ports: a request id on every answer, the access log, and the
+    # lane's own usage of a streamed answer for the history estimator.
+    tracing = tracing_middleware(router.forwarding.access, f"console {public.console_listen}")
+    app = web.Application(client_max_size=max_body, middlewares=[tracing, _guard])
+    app.on_response_prepare.append(echo_request_id)
     app[BODY_TIMEOUT_KEY] = body_timeout_s
     fwd = router.forwarding
     app[CONSOLE_KEY] = ConsoleContext(
