@@ -17,7 +17,8 @@ from typing import Protocol
 from qwend.api.messages import LaneAction, LaneActionResult, LaneInfo
 from qwend.errors import LaneError, QwendError
 from qwend.logs import get_logger
-from qwend.supervisor.coordinator import FollowerWatch, GroupCoordinator, GroupView, MemberLink
+from qwend.supervisor.coordinator import FollowerWatch, GroupCoordinator, MemberLink
+from qwend.supervisor.group import GroupView
 from qwend.supervisor.states import LaneState
 from qwend.supervisor.supervisor import Supervisor
 
@@ -104,6 +105,11 @@ class LaneGroups:
             await self._sup.stop_member(lane)
             return
         await coord.stop(reason, GROUP_STOP_S)
+
+    def group_view(self, lane: str) -> GroupView | None:
+        """The group a member lane belongs to, when this host leads it."""
+        coord = self.coordinators.get(lane)
+        return coord.view() if coord is not None else None
 
     def views(self) -> dict[str, GroupView]:
         """Lane -> its group, for the groups this host leads."""

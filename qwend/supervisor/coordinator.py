@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
 from qwend.broadcast import Subscription
@@ -27,6 +26,7 @@ from qwend.supervisor.group import (
     ActionKind,
     GroupMachine,
     GroupState,
+    GroupView,
     LeaderWatch,
     MemberStatus,
     member_status,
@@ -56,19 +56,6 @@ class MemberLink(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class GroupView:
-    """A lane group as operators see it (on the leader's host)."""
-
-    lane: str
-    state: GroupState
-    reason: str | None
-    restarts: int
-    """Restarts of the whole group since qwend started."""
-    members: tuple[tuple[str, MemberStatus], ...]
-    """Every member host and its member's status at the last poll, in start order."""
-
-
 class GroupCoordinator:
     """Runs one lane group from its leader's host (see module docstring)."""
 
@@ -92,8 +79,8 @@ class GroupCoordinator:
     def view(self) -> GroupView:
         """The group now."""
         m = self.machine
-        members = tuple((h, self._members[h]) for h in self.group.members)
-        return GroupView(self.lane, m.state, m.reason, m.restarts, members)
+        members = tuple((h, self._members.get(h)) for h in self.group.members)
+        return GroupView(self.lane, self.group.leader, m.state, m.reason, m.restarts, members)
 
     async def poll(self) -> dict[str, MemberStatus]:
         """Every member's status (the other hosts asked in parallel)."""

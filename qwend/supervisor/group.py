@@ -182,6 +182,23 @@ def group_transition(state: GroupState, event: GroupEvent) -> GroupTransition:
         raise IllegalGroupTransition(state, event) from None
 
 
+@dataclass(frozen=True)
+class GroupView:
+    """A lane group as operators see it."""
+
+    lane: str
+    leader: str
+    """The member host that runs the group."""
+    state: GroupState | None
+    """None on a follower's host: the group is run by its leader's host."""
+    reason: str | None
+    restarts: int
+    """Restarts of the whole group since the leader's qwend started."""
+    members: tuple[tuple[str, MemberStatus | None], ...]
+    """Every member host and its member's status at the last poll (None: not polled
+    here), in configuration order."""
+
+
 class ActionKind(StrEnum):
     """An action on the group's members or its routing."""
 

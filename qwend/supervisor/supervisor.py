@@ -24,6 +24,7 @@ from qwend.logs import get_logger
 from qwend.routing.lanetable import LaneTable, RoutableLane, TrafficGate
 from qwend.supervisor.adoption import LaneRecord, Verdict, decide
 from qwend.supervisor.detached import DetachedLaneProcess, LaneRegistry, proc_facts, stop_group
+from qwend.supervisor.group import GroupView
 from qwend.supervisor.guard import OrphanGuard
 from qwend.supervisor.output import MIB, read_log_tail
 from qwend.supervisor.preflight import preflight
@@ -48,6 +49,10 @@ class GroupControl(Protocol):
 
     async def stop_group(self, lane: str, reason: str) -> None:
         """Stop every member of the group whose leader lane is ``lane``."""
+        ...
+
+    def group_view(self, lane: str) -> GroupView | None:
+        """The group of member lane ``lane`` as this host sees it."""
         ...
 
 
@@ -91,6 +96,8 @@ class LaneSnapshot:
     """The ``model`` the lane's backend expects (its ``served_model``, else ``model``)."""
     url: str = ""
     """A remote lane's url (it has no PID here); empty for a local lane."""
+    group: GroupView | None = None
+    """The lane group this lane is a member of, as this host sees it."""
 
 
 @dataclass(frozen=True)
@@ -299,7 +306,18 @@ class Supervisor:
             last_error=runner.last_error,
             failure_log=runner.failure_log,
             url=cfg.remote.url if cfg.remote is not None else "",
+            group=self._group_view(cfg),
         )
+
+    def _group_view(self, cfg: LaneConfig) -> GroupView | None:
+        if cfg.group is None:
+            return None
+        if self._groups is not None:
+            view = self._groups.group_view(cfg.name)
+            if view is not None:
+                return view
+        members = tuple((m, None) for m in cfg.group.members)
+        return GroupView(cfg.name, cfg.group.leader, None, None, 0, members)
 
     def snapshots(self) -> tuple[LaneSnapshot, ...]:
         """Every lane, in configuration order."""

@@ -13,7 +13,7 @@ from qwend.config.model import Config, DaemonConfig, GroupConfig, LaneConfig
 from qwend.daemon.groups import LaneGroups, PeerMemberLink
 from qwend.errors import ControlError, QwendError
 from qwend.routing.lanetable import LaneTable
-from qwend.supervisor.group import GroupState
+from qwend.supervisor.group import GroupState, MemberStatus
 from qwend.supervisor.states import LaneState
 from qwend.supervisor.supervisor import Supervisor
 from tests.support.groups import FakeLink, Host, make_hosts, pid, routed
@@ -120,6 +120,12 @@ async def test_an_operator_stop_and_start_of_the_leader_lane_act_on_the_whole_gr
     coord = groups.coordinators["big"]
     await until(lambda: coord.machine.state is GroupState.READY, 30, "the group ready")
     assert routed(lead)
+    view = lead.sup.snapshot("big").group
+    assert view is not None and view.state is GroupState.READY
+    assert view.members == (("node0", MemberStatus.READY), ("node1", MemberStatus.READY))
+    follower_view = follow.sup.snapshot("big").group
+    assert follower_view is not None and follower_view.state is None
+    assert follower_view.leader == "node0"
     await lead.sup.stop_lane("big")  # what qwenctl stop big does on the leader's host
     assert coord.machine.state is GroupState.STOPPED
     assert pid(lead) is None and pid(follow) is None
