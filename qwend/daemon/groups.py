@@ -11,10 +11,11 @@ is left here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from qwend.api.messages import LaneAction, LaneActionResult, LaneInfo
+from qwend.config.model import LaneConfig
 from qwend.errors import LaneError, QwendError
 from qwend.logs import get_logger
 from qwend.supervisor.coordinator import FollowerWatch, GroupCoordinator, MemberLink
@@ -117,20 +118,21 @@ class LaneGroups:
 
     async def start(self) -> None:
         """Start every group this host leads; watch every group it follows."""
-        lanes = self._sup.group_lanes()
-        if lanes and self._link is None:
-            names = ", ".join(lane.name for lane in lanes)
+        await self._take_up(self._sup.group_lanes())
+
+    async def _take_up(self, lanes: Sequence[LaneConfig]) -> None:
+        link = self._link
+        if lanes and link is None:
             log.error(
                 "lane groups need the peer link; their members stay stopped",
-                lanes=names,
+                lanes=", ".join(lane.name for lane in lanes),
                 fix="list every member host in [[peers]] with a credential",
             )
             return
-        assert self._link is not None or not lanes
         for lane in lanes:
-            assert lane.group is not None and self._link is not None
+            assert lane.group is not None and link is not None
             if lane.group.is_leader:
-                coord = GroupCoordinator(self._sup, lane, self._link)
+                coord = GroupCoordinator(self._sup, lane, link)
                 self.coordinators[lane.name] = coord
                 try:
                     await coord.start()
@@ -138,9 +140,27 @@ class LaneGroups:
                     log.error("lane group did not start", lane=lane.name, error=str(exc))
                 self._tasks.append(asyncio.create_task(coord.run(), name=f"group:{lane.name}"))
             else:
-                watch = FollowerWatch(self._sup, lane, self._link)
+                watch = FollowerWatch(self._sup, lane, link)
                 self._watches[lane.name] = watch
                 self._tasks.append(asyncio.create_task(watch.run(), name=f"follow:{lane.name}"))
+
+    async def reload(self) -> None:
+        """After a reload: groups whose lane changed or went away are let go (the reload
+        stopped their local member), and every group lane now configured is taken up again,
+        each group this host leads started anew as a unit."""
+        current = {lane.name: lane for lane in self._sup.group_lanes()}
+        kept = {
+            name for name, coord in self.coordinators.items() if current.get(name) == coord.config
+        } | {name for name, watch in self._watches.items() if current.get(name) == watch.config}
+        for task in list(self._tasks):
+            name = task.get_name().split(":", 1)[1]
+            if name not in kept:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                self._tasks.remove(task)
+        self.coordinators = {n: c for n, c in self.coordinators.items() if n in kept}
+        self._watches = {n: w for n, w in self._watches.items() if n in kept}
+        await self._take_up([lane for name, lane in current.items() if name not in kept])
 
     async def stop(self, reason: str) -> None:
         """Stop watching, then stop every group this host leads as a unit."""

@@ -248,6 +248,7 @@ class Daemon:
             apply_access_log(self.services.router, self.config.access_log, new.access_log)
             try:
                 report = await supervisor.reload(new)
+                await self.services.groups.reload()
                 self.services.router.apply_config(new.router)
                 # A reload may change which lane is active for a role: persist it.
                 self.services.store.record(supervisor.active_lanes(), None)

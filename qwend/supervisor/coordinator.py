@@ -63,6 +63,8 @@ class GroupCoordinator:
         self, supervisor: Supervisor, lane: LaneConfig, link: MemberLink, *, poll_s: float = POLL_S
     ) -> None:
         assert lane.group is not None and lane.group.is_leader
+        self.config = lane
+        """The member lane as configured when the coordinator was made."""
         self._sup = supervisor
         self.lane = lane.name
         self.group = lane.group
@@ -201,6 +203,7 @@ class FollowerWatch:
         poll_s: float = POLL_S,
     ) -> None:
         assert lane.group is not None and not lane.group.is_leader
+        self.config = lane
         self._sup = supervisor
         self.lane = lane.name
         self.leader = lane.group.leader

@@ -551,9 +551,11 @@ class Supervisor:
         self._runners = {lane.name: runners[lane.name] for lane in plan.config.lanes}
         self._active = active
         self._publish()
-        # 4. Start again what was running, then the new active lanes.
+        # 4. Start again what was running, then the new active lanes (a group member is
+        # started by its group, in the group's order: the daemon's groups re-sync next).
         for name in (*plan.restart, *plan.start):
-            await self._runners[name].start()
+            if self._runners[name].cfg.group is None:
+                await self._runners[name].start()
 
     async def _drain_wait(self, names: list[str], timeout: float) -> None:
         traffic = self.traffic

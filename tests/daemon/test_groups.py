@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -134,3 +134,29 @@ async def test_an_operator_stop_and_start_of_the_leader_lane_act_on_the_whole_gr
     assert pid(follow) is not None
     await groups.stop("test over")
     assert pid(lead) is None and pid(follow) is None
+
+
+async def test_a_reload_that_changes_the_leader_member_restarts_the_group_as_a_unit(
+    hosts: dict[str, Host],
+) -> None:
+    lead, follow = hosts["node0"], hosts["node1"]
+    groups = LaneGroups(lead.sup, FakeLink(hosts))
+    await lead.sup.start()
+    await groups.start()
+    old = groups.coordinators["big"]
+    await until(lambda: old.machine.state is GroupState.READY, 30, "the group ready")
+    old_pids = (pid(lead), pid(follow))
+    lane = lead.sup.config.lanes[0]
+    changed = replace(lane, command=(*lane.command, "--max-num-seqs", "16"))
+    report = await lead.sup.reload(replace(lead.sup.config, lanes=(changed,)))
+    assert report.restarted == ("big",)
+    await groups.reload()
+    new = groups.coordinators["big"]
+    assert new is not old and new.config == changed
+    await until(lambda: new.machine.state is GroupState.READY, 30, "the group ready again")
+    assert routed(lead)
+    assert pid(lead) not in (None, old_pids[0])
+    assert pid(follow) not in (None, old_pids[1])
+    await groups.reload()  # nothing changed: the running group is kept as it is
+    assert groups.coordinators["big"] is new
+    await groups.stop("test over")
