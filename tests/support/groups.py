@@ -66,7 +66,7 @@ def member_lane(this: str, port: int, rpc: int, state_dir: Path) -> LaneConfig:
     argv = sim_command(port, lane_name=f"big-{this}", startup_delay=0.2, extra=dp)
     return LaneConfig(
         name="big",
-        role="text",
+        role="stable",
         variant="v3",
         npus=(0,),
         port=port if leader else 0,
@@ -79,12 +79,16 @@ def member_lane(this: str, port: int, rpc: int, state_dir: Path) -> LaneConfig:
     )
 
 
-async def make_hosts(tmp_path: Path) -> AsyncIterator[dict[str, Host]]:
+async def make_hosts(
+    tmp_path: Path, lead_extra: tuple[LaneConfig, ...] = ()
+) -> AsyncIterator[dict[str, Host]]:
+    """Both hosts' supervisors (``lead_extra``: more lanes on the leader's host)."""
     port, rpc = free_port(), free_port()
     made: dict[str, Host] = {}
     for name in HOSTS:
         lane = member_lane(name, port, rpc, tmp_path / "sim-state")
-        cfg = Config(daemon=DaemonConfig(log_dir=tmp_path / name / "logs"), lanes=(lane,))
+        lanes = (lane, *lead_extra) if name == HOSTS[0] else (lane,)
+        cfg = Config(daemon=DaemonConfig(log_dir=tmp_path / name / "logs"), lanes=lanes)
         table = LaneTable()
         made[name] = Host(name, Supervisor(cfg, table), table)
     yield made
