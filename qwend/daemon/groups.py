@@ -155,6 +155,7 @@ class LaneGroups:
         for task in list(self._tasks):
             name = task.get_name().split(":", 1)[1]
             if name not in kept:
+                self._close(name)
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
                 self._tasks.remove(task)
@@ -162,9 +163,15 @@ class LaneGroups:
         self._watches = {n: w for n, w in self._watches.items() if n in kept}
         await self._take_up([lane for name, lane in current.items() if name not in kept])
 
+    def _close(self, lane: str) -> None:
+        for runner in (self.coordinators.get(lane), self._watches.get(lane)):
+            if runner is not None:
+                runner.close()
+
     async def stop(self, reason: str) -> None:
         """Stop watching, then stop every group this host leads as a unit."""
         for task in self._tasks:
+            self._close(task.get_name().split(":", 1)[1])
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()

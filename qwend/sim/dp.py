@@ -55,7 +55,9 @@ async def _keep_alive(
                 exc = ping_task.exception()
                 return f"link write failed: {exc}"
             try:
-                line = await asyncio.wait_for(reader.readline(), settings.heartbeat_timeout_s)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+                async with asyncio.timeout(settings.heartbeat_timeout_s):
+                    line = await reader.readline()
             except TimeoutError:
                 return f"no heartbeat for {settings.heartbeat_timeout_s:g}s"
             except (ConnectionError, ValueError) as exc:
@@ -114,7 +116,8 @@ class DpLeader:
         joined = False
         try:
             try:
-                line = await asyncio.wait_for(reader.readline(), self.settings.heartbeat_timeout_s)
+                async with asyncio.timeout(self.settings.heartbeat_timeout_s):
+                    line = await reader.readline()
                 message = decode(line)
             except (TimeoutError, ConnectionError, ValueError) as exc:
                 self._log.warning("DP join failed", peer=str(peer), error=str(exc))
@@ -175,10 +178,12 @@ class DpFollower:
         last = ""
         while True:
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(s.address, s.rpc_port, limit=MAX_LINE + 2),
-                    max(0.1, min(s.heartbeat_timeout_s, deadline - time.monotonic())),
-                )
+                async with asyncio.timeout(
+                    max(0.1, min(s.heartbeat_timeout_s, deadline - time.monotonic()))
+                ):
+                    reader, writer = await asyncio.open_connection(
+                        s.address, s.rpc_port, limit=MAX_LINE + 2
+                    )
                 break
             except (OSError, TimeoutError) as exc:
                 last = str(exc) or type(exc).__name__
@@ -193,7 +198,8 @@ class DpFollower:
         writer.write(encode(Join(layout.size, layout.start_rank, layout.local, self.name)))
         try:
             await writer.drain()
-            line = await asyncio.wait_for(reader.readline(), s.heartbeat_timeout_s)
+            async with asyncio.timeout(s.heartbeat_timeout_s):
+                line = await reader.readline()
             answer = decode(line) if line else None
         except (ConnectionError, TimeoutError, DpProtocolError) as exc:
             writer.close()

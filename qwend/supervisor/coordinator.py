@@ -76,6 +76,7 @@ class GroupCoordinator:
         )
         self._lock = asyncio.Lock()
         self._last_state: GroupState | None = None
+        self._closed = False
         self._log = lane_logger(lane.name, component="group")
 
     def view(self) -> GroupView:
@@ -128,18 +129,25 @@ class GroupCoordinator:
             members = await self.poll()
             await self._carry(self.machine.observe(time.monotonic(), members))
 
+    def close(self) -> None:
+        """End ``run`` at its next step (with a cancellation: either one is enough)."""
+        self._closed = True
+
     async def run(self) -> None:
-        """Poll until cancelled; a change of the local member wakes it at once."""
+        """Poll until closed or cancelled; a change of the local member wakes it at once."""
         with self._sup.subscribe() as changes:
-            while True:
+            while not self._closed:
                 try:
                     await self.tick()
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # a bug or a bad answer must not end the group's care
                     self._log.exception("group coordination failed; polling again")
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+                # cancellation that lands as the inner wait ends, and the loop would go on.
                 with contextlib.suppress(TimeoutError, StopAsyncIteration):
-                    await asyncio.wait_for(_next_local(changes, self.lane), self.poll_s)
+                    async with asyncio.timeout(self.poll_s):
+                        await _next_local(changes, self.lane)
 
     def _statuses(self) -> dict[str, str]:
         return {h: s.value for h, s in self._members.items()}
@@ -216,6 +224,7 @@ class FollowerWatch:
             else lane.health.interval_s * lane.health.failure_threshold
         )
         self.watch = LeaderWatch(lane.group.leader, grace)
+        self._closed = False
         self._log = lane_logger(lane.name, component="group")
 
     async def tick(self) -> None:
@@ -230,9 +239,13 @@ class FollowerWatch:
             self._log.warning("stopping group member", reason=reason)
             await self._sup.stop_member(self.lane)
 
+    def close(self) -> None:
+        """End ``run`` at its next step."""
+        self._closed = True
+
     async def run(self) -> None:
-        """Watch until cancelled."""
-        while True:
+        """Watch until closed or cancelled."""
+        while not self._closed:
             try:
                 await self.tick()
             except asyncio.CancelledError:

@@ -196,8 +196,14 @@ class LaneRunner:
         if task is None or task.done():
             return
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            # The life task's own end is expected; a cancellation of the caller (a group
+            # coordinator being stopped while it stops this lane) must go on up.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
 
     async def _terminate(self) -> None:
         proc = self.proc
