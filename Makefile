@@ -46,8 +46,8 @@ observability: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/pytest -q -m chaos tests/chaos
 
-# Remote lanes across a veth link between two network namespaces (root and iproute2;
-# QWEND_REQUIRE_NETNS=1 turns a skip into a failure).
+# Several hosts on one machine: a qwend per network namespace, joined by veth links and a
+# bridge (root and iproute2; QWEND_REQUIRE_NETNS=1 turns a skip into a failure).
 netns: $(STAMP)
 	command -v ip >/dev/null || { apt-get update -q && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends iproute2; }

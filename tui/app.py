@@ -352,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--socket", help="control socket of the qwend daemon")
     parser.add_argument(
+        "--host",
+        metavar="NAME",
+        help="watch and act on a peer host's lanes ([[peers]] name): the local daemon"
+        " forwards every request over its link to that host",
+    )
+    parser.add_argument(
         "--refresh",
         type=float,
         default=2.0,
@@ -372,6 +378,15 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except QwendError as exc:
         print(f"qwen-tui: {exc}", file=sys.stderr)
         return 3
+    if args.host:
+        app = QwenTui(
+            socket_path,
+            refresh_s=args.refresh,
+            client_factory=partial(ControlClient, host=args.host),
+        )
+        app.sub_title = f"{socket_path} -> host {args.host}"
+        app.run()
+        return 0
     QwenTui(socket_path, refresh_s=args.refresh).run()
     return 0
 

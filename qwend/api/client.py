@@ -1,9 +1,14 @@
-"""Control-socket client used by qwenctl and qwen-tui.
+"""Control-socket client used by qwenctl and qwen-tui, and by qwend to reach its peers.
 
 Finds the socket (``--socket``, ``$QWEND_SOCKET``, ``/run/qwend/control.sock``,
 ``$XDG_RUNTIME_DIR/qwend/control.sock``), speaks the ``qwend.api.messages``
 messages, and turns connection failures into errors a person can act on:
 the daemon is not running, or the socket's group must be joined (or sudo used).
+
+The same client speaks to another host's qwend over TCP (``ControlClient.for_peer``: its
+``[cluster] listen``, with the shared token and/or client certificate); its failures are
+``PeerError`` subclasses naming the peer. ``host=`` asks the local daemon to forward every
+request to one of its peers (``/v1/hosts/NAME/...``), so a client never needs the token.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ import errno
 import grp
 import json
 import pwd
+import ssl
 import stat
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -24,6 +31,7 @@ import aiohttp
 
 from qwend.api.messages import (
     API_PREFIX,
+    ClusterResponse,
     ErrorCode,
     ErrorResponse,
     Event,
@@ -81,6 +89,48 @@ class RemoteError(ControlError):
         super().__init__(message)
         self.code = code
         self.status = status
+
+
+class PeerError(ControlError):
+    """A request to a peer qwend failed; the message names the peer."""
+
+    def __init__(self, peer: str, message: str) -> None:
+        super().__init__(message)
+        self.peer = peer
+
+
+class PeerUnreachable(PeerError):
+    """Nothing answers at the peer's address (refused, no route, link down)."""
+
+
+class PeerTimeout(PeerError):
+    """The peer did not answer within its ``timeout_s``."""
+
+
+class PeerRefused(PeerError):
+    """The peer refused our credentials (wrong token, missing or unknown client certificate)."""
+
+
+class PeerTlsError(PeerError):
+    """The TLS handshake with the peer failed (its certificate, or ours)."""
+
+
+@dataclass(frozen=True)
+class PeerTarget:
+    """Where and how to reach a peer's control listener."""
+
+    name: str
+    """The peer's ``[cluster] name`` (in every error)."""
+    base_url: str
+    """``http(s)://host:port`` without a trailing slash."""
+    token: str | None = field(default=None, repr=False)
+    """Sent as ``Authorization: Bearer``; never logged."""
+    ssl: ssl.SSLContext | bool = True
+    """The TLS context of an https peer (CA, verification, client certificate)."""
+
+
+FORWARD_PREFIX = "/hosts"
+"""``/v1/hosts/NAME/<path>``: the local daemon forwards ``/v1/<path>`` to peer NAME."""
 
 
 def socket_candidates(env: Mapping[str, str]) -> list[Path]:
@@ -177,19 +227,51 @@ def connection_error(path: Path, exc: OSError) -> ControlError:
 class ControlClient:
     """Async client for one control socket; use as ``async with ControlClient(path) as c``."""
 
-    def __init__(self, socket_path: Path, *, timeout_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        socket_path: Path,
+        *,
+        timeout_s: float = 300.0,
+        host: str | None = None,
+        peer: PeerTarget | None = None,
+    ) -> None:
         self.socket_path = socket_path
         self.timeout_s = timeout_s
+        self.host = host
+        """Forward every request to this peer of the daemon (None: the daemon itself)."""
+        self.peer = peer
+        """Speak to a peer's TCP listener directly instead of a Unix socket."""
         self._session: aiohttp.ClientSession | None = None
 
+    @classmethod
+    def for_peer(cls, target: PeerTarget, *, timeout_s: float = 5.0) -> ControlClient:
+        """A client of a peer's control listener (``[cluster] listen`` on another host)."""
+        return cls(Path(), timeout_s=timeout_s, peer=target)
+
     async def __aenter__(self) -> Self:
-        connector = aiohttp.UnixConnector(path=str(self.socket_path))
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            base_url="http://qwend",
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-        )
+        await self.open()
         return self
+
+    async def open(self) -> None:
+        """Open the session (``async with`` does it; a long-lived peer client calls it)."""
+        if self._session is not None:
+            return
+        if self.peer is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=str(self.socket_path)),
+                base_url="http://qwend",
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            )
+            return
+        headers = {}
+        if self.peer.token is not None:
+            headers["Authorization"] = f"Bearer {self.peer.token}"
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self.peer.ssl, limit=32),
+            base_url=self.peer.base_url,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s),
+        )
 
     async def __aexit__(
         self,
@@ -224,22 +306,32 @@ class ControlClient:
         timeout = aiohttp.ClientTimeout(
             total=None if stream else self.timeout_s, sock_connect=self.timeout_s
         )
+        full = API_PREFIX + path
+        if self.host is not None:
+            full = f"{API_PREFIX}{FORWARD_PREFIX}/{self.host}{path}"
         with self._transport(method, path):
             async with asyncio.timeout(self.timeout_s):
                 response = await self.session.request(
                     method,
-                    API_PREFIX + path,
+                    full,
                     json=body.to_dict() if body is not None else None,
                     params=params,
                     timeout=timeout,
                 )
             if response.status >= 400:
-                raise await _remote_error(response)
+                error = await _remote_error(response)
+                if self.peer is not None and response.status in (401, 403):
+                    raise PeerRefused(self.peer.name, f"peer {self.peer.name}: {error}")
+                raise error
         return response
 
     @contextlib.contextmanager
     def _transport(self, method: str, path: str) -> Iterator[None]:
         """Every transport failure of a request as a ControlError subclass."""
+        if self.peer is not None:
+            with _peer_transport(self.peer, self.timeout_s, method, path):
+                yield
+            return
         try:
             yield
         except aiohttp.ClientConnectorError as exc:
@@ -270,6 +362,10 @@ class ControlClient:
 
     async def status(self) -> StatusResponse:
         return await self._get("/status", StatusResponse)
+
+    async def cluster(self) -> ClusterResponse:
+        """Every host's status: this daemon's and each of its peers' (asked concurrently)."""
+        return await self._get("/cluster", ClusterResponse)
 
     async def lanes(self) -> LanesResponse:
         return await self._get("/lanes", LanesResponse)
@@ -358,6 +454,36 @@ class ControlClient:
         ) as response:
             async for data in _ndjson(response):
                 yield StatsUpdate.from_dict(data)
+
+
+@contextlib.contextmanager
+def _peer_transport(peer: PeerTarget, timeout_s: float, method: str, path: str) -> Iterator[None]:
+    """Every transport failure of a request to ``peer`` as a PeerError naming it."""
+    where = f"peer {peer.name} ({peer.base_url})"
+    try:
+        yield
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise PeerTlsError(
+            peer.name,
+            f"{where}: its certificate failed verification ({exc.certificate_error});"
+            " set tls_ca of [[peers]] to the CA that signed it",
+        ) from None
+    except aiohttp.ClientSSLError as exc:
+        raise PeerTlsError(peer.name, f"{where}: TLS handshake failed: {_detail(exc)}") from None
+    except aiohttp.ClientConnectorError as exc:
+        raise PeerUnreachable(
+            peer.name, f"{where} is unreachable: {exc.os_error.strerror or exc.os_error}"
+        ) from None
+    except TimeoutError:
+        raise PeerTimeout(
+            peer.name, f"{where} did not answer {method} {path} within {timeout_s:g}s"
+        ) from None
+    except (aiohttp.ClientError, ConnectionError, asyncio.IncompleteReadError) as exc:
+        # A peer that requires a client certificate we lack hangs up after the handshake
+        # (TLS 1.3 sends its alert late): it reads as a closed connection.
+        raise PeerUnreachable(
+            peer.name, f"{where} closed the connection during {method} {path}: {_detail(exc)}"
+        ) from None
 
 
 async def _json(response: aiohttp.ClientResponse) -> Any:

@@ -531,3 +531,31 @@ class Event(Message):
     def payload(self) -> Message:
         """The typed payload (ProtocolError when it does not match ``kind``)."""
         return _EVENT_TYPES[self.kind].from_dict(self.data)
+
+
+@dataclass(frozen=True)
+class HostStatus(Message):
+    """One host of ``GET /v1/cluster``: its status, or why it could not be had."""
+
+    name: str
+    """The host's ``[cluster] name``."""
+    local: bool
+    """The daemon that answered is this host's."""
+    reachable: bool
+    status: StatusResponse | None = None
+    error: str = ""
+    """Why the host is not shown (unreachable, refused our credentials, too slow)."""
+    elapsed_ms: float = 0.0
+    """How long the host took to answer (0 for this host)."""
+
+
+@dataclass(frozen=True)
+class ClusterResponse(Message):
+    """``GET /v1/cluster``: this host first, then every ``[[peers]]`` in configured order."""
+
+    this: str
+    """This host's ``[cluster] name``."""
+    hosts: tuple[HostStatus, ...]
+
+    def host(self, name: str) -> HostStatus | None:
+        return next((h for h in self.hosts if h.name == name), None)

@@ -18,12 +18,14 @@ from qwend.api.client import (
     ControlTimeout,
     DaemonNotRunning,
     PromotionItem,
+    RemoteError,
     discover_socket,
 )
 from qwend.api.describe import event_line, promotion_line
 from qwend.api.messages import (
     ConfigIssueInfo,
     DaemonInfo,
+    ErrorCode,
     Event,
     EventKind,
     LaneAction,
@@ -33,8 +35,9 @@ from qwend.api.messages import (
 )
 from qwend.cli import completion, render
 from qwend.cli.bench import cmd_bench, gate_request
+from qwend.cli.clustercheck import run_cluster_check
 from qwend.cli.exit import ExitStatus, exit_status_for_outcome
-from qwend.cli.init import list_text, run_init
+from qwend.cli.init import InitRequest, list_text, run_init
 from qwend.cli.npus import parse_npu_file
 from qwend.cli.verify import cmd_verify
 from qwend.config.check import render_check
@@ -71,6 +74,7 @@ class Context:
         return ControlClient(
             discover_socket(self.args.socket, self.env),
             timeout_s=explicit if explicit is not None else default,
+            host=getattr(self.args, "host", None),
         )
 
     def out(self, text: str) -> None:
@@ -112,9 +116,23 @@ Command = Callable[[Context], Coroutine[Any, Any, int]]
 
 
 async def cmd_status(ctx: Context) -> int:
+    """Every host's lanes when the daemon has peers; ``--local``/``--host``: one host."""
     async with ctx.client() as client:
-        status = await client.status()
-    ctx.emit(status, render.render_status(status))
+        if getattr(ctx.args, "local", False) or client.host is not None:
+            view = None
+        else:
+            try:
+                view = await client.cluster()
+            except RemoteError as exc:
+                if exc.code is not ErrorCode.NOT_FOUND:  # a daemon without /v1/cluster
+                    raise
+                view = None
+        if view is None or (not view.this and len(view.hosts) == 1):
+            status = view.hosts[0].status if view is not None else await client.status()
+            assert status is not None  # this host's status is always there
+            ctx.emit(status, render.render_status(status))
+            return ExitStatus.OK
+    ctx.emit(view, render.render_cluster(view))
     return ExitStatus.OK
 
 
@@ -239,6 +257,19 @@ def _pid_text(event: Event) -> str:
 
 
 async def cmd_check_config(ctx: Context) -> int:
+    if ctx.args.cluster:
+        if ctx.args.path:
+            ctx.err("check-config: give PATH or --cluster PATH..., not both")
+            return ExitStatus.USAGE
+        cluster, result, out, err = run_cluster_check(ctx.args.cluster)
+        if ctx.json:
+            ctx.emit(result, "")
+        else:
+            if out:
+                print(out, file=ctx.stdout)
+            if err:
+                print(err, file=ctx.stderr)
+        return ExitStatus.OK if cluster.ok else ExitStatus.USAGE
     check = check_config(Path(ctx.args.path) if ctx.args.path else DEFAULT_CONFIG_PATH)
     check = with_host_check(check)
     if ctx.json:
@@ -278,7 +309,15 @@ async def cmd_init(ctx: Context) -> int:
     if not ctx.args.preset:
         ctx.err("init needs --preset NAME (qwenctl init --list shows them)")
         return ExitStatus.USAGE
-    status, result, human = run_init(ctx.args.preset, Path(ctx.args.dir), force=ctx.args.force)
+    request = InitRequest(
+        ctx.args.preset,
+        Path(ctx.args.dir) if ctx.args.dir else None,
+        force=ctx.args.force,
+        host=ctx.args.host,
+        addresses=ctx.args.address or (),
+        nics=ctx.args.nic or (),
+    )
+    status, result, human = run_init(request)
     if ctx.json:
         ctx.emit(result, "")
     elif status == ExitStatus.OK:

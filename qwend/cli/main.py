@@ -45,7 +45,9 @@ INTERRUPTED = 130
 """Exit status after Ctrl-C (128 + SIGINT, the shell's convention)."""
 
 
-def _common(parser: argparse.ArgumentParser, *, top: bool = False, timeout: bool = True) -> None:
+def _common(
+    parser: argparse.ArgumentParser, *, top: bool = False, timeout: bool = True, peer: bool = True
+) -> None:
     # On subcommands the default is SUPPRESS so "qwenctl --json status" keeps the top-level value.
     default: object = False if top else argparse.SUPPRESS
     parser.add_argument(
@@ -57,6 +59,14 @@ def _common(parser: argparse.ArgumentParser, *, top: bool = False, timeout: bool
         default=None if top else argparse.SUPPRESS,
         help="control socket of the daemon",
     )
+    if peer:  # commands that talk to a daemon may reach a peer's through it
+        parser.add_argument(
+            "--host",
+            metavar="NAME",
+            default=None if top else argparse.SUPPRESS,
+            help="act on this peer host's lanes ([[peers]] name); the local daemon forwards"
+            " the request with its own credentials. A lane may also be given as HOST/LANE",
+        )
     if timeout:  # promote and rollback use --timeout for the candidate's deadline
         parser.add_argument(
             "--timeout",
@@ -85,9 +95,10 @@ def _sub(
     help_text: str,
     *,
     timeout: bool = True,
+    peer: bool = True,
 ) -> argparse.ArgumentParser:
     parser = subs.add_parser(name, help=help_text, description=help_text)
-    _common(parser, timeout=timeout)
+    _common(parser, timeout=timeout, peer=peer)
     return parser
 
 
@@ -114,7 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     _common(parser, top=True)
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _sub(subs, "status", "daemon, active lanes, lane table, recent promotions")
+    status = _sub(
+        subs,
+        "status",
+        "daemon, active lanes, lane table, recent promotions (of every host when the daemon"
+        " has [[peers]])",
+    )
+    status.add_argument(
+        "--local", action="store_true", help="this host only, without asking the peers"
+    )
     _sub(subs, "lanes", "the lane table with live latency")
     npus = _sub(subs, "npus", "NPU table from the daemon's monitor, or parse a captured npu-smi")
     npus.add_argument(
@@ -163,22 +182,51 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="exit when the daemon goes away instead of reconnecting",
     )
-    check = _sub(subs, "check-config", "validate a configuration without a daemon")
+    check = _sub(subs, "check-config", "validate a configuration without a daemon", peer=False)
     check.add_argument("path", nargs="?", help="qwend.toml or its directory")
-    init = _sub(subs, "init", "write a shipped preset configuration (qwend.toml + lanes.d)")
+    check.add_argument(
+        "--cluster",
+        nargs="+",
+        metavar="PATH",
+        help="every host's qwend.toml (or directory): check each, then across hosts",
+    )
+    init = _sub(
+        subs, "init", "write a shipped preset configuration (qwend.toml + lanes.d)", peer=False
+    )
     init.add_argument("--preset", metavar="NAME", help="the preset to copy (see --list)")
     init.add_argument("--list", action="store_true", help="list the presets and exit")
     init.add_argument(
-        "--dir", metavar="DIR", default="/etc/qwend", help="where to write (/etc/qwend)"
+        "--dir",
+        metavar="DIR",
+        default=None,
+        help="where to write (/etc/qwend); a multi-host preset without --host: DIR/HOST/",
+    )
+    init.add_argument(
+        "--host", metavar="NAME", help="multi-host preset: write only this host's files"
+    )
+    init.add_argument(
+        "--address",
+        action="append",
+        metavar="HOST=ADDR",
+        help="multi-host preset: a host's address on the cluster network (one per host)",
+    )
+    init.add_argument(
+        "--nic",
+        action="append",
+        metavar="[HOST=]IFNAME",
+        help="multi-host preset: the interface carrying the cluster addresses (HCCL, Gloo)",
     )
     init.add_argument("--force", action="store_true", help="replace existing files")
-    completion = _sub(subs, "completion", "print a shell completion script (bash, zsh, fish)")
+    completion = _sub(
+        subs, "completion", "print a shell completion script (bash, zsh, fish)", peer=False
+    )
     completion.add_argument("shell", nargs="?", choices=list(SHELLS))
     completion.add_argument(  # what the scripts call for live lane and role names
         "--names", choices=NAME_KINDS, help=argparse.SUPPRESS
     )
-    bench.add_parser(lambda name, help_text: _sub(subs, name, help_text))
-    verify.add_parser(lambda name, help_text: _sub(subs, name, help_text))
+    # bench and verify send traffic to a lane's own address: not through a peer link.
+    bench.add_parser(lambda name, help_text: _sub(subs, name, help_text, peer=False))
+    verify.add_parser(lambda name, help_text: _sub(subs, name, help_text, peer=False))
     return parser
 
 
@@ -213,6 +261,13 @@ def main(
         if "--json" in arguments:
             _json_error(out, {"type": "usage", "message": "bad command line; see qwenctl --help"})
         return ExitStatus.USAGE
+    try:
+        _split_host(args)
+    except ValueError as exc:
+        print(f"{PROG}: {exc}", file=err)
+        if args.json:
+            _json_error(out, {"type": "usage", "message": str(exc)})
+        return ExitStatus.USAGE
     ctx = Context(args, dict(os.environ if env is None else env), out, err, parser)
     try:
         return int(asyncio.run(COMMANDS[args.command](ctx)))
@@ -224,6 +279,23 @@ def main(
         if args.json:
             _json_error(out, error_object(exc, status))
         return status
+
+
+HOST_COMMANDS = frozenset({"promote", "rollback", "logs", *(action.value for action in LaneAction)})
+"""Commands whose NAME may be given as HOST/NAME (a lane or role on a peer)."""
+
+
+def _split_host(args: argparse.Namespace) -> None:
+    """``HOST/NAME`` -> ``--host HOST`` and ``NAME`` (names never hold a slash)."""
+    name = getattr(args, "name", None)
+    if args.command not in HOST_COMMANDS or not isinstance(name, str) or "/" not in name:
+        return
+    host, _, rest = name.partition("/")
+    if not host or not rest or "/" in rest:
+        raise ValueError(f"{name!r}: give a lane as NAME or HOST/NAME")
+    if args.host is not None and args.host != host:
+        raise ValueError(f"{name!r} names host {host!r} but --host says {args.host!r}")
+    args.host, args.name = host, rest
 
 
 def _json_error(out: TextIO, error: Mapping[str, object]) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from qwend.api.describe import gate_line, quote_log
 from qwend.api.messages import (
+    ClusterResponse,
     LaneActionResult,
     LaneInfo,
     LanesResponse,
@@ -123,6 +124,34 @@ def render_status(status: StatusResponse) -> str:
             out.append(quote_log(lane.name, lane.log_tail).removeprefix("\n"))
     for warning in status.warnings:
         out.append(f"warning: {warning}")
+    return "\n".join(out) + "\n"
+
+
+def render_cluster(view: ClusterResponse) -> str:
+    """One line per host (this one first), then every host's lanes in one table."""
+    out = []
+    rows: list[list[str]] = []
+    for host in view.hosts:
+        label = host.name + (" (this host)" if host.local else "")
+        status = host.status
+        if status is None:
+            out.append(f"{label}: unreachable: {host.error}")
+            continue
+        d = status.daemon
+        roles = "  ".join(f"{role}={lane}" for role, lane in status.active.items())
+        took = "" if host.local else f"  answered in {milliseconds(host.elapsed_ms)}"
+        out.append(
+            f"{label}: qwend {d.version}  pid {d.pid}  up {duration(d.uptime_s)}"
+            f"  active: {roles or 'none'}{took}"
+        )
+        rows.extend([host.name, *_lane_row(lane)] for lane in status.lanes)
+        out.extend(
+            f"  promotion running {r.id}: {r.role} {r.from_lane or '-'} -> {r.to_lane}"
+            for r in status.running_promotions
+        )
+        out.extend(f"  warning: {w}" for w in status.warnings)
+    out.append("")
+    out.append(table(("HOST", *LANE_HEADERS), rows))
     return "\n".join(out) + "\n"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from qwend.config.crosshost import CrossHostCheck
 from qwend.config.model import Config
 from qwend.config.summary import render_summary
 from qwend.errors import ConfigError, ConfigIssue
@@ -49,3 +50,42 @@ def render_check(check: ConfigCheck) -> str:
     if check.missing is not None:
         return f"{PROG}: {check.path} {check.missing}; pass the path of qwend.toml"
     return f"{PROG}: {check.path}: invalid\n{ConfigError(check.issues)}"
+
+
+@dataclass(frozen=True)
+class ClusterCheck:
+    """The outcome of checking several hosts' configurations together."""
+
+    hosts: tuple[ConfigCheck, ...]
+    """Each host's own check, in the order given."""
+    cross: CrossHostCheck | None = None
+    """The checks across hosts; None when a host's configuration is itself invalid."""
+
+    @property
+    def ok(self) -> bool:
+        """Whether every host is valid and they agree with each other."""
+        return all(h.ok for h in self.hosts) and self.cross is not None and self.cross.ok
+
+
+def render_cluster_check(check: ClusterCheck) -> tuple[str, str]:
+    """(stdout, stderr) of ``check-config --cluster``: one line per host, then the
+    cross-host findings; every problem goes to stderr."""
+    out: list[str] = []
+    err: list[str] = []
+    for host in check.hosts:
+        if host.config is not None:
+            name = host.config.cluster.name or "?"
+            lanes = len(host.config.lanes)
+            out.append(f"{name:<10} {host.path}: valid, {lanes} lane{'s' if lanes != 1 else ''}")
+            out += [f"  warning: {w}" for w in host.warnings]
+        else:
+            err.append(render_check(host))
+    if check.cross is None:
+        err.append(f"{PROG} --cluster: fix each host's configuration first; not compared")
+        return "\n".join(out), "\n".join(err)
+    out += [f"warning: {w}" for w in check.cross.warnings]
+    if check.cross.ok:
+        out.append(f"cluster: {len(check.hosts)} hosts agree")
+    else:
+        err.append(f"{PROG} --cluster: the hosts disagree\n{ConfigError(check.cross.issues)}")
+    return "\n".join(out), "\n".join(err)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import socket
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from qwend.config.check import ConfigCheck
+from qwend.config.check import ClusterCheck, ConfigCheck
+from qwend.config.crosshost import check_hosts
 from qwend.config.model import Config
 from qwend.config.parse import parse_config
 from qwend.config.peering import cluster_warnings
@@ -119,3 +120,13 @@ def check_config(path: Path) -> ConfigCheck:
         return ConfigCheck(path, issues=error.issues, missing=missing)
     except OSError as error:
         return ConfigCheck(path, issues=(ConfigIssue(str(path), "", str(error)),), missing=missing)
+
+
+def check_cluster(paths: Sequence[Path]) -> ClusterCheck:
+    """Validate several hosts' configurations (one qwend.toml or directory per host),
+    each on its own and then against each other."""
+    hosts = tuple(check_config(path) for path in paths)
+    configs = [h.config for h in hosts if h.config is not None]
+    if len(configs) != len(hosts):
+        return ClusterCheck(hosts)
+    return ClusterCheck(hosts, check_hosts(configs))

@@ -5,6 +5,10 @@ the socket made by ``create_control_socket`` (``web.SockSite``). Every
 endpoint lives under ``/v1``; bodies are ``qwend.api.messages`` messages; errors
 are ``ErrorResponse`` bodies with a matching HTTP status. Mutating calls are
 logged with the caller's uid and pid (SO_PEERCRED).
+
+With ``[[peers]]``, ``/v1/cluster`` shows every host and ``/v1/hosts/NAME/...`` forwards to
+peer NAME (``qwend.control.forward``). ``make_peer_app`` serves the same API to peers on
+``[cluster] listen``, behind ``qwend.control.peerauth`` and without those two.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from qwend import jsonbody
+from qwend.api.client import FORWARD_PREFIX
 from qwend.api.messages import (
     API_PREFIX,
     Caller,
@@ -34,6 +40,8 @@ from qwend.api.messages import (
     StatusResponse,
     error_http_status,
 )
+from qwend.cluster.peers import Peers, UnknownPeer
+from qwend.cluster.view import cluster_view
 from qwend.control.context import (
     ControlContext,
     ControlSupervisor,
@@ -42,6 +50,7 @@ from qwend.control.context import (
     ReloadCallback,
     RouterStats,
 )
+from qwend.control.forward import FORWARDED_BY, forward
 from qwend.control.safety import GUARDED, ActionRefused, refusal
 from qwend.control.stats import StatsHub, hub_for, interval_from, stream_stats
 from qwend.control.streams import stream_events, stream_log, stream_promotion
@@ -62,6 +71,7 @@ __all__ = [
     "ControlContext",
     "create_control_socket",
     "make_control_app",
+    "make_peer_app",
     "remove_control_socket",
 ]
 
@@ -80,7 +90,7 @@ def _error(code: ErrorCode, message: str) -> web.Response:
 
 
 def _classify(exc: QwendError) -> ErrorCode:
-    if isinstance(exc, UnknownLane):
+    if isinstance(exc, UnknownLane | UnknownPeer):
         return ErrorCode.NOT_FOUND
     if isinstance(exc, PromotionConflict | ActionRefused | RemoteLaneAction):
         return ErrorCode.CONFLICT
@@ -121,6 +131,10 @@ def _caller(request: web.Request) -> Caller | None:
 
 def _audit(request: web.Request, action: str, **fields: object) -> Caller | None:
     caller = _caller(request)
+    if caller is None:
+        # A peer's request over TCP: its address, and who asked on the forwarding host.
+        peer = {"peer": request.remote, "forwarded_by": request.headers.get(FORWARDED_BY)}
+        fields = {**peer, **fields}
     log.info(
         "control action",
         action=action,
@@ -151,20 +165,52 @@ def _lane_name(request: web.Request) -> str:
     return name
 
 
-async def status(request: web.Request) -> web.Response:
-    ctx = _ctx(request)
+def _status(ctx: ControlContext) -> StatusResponse:
     snapshot = ctx.router_snapshot()
-    return _json(
-        StatusResponse(
-            daemon=ctx.daemon_info(),
-            active=ctx.supervisor.active_lanes(),
-            lanes=ctx.lanes(snapshot),
-            router=router_dict(snapshot),
-            running_promotions=ctx.promoter.running(),
-            last_promotions=ctx.promoter.history()[-5:],
-            warnings=tuple(ctx.warnings()),
-        )
+    return StatusResponse(
+        daemon=ctx.daemon_info(),
+        active=ctx.supervisor.active_lanes(),
+        lanes=ctx.lanes(snapshot),
+        router=router_dict(snapshot),
+        running_promotions=ctx.promoter.running(),
+        last_promotions=ctx.promoter.history()[-5:],
+        warnings=tuple(ctx.warnings()),
     )
+
+
+async def status(request: web.Request) -> web.Response:
+    return _json(_status(_ctx(request)))
+
+
+async def cluster(request: web.Request) -> web.Response:
+    """This host's status and every peer's, asked concurrently within a deadline each."""
+    ctx = _ctx(request)
+    if ctx.peers is None:
+        return _json(cluster_view("", _status(ctx), ()))
+    answers = await ctx.peers.statuses()
+    # The local status is taken after the peers answered: it is the freshest part.
+    return _json(cluster_view(ctx.peers.this, _status(ctx), answers))
+
+
+async def forwarded(request: web.Request) -> web.StreamResponse:
+    """``/v1/hosts/NAME/<path>``: ``/v1/<path>`` on peer NAME, over this host's link."""
+    ctx = _ctx(request)
+    host, tail = request.match_info["host"], request.match_info["tail"]
+    if ctx.peers is None:
+        raise UnknownPeer(f"no peer named {host!r}: this host has no [[peers]]")
+    if ctx.peers.this and host == ctx.peers.this:
+        raise ProtocolError(f"{host!r} is this host: leave out --host")
+    if tail == "cluster" or tail.startswith(FORWARD_PREFIX.lstrip("/") + "/"):
+        # The peer would refuse it (one hop per link): say so here, in the caller's terms.
+        raise ProtocolError(
+            f"a request crosses one peer link: ask {host} about its own lanes, or ask the"
+            " host that owns the lane directly"
+        )
+    caller = _caller(request)
+    who = f"uid={caller.uid} pid={caller.pid}" if caller else ""
+    if request.method != "GET":
+        _audit(request, "forward", host=host, path=tail)
+    return await forward(request, ctx.peers, host, tail, who)
 
 
 async def lanes(request: web.Request) -> web.Response:
@@ -354,6 +400,7 @@ def make_control_app(
     warnings: Callable[[], Sequence[str]] | None = None,
     npu_renderer: NpuRenderer | None = None,
     stats_interval_s: float = 2.0,
+    peers: Peers | None = None,
 ) -> web.Application:
     """The control API application; its ``ControlContext`` is ``app[CONTROL_KEY]``."""
     ctx = ControlContext(
@@ -368,16 +415,33 @@ def make_control_app(
         router_url=router_url,
         npu_renderer=npu_renderer,
         stats_interval_s=stats_interval_s,
+        peers=peers,
     )
     if started_at is not None:
         ctx.started_at = started_at
     if warnings is not None:
         ctx.warnings = warnings
     app = web.Application(middlewares=[_errors])
+    _add_routes(app, ctx, peer_listener=False)
+    return app
+
+
+def make_peer_app(ctx: ControlContext, gate: Middleware) -> web.Application:
+    """The control API for peers (``[cluster] listen``): ``gate`` checks their credentials;
+    no cluster view and no forwarding (one hop per link)."""
+    app = web.Application(middlewares=[gate, _errors], client_max_size=1024**2)
+    _add_routes(app, ctx, peer_listener=True)
+    return app
+
+
+def _add_routes(app: web.Application, ctx: ControlContext, *, peer_listener: bool) -> None:
     app[CONTROL_KEY] = ctx
     app[STATS_HUBS] = {}
     app.on_shutdown.append(_on_shutdown)
     p = API_PREFIX
+    if not peer_listener:
+        app.router.add_get(f"{p}/cluster", cluster)
+        app.router.add_route("*", f"{p}{FORWARD_PREFIX}/{{host}}/{{tail:.+}}", forwarded)
     app.router.add_get(f"{p}/status", status)
     app.router.add_get(f"{p}/lanes", lanes)
     app.router.add_get(f"{p}/lanes/{{name}}", lane)
@@ -390,4 +454,3 @@ def make_control_app(
     app.router.add_post(f"{p}/reload", reload)
     app.router.add_get(f"{p}/events", events)
     app.router.add_get(f"{p}/stats/stream", stats_stream)
-    return app

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from qwend.api.messages import ConfigIssueInfo, DaemonInfo, LaneInfo, ReloadResponse
 from qwend.broadcast import Subscription
+from qwend.cluster.peers import Peers
 from qwend.control.views import (
     degraded_lanes,
     lane_info,
@@ -77,6 +78,8 @@ class ControlContext:
     """Issues of the last failed reload; cleared by a successful one."""
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     """Set at shutdown so streaming responses end promptly."""
+    peers: Peers | None = None
+    """The links to ``[[peers]]`` (None: this host has none): cluster view, forwarding."""
 
     def daemon_info(self) -> DaemonInfo:
         now = time.time()

@@ -3,6 +3,11 @@
 Exit 0 and the summary on stdout when valid; exit 2 and every error on stderr when not
 (a missing file included). The check and its rendering are ``qwend.config``'s, shared with
 ``qwenctl check-config``; this is the qwend program's command line around them.
+
+``qwend check-config --cluster DIR DIR...`` checks several hosts' configurations (one
+qwend.toml or its directory per host, e.g. copies gathered on one machine): each on its
+own, then what must agree between them (``qwend.config.crosshost``). This host's NPUs
+are not compared with any of them: the files describe other machines.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from qwend.config.check import PROG, render_check
-from qwend.config.load import DEFAULT_CONFIG_PATH, check_config
+from qwend.config.check import PROG, render_check, render_cluster_check
+from qwend.config.load import DEFAULT_CONFIG_PATH, check_cluster, check_config
 from qwend.daemon.exit import ExitStatus
 from qwend.npu.hostcheck import with_host_check
 
@@ -24,7 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Validate qwend.toml and its lanes directory; print a summary.",
-        epilog="Exit status: 0 valid, 2 invalid or missing.",
+        epilog="Exit status: 0 valid (and, with --cluster, consistent), 2 invalid or missing.",
+    )
+    parser.add_argument(
+        "--cluster",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="every host's qwend.toml (or its directory): check each, then across hosts",
     )
     parser.add_argument(
         "path",
@@ -42,6 +54,14 @@ def main(argv: Sequence[str], *, stdout: TextIO | None = None, stderr: TextIO | 
         args = build_parser().parse_args(list(argv))
     except SystemExit as exit_:  # --help (0) or a usage error (2, already printed)
         return ExitStatus.OK if exit_.code == 0 else ExitStatus.CONFIG
+    if args.cluster:
+        cluster = check_cluster(args.cluster)
+        out_text, err_text = render_cluster_check(cluster)
+        if out_text:
+            print(out_text, file=stdout or sys.stdout)
+        if err_text:
+            print(err_text, file=stderr or sys.stderr)
+        return ExitStatus.OK if cluster.ok else ExitStatus.CONFIG
     check = with_host_check(check_config(args.path))
     out = (stdout or sys.stdout) if check.ok else (stderr or sys.stderr)
     print(render_check(check), file=out)

@@ -11,7 +11,7 @@ is left here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from qwend.api.messages import LaneAction, LaneActionResult, LaneInfo
@@ -46,21 +46,17 @@ class PeerLanes(Protocol):
 class PeerMemberLink:
     """``MemberLink`` over the peers' control APIs, by ``[cluster] name``."""
 
-    def __init__(self, peers: Mapping[str, PeerLanes]) -> None:
-        self._peers = peers
+    def __init__(self, peer: Callable[[str], Awaitable[PeerLanes]]) -> None:
+        self._client = peer
+        """The open control client of a peer (``Peers.client``); QwendError if unknown."""
 
-    def _peer(self, host: str) -> PeerLanes:
-        try:
-            return self._peers[host]
-        except KeyError:
-            raise QwendError(
-                f"no [[peers]] entry named {host!r} to reach its group member"
-            ) from None
+    async def _peer(self, host: str) -> PeerLanes:
+        return await self._client(host)
 
     async def lane_state(self, host: str, lane: str) -> LaneState | None:
         """The member's lane state on ``host``; None when the host does not answer."""
         try:
-            info = await self._peer(host).lane(lane)
+            info = await (await self._peer(host)).lane(lane)
         except (QwendError, OSError, TimeoutError) as exc:
             log.debug("group member host not answering", member=host, lane=lane, error=str(exc))
             return None
@@ -71,11 +67,11 @@ class PeerMemberLink:
 
     async def start_lane(self, host: str, lane: str) -> None:
         """Start the member on ``host`` (force: it may be its role's active lane)."""
-        await self._peer(host).lane_action(lane, LaneAction.START, force=True)
+        await (await self._peer(host)).lane_action(lane, LaneAction.START, force=True)
 
     async def stop_lane(self, host: str, lane: str) -> None:
         """Stop the member on ``host`` at once (a group member takes no traffic to drain)."""
-        await self._peer(host).lane_action(lane, LaneAction.STOP, force=True, now=True)
+        await (await self._peer(host)).lane_action(lane, LaneAction.STOP, force=True, now=True)
 
 
 class LaneGroups:

@@ -30,6 +30,7 @@ from pathlib import Path
 from qwend import __version__
 from qwend.config.load import DEFAULT_CONFIG_PATH
 from qwend.config.model import Config
+from qwend.control.app import CONTROL_KEY
 from qwend.daemon.connections import raise_nofile
 from qwend.daemon.demo import (
     Source,
@@ -73,7 +74,10 @@ def connection_limits(config: Config) -> ListenerLimits:
     plan = plan_fds(
         soft,
         reserve=lane_reserve(len(config.lanes), config.router.max_in_flight_per_lane),
-        listeners=1 + len(config.public.endpoints) + (config.public.console_listen is not None),
+        listeners=1
+        + len(config.public.endpoints)
+        + (config.public.console_listen is not None)
+        + (config.cluster.listen is not None),
         configured=conns.max_per_listener,
     )
     log.info(
@@ -148,6 +152,7 @@ class Daemon:
                 config.public, services.router, services.api_keys, limits, history
             )
             await self._listeners.open_control(control, config.daemon)
+            await self._listeners.open_peers(control[CONTROL_KEY], config.cluster, limits)
             await services.monitor.start()
             await services.supervisor.start()
             await services.groups.start()
@@ -268,6 +273,8 @@ class Daemon:
             ("console_listen", old.public.console_listen, new.public.console_listen),
             ("console and history compression", _console_keys(old), _console_keys(new)),
             ("connections", old.connections, new.connections),
+            ("cluster", old.cluster, new.cluster),
+            ("peers", old.peers, new.peers),
             (
                 "lanes_survive_restart",
                 old.daemon.lanes_survive_restart,
@@ -300,6 +307,8 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await services.monitor.stop()
         await self._listeners.close()
+        if services.peers is not None:
+            await services.peers.aclose()
         log.info("qwend stopped")
 
 

@@ -1,5 +1,5 @@
 """The daemon's listeners: the router's TCP port, the public endpoints, the web console,
-the control socket.
+the control socket, the peer listener (``[cluster] listen``).
 
 Opened in that order at start-up. At shutdown the TCP ports stop accepting first
 (the public ones before the router's) while in-flight requests go on; everything
@@ -10,19 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 from aiohttp.log import access_logger
 
-from qwend.config.model import ConnectionsConfig, DaemonConfig, ListenAddress, PublicConfig
+from qwend.cluster.secrets import CredentialError, TokenCheck, read_token
+from qwend.cluster.tls import listener_context
+from qwend.config.model import (
+    ClusterConfig,
+    ConnectionsConfig,
+    DaemonConfig,
+    ListenAddress,
+    PublicConfig,
+)
 from qwend.control.app import (
     CONTROL_KEY,
     ControlContext,
     create_control_socket,
+    make_peer_app,
     remove_control_socket,
 )
+from qwend.control.peerauth import peer_gate
 from qwend.daemon.connections import ConnectionGuard, ServerLog
 from qwend.errors import QwendError
 from qwend.logs import get_logger
@@ -65,6 +76,7 @@ async def _serve_tcp(
     what: str,
     advice: str,
     access_log: logging.Logger | None = access_logger,
+    tls: ssl.SSLContext | None = None,
 ) -> TcpListener:
     """Run ``app`` on ``listen`` behind a connection guard; a QwendError naming ``what``."""
     runner = web.AppRunner(
@@ -84,7 +96,14 @@ async def _serve_tcp(
         # Our own asyncio server rather than a web.TCPSite: every accepted connection
         # goes through the guard before aiohttp sees it.
         server = await loop.create_server(
-            guard.factory(handler), listen.host, listen.port, reuse_address=True
+            guard.factory(handler),
+            listen.host,
+            listen.port,
+            reuse_address=True,
+            ssl=tls,
+            # A client that never finishes the handshake holds a slot no longer than
+            # one that never finishes its request head.
+            ssl_handshake_timeout=limits.header_timeout_s if tls is not None else None,
         )
     except OSError as exc:
         await runner.cleanup()
@@ -196,6 +215,45 @@ class Listeners:
         await web.SockSite(self._control, sock).start()
         self.control = app[CONTROL_KEY]
         log.info("control socket listening", path=str(path))
+
+    async def open_peers(
+        self, ctx: ControlContext, cluster: ClusterConfig, limits: ListenerLimits
+    ) -> None:
+        """The control API for peers on ``[cluster] listen`` (nothing when it is not set).
+
+        Refuses to start without a credential (the configuration already does; this keeps
+        the promise whatever built the config) or with an unusable token or TLS file.
+        """
+        listen = cluster.listen
+        if listen is None:
+            return
+        if cluster.token_file is None and cluster.tls_client_ca is None:
+            raise CredentialError(
+                f"refusing to open the peer listener on {listen} without a credential:"
+                " set [cluster] token_file or tls_client_ca"
+            )
+        token = None
+        if cluster.token_file is not None:
+            token = TokenCheck.of(read_token(cluster.token_file, "[cluster] token_file"))
+        tls = listener_context(cluster)
+        app = make_peer_app(ctx, peer_gate(token))
+        self._public.append(
+            await _serve_tcp(
+                app,
+                listen,
+                limits,
+                what="the peer listener",
+                advice=f"stop what uses port {listen.port} or change [cluster] listen",
+                tls=tls,
+            )
+        )
+        log.info(
+            "peer listener listening",
+            address=str(listen),
+            tls=tls is not None,
+            client_certificates=cluster.tls_client_ca is not None,
+            token=token is not None,
+        )
 
     async def stop_accepting(self) -> None:
         """No new connections on the TCP ports (public first); in-flight requests go on.

@@ -18,9 +18,10 @@ from pathlib import Path
 from aiohttp import web
 
 from qwend import __version__
+from qwend.cluster.peers import Peers
 from qwend.config.model import AccessLogConfig, Config, LaneConfig
 from qwend.control.app import make_control_app
-from qwend.daemon.groups import LaneGroups
+from qwend.daemon.groups import LaneGroups, PeerMemberLink
 from qwend.daemon.metrics import metrics_sources
 from qwend.daemon.systemd import lanes_survive
 from qwend.logs import get_logger
@@ -58,6 +59,8 @@ class Services:
     """The one key holder of every public endpoint (a reload swaps its key set)."""
     groups: LaneGroups
     """The lane groups this host leads or follows (started after the lanes)."""
+    peers: Peers | None = None
+    """The links to ``[[peers]]`` (None: none configured)."""
 
 
 def build_services(
@@ -94,11 +97,13 @@ def build_services(
     apply_access_log(router, None, config.access_log)
     api_keys = ApiKeys()
     api_keys.swap(keys)  # as a reload does: logs what is in force
-    # The member link goes over the peers' control APIs; without peers there is none and
-    # LaneGroups says so for each group lane.
-    groups = LaneGroups(supervisor, link=None)
+    # A peer's unusable token or TLS file is a start-up error (CredentialError) naming it.
+    peers = Peers.from_config(config) if config.peers else None
+    # A lane group's members on other hosts are reached over the peer links; without peers
+    # there is none and LaneGroups says so for each group lane.
+    groups = LaneGroups(supervisor, PeerMemberLink(peers.client) if peers is not None else None)
     return Services(
-        store, router_app, router, monitor, supervisor, promoter, warnings, api_keys, groups
+        store, router_app, router, monitor, supervisor, promoter, warnings, api_keys, groups, peers
     )
 
 
@@ -157,4 +162,5 @@ def control_app(
         router_url=config.router.listen.url,
         started_at=time.time(),
         warnings=lambda: services.warnings,
+        peers=services.peers,
     )

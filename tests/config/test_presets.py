@@ -79,11 +79,18 @@ def _qwenctl(*argv: str) -> tuple[int, str, str]:
 
 
 def test_init_lists_the_presets() -> None:
+    multi = ["qwen3.5-397b-a17b-1p2d", "qwen3.5-397b-a17b-dp-2node"]
     status, out, _ = _qwenctl("init", "--list")
     assert status == ExitStatus.OK
-    assert [line.split()[0] for line in out.splitlines()[1:]] == NAMES
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert [row[0] for row in rows] == [*NAMES, *multi]
+    # Single-host presets say 1 host; multi-host ones count and name their hosts.
+    assert all(row[1] == "1" for row in rows[: len(NAMES)])
+    assert rows[-1][1:4] == ["2:", "node0,", "node1"]
     status, out, _ = _qwenctl("--json", "init", "--list")
-    assert [p["name"] for p in json.loads(out)["presets"]] == NAMES
+    listed = json.loads(out)["presets"]
+    assert [p["name"] for p in listed] == [*NAMES, *multi]
+    assert listed[-2]["hosts"] == ["prefill", "decode0", "decode1"]
 
 
 def test_init_copies_a_preset_and_refuses_to_overwrite(tmp_path: Path) -> None:

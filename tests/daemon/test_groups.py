@@ -46,8 +46,18 @@ class FakePeer:
         return LaneActionResult(action=action, lane=info(self.state))
 
 
+def link_to(peers: dict[str, FakePeer]) -> PeerMemberLink:
+    async def client(host: str) -> FakePeer:
+        try:
+            return peers[host]
+        except KeyError:
+            raise QwendError(f"no [[peers]] entry named {host!r}") from None
+
+    return PeerMemberLink(client)
+
+
 async def test_the_link_reads_a_member_state_from_its_peer() -> None:
-    link = PeerMemberLink({"node1": FakePeer(state="starting")})
+    link = link_to({"node1": FakePeer(state="starting")})
     assert await link.lane_state("node1", "big") is LaneState.STARTING
 
 
@@ -55,18 +65,18 @@ async def test_the_link_reads_a_member_state_from_its_peer() -> None:
     "error", [ControlError("connection refused"), OSError("no route"), TimeoutError()]
 )
 async def test_a_peer_that_does_not_answer_is_unreachable(error: Exception) -> None:
-    link = PeerMemberLink({"node1": FakePeer(error=error)})
+    link = link_to({"node1": FakePeer(error=error)})
     assert await link.lane_state("node1", "big") is None
 
 
 async def test_an_unknown_state_is_unreachable_not_a_crash() -> None:
-    link = PeerMemberLink({"node1": FakePeer(state="exploded")})
+    link = link_to({"node1": FakePeer(state="exploded")})
     assert await link.lane_state("node1", "big") is None
 
 
 async def test_start_and_stop_are_forced_and_a_stop_is_immediate() -> None:
     peer = FakePeer()
-    link = PeerMemberLink({"node1": peer})
+    link = link_to({"node1": peer})
     await link.start_lane("node1", "big")
     await link.stop_lane("node1", "big")
     assert peer.calls == [
@@ -76,7 +86,7 @@ async def test_start_and_stop_are_forced_and_a_stop_is_immediate() -> None:
 
 
 async def test_a_member_host_missing_from_peers_is_a_clear_error() -> None:
-    link = PeerMemberLink({})
+    link = link_to({})
     assert await link.lane_state("node9", "big") is None
     with pytest.raises(QwendError, match="no \\[\\[peers\\]\\] entry named 'node9'"):
         await link.start_lane("node9", "big")

@@ -11,7 +11,6 @@ host, and no namespace behind. Root only (CI runs it, never skipped).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import subprocess
@@ -75,40 +74,6 @@ def front_config(base: Path, net: Cluster) -> Path:
     return cfg
 
 
-async def wait_state(daemon: Any, lane: str, want: set[str], timeout: float) -> tuple[float, float]:
-    """Poll until ``lane``'s state is in ``want``: the monotonic times of the last poll
-    that saw another state (before it, surely not yet) and of the one that saw it."""
-    deadline = time.monotonic() + timeout
-    before = time.monotonic()
-    while True:
-        asked = time.monotonic()
-        infos = await daemon.lanes()
-        if infos[lane].state in want:
-            return before, time.monotonic()
-        before = asked
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{lane} not {want} in {timeout:g}s: {infos[lane]}")
-        await asyncio.sleep(0.05)
-
-
-async def completed(daemon: Any, lane: str) -> int:
-    """Requests ``lane`` completed so far (the front router's stats)."""
-    stats = (await daemon.lanes())[lane].stats
-    return int(stats.requests) if stats is not None else 0
-
-
-async def served(daemon: Any, lane: str, more_than: int) -> int:
-    """Requests ``lane`` completed (the front router's stats), once more than ``more_than``."""
-    deadline = time.monotonic() + 30
-    while True:
-        done = await completed(daemon, lane)
-        if done > more_than:
-            return done
-        if time.monotonic() > deadline:
-            raise AssertionError(f"lane {lane} served no request past {more_than} in 30s")
-        await asyncio.sleep(0.05)
-
-
 def start_load(net: Cluster, stop: Path) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "tests.support.netload",
             f"http://127.0.0.1:{ROUTER_PORT}", MODEL, str(stop)]  # fmt: skip
@@ -143,20 +108,20 @@ async def test_a_front_host_routes_to_two_hosts_and_survives_one_losing_its_cabl
                 await front.wait_lanes({"h1": "ready", "h2": "ready"}, timeout=60)
                 stop = tmp_path / "stop-load"
                 load = start_load(net, stop)
-                h2_before = await served(front, "h2", 0)
-                h1_before = await completed(front, "h1")
+                h2_before = await front.served("h2")
+                h1_before = await front.completed("h1")
                 net.link("h2", up=False)
                 cut = time.monotonic()
-                _, out = await wait_state(
-                    front, "h2", {"unhealthy", "backoff", "starting"}, OUT_WITHIN_S + SLACK_S
+                _, out = await front.wait_state(
+                    "h2", {"unhealthy", "backoff", "starting"}, OUT_WITHIN_S + SLACK_S
                 )
                 assert (await front.lanes())["h1"].state == "ready"
                 # Load while the cable is out and h2 is known to be out: all of it on h1.
-                h1_out = await completed(front, "h1")
-                h1_during = await served(front, "h1", h1_out + 20)
+                h1_out = await front.completed("h1")
+                h1_during = await front.served("h1", h1_out + 20)
                 net.link("h2", up=True)
-                back, _ = await wait_state(front, "h2", {"ready"}, 30)
-                h2_after = await served(front, "h2", h2_before)
+                back, _ = await front.wait_state("h2", {"ready"}, 30)
+                h2_after = await front.served("h2", h2_before)
                 stop.touch()
                 stdout, stderr = load.communicate(timeout=90)
                 assert load.returncode == 0, stderr.decode()[-2000:]

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import tomli_w
@@ -83,23 +82,6 @@ def end(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=15)
 
 
-async def wait_state(daemon: Any, lane: str, want: set[str], timeout: float) -> tuple[float, float]:
-    """Poll until ``lane``'s state is in ``want``: the monotonic times of the poll that last
-    saw another state (before it, surely not yet) and of the one that saw it."""
-    deadline = time.monotonic() + timeout
-    before = time.monotonic()
-    while True:
-        asked = time.monotonic()
-        infos = await daemon.lanes()
-        if infos[lane].state in want:
-            return before, time.monotonic()
-        before = asked
-
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{lane} not {want} in {timeout:g}s: {infos[lane]}")
-        await asyncio.sleep(0.05)
-
-
 async def test_pulling_the_far_hosts_cable_takes_its_lane_out_and_back(tmp_path: Path) -> None:
     require_netns()
     key = tmp_path / "far.key"
@@ -141,21 +123,21 @@ async def test_pulling_the_far_hosts_cable_takes_its_lane_out_and_back(tmp_path:
                     stderr=subprocess.PIPE,
                 )
                 await asyncio.sleep(0)  # the load runs on its own; phases follow lane states
-                far_before = await served_by(daemon, "far")
+                far_before = await daemon.served("far")
 
-                near_before = await served_by(daemon, "near")
+                near_before = await daemon.served("near")
                 hosts.far_link(up=False)
                 cut = time.monotonic()
-                _, out = await wait_state(
-                    daemon, "far", {"unhealthy", "backoff", "starting"}, OUT_WITHIN_S + SLACK_S
+                _, out = await daemon.wait_state(
+                    "far", {"unhealthy", "backoff", "starting"}, OUT_WITHIN_S + SLACK_S
                 )
                 assert (await daemon.lanes())["near"].state == "ready"
                 # Some load while the cable is out, all of it on the local lane.
-                near_during = await served_by(daemon, "near", since=near_before + 20)
+                near_during = await daemon.served("near", near_before + 20)
 
                 hosts.far_link(up=True)
-                not_back, _ = await wait_state(daemon, "far", {"ready"}, 30)
-                far_after = await served_by(daemon, "far", since=far_before)
+                not_back, _ = await daemon.wait_state("far", {"ready"}, 30)
+                far_after = await daemon.served("far", far_before)
                 stop.touch()
                 stdout, stderr = load.communicate(timeout=90)
                 assert load.returncode == 0, stderr.decode()[-2000:]
@@ -173,16 +155,3 @@ async def test_pulling_the_far_hosts_cable_takes_its_lane_out_and_back(tmp_path:
     assert far_before > 0 and far_after > far_before and near_during > near_before + 20
     during = [r for r in records if out < r["start"] < not_back]
     assert all(r["lane"] == "near" for r in during), "the cut lane was still routed"
-
-
-async def served_by(daemon: Any, lane: str, since: int = 0) -> int:
-    """Requests ``lane`` completed (its router stats), once more than ``since``."""
-    deadline = time.monotonic() + 30
-    while True:
-        stats = (await daemon.lanes())[lane].stats
-        done = stats.requests if stats is not None else 0
-        if done > since:
-            return int(done)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"lane {lane} served no request past {since} in 30s")
-        await asyncio.sleep(0.05)

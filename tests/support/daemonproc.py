@@ -212,6 +212,38 @@ class DaemonProc:
                 raise TimeoutError(f"lanes not in {dict(states)}: {got}")
             await asyncio.sleep(0.1)
 
+    async def wait_state(self, lane: str, want: set[str], timeout: float) -> tuple[float, float]:
+        """Poll until ``lane``'s state is in ``want``: the monotonic times of the last poll
+        that saw another state (before it, surely not yet) and of the one that saw it."""
+        deadline = time.monotonic() + timeout
+        before = time.monotonic()
+        while True:
+            asked = time.monotonic()
+            infos = await self.lanes()
+            if infos[lane].state in want:
+                return before, time.monotonic()
+            before = asked
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{lane} not {want} in {timeout:g}s: {infos[lane]}")
+            await asyncio.sleep(0.05)
+
+    async def completed(self, lane: str) -> int:
+        """Requests ``lane`` completed so far (the router's stats)."""
+        stats = (await self.lanes())[lane].stats
+        return int(stats.requests) if stats is not None else 0
+
+    async def served(self, lane: str, more_than: int = 0, timeout: float = 30.0) -> int:
+        """Requests ``lane`` completed, once more than ``more_than``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            done = await self.completed(lane)
+            if done > more_than:
+                return done
+            if time.monotonic() > deadline:
+                msg = f"lane {lane} served no request past {more_than} in {timeout:g}s"
+                raise AssertionError(msg)
+            await asyncio.sleep(0.05)
+
     async def wait_exit(self, timeout: float) -> int:
         """The daemon's exit status."""
         return await asyncio.wait_for(self.proc.wait(), timeout)

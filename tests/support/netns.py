@@ -77,25 +77,13 @@ def two_hosts() -> Iterator[Hosts]:
         far_addr=f"{subnet}.1",
         front_addr=f"{subnet}.2",
     )
-    made: list[str] = []
-    try:
-        for ns in (hosts.far, hosts.front):
-            ip("netns", "add", ns)
-            made.append(ns)
-            ip("-n", ns, "link", "set", "lo", "up")
+    with _namespaces((hosts.far, hosts.front)):
         # Created inside the far namespace, so no end ever exists in the machine's own.
         ip("-n", hosts.far, "link", "add", hosts.far_if, "type", "veth",
            "peer", "name", hosts.front_if, "netns", hosts.front)  # fmt: skip
-        for ns, dev, addr in (
-            (hosts.far, hosts.far_if, hosts.far_addr),
-            (hosts.front, hosts.front_if, hosts.front_addr),
-        ):
-            ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            ip("-n", ns, "link", "set", dev, "up")
+        _address(hosts.far, hosts.far_if, hosts.far_addr)
+        _address(hosts.front, hosts.front_if, hosts.front_addr)
         yield hosts
-    finally:
-        for ns in reversed(made):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
 
 
 @dataclass(frozen=True)
@@ -135,12 +123,7 @@ def cluster_hosts(names: Sequence[str]) -> Iterator[Cluster]:
         interface={name: f"{tag}h{i}" for i, name in enumerate(names)},
         addr={name: f"{subnet}.{i + 1}" for i, name in enumerate(names)},
     )
-    made: list[str] = []
-    try:
-        for ns in (cluster.bridge, *cluster.namespace.values()):
-            ip("netns", "add", ns)
-            made.append(ns)
-            ip("-n", ns, "link", "set", "lo", "up")
+    with _namespaces((cluster.bridge, *cluster.namespace.values())):
         ip("-n", cluster.bridge, "link", "add", "br0", "type", "bridge")
         ip("-n", cluster.bridge, "link", "set", "br0", "up")
         for i, name in enumerate(cluster.names):
@@ -150,12 +133,29 @@ def cluster_hosts(names: Sequence[str]) -> Iterator[Cluster]:
                "peer", "name", dev, "netns", ns)  # fmt: skip
             ip("-n", cluster.bridge, "link", "set", port, "master", "br0")
             ip("-n", cluster.bridge, "link", "set", port, "up")
-            ip("-n", ns, "addr", "add", f"{cluster.addr[name]}/24", "dev", dev)
-            ip("-n", ns, "link", "set", dev, "up")
+            _address(ns, dev, cluster.addr[name])
         yield cluster
+
+
+@contextmanager
+def _namespaces(names: Sequence[str]) -> Iterator[None]:
+    """Make the namespaces (loopback up in each); always delete the ones made at exit."""
+    made: list[str] = []
+    try:
+        for ns in names:
+            ip("netns", "add", ns)
+            made.append(ns)
+            ip("-n", ns, "link", "set", "lo", "up")
+        yield
     finally:
         for ns in reversed(made):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
+def _address(namespace: str, device: str, address: str) -> None:
+    """Give ``device`` in ``namespace`` its /24 address and bring it up."""
+    ip("-n", namespace, "addr", "add", f"{address}/24", "dev", device)
+    ip("-n", namespace, "link", "set", device, "up")
 
 
 def namespaces() -> Sequence[str]:

@@ -8,13 +8,14 @@ installed backend (``backend_argv.py`` in the provisioned virtualenv).
 
 from __future__ import annotations
 
-from pathlib import PurePath
+from collections.abc import Sequence
+from pathlib import Path, PurePath
 
 import pytest
 
 from qwend.config.load import load_config
 from qwend.config.model import LaneConfig
-from qwend.config.presets import list_presets
+from qwend.config.presets import install_cluster_preset, list_cluster_presets, list_presets
 from tests.integration.real.backend import cache_dir, parse_with_backend, venv_bin
 from tests.support.paths import REPO
 
@@ -23,10 +24,24 @@ pytestmark = pytest.mark.real
 CONFIGS = [REPO / "etc" / "qwend" / "qwend.toml", *(p.path / "qwend.toml" for p in list_presets())]
 
 
-def _lanes(backend: str) -> list[tuple[str, LaneConfig]]:
+def _cluster_configs(root: Path) -> list[Path]:
+    """Every host's qwend.toml of the multi-host presets, filled with documentation
+    addresses (192.0.2.0/24) under ``root``."""
+    configs = []
+    for preset in list_cluster_presets():
+        values = {f"nic:{host}": "eth0" for host in preset.hosts}
+        values |= {f"address:{h}": f"192.0.2.{i + 10}" for i, h in enumerate(preset.hosts)}
+        install_cluster_preset(preset, values, root / preset.name)
+        configs += [root / preset.name / host / "qwend.toml" for host in preset.hosts]
+    return configs
+
+
+def _lanes(backend: str, extra: Sequence[Path] = ()) -> list[tuple[str, LaneConfig]]:
     found = []
-    for config in CONFIGS:
+    for config in [*CONFIGS, *extra]:
         for lane in load_config(config).lanes:
+            if lane.is_remote:
+                continue  # no command: another host runs it
             program = PurePath(lane.command[0]).name
             if program == backend:
                 found.append((f"{config.parent.name}/{lane.name}", lane))
@@ -69,9 +84,10 @@ def test_the_transformers_check_rejects_what_transformers_rejects() -> None:
     assert "--force-model" in str(results[0]["error"])
 
 
-def test_vllm_lanes_parse_with_vllm_serve() -> None:
-    lanes = _lanes("vllm")
-    assert len(lanes) >= 12  # every lane of the vLLM presets
+def test_vllm_lanes_parse_with_vllm_serve(tmp_path: Path) -> None:
+    lanes = _lanes("vllm", _cluster_configs(tmp_path))
+    # Every lane of the vLLM presets, the multi-host ones' on each host (2 DP, 3 PD).
+    assert len(lanes) >= 17
     vllm_python = cache_dir() / "vllm-venv" / "bin" / "python"
     if not vllm_python.exists():  # optional: `make real-vllm` installs it
         pytest.skip(f"vLLM for CPU is not provisioned ({vllm_python}): make real-vllm")
