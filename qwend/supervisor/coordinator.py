@@ -186,6 +186,8 @@ class GroupCoordinator:
                 await self._link.stop_lane(host, self.lane)
         except (QwendError, OSError, TimeoutError) as exc:
             # The next poll sees the member as it is and the machine decides again.
+            if action.kind is ActionKind.START:
+                self.machine.start_failed(host)
             self._log.warning(
                 "group member action failed", action=action.kind.value, member=host, error=str(exc)
             )

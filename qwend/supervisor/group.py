@@ -255,6 +255,11 @@ class GroupMachine:
             event, reason = self._after_failure(now, reason)
         return self._apply(event, members, reason)
 
+    def start_failed(self, member: str) -> None:
+        """Asking ``member``'s host to start it failed (its host did not answer): it was
+        never started, so its stopped state is no loss; the next poll asks again."""
+        self._asked.discard(member)
+
     # -- deciding ----------------------------------------------------------------------
 
     def _event(

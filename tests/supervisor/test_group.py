@@ -263,3 +263,14 @@ def test_nothing_to_stop_when_the_member_is_not_running() -> None:
     watch = LeaderWatch("node0", grace_s=1.0)
     assert watch.observe(0.0, None, member_runs=False) is None
     assert watch.observe(10.0, None, member_runs=False) is None
+
+
+def test_a_start_its_host_did_not_take_is_asked_again_not_counted_as_a_loss() -> None:
+    g = machine()
+    seen = all_(M.STOPPED)
+    g.start(seen)
+    seen["node0"] = M.STARTING
+    assert g.observe(0.0, seen) == (start("node1"),)
+    g.start_failed("node1")  # node1's qwend was not up yet
+    assert g.observe(0.0, seen) == (start("node1"),)
+    assert state(g) is GroupState.STARTING
