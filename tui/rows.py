@@ -103,7 +103,9 @@ def _text(value: str) -> SortKey:
 def lane_row(lane: LaneInfo, now: float | None = None) -> LaneRow:
     """Cells for one lane, in ``LANE_COLUMNS`` order; ``now`` gives uptime from ``started_at``."""
     stats = lane.stats
-    role = lane.role + (" *" if lane.active else "")
+    role = (
+        lane.role + (" *" if lane.active else "") + (f" [{lane.kv_role}]" if lane.kv_role else "")
+    )
     state = lane.state + (" (degraded)" if lane.degraded else "")
     uptime = lane.uptime_s
     if uptime is None and now is not None and lane.started_at is not None:

@@ -206,6 +206,8 @@ class LaneInfo(Message):
     served_model: str = ""
     """The name the lane's backend expects (what a client talking to the lane directly
     must send)."""
+    kv_role: str = ""
+    """``prefill`` or ``decode`` for a half of a prefill/decode pair; empty: whole requests."""
     pid: int | None = None
     port: int = 0
     npus: tuple[int, ...] = ()

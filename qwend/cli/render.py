@@ -23,7 +23,7 @@ def _npus(npus: Sequence[int]) -> str:
 
 
 def _lane_row(lane: LaneInfo) -> list[str]:
-    role = lane.role + ("*" if lane.active else "")
+    role = lane.role + ("*" if lane.active else "") + (f" [{lane.kv_role}]" if lane.kv_role else "")
     state = lane.state + (" (degraded)" if lane.degraded else "")
     stats = lane.stats
     note = (

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from qwend.config.draft import LaneDraft
-from qwend.config.model import PublicConfig, RouterConfig
+from qwend.config.kvconfig import kv_role_problem
+from qwend.config.model import KvRole, PublicConfig, RouterConfig
 from qwend.config.parallel import SidePort, side_ports, vllm_layout
 from qwend.errors import ConfigIssue
 
@@ -37,6 +38,7 @@ def check_all(
         check_roles(issues, drafts)
     check_lane_resources(issues, drafts)
     check_parallel(issues, drafts)
+    check_kv_roles(issues, drafts)
     check_side_ports(issues, drafts)
     check_ports(issues, main_name, router, public, endpoint_keys, drafts, extra)
     check_exposure(issues, main_name, router, public, endpoint_keys)
@@ -140,6 +142,18 @@ def check_parallel(issues: list[ConfigIssue], drafts: Sequence[LaneDraft]) -> No
                 " or change the parallel sizes"
             )
             issues.append(ConfigIssue(d.file, "lane.npus", msg))
+
+
+def check_kv_roles(issues: list[ConfigIssue], drafts: Sequence[LaneDraft]) -> None:
+    """A vLLM lane's KV connector role (``--kv-transfer-config``) agrees with ``kv_role``."""
+    for d in drafts:
+        argv = _argv(d)
+        if argv is None:
+            continue
+        kv_role = d.values.get("kv_role")
+        found = kv_role_problem(argv, kv_role if isinstance(kv_role, KvRole) else None)
+        if found is not None:
+            issues.append(ConfigIssue(d.file, *found))
 
 
 def _run_together(d: LaneDraft, other: LaneDraft) -> bool:

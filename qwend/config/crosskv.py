@@ -9,10 +9,7 @@ from dataclasses import dataclass
 
 from qwend.config.crossbase import Host, Report, is_loopback
 from qwend.config.model import KvRole, LaneConfig
-from qwend.config.parallel import SidePort, is_vllm, option, side_ports, vllm_layout
-
-KV_ROLES = {"kv_producer": KvRole.PREFILL, "kv_consumer": KvRole.DECODE}
-"""vLLM's ``kv_role`` of a kv-transfer-config, as qwend's ``lane.kv_role``."""
+from qwend.config.parallel import SidePort, option, side_ports, vllm_layout
 
 _DP_START = ("--data-parallel-start-rank", "-dpr")
 _KV_CONFIG = ("--kv-transfer-config",)
@@ -77,22 +74,9 @@ def check_kv(hosts: Mapping[str, Host], addresses: Mapping[str, str], report: Re
             if not readable:
                 continue
             if config is None:
-                if lane.kv_role is not None and is_vllm(lane.command):
-                    msg = (
-                        f"lane {lane.name!r} has kv_role {lane.kv_role.value!r} but its"
-                        " command has no --kv-transfer-config: the engine would not hand KV"
-                        " over; add the connector's config"
-                    )
-                    report.error(host.name, lane.source, "lane.kv_role", msg)
                 continue
-            role = KV_ROLES.get(str(config.get("kv_role", "")))
-            if lane.kv_role is not None and role is not None and role != lane.kv_role:
-                msg = (
-                    f"lane {lane.name!r}: kv_role {lane.kv_role.value!r} but its"
-                    f" --kv-transfer-config says kv_role {config.get('kv_role')!r}; prefill"
-                    " lanes are kv_producer, decode lanes kv_consumer"
-                )
-                report.error(host.name, lane.source, "lane.kv_role", msg)
+            # Whether the connector's kv_role agrees with lane.kv_role is each host's own
+            # check (qwend.config.kvconfig): a configuration that got here passed it.
             kv_lanes.append(_KvLane(host.name, lane, config, _kv_ports(lane, config)))
     _check_kv_ports(hosts, kv_lanes, report)
     _check_kv_layouts(kv_lanes, report)

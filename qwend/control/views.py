@@ -78,6 +78,7 @@ def lane_info(
         accepting=snap.accepting,
         model=snap.model,
         served_model=snap.served_model,
+        kv_role=snap.kv_role,
         pid=snap.pid,
         port=snap.port,
         npus=tuple(snap.npus),

@@ -12,6 +12,13 @@ Deadlines cost no timer per request: the router's watchdog compares
 exchange turns that cancellation into a timeout failure (``expired``). While a
 stream is relayed, ``expires_at`` is the inter-token idle deadline
 (``stream_idle_timeout_s``) whenever the relay waits for the lane.
+
+A request the policy gives to a prefill/decode pair (``Decision.decode``) takes two
+hops in one attempt: the prefill lane answers one token and the KV transfer
+parameters (``qwend.router.pdhop``), then the decode lane gets the client's request with them
+and its answer is relayed like any other. A failure on either hop, a prefill answer
+without parameters or a decode lane that cannot pull the KV, is a failed attempt:
+retried on another pair (never the lane to blame) while nothing reached the client.
 """
 
 from __future__ import annotations
@@ -24,9 +31,11 @@ from aiohttp import ClientResponse, web
 from qwend.logs import get_logger
 from qwend.router.admission import QueueFull, QueueTimeout
 from qwend.router.lanes import LaneRuntime
+from qwend.router.pdhop import prefill_hop, pull_failure
 from qwend.router.proxy import (
     ATTEMPTS_HEADER,
     LANE_HEADER,
+    PREFILL_LANE_HEADER,
     REMOTE_ERRORS,
     RETRYABLE_STATUSES,
     Failure,
@@ -44,6 +53,7 @@ from qwend.routing.errorbody import openai_error
 from qwend.routing.histograms import Measure
 from qwend.routing.lanetable import RoutableLane
 from qwend.routing.names import MODEL_NOT_FOUND
+from qwend.routing.pd import decode_request, without_client_params
 from qwend.routing.policy import Decision
 from qwend.routing.rewrite import StreamEditor, request_for_backend, response_with_model
 from qwend.routing.tracing import REQUEST_ID_HEADER
@@ -66,6 +76,7 @@ class Exchange:
         "deadline",
         "expired",
         "expires_at",
+        "failed",
         "fwd",
         "idle_s",
         "klass",
@@ -106,6 +117,9 @@ class Exchange:
         self.klass = fwd.classes[summary.request_class(cfg.long_text_min_tokens)]
         self.work = float(summary.expected_output)
         self.tried: list[str] = []
+        """Each attempt's lane (``P>D`` for a pair), in order."""
+        self.failed: set[str] = set()
+        """Lanes of pairs that failed an attempt (never tried again for this request)."""
         self.public: str | None = None
         """The model name the client asked for, when a lane serves it (answers carry it)."""
         self.others: frozenset[str] = frozenset()
@@ -173,9 +187,10 @@ class Exchange:
         refused = self._resolve_model()
         if refused is not None:
             return refused
+        self.body = without_client_params(self.body)
         last: Failure | None = None
         while True:
-            exclude = self.others.union(self.tried)
+            exclude = self.others.union(self.tried, self.failed)
             decision = slots.claim(self.summary, exclude, self.work)  # fast: a free slot now
             if decision.lane is None and decision.wait:
                 queued = await self._queue(exclude)
@@ -192,11 +207,18 @@ class Exchange:
             lane = slots.runtime(decision.lane)
             if not self.tried:  # the first slot: how long admission kept the request waiting
                 self.klass.observe(lane, Measure.QUEUE_WAIT, time.monotonic() - self.start)
-            self.tried.append(lane.name)
             if decision.spilled:
                 counters.spills += 1
                 lane.counters.spills += 1
-            outcome = await self._attempt(lane)
+            if decision.decode is None:
+                self.tried.append(lane.name)
+                outcome = await self._attempt(lane)
+            else:
+                decode = slots.runtime(decision.decode)
+                self.tried.append(f"{lane.name}>{decode.name}")
+                outcome = await self._attempt_pair(lane, decode)
+                if isinstance(outcome, Failure) and outcome.lane == decode.name:
+                    lane = decode
             if not isinstance(outcome, Failure):
                 return outcome
             last = outcome
@@ -272,17 +294,65 @@ class Exchange:
             headers[REQUEST_ID_HEADER] = trace.request_id
         return headers
 
-    async def _attempt(self, lane: LaneRuntime) -> web.StreamResponse | Failure:
-        """One try on one lane; its slot is already claimed and is released here."""
+    async def _attempt_pair(
+        self, prefill: LaneRuntime, decode: LaneRuntime
+    ) -> web.StreamResponse | Failure:
+        """One try on a prefill/decode pair; both slots are claimed and released here.
+
+        A failure names the lane to blame (``Failure.lane``), which joins ``failed``.
+        """
         fwd = self.fwd
-        cfg = fwd.config
-        began = time.monotonic()
-        integral0 = lane.integral_now(began)
-        first_byte_at = began + cfg.first_byte_timeout_s
+        fwd.counters.pd_requests += 1
+        try:
+            params = await prefill_hop(
+                self,
+                prefill,
+                self._body_for(prefill.lane),
+                self._upstream_headers(),
+                float(self.summary.prompt_tokens),
+            )
+        except BaseException:
+            self._unused(decode)
+            raise
+        if not isinstance(params, dict):
+            self._unused(decode)
+            if isinstance(params, Failure):
+                self.failed.add(prefill.name)
+            return params
+        body = decode_request(self._body_for(decode.lane), params)
+        decode.send_held(time.monotonic())
+        outcome = await self._attempt(decode, body=body, prefill=prefill)
+        if isinstance(outcome, Failure):
+            # A decode lane that could not pull the KV blames the prefill lane that
+            # holds it (gone, or dropped it); any other failure is the decode lane's.
+            self.failed.add(prefill.name if outcome.kv_transfer else decode.name)
+        return outcome
+
+    def _unused(self, decode: LaneRuntime) -> None:
+        """Give back a decode slot the prefill hop never got to use (not an attempt)."""
+        decode.unhold()
+        self.fwd.slots.release(decode, None, self.work)
+
+    def arm_first_byte(self, began: float) -> None:
+        """An attempt (or a hop) was sent at ``began``: its first-byte timer runs."""
+        first_byte_at = began + self.fwd.config.first_byte_timeout_s
         if first_byte_at < self.deadline:
             self.expires_at, self.timer = first_byte_at, _FIRST_BYTE
         else:
             self.expires_at, self.timer = self.deadline, _DEADLINE
+
+    async def _attempt(
+        self, lane: LaneRuntime, *, body: bytes | None = None, prefill: LaneRuntime | None = None
+    ) -> web.StreamResponse | Failure:
+        """One try on one lane; its slot is already claimed and is released here.
+
+        ``body`` and ``prefill`` are set for a pair's decode hop: the request with the
+        transfer parameters, and the lane that prefilled it (named in the headers).
+        """
+        fwd = self.fwd
+        began = time.monotonic()
+        integral0 = lane.integral_now(began)
+        self.arm_first_byte(began)
         self.lane = lane
         resp: ClientResponse | None = None
         verdict: bool | None = None  # True: lane did well; False: lane failed; None: no verdict
@@ -291,7 +361,7 @@ class Exchange:
                 acc = access_for(lane.name, lane.lane.remote)
                 resp = await fwd.upstream.session.post(
                     lane.lane.base_url + self.path,
-                    data=self._body_for(lane.lane),
+                    data=self._body_for(lane.lane) if body is None else body,
                     headers=acc.with_headers(self._upstream_headers()),
                     timeout=acc.adjust(fwd.upstream.timeout),
                     ssl=acc.ssl,
@@ -302,7 +372,15 @@ class Exchange:
                     failure = await read_failure(lane.name, resp)
                     verdict = False if failure.breaker_failure else None
                     return failure
-                headers = {LANE_HEADER: lane.name, ATTEMPTS_HEADER: str(len(self.tried))}
+                headers = {LANE_HEADER: self.tried[-1], ATTEMPTS_HEADER: str(len(self.tried))}
+                if prefill is not None:
+                    self.klass.observe(lane, Measure.PD_DECODE_START, time.monotonic() - began)
+                    headers[PREFILL_LANE_HEADER] = prefill.name
+                    if status == 400:
+                        failed = pull_failure(lane.name, prefill.name, await resp.read())
+                        if failed is not None:
+                            fwd.counters.pd_transfer_failures += 1
+                            return failed
                 stream = self.summary.stream and status == 200
                 if stream and resp.content_type == "text/event-stream":
                     first = await resp.content.readany()

@@ -6,6 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+from qwend.config.model import KvRole
 from qwend.routing.breaker import CircuitBreaker
 from qwend.routing.lanetable import RoutableLane
 from qwend.routing.perf import LanePerf
@@ -46,6 +47,9 @@ class LaneRuntime:
     progress_at: float = 0.0
     """Monotonic time the lane last sent data (headers, a chunk, a body) or became busy:
     the prober ejects a lane with requests in flight and no progress for ``stall_timeout_s``."""
+    held: int = 0
+    """Slots claimed for a pair's decode hop whose prefill hop still runs: nothing sent
+    to the lane yet, so the stall clock ignores them (a long prefill is no hang here)."""
     _drained: asyncio.Event | None = None
 
     # LaneCandidate protocol
@@ -78,6 +82,10 @@ class LaneRuntime:
         return self.lane.pending and not self.eligible
 
     @property
+    def kv_role(self) -> KvRole | None:
+        return self.lane.kv_role
+
+    @property
     def why_not(self) -> str:
         if not self.lane.active:
             return "standby"
@@ -92,14 +100,34 @@ class LaneRuntime:
         self.busy_integral += self.in_flight * (now - self.changed_at)
         self.changed_at = now
 
-    def occupy(self, now: float, work: float) -> None:
-        """A request starts on this lane."""
+    def occupy(self, now: float, work: float, *, sent: bool = True) -> None:
+        """A request starts on this lane (``sent=False``: its slot is held for a pair's
+        decode hop while the prefill hop runs; ``send_held`` when that hop goes out)."""
         self._tick(now)
-        if self.in_flight == 0:
+        if self.in_flight == self.held:
             self.progress_at = now  # an idle lane owes nothing yet: the stall clock starts
         self.in_flight += 1
         self.outstanding_work += work
+        if sent:
+            self.counters.requests += 1
+        else:
+            self.held += 1
+
+    def send_held(self, now: float) -> None:
+        """A held slot's hop is sent now: it counts as a request, and data is owed."""
+        self.unhold()
         self.counters.requests += 1
+        if self.in_flight - self.held == 1:
+            self.progress_at = now  # nothing else was owed: the stall clock starts now
+
+    def unhold(self) -> None:
+        """A held slot is no longer waiting (sent, or given back unused)."""
+        self.held -= 1
+
+    @property
+    def awaited(self) -> int:
+        """Requests sent to the lane and not finished (held slots owe no data yet)."""
+        return self.in_flight - self.held
 
     def release(self, now: float, work: float) -> None:
         """A request on this lane ended (however it ended)."""

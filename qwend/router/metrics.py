@@ -51,6 +51,12 @@ class _SnapshotCollector:
             ("mid_stream_errors", snap.mid_stream_errors, "Streams ended by an error event"),
             ("client_disconnects", snap.client_disconnects, "Clients that left early"),
             ("bad_requests", snap.bad_requests, "400 answers"),
+            ("pd_requests", snap.pd_requests, "Attempts sent to a prefill/decode pair"),
+            (
+                "pd_transfer_failures",
+                snap.pd_transfer_failures,
+                "Pair attempts whose KV hand-over failed (no parameters, or the pull failed)",
+            ),
         ):
             yield CounterMetricFamily(_P + name, text, value=value)
         yield GaugeMetricFamily(_P + "in_flight", "Requests in flight", value=snap.in_flight)
@@ -155,6 +161,8 @@ _MEASURE_HELP = {
     Measure.ITL: "Mean inter-token latency of one streamed answer",
     Measure.E2E: "Request received to the last byte of a successful answer",
     Measure.QUEUE_WAIT: "Request received to the lane slot of its first attempt",
+    Measure.PD_PREFILL: "Prefill hop on a prefill lane: sent to its KV transfer parameters",
+    Measure.PD_DECODE_START: "Decode hop on a decode lane: sent to its first byte (KV pull)",
 }
 
 

@@ -79,7 +79,7 @@ class Prober:
         for runtime in self._slots.runtimes():
             breaker = runtime.breaker
             if breaker.closed:
-                if stalled(runtime.in_flight, runtime.progress_at, now, stall_s):
+                if stalled(runtime.awaited, runtime.progress_at, now, stall_s):
                     breaker.trip(now, TripReason.STALLED)
                     log.warning(
                         "lane ejected: requests in flight and no data from it",

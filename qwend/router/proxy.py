@@ -27,6 +27,10 @@ UPSTREAM_ERRORS: tuple[type[BaseException], ...] = (ClientError, TimeoutError, O
 REMOTE_ERRORS: tuple[type[BaseException], ...] = (*UPSTREAM_ERRORS, LaneError)
 """The same, and a remote lane whose key or TLS files became unusable (``LaneError``)."""
 LANE_HEADER = "X-Qwend-Lane"
+"""The lane that answered; ``PREFILL>DECODE`` for a prefill/decode pair."""
+PREFILL_LANE_HEADER = "X-Qwend-Prefill-Lane"
+"""The prefill lane of a pair's answer."""
+KV_TRANSFER_FAILED = "kv_transfer_failed"
 ATTEMPTS_HEADER = "X-Qwend-Attempts"
 _JSON = "application/json"
 _ERROR_TYPES = {
@@ -111,6 +115,8 @@ class Failure:
     retryable: bool
     breaker_failure: bool
     """Counts against the lane's breaker (429 does not: the lane is alive, just full)."""
+    kv_transfer: bool = False
+    """A decode lane could not pull the KV: the pair's prefill lane is to blame."""
 
     def response(self, attempts: int) -> web.Response:
         """The failure as the client gets it when no retry is left: the lane's own error."""
@@ -128,6 +134,16 @@ def connection_failure(lane: str, exc: BaseException, when: str) -> Failure:
     message = f"lane {lane!r} failed {when}: {detail}"
     status, code = (504, "lane_timeout") if isinstance(exc, TimeoutError) else (502, "lane_failed")
     return Failure(lane, status, error_body(status, message, code=code), _JSON, True, True)
+
+
+def transfer_failure(lane: str, message: str, *, kv_transfer: bool = False) -> Failure:
+    """A Failure of a pair's KV hand-over (502 ``kv_transfer_failed`` when no retry is left).
+
+    ``kv_transfer``: the decode lane ``lane`` could not pull the KV (not its fault: no
+    breaker failure); otherwise the prefill lane ``lane`` handed out no parameters.
+    """
+    body = error_body(502, message, code=KV_TRANSFER_FAILED)
+    return Failure(lane, 502, body, _JSON, True, not kv_transfer, kv_transfer)
 
 
 async def read_failure(lane: str, resp: ClientResponse) -> Failure:

@@ -30,6 +30,11 @@ class RouterCounters:
     mid_stream_errors: int = 0
     client_disconnects: int = 0
     bad_requests: int = 0
+    pd_requests: int = 0
+    """Attempts sent to a prefill/decode pair."""
+    pd_transfer_failures: int = 0
+    """Pair attempts whose KV hand-over failed: the prefill lane's answer carried no
+    transfer parameters, or the decode lane could not pull the KV."""
 
 
 @dataclass(eq=False)

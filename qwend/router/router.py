@@ -150,6 +150,8 @@ class Router:
             client_disconnects=counters.client_disconnects,
             bad_requests=counters.bad_requests,
             retries_refused=counters.retries_refused,
+            pd_requests=counters.pd_requests,
+            pd_transfer_failures=counters.pd_transfer_failures,
         )
 
 

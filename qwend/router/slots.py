@@ -163,25 +163,37 @@ class LaneSlots:
             exclude=exclude,
         )
 
-    def _grant(self, decision: Decision, work: float) -> None:
+    def _grant(self, decision: Decision, work: float, prompt: float) -> None:
+        """Claim the chosen lane's slot; for a pair both lanes', the prefill lane's work
+        counted in prompt tokens (what it has to prefill), the decode lane's in output."""
         runtime = self._runtimes[decision.lane or ""]
         now = time.monotonic()
-        runtime.occupy(now, work)
+        if decision.decode is None:
+            runtime.occupy(now, work)
+            return
+        runtime.occupy(now, prompt)
+        self._runtimes[decision.decode].occupy(now, work, sent=False)  # after the prefill
 
-    def _ungrant(self, decision: Decision, work: float) -> None:
+    def _ungrant(self, decision: Decision, work: float, prompt: float) -> None:
+        now = time.monotonic()
         runtime = self._runtimes.get(decision.lane or "")
         if runtime is not None:
-            runtime.release(time.monotonic(), work)
+            runtime.release(now, work if decision.decode is None else prompt)
+        decode = self._runtimes.get(decision.decode or "")
+        if decode is not None:
+            decode.unhold()
+            decode.release(now, work)
         self._admission.wake()
 
     def claim(self, summary: RequestSummary, exclude: frozenset[str], work: float) -> Decision:
         """The policy's choice among the lanes not in ``exclude``, its slot claimed at once.
 
-        A Decision without lane means wait (``wait_for_slot``) or refuse.
+        A Decision without lane means wait (``wait_for_slot``) or refuse. A pair's
+        (``decision.decode``) slots are both claimed; each is released on its own.
         """
         decision = self._pick(summary, exclude)
         if decision.lane is not None:
-            self._grant(decision, work)
+            self._grant(decision, work, float(summary.prompt_tokens))
         return decision
 
     async def wait_for_slot(
@@ -191,10 +203,11 @@ class LaneSlots:
 
         Raises ``QueueFull`` or ``QueueTimeout``.
         """
+        prompt = float(summary.prompt_tokens)
         return await self._admission.admit(
             lambda: self._pick(summary, exclude),
-            lambda d: self._grant(d, work),
-            lambda d: self._ungrant(d, work),
+            lambda d: self._grant(d, work, prompt),
+            lambda d: self._ungrant(d, work, prompt),
             timeout,
         )
 

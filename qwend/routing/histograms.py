@@ -35,6 +35,11 @@ class Measure(StrEnum):
     """Request received to the last byte of the answer."""
     QUEUE_WAIT = "queue_wait"
     """Request received to the lane slot of its first attempt."""
+    PD_PREFILL = "pd_prefill"
+    """Prefill hop of a prefill/decode pair, on the prefill lane: sent to the answer
+    carrying the KV transfer parameters (the prompt's prefill and the one token)."""
+    PD_DECODE_START = "pd_decode_start"
+    """Decode hop, on the decode lane: sent to its first byte (the KV pull included)."""
 
 
 BOUNDS: dict[Measure, tuple[float, ...]] = {
@@ -42,6 +47,8 @@ BOUNDS: dict[Measure, tuple[float, ...]] = {
     Measure.ITL: ITL_BOUNDS,
     Measure.E2E: LATENCY_BOUNDS,
     Measure.QUEUE_WAIT: LATENCY_BOUNDS,
+    Measure.PD_PREFILL: LATENCY_BOUNDS,
+    Measure.PD_DECODE_START: LATENCY_BOUNDS,
 }
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from qwend.config.model import RemoteConfig
+from qwend.config.model import KvRole, RemoteConfig
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class RoutableLane:
     pending: bool = False
     """Not accepting now, but being replaced in place: requests for it wait in the queue
     (bounded by the queue timeout) instead of being refused."""
+    kv_role: KvRole | None = None
+    """Its half of a prefill/decode pair (``lane.kv_role``); None: whole requests."""
 
     @property
     def backend_model(self) -> str:

@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from qwend.config.model import TextPolicy
+from qwend.config.model import KvRole, TextPolicy
 from qwend.routing.classify import DEFAULT_EXPECTED_OUTPUT, RequestClass, RequestSummary
+from qwend.routing.pd import choose_pair, is_pd
 from qwend.routing.perf import LanePerf
 
 MULTIMODAL_ROLE = "multimodal"
@@ -58,6 +59,11 @@ class LaneCandidate(Protocol):
         """Not eligible now, but being replaced in place: worth waiting for."""
         ...
 
+    @property
+    def kv_role(self) -> KvRole | None:
+        """Its half of a prefill/decode pair; None: it serves whole requests."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -71,6 +77,8 @@ class Decision:
     """Short text went to another lane than the throughput lane."""
     message: str = ""
     """Why no lane could be chosen (for the 503 body)."""
+    decode: str | None = None
+    """Set for a prefill/decode pair: ``lane`` is the prefill lane, this the decode lane."""
 
 
 @dataclass
@@ -212,8 +220,43 @@ def choose(
     the request waits for it in the queue rather than being refused.
     """
     candidates = [lane for lane in lanes if lane.name not in exclude] if exclude else lanes
+    if summary.role is None and any(is_pd(lane) for lane in candidates):
+        return _choose_with_pairs(summary, candidates, policy, long_text_min_tokens, state)
     decision = _choose(summary, candidates, policy, long_text_min_tokens, state)
     if decision.lane is None and not decision.wait and _awaited(summary, candidates):
+        return Decision(None, wait=True, message=decision.message)
+    return decision
+
+
+def _choose_with_pairs(
+    summary: RequestSummary,
+    candidates: Sequence[LaneCandidate],
+    policy: TextPolicy,
+    long_text_min_tokens: int,
+    state: PolicyState | None,
+) -> Decision:
+    """Text goes to a prefill/decode pair when one is ready, else to the co-located lanes.
+
+    A half of a pair never serves a whole request on its own here (a decode lane may
+    refuse one without transfer parameters; a prefill lane would decode on prefill
+    NPUs), only a request pinned to its role does. When every lane of one half is at
+    its limit, a free co-located lane takes the request rather than making it wait.
+    """
+    colocated = [lane for lane in candidates if not is_pd(lane)]
+    if not summary.multimodal:
+        pair = choose_pair(candidates)
+        if pair.chosen:
+            return Decision(pair.prefill, decode=pair.decode)
+        decision = _choose(summary, colocated, policy, long_text_min_tokens, state)
+        if decision.lane is not None:
+            return decision
+        if pair.ready or decision.wait or _awaited(summary, colocated):
+            return Decision(None, wait=True, message=pair.message)
+        if not colocated:
+            return Decision(None, message=f"{pair.message}; retry later")
+        return Decision(None, message=f"{pair.message}; {decision.message}")
+    decision = _choose(summary, colocated, policy, long_text_min_tokens, state)
+    if decision.lane is None and not decision.wait and _awaited(summary, colocated):
         return Decision(None, wait=True, message=decision.message)
     return decision
 

@@ -86,6 +86,10 @@ class RouterSnapshot:
     bad_requests: int
     retries_refused: int = 0
     """Retries not sent because the router-wide retry budget was spent."""
+    pd_requests: int = 0
+    """Attempts sent to a prefill/decode pair (each counts on both lanes too)."""
+    pd_transfer_failures: int = 0
+    """Pair attempts whose KV hand-over failed (retried before the first byte)."""
 
     def lane(self, name: str) -> LaneStats:
         """The lane called ``name``; KeyError when absent."""

@@ -87,6 +87,8 @@ class LaneSnapshot:
     accepting: bool
     """Routable right now (ready, active, not draining)."""
     warnings: tuple[str, ...]
+    kv_role: str = ""
+    """``prefill`` or ``decode`` for a half of a prefill/decode pair; empty: whole requests."""
     last_error: str | None = None
     """qwend's own last error supervising the lane (retried); cleared when it is ready."""
     failure_log: tuple[str, ...] = ()
@@ -232,6 +234,7 @@ class Supervisor:
             max_model_len=cfg.max_model_len,
             remote=cfg.remote,
             pending=active and cfg.role in self._held and not self._closing,
+            kv_role=cfg.kv_role,
         )
 
     def _group_up(self, cfg: LaneConfig) -> bool:
@@ -303,6 +306,7 @@ class Supervisor:
             reason=runner.reason,
             accepting=routable.accepting and routable.active,
             warnings=runner.warnings,
+            kv_role=str(cfg.kv_role or ""),
             last_error=runner.last_error,
             failure_log=runner.failure_log,
             url=cfg.remote.url if cfg.remote is not None else "",

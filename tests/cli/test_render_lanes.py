@@ -35,3 +35,11 @@ def test_a_remote_lane_shows_its_url_instead_of_a_pid() -> None:
     near = LaneInfo("near", "stable", "v3", "ready", True, False, pid=4242)
     text = render_lanes([far, near])
     assert "remote http://10.0.0.12:8000" in text and "4242" in text
+
+
+def test_the_halves_of_a_prefill_decode_pair_show_their_part() -> None:
+    p0 = LaneInfo("p0", "pd-prefill", "v3", "ready", True, False, kv_role="prefill")
+    whole = LaneInfo("c0", "stable", "v3", "ready", True, False)
+    text = render_lanes([p0, whole])
+    assert "pd-prefill* [prefill]" in text
+    assert "stable* " in text and "stable* [" not in text

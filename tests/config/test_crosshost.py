@@ -286,16 +286,6 @@ SEEDED = [
     ),
     pytest.param(
         PD,
-        "decode0/lanes.d/decode.toml",
-        '"kv_role": "kv_consumer"',
-        '"kv_role": "kv_producer"',
-        "decode0/lanes.d/decode.toml",
-        "lane.kv_role",
-        ["[decode0]", "kv_role 'decode'", "'kv_producer'"],
-        id="kv-role-vs-transfer-config",
-    ),
-    pytest.param(
-        PD,
         "prefill/lanes.d/decode1.toml",
         'kv_role = "decode"',
         'kv_role = "prefill"',
@@ -348,6 +338,24 @@ def test_each_seeded_inconsistency_is_caught_precisely(
     assert issue.key == key
     for word in words:
         assert word in issue.message, (word, issue.message)
+
+
+def test_a_kv_role_against_the_transfer_config_is_caught_by_the_hosts_own_check(
+    tmp_path: Path,
+) -> None:
+    """Every host's check-config compares a lane's kv_role with its --kv-transfer-config
+    (``qwend.config.kvconfig``), so the host's own check names it, before any cross check."""
+    dirs = _render(PD, tmp_path)
+    _edit(
+        tmp_path / "decode0/lanes.d/decode.toml",
+        '"kv_role": "kv_consumer"',
+        '"kv_role": "kv_producer"',
+    )
+    check = check_cluster(dirs)
+    assert not check.ok and check.cross is None
+    (issue,) = [i for h in check.hosts for i in h.issues]
+    assert issue.file == "lanes.d/decode.toml" and issue.key == "lane.kv_role"
+    assert "'kv_producer'" in issue.message and 'kv_role = "decode"' in issue.message
 
 
 def test_a_member_whose_configuration_is_missing_is_named(tmp_path: Path) -> None:

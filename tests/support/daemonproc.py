@@ -55,6 +55,7 @@ def lane_table(lane: LaneConfig) -> dict[str, Any]:
         "aliases": list(lane.aliases),
         **({"served_model": lane.served_model} if lane.served_model else {}),
         **({"max_model_len": lane.max_model_len} if lane.max_model_len else {}),
+        **({"kv_role": str(lane.kv_role)} if lane.kv_role else {}),
         "command": list(lane.command),
         "env": dict(lane.env),
         "health": {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from qwend.config.model import KvRole
 from qwend.routing.perf import LanePerf
 
 
@@ -22,3 +23,4 @@ class LaneView:
     perf: LanePerf = field(default_factory=lambda: LanePerf())
     why_not: str = ""
     pending: bool = False
+    kv_role: KvRole | None = None
