@@ -32,6 +32,7 @@ SPAWNING_MODULES = (
     "tests.support.simlane",
     "tests.support.daemonproc",
     "tests.support.lanescripts",
+    "tests.support.groups",
 )
 """Modules (and their submodules) whose use makes every test of a test module integration."""
 

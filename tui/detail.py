@@ -103,6 +103,8 @@ def detail_text(
     _field(text, "pid", "-" if lane.pid is None else str(lane.pid))
     _field(text, "up", duration(uptime))
     _field(text, "restarts", str(lane.restarts))
+    if lane.group is not None:
+        _field(text, "group", lane.group.line())
     in_flight = "-" if lane.stats is None else str(lane.stats.in_flight)
     _field(text, "in flight", in_flight)
     for warning in lane.warnings:

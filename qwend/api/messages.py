@@ -153,6 +153,40 @@ class LaneStats(Message):
 
 
 @dataclass(frozen=True)
+class GroupMember(Message):
+    """One member of a lane group: its host and its member lane's status there."""
+
+    host: str
+    """The member host's ``[cluster] name``."""
+    status: str = ""
+    """stopped, starting, ready, down, stopping, unreachable; empty when not polled here."""
+
+
+@dataclass(frozen=True)
+class GroupInfo(Message):
+    """The lane group a lane is a member of (``[lane.group]``)."""
+
+    leader: str
+    """The member host that runs the group (its lane is the one routed)."""
+    state: str = ""
+    """stopped, starting, ready, restarting, backoff, stopping, failed; empty on a
+    follower's host (its leader's host runs the group)."""
+    reason: str | None = None
+    restarts: int = 0
+    """Restarts of the whole group since the leader's qwend started."""
+    members: tuple[GroupMember, ...] = ()
+    """Every member, in configuration order (the leader first)."""
+
+    def line(self) -> str:
+        """``ready, led by node0: node0 ready, node1 ready`` (for text output)."""
+        state = self.state or f"run by {self.leader}"
+        members = ", ".join(f"{m.host} {m.status or '?'}" for m in self.members)
+        restarts = f", {self.restarts} restarts" if self.restarts else ""
+        why = f" ({self.reason})" if self.reason and self.state != "ready" else ""
+        return f"{state}{restarts}: {members}{why}"
+
+
+@dataclass(frozen=True)
 class LaneInfo(Message):
     """One lane as status and lanes report it."""
 
@@ -194,6 +228,8 @@ class LaneInfo(Message):
     lines, 4 KB); empty once it is ready again."""
     url: str = ""
     """A remote lane's url (it runs on another host, so it has no PID); empty when local."""
+    group: GroupInfo | None = None
+    """Set for a member of a multi-node lane group."""
 
     @property
     def pid_text(self) -> str:

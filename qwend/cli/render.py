@@ -115,6 +115,10 @@ def render_status(status: StatusResponse) -> str:
         out.append("")
         out.append("last reload failed; still running the previous configuration:")
         out.extend(f"  {issue}" for issue in d.config_errors)
+    groups = [lane for lane in status.lanes if lane.group is not None]
+    if groups:
+        out.append("")
+        out.extend(f"group {lane.name}: {lane.group.line()}" for lane in groups if lane.group)
     for lane in status.lanes:
         if lane.log_tail:
             out.append(quote_log(lane.name, lane.log_tail).removeprefix("\n"))

@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from qwend.api.messages import LaneInfo, LaneStats
+from qwend.api.messages import GroupInfo, GroupMember, LaneInfo, LaneStats
+from qwend.supervisor.group import GroupView
 from qwend.supervisor.supervisor import LaneSnapshot
 
 
@@ -92,4 +93,21 @@ def lane_info(
         warnings=tuple(snap.warnings),
         stats=stats.get(snap.name),
         url=snap.url,
+        group=group_info(snap.group),
+    )
+
+
+def group_info(view: GroupView | None) -> GroupInfo | None:
+    """The API's view of a lane group."""
+    if view is None:
+        return None
+    return GroupInfo(
+        leader=view.leader,
+        state=view.state.value if view.state is not None else "",
+        reason=view.reason,
+        restarts=view.restarts,
+        members=tuple(
+            GroupMember(host, status.value if status is not None else "")
+            for host, status in view.members
+        ),
     )

@@ -155,6 +155,7 @@ class Daemon:
             await self._listeners.open_peers(control[CONTROL_KEY], config.cluster, limits)
             await services.monitor.start()
             await services.supervisor.start()
+            await services.groups.start()
         except QwendError as exc:
             log.error("qwend cannot start", error=str(exc))
             return False
@@ -252,6 +253,7 @@ class Daemon:
             apply_access_log(self.services.router, self.config.access_log, new.access_log)
             try:
                 report = await supervisor.reload(new)
+                await self.services.groups.reload()
                 self.services.router.apply_config(new.router)
                 # A reload may change which lane is active for a role: persist it.
                 self.services.store.record(supervisor.active_lanes(), None)
@@ -293,6 +295,8 @@ class Daemon:
         # No promotion may start or go on while lanes are being stopped.
         await services.promoter.aclose()
         drain = self.config.daemon.drain_timeout_s
+        # Groups first: this host's groups stop as units, every member host stopping its own.
+        await services.groups.stop("qwend shutting down")
         if services.supervisor.survive and restart_requested(os.environ):
             log.info("qwend restarting: lanes keep running for the next qwend")
             await services.supervisor.detach(drain)

@@ -21,6 +21,7 @@ from qwend import __version__
 from qwend.cluster.peers import Peers
 from qwend.config.model import AccessLogConfig, Config, LaneConfig
 from qwend.control.app import make_control_app
+from qwend.daemon.groups import LaneGroups, PeerMemberLink
 from qwend.daemon.metrics import metrics_sources
 from qwend.daemon.systemd import lanes_survive
 from qwend.logs import get_logger
@@ -56,6 +57,8 @@ class Services:
     """Start-up warnings kept for ``qwenctl status`` (a corrupt state file, stale choices)."""
     api_keys: ApiKeys
     """The one key holder of every public endpoint (a reload swaps its key set)."""
+    groups: LaneGroups
+    """The lane groups this host leads or follows (started after the lanes)."""
     peers: Peers | None = None
     """The links to ``[[peers]]`` (None: none configured)."""
 
@@ -96,8 +99,11 @@ def build_services(
     api_keys.swap(keys)  # as a reload does: logs what is in force
     # A peer's unusable token or TLS file is a start-up error (CredentialError) naming it.
     peers = Peers.from_config(config) if config.peers else None
+    # A lane group's members on other hosts are reached over the peer links; without peers
+    # there is none and LaneGroups says so for each group lane.
+    groups = LaneGroups(supervisor, PeerMemberLink(peers.client) if peers is not None else None)
     return Services(
-        store, router_app, router, monitor, supervisor, promoter, warnings, api_keys, peers
+        store, router_app, router, monitor, supervisor, promoter, warnings, api_keys, groups, peers
     )
 
 

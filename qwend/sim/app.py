@@ -108,9 +108,12 @@ async def _json_body(request: web.Request) -> object:
 
 
 async def health(request: web.Request) -> web.Response:
-    """200 when serving; hangs forever with ``--hang-health``."""
-    if request.app[LANE_KEY].faults.hang_health:
+    """200 when serving; 503 once a DP engine is lost; hangs forever with ``--hang-health``."""
+    lane = request.app[LANE_KEY]
+    if lane.faults.hang_health:
         await asyncio.Event().wait()
+    if lane.failure is not None:
+        return web.Response(status=503, text=lane.failure)
     return web.Response(status=200)
 
 

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from qwend.logs import LogFormat, configure_logging
 from qwend.sim import npusmi, state
+from qwend.sim.dpranks import DpLayout, DpSettings
 from qwend.sim.kvtransfer import ROLES, WITHOUT_KV
 from qwend.sim.lane import FaultSettings, KvSettings, SimSettings
 from qwend.sim.latency import VARIANTS, profile_for
@@ -90,6 +91,46 @@ def _add_kv_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--kv-engine-id", default="", help="remote_engine_id (default: random)")
 
 
+def _add_dp_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("multi-node data parallelism (vLLM's --data-parallel-* flags)")
+    g.add_argument("--data-parallel-size", type=_positive_int, default=1, metavar="N")
+    g.add_argument(
+        "--data-parallel-size-local", type=_positive_int, metavar="N", help="default: the size"
+    )
+    g.add_argument("--data-parallel-start-rank", type=int, default=0, metavar="R")
+    g.add_argument("--data-parallel-address", default="127.0.0.1", metavar="ADDR")
+    g.add_argument("--data-parallel-rpc-port", type=int, default=13345, metavar="PORT")
+    g.add_argument("--headless", action="store_true", help="a follower: no API, joins the leader")
+    g.add_argument("--dp-heartbeat-s", type=_positive, default=0.5, metavar="S")
+    g.add_argument("--dp-heartbeat-timeout-s", type=_positive, default=3.0, metavar="S")
+    g.add_argument("--dp-join-timeout-s", type=_positive, default=120.0, metavar="S")
+
+
+def dp_settings(args: argparse.Namespace) -> DpSettings | str:
+    """The DP settings of parsed ``serve`` arguments, or why they cannot work."""
+    size = args.data_parallel_size
+    local = args.data_parallel_size_local
+    if local is None:
+        local = max(1, size - args.data_parallel_start_rank) if args.headless else size
+    if args.headless and args.data_parallel_start_rank == 0:
+        return "--headless needs --data-parallel-start-rank >= 1 (rank 0 is the leader's)"
+    if not args.headless and args.data_parallel_start_rank != 0:
+        return "a leader (no --headless) runs from rank 0; drop --data-parallel-start-rank"
+    layout = DpLayout(size, local, args.data_parallel_start_rank)
+    problem = layout.problem()
+    if problem is not None:
+        return problem
+    return DpSettings(
+        layout=layout,
+        address=args.data_parallel_address,
+        rpc_port=args.data_parallel_rpc_port,
+        headless=args.headless,
+        heartbeat_s=args.dp_heartbeat_s,
+        heartbeat_timeout_s=args.dp_heartbeat_timeout_s,
+        join_timeout_s=args.dp_join_timeout_s,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``qwend-sim`` argument parser."""
     parser = argparse.ArgumentParser(prog="qwend-sim", description=__doc__)
@@ -112,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", choices=[f.value for f in LogFormat], default="auto")
     serve.add_argument("--log-level", default="info")
     _add_kv_flags(serve)
+    _add_dp_flags(serve)
     _add_fault_flags(serve)
     smi = sub.add_parser("npu-smi", help="fake npu-smi showing the running sim lanes")
     smi.add_argument("smi_args", nargs=argparse.REMAINDER)
@@ -119,7 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> SimSettings:
-    """``SimSettings`` from parsed ``serve`` arguments and the environment."""
+    """``SimSettings`` from parsed ``serve`` arguments and the environment (the DP
+    arguments already checked by ``dp_settings``)."""
+    dp = dp_settings(args)
+    if isinstance(dp, str):
+        raise ValueError(dp)
     faults = FaultSettings(
         fail_startup=args.fail_startup,
         exit_code=args.exit_code,
@@ -154,6 +200,7 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> SimS
             advertise_host=args.kv_advertise_host,
             engine_id=args.kv_engine_id,
         ),
+        dp=dp,
     )
 
 
@@ -206,9 +253,13 @@ def _usages(flags: Mapping[str, str], records: Sequence[state.LaneRecord], out: 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Entry point of the ``qwend-sim`` console script."""
     environ = os.environ if env is None else env
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     if args.command == "npu-smi":
         return npu_smi(args.smi_args, environ, sys.stdout, sys.stderr)
+    dp = dp_settings(args)
+    if isinstance(dp, str):
+        parser.error(dp)
     configure_logging(LogFormat(args.log_format), args.log_level, env=environ)
     from qwend.sim.serve import serve  # aiohttp only for the server
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qwend.sim import state
+from qwend.sim.dpranks import DpLayout, DpSettings
 from qwend.sim.engine import Engine, SimSequence
 from qwend.sim.kvtransfer import KvStore
 from qwend.sim.latency import profile_for
@@ -88,6 +89,8 @@ class SimSettings:
     """vLLM's ``--api-key``: ``/v1`` requests need ``Authorization: Bearer KEY`` ("": none)."""
     kv: KvSettings = field(default_factory=lambda: KvSettings())
     """Prefill/decode disaggregation (default: a whole-request lane)."""
+    dp: DpSettings = field(default_factory=lambda: DpSettings(DpLayout(1, 1, 0)))
+    """Multi-node data parallelism (default: one process holds every rank)."""
 
     @property
     def npus(self) -> tuple[int, ...]:
@@ -133,6 +136,8 @@ class SimLane:
         self.started_at = time.time()
         self.loaded_fraction = 0.0
         self.requests_done = 0
+        self.failure: str | None = None
+        """Why the lane can no longer serve (a lost DP engine): health answers 503."""
         self._on_exit_request = on_exit_request
         self._dirty = True
         self._started_ticks = state.process_start(os.getpid())

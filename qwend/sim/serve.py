@@ -15,11 +15,13 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from qwend.logs import lane_logger
 from qwend.sim.app import make_sim_app
+from qwend.sim.dp import DpFollower, DpJoinError, DpLeader
 from qwend.sim.lane import SimLane, SimSettings
 
 LOAD_STEPS = 10
@@ -39,14 +41,44 @@ async def serve(settings: SimSettings) -> int:
         loop.add_signal_handler(signum, stop.set)
     lane = SimLane(settings, log, on_exit_request=lambda: _schedule_crash(lane, "requests", 0.05))
     lane.tidy_state_dir()
-    log.info(
+    if settings.dp.headless:
+        return await _serve_headless(lane, stop)
+    leader = DpLeader(settings.dp, log) if settings.dp.coordinates else None
+    if leader is not None:
+        try:
+            await leader.start()
+        except OSError as exc:
+            log.error(
+                "cannot listen for DP engines; is another process using the port?",
+                address=settings.dp.address,
+                rpc_port=settings.dp.rpc_port,
+                error=str(exc),
+            )
+            return 1
+    try:
+        return await _serve_api(lane, stop, leader)
+    finally:
+        if leader is not None:
+            await leader.close()
+
+
+def _log_load(lane: SimLane) -> None:
+    s = lane.settings
+    lane.log.info(
         "loading model",
-        model=settings.served_model_name,
-        variant=settings.variant,
-        npus=settings.visible_devices or "unset",
-        startup_delay_s=settings.startup_delay,
-        time_scale=settings.time_scale,
+        model=s.served_model_name,
+        variant=s.variant,
+        npus=s.visible_devices or "unset",
+        startup_delay_s=s.startup_delay,
+        time_scale=s.time_scale,
+        dp_ranks=list(s.dp.layout.ranks),
     )
+
+
+async def _serve_api(lane: SimLane, stop: asyncio.Event, leader: DpLeader | None) -> int:
+    """The API server's life (a leader waits for every DP rank before it binds)."""
+    settings, log = lane.settings, lane.log
+    _log_load(lane)
     if not await _load(lane, stop):
         lane.unpublish()
         log.info("stopped during model load")
@@ -57,17 +89,96 @@ async def serve(settings: SimSettings) -> int:
         )
         lane.unpublish()
         return settings.faults.exit_code
+    if leader is not None and await _first(stop, leader.complete):
+        lane.unpublish()
+        log.info("stopped while waiting for DP engines", waiting_for=list(leader.table.missing))
+        return 0
     async with _serving(lane) as bound:
         if not bound:
             lane.unpublish()
             return 1
         if settings.faults.exit_after_seconds is not None:
             _schedule_crash(lane, "seconds", settings.faults.exit_after_seconds)
+        if leader is not None and await _first(leader.failed, stop):
+            # vLLM's engine core dies with one of its engines and the server exits.
+            lane.failure = leader.failure
+            log.error("shutting down: a DP engine is lost", reason=leader.failure)
+            lane.unpublish()
+            return 1
         await stop.wait()
         log.info("shutting down", reason="signal")
     lane.unpublish()
     log.info("stopped")
     return 0
+
+
+async def _serve_headless(lane: SimLane, stop: asyncio.Event) -> int:
+    """A headless follower: load, join the leader, run until stopped or the link is lost."""
+    log = lane.log
+    _log_load(lane)
+    if not await _load(lane, stop):
+        lane.unpublish()
+        log.info("stopped during model load")
+        return 0
+    follower = DpFollower(lane.settings.dp, lane.settings.lane_name, log)
+    joining = asyncio.create_task(follower.join())
+    try:
+        if await _first(stop, joining):
+            lane.unpublish()
+            log.info("stopped while joining the DP leader")
+            return 0
+        waiting = joining.result()
+    except DpJoinError as exc:
+        log.error("cannot join the DP leader", error=str(exc))
+        lane.unpublish()
+        return 1
+    finally:
+        joining.cancel()
+        with contextlib.suppress(asyncio.CancelledError, DpJoinError):
+            await joining
+    log.info(
+        "joined the DP leader", ranks=list(lane.settings.dp.layout.ranks), waiting_for=list(waiting)
+    )
+    publisher = asyncio.create_task(_publish_loop(lane), name="sim-state")
+    holding = asyncio.create_task(follower.hold())
+    try:
+        if await _first(stop, holding):
+            log.info("shutting down", reason="signal")
+            code = 0
+        else:
+            log.error("DP leader lost; exiting", reason=holding.result())
+            code = 1
+    finally:
+        follower.close()
+        for task in (publisher, holding):
+            task.cancel()
+        await asyncio.gather(publisher, holding, return_exceptions=True)
+    lane.unpublish()
+    return code
+
+
+async def _first(
+    wanted: asyncio.Event | asyncio.Task[Any], *others: asyncio.Event | asyncio.Task[Any]
+) -> bool:
+    """Wait until ``wanted`` or one of ``others`` is set or done; True if ``wanted`` was."""
+    waits = [_waiter(w) for w in (wanted, *others)]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+    return _is_set(wanted)
+
+
+def _waiter(thing: asyncio.Event | asyncio.Task[Any]) -> asyncio.Task[Any]:
+    if isinstance(thing, asyncio.Event):
+        return asyncio.create_task(thing.wait())
+    return asyncio.create_task(asyncio.wait({thing}))
+
+
+def _is_set(thing: asyncio.Event | asyncio.Task[Any]) -> bool:
+    return thing.is_set() if isinstance(thing, asyncio.Event) else thing.done()
 
 
 async def _load(lane: SimLane, stop: asyncio.Event) -> bool:

@@ -76,7 +76,7 @@ def check_claims(lane: LaneConfig, claiming: Iterable[LaneConfig]) -> None:
                 f"lane {lane.name}: NPU {npus} is claimed by running lane {other.name};"
                 f" stop {other.name} first (qwenctl stop {other.name})"
             )
-        if other.port == lane.port:
+        if lane.port and other.port == lane.port:  # 0: a headless member, no port
             raise PreflightError(
                 f"lane {lane.name}: port {lane.port} is claimed by running lane {other.name};"
                 f" stop {other.name} first or change lane.port{_where(lane)}"
@@ -86,4 +86,5 @@ def check_claims(lane: LaneConfig, claiming: Iterable[LaneConfig]) -> None:
 def preflight(lane: LaneConfig, claiming: Iterable[LaneConfig]) -> None:
     """Every check, claims first (they name the lane to stop)."""
     check_claims(lane, claiming)
-    check_port(lane)
+    if lane.port:  # a headless group member (port 0) serves no API
+        check_port(lane)

@@ -47,6 +47,9 @@ S = LaneState
 RECOVERABLE: frozenset[LaneState] = frozenset({S.STARTING, S.READY, S.UNHEALTHY, S.DRAINING})
 """States in which the life task may hit an internal error and turn it into a backoff."""
 
+GROUP_RESTART = "the lane group restarts it with its other members"
+"""Why a group member that ended stays down (its lane reason)."""
+
 
 @dataclass(frozen=True)
 class LaneContext:
@@ -193,8 +196,14 @@ class LaneRunner:
         if task is None or task.done():
             return
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            # The life task's own end is expected; a cancellation of the caller (a group
+            # coordinator being stopped while it stops this lane) must go on up.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
 
     async def _terminate(self) -> None:
         proc = self.proc
@@ -223,6 +232,11 @@ class LaneRunner:
     async def _run_and_back_off(self) -> bool:
         """One run, then the restart policy's answer; True when it gives up (crash loop)."""
         problem = await self._run_once()
+        if self.cfg.group is not None:
+            # A group member is never restarted alone: the leader host's coordinator sees
+            # it down and restarts every member in order. It waits in backoff until then.
+            self.apply(Event.CRASHED, f"{problem}; {GROUP_RESTART}")
+            return True
         decision = self.policy.record_crash(time.monotonic())
         if decision.give_up and self.cfg.is_remote:
             # A remote lane is not crash-looping here: its host may bring it back any time,
@@ -312,6 +326,8 @@ class LaneRunner:
             proc = await self._spawn()
         except LaneError as exc:
             return str(exc)
+        if not self.cfg.port:
+            return await self._run_headless(proc)
         try:
             await wait_ready(self._ctx.session(), self.cfg, proc.exited, self._listeners(proc))
         except NotReady as exc:
@@ -333,6 +349,20 @@ class LaneRunner:
         self.last_error = None
         self.failure_log = ()
         return await self._watch(proc)
+
+    async def _run_headless(self, proc: LaneProcess | DetachedLaneProcess | RemoteHandle) -> str:
+        """A member without an API (port 0, a ``--headless`` rank): nothing to probe, so it
+        is ready once spawned and runs until its process ends (its leader's readiness says
+        whether it joined)."""
+        self.apply(Event.READY)
+        self.policy.clear_errors()
+        self.last_error = None
+        self.failure_log = ()
+        await proc.exited.wait()
+        await proc.finish()
+        self.last_exit = proc.exit_description
+        self.failure_log = failure_quote(self.ring.tail(FAILURE_LINES))
+        return f"exited unexpectedly ({proc.exit_description})"
 
     def _listeners(
         self, proc: LaneProcess | DetachedLaneProcess | RemoteHandle

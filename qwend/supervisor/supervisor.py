@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 
@@ -23,6 +24,7 @@ from qwend.logs import get_logger
 from qwend.routing.lanetable import LaneTable, RoutableLane, TrafficGate
 from qwend.supervisor.adoption import LaneRecord, Verdict, decide
 from qwend.supervisor.detached import DetachedLaneProcess, LaneRegistry, proc_facts, stop_group
+from qwend.supervisor.group import GroupView
 from qwend.supervisor.guard import OrphanGuard
 from qwend.supervisor.output import MIB, read_log_tail
 from qwend.supervisor.preflight import preflight
@@ -36,6 +38,23 @@ from qwend.supervisor.reload import (
 )
 from qwend.supervisor.runner import LaneContext, LaneRunner
 from qwend.supervisor.states import CLAIMING, ROUTABLE, LaneState
+
+
+class GroupControl(Protocol):
+    """What runs this host's lane groups (the daemon's ``LaneGroups``)."""
+
+    async def start_group(self, lane: str) -> None:
+        """Start the group whose leader lane is ``lane``."""
+        ...
+
+    async def stop_group(self, lane: str, reason: str) -> None:
+        """Stop every member of the group whose leader lane is ``lane``."""
+        ...
+
+    def group_view(self, lane: str) -> GroupView | None:
+        """The group of member lane ``lane`` as this host sees it."""
+        ...
+
 
 EVENT_BUFFER = 1000
 """Lane events a subscriber may fall behind by before it loses the oldest."""
@@ -79,6 +98,8 @@ class LaneSnapshot:
     """The ``model`` the lane's backend expects (its ``served_model``, else ``model``)."""
     url: str = ""
     """A remote lane's url (it has no PID here); empty for a local lane."""
+    group: GroupView | None = None
+    """The lane group this lane is a member of, as this host sees it."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +150,9 @@ class Supervisor:
         self._session: aiohttp.ClientSession | None = None
         self._events: Broadcast[LaneEvent] = Broadcast(EVENT_BUFFER)
         self._closing = False
+        self._groups: GroupControl | None = None
+        self._group_ready: set[str] = set()
+        """Group lanes whose whole group is up (set by the leader host's coordinator)."""
         self._held: set[str] = set()
         """Roles whose active lane is being replaced in place: requests for them wait."""
         self._log = get_logger("supervisor")
@@ -203,7 +227,7 @@ class Supervisor:
             text=cfg.capabilities.text,
             image=cfg.capabilities.image,
             active=active,
-            accepting=runner.state in ROUTABLE and not self._closing,
+            accepting=runner.state in ROUTABLE and not self._closing and self._group_up(cfg),
             model=cfg.model,
             aliases=cfg.aliases,
             served_model=cfg.served_model,
@@ -212,6 +236,29 @@ class Supervisor:
             pending=active and cfg.role in self._held and not self._closing,
             kv_role=cfg.kv_role,
         )
+
+    def _group_up(self, cfg: LaneConfig) -> bool:
+        """A plain lane: True. A group's leader: while the whole group is up. A follower
+        (a headless member): never routed."""
+        if cfg.group is None:
+            return True
+        return not cfg.is_follower and cfg.name in self._group_ready
+
+    def set_group_ready(self, name: str, ready: bool) -> None:
+        """The lane group coordinator's verdict: route the leader's lane or not."""
+        if ready:
+            self._group_ready.add(name)
+        else:
+            self._group_ready.discard(name)
+        self._publish()
+
+    def lane_state(self, name: str) -> LaneState:
+        """One lane's state; LaneError for an unknown lane."""
+        return self._runner(name).state
+
+    def group_lanes(self) -> tuple[LaneConfig, ...]:
+        """The members of lane groups this host runs, in configuration order."""
+        return tuple(r.cfg for r in self._runners.values() if r.cfg.group is not None)
 
     def _publish(self) -> None:
         self._table.replace(tuple(self._routable(r) for r in self._runners.values()))
@@ -263,7 +310,18 @@ class Supervisor:
             last_error=runner.last_error,
             failure_log=runner.failure_log,
             url=cfg.remote.url if cfg.remote is not None else "",
+            group=self._group_view(cfg),
         )
+
+    def _group_view(self, cfg: LaneConfig) -> GroupView | None:
+        if cfg.group is None:
+            return None
+        if self._groups is not None:
+            view = self._groups.group_view(cfg.name)
+            if view is not None:
+                return view
+        members = tuple((m, None) for m in cfg.group.members)
+        return GroupView(cfg.name, cfg.group.leader, None, None, 0, members)
 
     def snapshots(self) -> tuple[LaneSnapshot, ...]:
         """Every lane, in configuration order."""
@@ -317,6 +375,8 @@ class Supervisor:
             self._guard_watch = asyncio.create_task(self._guard.watch(), name="orphan-guard")
         await self._adopt()
         for runner in self._runners.values():
+            if runner.cfg.group is not None:
+                continue  # started by its group's coordinator, in the group's order
             if self._active.get(runner.cfg.role) == runner.name:
                 await runner.start()
 
@@ -361,8 +421,27 @@ class Supervisor:
         await stop_group(record.pid, sig, timeout)
         self._registry.drop(record.name, record.pid)
 
+    def attach_groups(self, groups: GroupControl) -> None:
+        """Operators' start, stop and restart of a group's leader lane act on the group."""
+        self._groups = groups
+
+    def _leads_group(self, name: str) -> GroupControl | None:
+        cfg = self._runner(name).cfg
+        if self._groups is None or cfg.group is None or not cfg.group.is_leader:
+            return None
+        return self._groups
+
     async def start_lane(self, name: str) -> None:
-        """Start (or reset, when failed) a lane; returns once it is starting."""
+        """Start (or reset, when failed) a lane; returns once it is starting. For a group's
+        leader lane: start the whole group, in its order."""
+        groups = self._leads_group(name)
+        if groups is not None:
+            await groups.start_group(name)
+            return
+        await self.start_member(name)
+
+    async def start_member(self, name: str) -> None:
+        """Start (or reset) this host's lane itself, group member or not."""
         runner = self._runner(name)
         if runner.state is LaneState.FAILED:
             await runner.reset()
@@ -370,11 +449,25 @@ class Supervisor:
             await runner.start()
 
     async def stop_lane(self, name: str) -> None:
-        """Stop a lane; returns when its process group is gone."""
+        """Stop a lane; returns when its process group is gone. For a group's leader lane:
+        stop every member of the group."""
+        groups = self._leads_group(name)
+        if groups is not None:
+            await groups.stop_group(name, "stopped by request")
+            return
+        await self.stop_member(name)
+
+    async def stop_member(self, name: str) -> None:
+        """Stop this host's lane itself, group member or not."""
         await self._runner(name).stop("stopped by request")
 
     async def restart_lane(self, name: str) -> None:
-        """Stop, then start a lane."""
+        """Stop, then start a lane (a group's leader lane: the whole group)."""
+        groups = self._leads_group(name)
+        if groups is not None:
+            await groups.stop_group(name, "restarting")
+            await groups.start_group(name)
+            return
         runner = self._runner(name)
         await runner.stop("restarting")
         await runner.start()
@@ -462,9 +555,11 @@ class Supervisor:
         self._runners = {lane.name: runners[lane.name] for lane in plan.config.lanes}
         self._active = active
         self._publish()
-        # 4. Start again what was running, then the new active lanes.
+        # 4. Start again what was running, then the new active lanes (a group member is
+        # started by its group, in the group's order: the daemon's groups re-sync next).
         for name in (*plan.restart, *plan.start):
-            await self._runners[name].start()
+            if self._runners[name].cfg.group is None:
+                await self._runners[name].start()
 
     async def _drain_wait(self, names: list[str], timeout: float) -> None:
         traffic = self.traffic

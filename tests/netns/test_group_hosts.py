@@ -1,0 +1,197 @@
+"""A multi-node lane group on two hosts behind a front host, each host with its own qwend.
+
+Three network namespaces on a bridge: node0 runs the group's leader member (a qwend-sim
+data parallel leader serving on node0's address), node1 its ``--headless`` follower, and
+the two qwends are peers of each other with a shared token. The front host's qwend routes
+the role to node0's leader as a remote lane and has a local lane of its own. Streaming
+load runs inside the front throughout. Killing the follower's process: the group restarts
+as a unit (the leader restarted too, before the follower), the front keeps serving on its
+own lane meanwhile, and no request fails before its first byte. Stopping every qwend
+leaves no lane process on any host and no namespace. Root only (CI runs it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from tests.cluster.peerrig import add_cluster, token_file
+from tests.support.daemonproc import DaemonProc, run_daemon, write_config
+from tests.support.netns import Cluster, cluster_hosts, namespaces, require_netns
+from tests.support.paths import REPO
+from tests.support.simlane import DEFAULT_MODEL, sim_executable
+
+pytestmark = pytest.mark.netns
+
+MODEL = "Qwen3.5-9B"
+LANE_PORT = 18320
+RPC_PORT = 18321
+PEER_PORT = 7711
+ROUTER_PORT = 18389
+HEALTH = {"interval_s": 0.3, "timeout_s": 0.5, "failure_threshold": 2}
+RESTART = {"backoff_min_s": 0.1, "backoff_max_s": 0.5}
+MEMBERS = ("node0", "node1")
+
+
+def lane_file(lanes: Path, name: str, table: dict[str, Any]) -> None:
+    (lanes / f"{name}.toml").write_bytes(tomli_w.dumps({"lane": table}).encode())
+
+
+def sim(*extra: str) -> list[str]:
+    return [
+        sim_executable(), "serve", "--served-model-name", DEFAULT_MODEL, "--variant", "v3",
+        "--lane-name", "{name}", "--time-scale", "50", "--startup-delay", "0.2", *extra,
+    ]  # fmt: skip
+
+
+def member_config(base: Path, net: Cluster, host: str, token: Path) -> Path:
+    """qwend.toml of a member host: the group lane ``big`` and the other member as a peer."""
+    cfg = write_config(base / host, [], drain_timeout_s=1.0)
+    other = next(m for m in MEMBERS if m != host)
+    add_cluster(
+        cfg,
+        {"name": host, "listen": f"{net.addr[host]}:{PEER_PORT}", "token_file": str(token)},
+        [{"name": other, "url": f"http://{net.addr[other]}:{PEER_PORT}", "timeout_s": 1.0}],
+    )
+    dp = [
+        "--data-parallel-size", "2", "--data-parallel-size-local", "1",
+        "--data-parallel-address", net.addr["node0"],
+        "--data-parallel-rpc-port", str(RPC_PORT),
+        "--dp-heartbeat-s", "0.2", "--dp-heartbeat-timeout-s", "1.5",
+    ]  # fmt: skip
+    table: dict[str, Any] = {
+        "role": "stable", "model": MODEL, "served_model": DEFAULT_MODEL, "npus": [0],
+        "health": HEALTH, "restart": RESTART, "group": {"members": list(MEMBERS)},
+    }  # fmt: skip
+    if host == "node0":
+        table |= {"port": LANE_PORT, "command": sim("--host", "0.0.0.0", "--port", "{port}", *dp)}
+    else:
+        dp += ["--headless", "--data-parallel-start-rank", "1"]
+        table |= {"command": sim(*dp)}
+    lane_file(cfg.parent / "lanes.d", "big", table)
+    return cfg
+
+
+def front_config(base: Path, net: Cluster) -> Path:
+    """qwend.toml of the front: node0's group leader as a remote lane, and a lane of its own."""
+    cfg = write_config(base / "front", [], router_port=ROUTER_PORT)
+    lanes = cfg.parent / "lanes.d"
+    lane_file(
+        lanes,
+        "big",
+        {"role": "stable", "model": MODEL, "served_model": DEFAULT_MODEL,
+         "url": f"http://{net.addr['node0']}:{LANE_PORT}", "connect_timeout_s": 0.5,
+         "health": HEALTH, "restart": RESTART},
+    )  # fmt: skip
+    lane_file(
+        lanes,
+        "own",
+        {"role": "throughput", "model": MODEL, "served_model": DEFAULT_MODEL, "npus": [0],
+         "port": LANE_PORT, "command": sim("--host", "127.0.0.1", "--port", "{port}"),
+         "health": HEALTH},
+    )  # fmt: skip
+    return cfg
+
+
+def start_load(net: Cluster, stop: Path) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "tests.support.netload",
+            f"http://127.0.0.1:{ROUTER_PORT}", MODEL, str(stop)]  # fmt: skip
+    return subprocess.Popen(
+        [*net.exec_in("front"), *argv], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+async def until_lane(daemon: DaemonProc, lane: str, check: Any, what: str, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        info = (await daemon.lanes())[lane]
+        if check(info):
+            return info
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g}s: {info}")
+
+
+async def test_a_killed_follower_restarts_its_group_while_the_front_serves_elsewhere(
+    tmp_path: Path,
+) -> None:
+    require_netns()
+    token = token_file(tmp_path)
+    with cluster_hosts(["front", *MEMBERS]) as net:
+        made = {*net.namespace.values(), net.bridge}
+        load: subprocess.Popen[bytes] | None = None
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                d = {
+                    host: await stack.enter_async_context(
+                        run_daemon(
+                            member_config(tmp_path, net, host, token), prefix=net.exec_in(host)
+                        )
+                    )
+                    for host in MEMBERS
+                }
+                leader = await until_lane(
+                    d["node0"], "big",
+                    lambda i: i.group is not None and i.group.state == "ready", "group ready", 60,
+                )  # fmt: skip
+                assert leader.group.restarts == 0, leader.group
+                assert [(m.host, m.status) for m in leader.group.members] == [
+                    ("node0", "ready"), ("node1", "ready"),
+                ]  # fmt: skip
+                follower = (await d["node1"].lanes())["big"]
+                assert follower.state == "ready" and follower.pid is not None
+                assert follower.group is not None and follower.group.leader == "node0"
+                front = await stack.enter_async_context(
+                    run_daemon(front_config(tmp_path, net), prefix=net.exec_in("front"))
+                )
+                await front.wait_lanes({"big": "ready", "own": "ready"}, timeout=60)
+                stop = tmp_path / "stop-load"
+                load = start_load(net, stop)
+                await until_lane(front, "big", lambda i: i.stats and i.stats.requests > 5,
+                                 "the group's leader serving the front", 30)  # fmt: skip
+
+                now = (await d["node0"].lanes())["big"]
+                assert now.group is not None
+                old_leader_pid, restarts = now.pid, now.group.restarts
+                follower = (await d["node1"].lanes())["big"]
+                assert follower.pid is not None
+                os.kill(follower.pid, signal.SIGKILL)
+                restarted = await until_lane(
+                    d["node0"], "big",
+                    lambda i: i.group.restarts > restarts and i.group.state == "ready",
+                    "group back", 60,
+                )  # fmt: skip
+                assert restarted.pid not in (None, old_leader_pid), "the leader restarted too"
+                again = (await d["node1"].lanes())["big"]
+                assert again.pid not in (None, follower.pid)
+                assert restarted.started_at is not None and again.started_at is not None
+                assert restarted.started_at <= again.started_at, "leader first"
+                served = (await front.lanes())["big"].stats
+                before = served.requests if served else 0
+                await until_lane(front, "big", lambda i: i.stats.requests > before + 5,
+                                 "the leader serving the front again", 30)  # fmt: skip
+                stop.touch()
+                stdout, stderr = load.communicate(timeout=90)
+                assert load.returncode == 0, stderr.decode()[-2000:]
+            for host, daemon in d.items():
+                assert daemon.leftovers() == [], f"qwend on {host} left lane processes behind"
+            assert front.leftovers() == []
+        finally:
+            if load is not None and load.poll() is None:
+                load.kill()
+                load.wait(timeout=15)
+    assert not made & set(namespaces()), "namespaces left behind"
+    records = [json.loads(line) for line in stdout.decode().splitlines() if line]
+    failed_early = [r for r in records if r["status"] != 200 or not r["first_byte"]]
+    assert not failed_early, f"{len(failed_early)} failed before the first byte: {failed_early[:3]}"
+    lanes = {r["lane"] for r in records}
+    assert {"big", "own"} <= lanes, lanes

@@ -1,0 +1,105 @@
+"""Lane groups in one process: each "host" a Supervisor with real qwend-sim data parallel
+members (leader lane and ``--headless`` follower lane), and the peer link between them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qwend.config.model import Config, DaemonConfig, GroupConfig, LaneConfig, StartOrder
+from qwend.routing.lanetable import LaneTable
+from qwend.supervisor.states import LaneState
+from qwend.supervisor.supervisor import Supervisor
+from tests.support.lanescripts.factory import FAST_HEALTH, FAST_RESTART
+from tests.support.simlane import free_port, sim_command
+
+HOSTS = ("node0", "node1")
+
+
+@dataclass
+class Host:
+    """One "host": its supervisor and the table its router reads."""
+
+    name: str
+    sup: Supervisor
+    table: LaneTable
+
+
+@dataclass
+class FakeLink:
+    """The peer link, in process: each host's supervisor; ``cut`` hosts do not answer."""
+
+    hosts: dict[str, Host]
+    cut: set[str] = field(default_factory=set)
+
+    def _sup(self, host: str) -> Supervisor:
+        if host in self.cut:
+            raise OSError(f"{host} unreachable")
+        return self.hosts[host].sup
+
+    async def lane_state(self, host: str, lane: str) -> LaneState | None:
+        if host in self.cut:
+            return None
+        return self._sup(host).lane_state(lane)
+
+    async def start_lane(self, host: str, lane: str) -> None:
+        await self._sup(host).start_lane(lane)
+
+    async def stop_lane(self, host: str, lane: str) -> None:
+        await self._sup(host).stop_lane(lane)
+
+
+def member_lane(this: str, port: int, rpc: int, state_dir: Path) -> LaneConfig:
+    """The member lane ``big`` as host ``this`` configures it."""
+    leader = this == HOSTS[0]
+    dp = [
+        "--data-parallel-size", "2",
+        "--data-parallel-size-local", "1",
+        "--data-parallel-address", "127.0.0.1",
+        "--data-parallel-rpc-port", str(rpc),
+        "--dp-heartbeat-s", "0.1",
+        "--dp-heartbeat-timeout-s", "1",
+    ]  # fmt: skip
+    if not leader:
+        dp += ["--headless", "--data-parallel-start-rank", "1"]
+    argv = sim_command(port, lane_name=f"big-{this}", startup_delay=0.2, extra=dp)
+    return LaneConfig(
+        name="big",
+        role="stable",
+        variant="v3",
+        npus=(0,),
+        port=port if leader else 0,
+        model="qwen3.5-9b",
+        command=tuple(argv),
+        env={"QWEND_SIM_STATE_DIR": str(state_dir)},
+        health=FAST_HEALTH,
+        restart=FAST_RESTART,
+        group=GroupConfig(members=HOSTS, this=this, start_order=StartOrder.LEADER_FIRST),
+    )
+
+
+async def make_hosts(
+    tmp_path: Path, lead_extra: tuple[LaneConfig, ...] = ()
+) -> AsyncIterator[dict[str, Host]]:
+    """Both hosts' supervisors (``lead_extra``: more lanes on the leader's host)."""
+    port, rpc = free_port(), free_port()
+    made: dict[str, Host] = {}
+    for name in HOSTS:
+        lane = member_lane(name, port, rpc, tmp_path / "sim-state")
+        lanes = (lane, *lead_extra) if name == HOSTS[0] else (lane,)
+        cfg = Config(daemon=DaemonConfig(log_dir=tmp_path / name / "logs"), lanes=lanes)
+        table = LaneTable()
+        made[name] = Host(name, Supervisor(cfg, table), table)
+    yield made
+    for host in made.values():
+        await host.sup.shutdown(drain_timeout=0)
+
+
+def pid(host: Host) -> int | None:
+    return host.sup.snapshot("big").pid
+
+
+def routed(host: Host) -> bool:
+    lane = host.table.get("big")
+    return lane is not None and lane.accepting
