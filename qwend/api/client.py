@@ -62,6 +62,11 @@ M = TypeVar("M", bound=Message)
 PromotionItem = PromotionAccepted | PromotionEvent | PromotionRecord
 
 
+PEER_CONNECTIONS = 32
+"""Connections one peer client may hold at once (forwarded streams, status polls); the
+daemon's file-descriptor plan reserves them."""
+
+
 class DaemonNotRunning(ControlError):
     """Nothing answers on the control socket."""
 
@@ -266,7 +271,7 @@ class ControlClient:
             )
             return
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=self.peer.ssl, limit=32),
+            connector=aiohttp.TCPConnector(ssl=self.peer.ssl, limit=PEER_CONNECTIONS),
             base_url=self.peer.base_url,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s),
         )

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qwend import __version__
+from qwend.api.client import PEER_CONNECTIONS
 from qwend.config.load import DEFAULT_CONFIG_PATH
 from qwend.config.model import Config
 from qwend.control.app import CONTROL_KEY
@@ -73,7 +74,9 @@ def connection_limits(config: Config) -> ListenerLimits:
     conns = config.connections
     plan = plan_fds(
         soft,
-        reserve=lane_reserve(len(config.lanes), config.router.max_in_flight_per_lane),
+        # Each peer's client may hold PEER_CONNECTIONS connections (streams passed on).
+        reserve=lane_reserve(len(config.lanes), config.router.max_in_flight_per_lane)
+        + PEER_CONNECTIONS * len(config.peers),
         listeners=1
         + len(config.public.endpoints)
         + (config.public.console_listen is not None)
