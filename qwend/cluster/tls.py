@@ -6,6 +6,7 @@ import ssl
 
 from qwend.cluster.secrets import CredentialError
 from qwend.config.model import ClusterConfig, PeerConfig
+from qwend.tls import client_context
 
 
 def listener_context(cluster: ClusterConfig) -> ssl.SSLContext | None:
@@ -35,14 +36,6 @@ def peer_context(peer: PeerConfig) -> ssl.SSLContext | bool:
     if not peer.tls:
         return True
     try:
-        context = ssl.create_default_context(
-            cafile=str(peer.tls_ca) if peer.tls_ca is not None else None
-        )
-        if not peer.tls_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if peer.tls_cert is not None:
-            context.load_cert_chain(str(peer.tls_cert), str(peer.tls_key or peer.tls_cert))
+        return client_context(peer.tls_ca, peer.tls_verify, peer.tls_cert, peer.tls_key)
     except (OSError, ssl.SSLError) as exc:
         raise CredentialError(f"peer {peer.name}: TLS settings unusable: {exc}") from None
-    return context

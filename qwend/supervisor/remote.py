@@ -22,6 +22,7 @@ import aiohttp
 
 from qwend.config.model import LaneConfig, RemoteConfig
 from qwend.errors import LaneError
+from qwend.tls import client_context
 
 
 @dataclass(frozen=True)
@@ -109,17 +110,9 @@ def _read_key(path: Path, mtime_ns: int, size: int, lane: str) -> str:
 def _context(remote: RemoteConfig) -> ssl.SSLContext:
     """The TLS context of an https lane (cached: contexts are costly and reusable)."""
     try:
-        context = ssl.create_default_context(
-            cafile=str(remote.tls_ca) if remote.tls_ca is not None else None
-        )
-        if not remote.tls_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if remote.tls_cert is not None:
-            context.load_cert_chain(str(remote.tls_cert), str(remote.tls_key or remote.tls_cert))
+        return client_context(remote.tls_ca, remote.tls_verify, remote.tls_cert, remote.tls_key)
     except (OSError, ssl.SSLError) as exc:
         raise LaneError(f"remote lane {remote.url}: TLS settings unusable: {exc}") from None
-    return context
 
 
 def tls_problem(remote: RemoteConfig | None, exc: aiohttp.ClientError) -> str | None:

@@ -12,7 +12,6 @@ host, and no namespace behind. Root only (CI runs it, never skipped).
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 import tomli_w
 
 from tests.support.daemonproc import run_daemon, write_config
+from tests.support.netload import assert_none_failed_early, stop_load
 from tests.support.netns import Cluster, cluster_hosts, namespaces, require_netns
 from tests.support.paths import REPO
 from tests.support.simlane import DEFAULT_MODEL, sim_executable
@@ -122,9 +122,7 @@ async def test_a_front_host_routes_to_two_hosts_and_survives_one_losing_its_cabl
                 net.link("h2", up=True)
                 back, _ = await front.wait_state("h2", {"ready"}, 30)
                 h2_after = await front.served("h2", h2_before)
-                stop.touch()
-                stdout, stderr = load.communicate(timeout=90)
-                assert load.returncode == 0, stderr.decode()[-2000:]
+                records = stop_load(load, stop)
                 back_pids = {host: d.descendants() for host, d in backs.items()}
                 assert all(back_pids.values()), "each back host runs its lane"
             # Every qwend has stopped (the exit stack), and with them their lanes.
@@ -136,9 +134,7 @@ async def test_a_front_host_routes_to_two_hosts_and_survives_one_losing_its_cabl
                 load.wait(timeout=15)
     assert not made & set(namespaces()), "namespaces left behind"
 
-    records = [json.loads(line) for line in stdout.decode().splitlines() if line]
-    failed_early = [r for r in records if r["status"] != 200 or not r["first_byte"]]
-    assert not failed_early, f"{len(failed_early)} failed before the first byte: {failed_early[:3]}"
+    assert_none_failed_early(records)
     assert out - cut <= OUT_WITHIN_S + SLACK_S
     assert h2_before > 0 and h2_after > h2_before and h1_during > h1_out + 20 >= h1_before + 20
     during = [r for r in records if out < r["start"] < back]

@@ -13,7 +13,6 @@ leaves no lane process on any host and no namespace. Root only (CI runs it).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -27,6 +26,7 @@ import tomli_w
 
 from tests.cluster.peerrig import add_cluster, token_file
 from tests.support.daemonproc import DaemonProc, run_daemon, write_config
+from tests.support.netload import assert_none_failed_early, stop_load
 from tests.support.netns import Cluster, cluster_hosts, namespaces, require_netns
 from tests.support.paths import REPO
 from tests.support.simlane import DEFAULT_MODEL, sim_executable
@@ -179,9 +179,7 @@ async def test_a_killed_follower_restarts_its_group_while_the_front_serves_elsew
                 before = served.requests if served else 0
                 await until_lane(front, "big", lambda i: i.stats.requests > before + 5,
                                  "the leader serving the front again", 30)  # fmt: skip
-                stop.touch()
-                stdout, stderr = load.communicate(timeout=90)
-                assert load.returncode == 0, stderr.decode()[-2000:]
+                records = stop_load(load, stop)
             for host, daemon in d.items():
                 assert daemon.leftovers() == [], f"qwend on {host} left lane processes behind"
             assert front.leftovers() == []
@@ -190,8 +188,6 @@ async def test_a_killed_follower_restarts_its_group_while_the_front_serves_elsew
                 load.kill()
                 load.wait(timeout=15)
     assert not made & set(namespaces()), "namespaces left behind"
-    records = [json.loads(line) for line in stdout.decode().splitlines() if line]
-    failed_early = [r for r in records if r["status"] != 200 or not r["first_byte"]]
-    assert not failed_early, f"{len(failed_early)} failed before the first byte: {failed_early[:3]}"
+    assert_none_failed_early(records)
     lanes = {r["lane"] for r in records}
     assert {"big", "own"} <= lanes, lanes

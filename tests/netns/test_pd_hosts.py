@@ -13,7 +13,6 @@ back. Stopping every qwend leaves no lane process and no namespace behind. Root 
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 import tomli_w
 
 from tests.support.daemonproc import run_daemon, write_config
+from tests.support.netload import assert_none_failed_early, stop_load
 from tests.support.netns import Cluster, cluster_hosts, namespaces, require_netns
 from tests.support.paths import REPO
 from tests.support.simlane import DEFAULT_MODEL, sim_executable
@@ -142,9 +142,7 @@ async def test_1p2d_across_three_hosts_under_load_survives_a_decode_host_cut(
                 net.link("node2", up=True)
                 back, _ = await proxy.wait_state("d2", {"ready"}, 30)
                 d2_after = await proxy.served("d2", await proxy.completed("d2"))
-                stop.touch()
-                stdout, stderr = load.communicate(timeout=90)
-                assert load.returncode == 0, stderr.decode()[-2000:]
+                records = stop_load(load, stop)
                 stats = (await proxy.lanes())["p0"].stats
                 assert stats is not None and stats.requests > 0
             for host, daemon in {**decoders, "node0": proxy}.items():
@@ -155,9 +153,7 @@ async def test_1p2d_across_three_hosts_under_load_survives_a_decode_host_cut(
                 load.wait(timeout=15)
     assert not made & set(namespaces()), "namespaces left behind"
 
-    records = [json.loads(line) for line in stdout.decode().splitlines() if line]
-    failed_early = [r for r in records if r["status"] != 200 or not r["first_byte"]]
-    assert not failed_early, f"{len(failed_early)} failed before the first byte: {failed_early[:3]}"
+    assert_none_failed_early(records)
     assert len(records) > 50 and all(r["lane"].startswith("p0>d") for r in records)
     assert out - cut <= OUT_WITHIN_S + SLACK_S
     assert d2_before > 0 and d2_after > d2_before and d1_during > d1_out + 20

@@ -11,7 +11,6 @@ it back brings the remote lane back into rotation. Root only (CI runs it, never 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -24,6 +23,7 @@ import tomli_w
 
 from tests.support.config_fixtures import sim_command as lane_sim_command
 from tests.support.daemonproc import run_daemon, write_config
+from tests.support.netload import assert_none_failed_early, stop_load
 from tests.support.netns import Hosts, namespaces, require_netns, two_hosts
 from tests.support.paths import REPO
 from tests.support.simlane import DEFAULT_MODEL, sim_command, sim_executable
@@ -138,9 +138,7 @@ async def test_pulling_the_far_hosts_cable_takes_its_lane_out_and_back(tmp_path:
                 hosts.far_link(up=True)
                 not_back, _ = await daemon.wait_state("far", {"ready"}, 30)
                 far_after = await daemon.served("far", far_before)
-                stop.touch()
-                stdout, stderr = load.communicate(timeout=90)
-                assert load.returncode == 0, stderr.decode()[-2000:]
+                records = stop_load(load, stop)
             assert daemon.leftovers() == [], "qwend left lane processes behind"
         finally:
             if load is not None and load.poll() is None:
@@ -148,9 +146,7 @@ async def test_pulling_the_far_hosts_cable_takes_its_lane_out_and_back(tmp_path:
             end(sim)
     assert not {hosts.far, hosts.front} & set(namespaces()), "namespaces left behind"
 
-    records = [json.loads(line) for line in stdout.decode().splitlines() if line]
-    failed_early = [r for r in records if r["status"] != 200 or not r["first_byte"]]
-    assert not failed_early, f"{len(failed_early)} failed before the first byte: {failed_early[:3]}"
+    assert_none_failed_early(records)
     assert out - cut <= OUT_WITHIN_S + SLACK_S
     assert far_before > 0 and far_after > far_before and near_during > near_before + 20
     during = [r for r in records if out < r["start"] < not_back]

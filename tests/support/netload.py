@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,20 @@ async def main() -> None:
     )
     for record in records:
         print(json.dumps(record))
+
+
+def stop_load(load: subprocess.Popen[bytes], stop: Path) -> list[dict[str, Any]]:
+    """Tell a running load client to stop (the test side); its records, one per request."""
+    stop.touch()
+    stdout, stderr = load.communicate(timeout=90)
+    assert load.returncode == 0, stderr.decode()[-2000:]
+    return [json.loads(line) for line in stdout.decode().splitlines() if line]
+
+
+def assert_none_failed_early(records: list[dict[str, Any]]) -> None:
+    """No request failed before its first byte: each got a 200 and some body."""
+    failed = [r for r in records if r["status"] != 200 or not r["first_byte"]]
+    assert not failed, f"{len(failed)} failed before the first byte: {failed[:3]}"
 
 
 if __name__ == "__main__":
