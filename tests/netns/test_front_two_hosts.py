@@ -23,7 +23,15 @@ import tomli_w
 
 from tests.support.daemonproc import run_daemon, write_config
 from tests.support.netload import assert_none_failed_early, stop_load
-from tests.support.netns import Cluster, cluster_hosts, namespaces, require_netns
+from tests.support.netns import (
+    HEALTH,
+    OUT_WITHIN_S,
+    SLACK_S,
+    Cluster,
+    cluster_hosts,
+    namespaces,
+    require_netns,
+)
 from tests.support.paths import REPO
 from tests.support.simlane import DEFAULT_MODEL, sim_executable
 
@@ -32,11 +40,6 @@ pytestmark = pytest.mark.netns
 MODEL = "Qwen3.5-9B"
 LANE_PORT = 18210
 ROUTER_PORT = 18289
-HEALTH = {"interval_s": 0.3, "timeout_s": 0.5, "failure_threshold": 2}
-OUT_WITHIN_S = HEALTH["failure_threshold"] * (HEALTH["interval_s"] + HEALTH["timeout_s"])
-"""Probes needed to take a lane out, each at most an interval plus its timeout."""
-SLACK_S = 5.0
-"""For a loaded 2-core machine: scheduling, not the health logic."""
 
 
 def lane_file(lanes: Path, name: str, table: dict[str, Any]) -> None:

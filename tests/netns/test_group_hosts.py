@@ -27,7 +27,7 @@ import tomli_w
 from tests.cluster.peerrig import add_cluster, token_file
 from tests.support.daemonproc import DaemonProc, run_daemon, write_config
 from tests.support.netload import assert_none_failed_early, stop_load
-from tests.support.netns import Cluster, cluster_hosts, namespaces, require_netns
+from tests.support.netns import HEALTH, Cluster, cluster_hosts, namespaces, require_netns
 from tests.support.paths import REPO
 from tests.support.simlane import DEFAULT_MODEL, sim_executable
 
@@ -38,7 +38,6 @@ LANE_PORT = 18320
 RPC_PORT = 18321
 PEER_PORT = 7711
 ROUTER_PORT = 18389
-HEALTH = {"interval_s": 0.3, "timeout_s": 0.5, "failure_threshold": 2}
 RESTART = {"backoff_min_s": 0.1, "backoff_max_s": 0.5}
 MEMBERS = ("node0", "node1")
 

@@ -25,7 +25,15 @@ import tomli_w
 
 from tests.support.daemonproc import run_daemon, write_config
 from tests.support.netload import assert_none_failed_early, stop_load
-from tests.support.netns import Cluster, cluster_hosts, namespaces, require_netns
+from tests.support.netns import (
+    HEALTH,
+    OUT_WITHIN_S,
+    SLACK_S,
+    Cluster,
+    cluster_hosts,
+    namespaces,
+    require_netns,
+)
 from tests.support.paths import REPO
 from tests.support.simlane import DEFAULT_MODEL, sim_executable
 
@@ -34,10 +42,6 @@ pytestmark = pytest.mark.netns
 MODEL = "Qwen3.5-397B-A17B"
 LANE_PORT = 18310
 ROUTER_PORT = 18389
-HEALTH = {"interval_s": 0.3, "timeout_s": 0.5, "failure_threshold": 2}
-OUT_WITHIN_S = HEALTH["failure_threshold"] * (HEALTH["interval_s"] + HEALTH["timeout_s"])
-SLACK_S = 5.0
-"""For a loaded 2-core machine: scheduling, not the health logic."""
 DECODE_HOSTS = ("node1", "node2")
 
 

@@ -24,7 +24,15 @@ import tomli_w
 from tests.support.config_fixtures import sim_command as lane_sim_command
 from tests.support.daemonproc import run_daemon, write_config
 from tests.support.netload import assert_none_failed_early, stop_load
-from tests.support.netns import Hosts, namespaces, require_netns, two_hosts
+from tests.support.netns import (
+    HEALTH,
+    OUT_WITHIN_S,
+    SLACK_S,
+    Hosts,
+    namespaces,
+    require_netns,
+    two_hosts,
+)
 from tests.support.paths import REPO
 from tests.support.simlane import DEFAULT_MODEL, sim_command, sim_executable
 
@@ -35,11 +43,6 @@ MODEL = "Qwen3.5-9B"
 SIM_PORT = 18200
 LOCAL_PORT = 18201
 ROUTER_PORT = 18288
-HEALTH = {"interval_s": 0.3, "timeout_s": 0.5, "failure_threshold": 2}
-OUT_WITHIN_S = HEALTH["failure_threshold"] * (HEALTH["interval_s"] + HEALTH["timeout_s"])
-"""Probes needed to take the lane out, each at most an interval plus its timeout."""
-SLACK_S = 5.0
-"""For a loaded 2-core machine: scheduling, not the health logic."""
 
 
 def configure(base: Path, hosts: Hosts, key: Path, state: Path) -> Path:

@@ -23,6 +23,13 @@ import pytest
 
 REQUIRE_ENV = "QWEND_REQUIRE_NETNS"
 
+HEALTH = {"interval_s": 0.3, "timeout_s": 0.5, "failure_threshold": 2}
+"""The ``[lane.health]`` of a lane across a link: quick to notice a pulled cable."""
+OUT_WITHIN_S = HEALTH["failure_threshold"] * (HEALTH["interval_s"] + HEALTH["timeout_s"])
+"""Probes needed to take a lane out, each at most an interval plus its timeout."""
+SLACK_S = 5.0
+"""For a loaded 2-core machine: scheduling, not the health logic."""
+
 
 def require_netns() -> None:
     """Skip (or fail, with ``QWEND_REQUIRE_NETNS=1``) unless namespaces can be made here."""
