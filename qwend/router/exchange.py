@@ -43,6 +43,7 @@ from qwend.router.proxy import (
     error_response,
     read_failure,
     relay_stream,
+    settle_response,
     usage_counts,
 )
 from qwend.router.recording import record_stream, record_whole
@@ -426,11 +427,7 @@ class Exchange:
         finally:
             self.expires_at = _NEVER
             self.lane = None
-            if resp is not None:  # a good answer's connection goes back to the pool
-                if verdict is True:
-                    resp.release()
-                else:
-                    resp.close()
+            settle_response(resp, verdict)
             fwd.slots.release(lane, verdict, self.work)
 
     async def _relay(

@@ -27,6 +27,7 @@ from qwend.router.proxy import (
     Failure,
     connection_failure,
     read_failure,
+    settle_response,
     transfer_failure,
 )
 from qwend.router.recording import ClassRuntime
@@ -120,11 +121,7 @@ async def prefill_hop(
     finally:
         owner.expires_at = _NEVER
         owner.lane = None
-        if resp is not None:  # a good answer's connection goes back to the pool
-            if verdict is True:
-                resp.release()
-            else:
-                resp.close()
+        settle_response(resp, verdict)
         fwd.slots.release(lane, verdict, prompt)
 
 

@@ -128,6 +128,17 @@ class Failure:
         )
 
 
+def settle_response(resp: ClientResponse | None, verdict: bool | None) -> None:
+    """A good answer's connection goes back to the pool; any other is closed (a failed or
+    abandoned exchange may have left unread bytes on it)."""
+    if resp is None:
+        return
+    if verdict is True:
+        resp.release()
+    else:
+        resp.close()
+
+
 def connection_failure(lane: str, exc: BaseException, when: str) -> Failure:
     """A Failure for a lane that could not be reached, broke or timed out before answering."""
     detail = str(exc) or type(exc).__name__
