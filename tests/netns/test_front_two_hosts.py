@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-import tomli_w
 
-from tests.support.daemonproc import run_daemon, write_config
-from tests.support.netload import assert_none_failed_early, stop_load
+from tests.support.daemonproc import run_daemon, write_config, write_lane
+from tests.support.netload import assert_none_failed_early, start_load, stop_load
 from tests.support.netns import (
     HEALTH,
     OUT_WITHIN_S,
@@ -32,7 +29,6 @@ from tests.support.netns import (
     namespaces,
     require_netns,
 )
-from tests.support.paths import REPO
 from tests.support.simlane import DEFAULT_MODEL, sim_executable
 
 pytestmark = pytest.mark.netns
@@ -40,10 +36,6 @@ pytestmark = pytest.mark.netns
 MODEL = "Qwen3.5-9B"
 LANE_PORT = 18210
 ROUTER_PORT = 18289
-
-
-def lane_file(lanes: Path, name: str, table: dict[str, Any]) -> None:
-    (lanes / f"{name}.toml").write_bytes(tomli_w.dumps({"lane": table}).encode())
 
 
 def host_config(base: Path, name: str) -> Path:
@@ -54,7 +46,7 @@ def host_config(base: Path, name: str) -> Path:
         "--served-model-name", DEFAULT_MODEL, "--variant", "v3", "--lane-name", "{name}",
         "--time-scale", "50",
     ]  # fmt: skip
-    lane_file(
+    write_lane(
         cfg.parent / "lanes.d",
         f"{name}-lane",
         {"role": "stable", "model": MODEL, "served_model": DEFAULT_MODEL, "npus": [0],
@@ -67,7 +59,7 @@ def front_config(base: Path, net: Cluster) -> Path:
     """qwend.toml of the front host: h1's and h2's lanes as remote lanes."""
     cfg = write_config(base / "front", [], router_port=ROUTER_PORT)
     for host, role in (("h1", "stable"), ("h2", "throughput")):
-        lane_file(
+        write_lane(
             cfg.parent / "lanes.d",
             host,
             {"role": role, "model": MODEL, "served_model": DEFAULT_MODEL,
@@ -75,17 +67,6 @@ def front_config(base: Path, net: Cluster) -> Path:
              "health": HEALTH, "restart": {"backoff_min_s": 0.1, "backoff_max_s": 0.5}},
         )  # fmt: skip
     return cfg
-
-
-def start_load(net: Cluster, stop: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "tests.support.netload",
-            f"http://127.0.0.1:{ROUTER_PORT}", MODEL, str(stop)]  # fmt: skip
-    return subprocess.Popen(
-        [*net.exec_in("front"), *argv],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
 
 
 async def test_a_front_host_routes_to_two_hosts_and_survives_one_losing_its_cable(
@@ -110,7 +91,9 @@ async def test_a_front_host_routes_to_two_hosts_and_survives_one_losing_its_cabl
                 )
                 await front.wait_lanes({"h1": "ready", "h2": "ready"}, timeout=60)
                 stop = tmp_path / "stop-load"
-                load = start_load(net, stop)
+                load = start_load(
+                    net.exec_in("front"), f"http://127.0.0.1:{ROUTER_PORT}", MODEL, stop
+                )
                 h2_before = await front.served("h2")
                 h1_before = await front.completed("h1")
                 net.link("h2", up=False)

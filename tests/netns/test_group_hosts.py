@@ -16,19 +16,16 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import tomli_w
 
 from tests.cluster.peerrig import add_cluster, token_file
-from tests.support.daemonproc import DaemonProc, run_daemon, write_config
-from tests.support.netload import assert_none_failed_early, stop_load
+from tests.support.daemonproc import DaemonProc, run_daemon, write_config, write_lane
+from tests.support.netload import assert_none_failed_early, start_load, stop_load
 from tests.support.netns import HEALTH, Cluster, cluster_hosts, namespaces, require_netns
-from tests.support.paths import REPO
 from tests.support.simlane import DEFAULT_MODEL, sim_executable
 
 pytestmark = pytest.mark.netns
@@ -40,10 +37,6 @@ PEER_PORT = 7711
 ROUTER_PORT = 18389
 RESTART = {"backoff_min_s": 0.1, "backoff_max_s": 0.5}
 MEMBERS = ("node0", "node1")
-
-
-def lane_file(lanes: Path, name: str, table: dict[str, Any]) -> None:
-    (lanes / f"{name}.toml").write_bytes(tomli_w.dumps({"lane": table}).encode())
 
 
 def sim(*extra: str) -> list[str]:
@@ -77,7 +70,7 @@ def member_config(base: Path, net: Cluster, host: str, token: Path) -> Path:
     else:
         dp += ["--headless", "--data-parallel-start-rank", "1"]
         table |= {"command": sim(*dp)}
-    lane_file(cfg.parent / "lanes.d", "big", table)
+    write_lane(cfg.parent / "lanes.d", "big", table)
     return cfg
 
 
@@ -85,14 +78,14 @@ def front_config(base: Path, net: Cluster) -> Path:
     """qwend.toml of the front: node0's group leader as a remote lane, and a lane of its own."""
     cfg = write_config(base / "front", [], router_port=ROUTER_PORT)
     lanes = cfg.parent / "lanes.d"
-    lane_file(
+    write_lane(
         lanes,
         "big",
         {"role": "stable", "model": MODEL, "served_model": DEFAULT_MODEL,
          "url": f"http://{net.addr['node0']}:{LANE_PORT}", "connect_timeout_s": 0.5,
          "health": HEALTH, "restart": RESTART},
     )  # fmt: skip
-    lane_file(
+    write_lane(
         lanes,
         "own",
         {"role": "throughput", "model": MODEL, "served_model": DEFAULT_MODEL, "npus": [0],
@@ -100,14 +93,6 @@ def front_config(base: Path, net: Cluster) -> Path:
          "health": HEALTH},
     )  # fmt: skip
     return cfg
-
-
-def start_load(net: Cluster, stop: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "tests.support.netload",
-            f"http://127.0.0.1:{ROUTER_PORT}", MODEL, str(stop)]  # fmt: skip
-    return subprocess.Popen(
-        [*net.exec_in("front"), *argv], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
 
 
 async def until_lane(daemon: DaemonProc, lane: str, check: Any, what: str, timeout: float) -> Any:
@@ -154,7 +139,9 @@ async def test_a_killed_follower_restarts_its_group_while_the_front_serves_elsew
                 )
                 await front.wait_lanes({"big": "ready", "own": "ready"}, timeout=60)
                 stop = tmp_path / "stop-load"
-                load = start_load(net, stop)
+                load = start_load(
+                    net.exec_in("front"), f"http://127.0.0.1:{ROUTER_PORT}", MODEL, stop
+                )
                 await until_lane(front, "big", lambda i: i.stats and i.stats.requests > 5,
                                  "the group's leader serving the front", 30)  # fmt: skip
 

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import pytest
 import tomli_w
 
-from tests.support.daemonproc import run_daemon, write_config
-from tests.support.netload import assert_none_failed_early, stop_load
+from tests.support.daemonproc import run_daemon, write_config, write_lane
+from tests.support.netload import assert_none_failed_early, start_load, stop_load
 from tests.support.netns import (
     HEALTH,
     OUT_WITHIN_S,
@@ -34,7 +32,6 @@ from tests.support.netns import (
     namespaces,
     require_netns,
 )
-from tests.support.paths import REPO
 from tests.support.simlane import DEFAULT_MODEL, sim_executable
 
 pytestmark = pytest.mark.netns
@@ -43,10 +40,6 @@ MODEL = "Qwen3.5-397B-A17B"
 LANE_PORT = 18310
 ROUTER_PORT = 18389
 DECODE_HOSTS = ("node1", "node2")
-
-
-def lane_file(lanes: Path, name: str, table: dict[str, Any]) -> None:
-    (lanes / f"{name}.toml").write_bytes(tomli_w.dumps({"lane": table}).encode())
 
 
 def sim(kv: list[str]) -> list[str]:
@@ -61,7 +54,7 @@ def decode_host_config(base: Path, host: str) -> Path:
     """qwend.toml of a decode host: one local decode sim lane on every address."""
     cfg = write_config(base / host, [])
     kv = ["--kv-role", "decode", "--kv-without", "refuse"]
-    lane_file(
+    write_lane(
         cfg.parent / "lanes.d",
         f"{host}-decode",
         {"role": "decode", "model": MODEL, "served_model": DEFAULT_MODEL, "npus": [0],
@@ -80,7 +73,7 @@ def prefill_host_config(base: Path, net: Cluster) -> Path:
     doc["router"]["first_byte_timeout_s"] = 5.0
     cfg.write_bytes(tomli_w.dumps(doc).encode())
     kv = ["--kv-role", "prefill", "--kv-advertise-host", net.addr["node0"]]
-    lane_file(
+    write_lane(
         cfg.parent / "lanes.d",
         "p0",
         {"role": "prefill", "model": MODEL, "served_model": DEFAULT_MODEL, "npus": [0],
@@ -88,7 +81,7 @@ def prefill_host_config(base: Path, net: Cluster) -> Path:
          "health": {"interval_s": 1.0}},
     )  # fmt: skip
     for index, host in enumerate(DECODE_HOSTS, start=1):
-        lane_file(
+        write_lane(
             cfg.parent / "lanes.d",
             f"d{index}",
             {"role": f"decode-{index}", "model": MODEL, "served_model": DEFAULT_MODEL,
@@ -97,14 +90,6 @@ def prefill_host_config(base: Path, net: Cluster) -> Path:
              "restart": {"backoff_min_s": 0.1, "backoff_max_s": 0.5}},
         )  # fmt: skip
     return cfg
-
-
-def start_load(net: Cluster, stop: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "tests.support.netload",
-            f"http://127.0.0.1:{ROUTER_PORT}", MODEL, str(stop), "--workers", "4"]  # fmt: skip
-    return subprocess.Popen(
-        [*net.exec_in("node0"), *argv], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
 
 
 async def test_1p2d_across_three_hosts_under_load_survives_a_decode_host_cut(
@@ -133,7 +118,9 @@ async def test_1p2d_across_three_hosts_under_load_survives_a_decode_host_cut(
                     "prefill", "decode", "decode"
                 ]  # fmt: skip
                 stop = tmp_path / "stop-load"
-                load = start_load(net, stop)
+                load = start_load(
+                    net.exec_in("node0"), f"http://127.0.0.1:{ROUTER_PORT}", MODEL, stop, workers=4
+                )
                 d2_before = await proxy.served("d2")
                 await proxy.served("d1")
                 net.link("node2", up=False)

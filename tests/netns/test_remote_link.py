@@ -14,16 +14,14 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import tomli_w
 
 from tests.support.config_fixtures import sim_command as lane_sim_command
-from tests.support.daemonproc import run_daemon, write_config
-from tests.support.netload import assert_none_failed_early, stop_load
+from tests.support.daemonproc import run_daemon, write_config, write_lane
+from tests.support.netload import assert_none_failed_early, start_load, stop_load
 from tests.support.netns import (
     HEALTH,
     OUT_WITHIN_S,
@@ -33,7 +31,6 @@ from tests.support.netns import (
     require_netns,
     two_hosts,
 )
-from tests.support.paths import REPO
 from tests.support.simlane import DEFAULT_MODEL, sim_command, sim_executable
 
 pytestmark = pytest.mark.netns
@@ -69,8 +66,8 @@ def configure(base: Path, hosts: Hosts, key: Path, state: Path) -> Path:
         "env": {"QWEND_SIM_STATE_DIR": str(state)},
         "health": {"interval_s": 1.0},
     }
-    (lanes / "far.toml").write_bytes(tomli_w.dumps({"lane": far}).encode())
-    (lanes / "near.toml").write_bytes(tomli_w.dumps({"lane": near}).encode())
+    write_lane(lanes, "far", far)
+    write_lane(lanes, "near", near)
     return cfg
 
 
@@ -111,19 +108,8 @@ async def test_pulling_the_far_hosts_cable_takes_its_lane_out_and_back(tmp_path:
             async with run_daemon(cfg, prefix=hosts.exec_in(hosts.front), env=env) as daemon:
                 await daemon.wait_lanes({"far": "ready", "near": "ready"}, timeout=60)
                 stop = tmp_path / "stop-load"
-                load = subprocess.Popen(
-                    [
-                        *hosts.exec_in(hosts.front),
-                        sys.executable,
-                        "-m",
-                        "tests.support.netload",
-                        f"http://127.0.0.1:{ROUTER_PORT}",
-                        MODEL,
-                        str(stop),
-                    ],
-                    cwd=REPO,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
+                load = start_load(
+                    hosts.exec_in(hosts.front), f"http://127.0.0.1:{ROUTER_PORT}", MODEL, stop
                 )
                 await asyncio.sleep(0)  # the load runs on its own; phases follow lane states
                 far_before = await daemon.served("far")

@@ -127,6 +127,12 @@ def write_config(
     return path
 
 
+def write_lane(lanes_dir: Path, name: str, table: Mapping[str, Any]) -> None:
+    """Write ``lanes_dir/NAME.toml`` holding ``[lane]`` ``table`` (keys a LaneConfig lacks:
+    url, group, kv_role ...)."""
+    (lanes_dir / f"{name}.toml").write_bytes(tomli_w.dumps({"lane": dict(table)}).encode())
+
+
 def add_public(config: Path, public: Mapping[str, Any]) -> None:
     """Give a qwend.toml written by ``write_config`` this ``[public]`` section."""
     doc = tomllib.loads(config.read_text())

@@ -12,11 +12,15 @@ import argparse
 import asyncio
 import json
 import subprocess
+import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from tests.support.paths import REPO
 
 
 async def one(session: aiohttp.ClientSession, url: str, model: str) -> dict[str, Any]:
@@ -59,6 +63,18 @@ async def main() -> None:
     )
     for record in records:
         print(json.dumps(record))
+
+
+def start_load(
+    prefix: Sequence[str], url: str, model: str, stop: Path, *, workers: int = 2
+) -> subprocess.Popen[bytes]:
+    """Run this load client (the test side) under ``prefix`` (``ip netns exec NS``) against
+    ``url`` until ``stop`` exists; ``stop_load`` ends it and returns its records."""
+    argv = [sys.executable, "-m", "tests.support.netload", url, model, str(stop),
+            "--workers", str(workers)]  # fmt: skip
+    return subprocess.Popen(
+        [*prefix, *argv], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def stop_load(load: subprocess.Popen[bytes], stop: Path) -> list[dict[str, Any]]:
