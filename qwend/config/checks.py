@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from qwend.config.draft import LaneDraft
 from qwend.config.kvconfig import kv_role_problem
-from qwend.config.model import KvRole, PublicConfig, RouterConfig
+from qwend.config.model import GroupConfig, KvRole, PublicConfig, RouterConfig
 from qwend.config.parallel import SidePort, side_ports, vllm_layout
 from qwend.errors import ConfigIssue
 
@@ -37,6 +37,7 @@ def check_all(
     if not uncertain:
         check_roles(issues, drafts)
     check_lane_resources(issues, drafts)
+    check_runs_on(issues, drafts)
     check_parallel(issues, drafts)
     check_kv_roles(issues, drafts)
     check_side_ports(issues, drafts)
@@ -101,6 +102,43 @@ def check_lane_resources(issues: list[ConfigIssue], drafts: Sequence[LaneDraft])
                 _clash(issues, d, other, f'standby lane of role "{d.role}" cannot share')
 
 
+def check_runs_on(issues: list[ConfigIssue], drafts: Sequence[LaneDraft]) -> None:
+    """``runs_on`` names a lane group this host leads (its engine is started there)."""
+    by_name = {d.name: d for d in drafts if d.name is not None}
+    for d in drafts:
+        target = d.values.get("runs_on")
+        if not isinstance(target, str):
+            continue
+        other = by_name.get(target)
+        group = other.values.get("group") if other is not None else None
+        if other is None:
+            msg = f"no lane is called {target}; name the lane group this lane runs on"
+        elif not isinstance(group, GroupConfig):
+            msg = (
+                f"lane {target} ({other.file}) is not a lane group; runs_on names the"
+                " group (a lane with [lane.group]) whose members this lane's engine uses"
+            )
+        elif not group.is_leader:
+            msg = (
+                f"this host only follows lane group {target} (led by {group.leader}); a lane"
+                f" runs on a group from the leader's host: move this lane to {group.leader}"
+            )
+        else:
+            continue
+        issues.append(ConfigIssue(d.file, "lane.runs_on", msg))
+    served = {d.values.get("runs_on") for d in drafts}
+    for d in drafts:
+        group = d.values.get("group")
+        headless_leader = isinstance(group, GroupConfig) and group.is_leader and d.port is None
+        if headless_leader and d.name is not None and d.name not in served:
+            msg = (
+                f"lane {d.name} leads a lane group but has no port, and no lane runs on"
+                " it: nothing would serve its API; set port (the leader serves the API)"
+                f' or add a lane with runs_on = "{d.name}" (e.g. vLLM on a Ray cluster)'
+            )
+            issues.append(ConfigIssue(d.file, "lane.port", msg))
+
+
 def _clash(issues: list[ConfigIssue], d: LaneDraft, other: LaneDraft, what: str) -> None:
     name = other.name or "?"
     if d.port is not None and d.port == other.port:
@@ -132,8 +170,8 @@ def check_parallel(issues: list[ConfigIssue], drafts: Sequence[LaneDraft]) -> No
         layout, problems = vllm_layout(argv)
         for problem in problems:
             issues.append(ConfigIssue(d.file, "lane.command", problem))
-        if layout is None or problems or d.npus is None:
-            continue
+        if layout is None or problems or d.npus is None or d.values.get("runs_on"):
+            continue  # a runs_on lane's NPUs are its group's, on every member host
         if layout.npus != len(d.npus):
             listed = ", ".join(str(n) for n in d.npus)
             msg = (

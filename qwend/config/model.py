@@ -408,6 +408,15 @@ class LaneConfig:
     """Prefill or decode lane of PD disaggregation; None: prefill and decode in this lane."""
     group: GroupConfig | None = None
     """Set for a member of a multi-node lane group (``[lane.group]``)."""
+    runs_on: str | None = None
+    """The lane group (led by this host) whose members this lane's engine runs on, e.g.
+    a ``vllm serve --distributed-executor-backend ray`` on a Ray cluster: started once the
+    group is ready, stopped before it restarts or stops. Such a lane holds no NPUs itself."""
+
+    @property
+    def is_headless(self) -> bool:
+        """A group member without an API (port 0): never probed over HTTP, never routed."""
+        return self.group is not None and not self.port
 
     @property
     def is_follower(self) -> bool:
@@ -465,6 +474,7 @@ class LaneConfig:
             self.served_model,
             self.remote,
             self.group,
+            self.runs_on,
         )
 
 

@@ -74,12 +74,13 @@ RATIO = Num(positive=True, most=1.0)
 
 @dataclass(frozen=True)
 class NpuList(Conv[tuple[int, ...]]):
-    """A non-empty list of distinct NPU ids."""
+    """A list of distinct NPU ids, non-empty unless ``empty``."""
 
     expected: str = f"a non-empty list of NPU ids 0-{MAX_NPU}, e.g. [4]"
+    empty: bool = False
 
     def __call__(self, value: object) -> tuple[int, ...]:
-        if not isinstance(value, list) or not value:
+        if not isinstance(value, list) or (not value and not self.empty):
             raise Bad(self.expected, value)
         return _distinct(value, Int(0, MAX_NPU), lambda number: f"NPU {number} is listed twice")
 
@@ -389,11 +390,25 @@ def parse_lane_file(
     group = parse_group(t.sub("group"), cluster, peers)
     if remote is not None and group is not None:
         t.error("group", "a lane group's members run on member hosts; a remote lane (url) has none")
-    follower = group is not None and not group.is_leader
+    runs_on = t.opt("runs_on", NAME)
+    if runs_on is not None and (group is not None or remote is not None):
+        what = "a lane group's member" if group is not None else "a remote lane (url)"
+        t.error("runs_on", f"{what} cannot run on another lane group; remove runs_on")
+        runs_on = None
     if remote is None:
-        draft.npus = t.get("npus", NpuList(), REQUIRED)
-        # A headless follower serves no API: it may have no port (0: none).
-        draft.port = t.get("port", Int(1, 65535), 0 if follower else REQUIRED) or None
+        # A lane running on a group's cluster holds no NPUs: the group's members do.
+        npus = NpuList() if runs_on is None else NpuList(empty=True)
+        no_npus: tuple[int, ...] = ()
+        draft.npus = t.get("npus", npus, REQUIRED if runs_on is None else no_npus)
+        if runs_on is not None and draft.npus:
+            t.error(
+                "npus",
+                f"lane group {runs_on}'s members hold the NPUs this lane's engine runs on;"
+                " remove npus (or leave it [])",
+            )
+            draft.npus = ()  # said once: not again as a clash with the members' NPUs
+        # A group member may serve no API (a headless rank, a Ray node): port 0, none.
+        draft.port = t.get("port", Int(1, 65535), 0 if group is not None else REQUIRED) or None
     kv_role = t.opt("kv_role", Choice(tuple(r.value for r in KvRole)))
     draft.capabilities = parse_capabilities(t.sub("capabilities"))
     draft.values = {
@@ -412,6 +427,7 @@ def parse_lane_file(
         "remote": remote,
         "kv_role": KvRole(kv_role) if kv_role is not None else None,
         "group": group,
+        "runs_on": runs_on,
         "env": t.get("env", Env(), {}),
         "cwd": t.opt("cwd", PathConv(base)),
         "health": parse_health(t.sub("health")),

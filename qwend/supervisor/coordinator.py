@@ -113,6 +113,8 @@ class GroupCoordinator:
         ``FollowerWatch``)."""
         deadline = time.monotonic() + timeout_s
         async with self._lock:
+            # The lanes running on the group go first, their requests drained: asked-for.
+            await self._sup.stop_dependents(self.lane, drain=True)
             await self._carry(self.machine.stop(await self.poll(), reason))
             while self.machine.state is not GroupState.STOPPED:
                 if time.monotonic() > deadline:
@@ -168,9 +170,12 @@ class GroupCoordinator:
     async def _do(self, action: Action) -> None:
         if action.kind is ActionKind.ROUTE:
             self._sup.set_group_ready(self.lane, True)
+            await self._sup.start_dependents(self.lane)
             return
         if action.kind is ActionKind.UNROUTE:
             self._sup.set_group_ready(self.lane, False)
+            # Before any member stops: an engine whose workers vanish may hang, not exit.
+            await self._sup.stop_dependents(self.lane, drain=False)
             return
         host = action.member
         self._log.info("group member action", action=action.kind.value, member=host)

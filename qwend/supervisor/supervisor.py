@@ -198,8 +198,19 @@ class Supervisor:
         return self._session
 
     def _preflight(self, lane: LaneConfig) -> None:
+        if lane.runs_on is not None and lane.runs_on not in self._group_ready:
+            # Also a runner's own restart: an engine whose cluster is down waits in backoff
+            # (its group's coordinator starts it afresh once the group is ready again).
+            raise LaneError(self._group_not_ready(lane.name, lane.runs_on))
         claiming = [r.cfg for r in self._runners.values() if r.state in CLAIMING]
         preflight(lane, claiming)
+
+    def _group_not_ready(self, lane: str, group: str) -> str:
+        state = self._runners[group].state.value if group in self._runners else "not configured"
+        return (
+            f"lane {lane} runs on lane group {group}, which is not ready (its lane here is"
+            f" {state}); it starts once the group is: qwenctl start {group}"
+        )
 
     def _runner(self, name: str) -> LaneRunner:
         try:
@@ -239,10 +250,10 @@ class Supervisor:
 
     def _group_up(self, cfg: LaneConfig) -> bool:
         """A plain lane: True. A group's leader: while the whole group is up. A follower
-        (a headless member): never routed."""
+        or a headless member (a Ray node): never routed."""
         if cfg.group is None:
             return True
-        return not cfg.is_follower and cfg.name in self._group_ready
+        return not cfg.is_follower and not cfg.is_headless and cfg.name in self._group_ready
 
     def set_group_ready(self, name: str, ready: bool) -> None:
         """The lane group coordinator's verdict: route the leader's lane or not."""
@@ -251,6 +262,37 @@ class Supervisor:
         else:
             self._group_ready.discard(name)
         self._publish()
+
+    def runs_on(self, group: str) -> tuple[str, ...]:
+        """The lanes whose engine runs on the lane group ``group`` (``runs_on``)."""
+        return tuple(n for n, r in self._runners.items() if r.cfg.runs_on == group)
+
+    async def start_dependents(self, group: str) -> None:
+        """The group just became ready: start the active lanes that run on it (a crash loop
+        while it was down is forgiven: the cluster under them is a new one)."""
+        for name in self.runs_on(group):
+            runner = self._runners[name]
+            if self._active.get(runner.cfg.role) != name or self._closing:
+                continue  # a standby engine is started by its promotion
+            if runner.state is LaneState.FAILED:
+                await runner.reset()
+            elif runner.state in (LaneState.STOPPED, LaneState.BACKOFF):
+                await runner.stop()  # a backoff ends: start at once, not at the next retry
+                await runner.start()
+
+    async def stop_dependents(self, group: str, *, drain: bool) -> None:
+        """Stop every lane that runs on ``group`` before its members stop: ``drain`` when the
+        stop was asked for (their requests finish), at once when a member was lost (the
+        engine's workers are going or gone)."""
+        names = [n for n in self.runs_on(group) if self._runners[n].state is not LaneState.STOPPED]
+        if not names:
+            return
+        if drain:
+            for name in names:
+                await self._runners[name].drain()
+            await self._drain_wait(names, self._config.daemon.drain_timeout_s)
+        reason = f"lane group {group} is not ready"
+        await asyncio.gather(*(self._runners[n].stop(reason) for n in names))
 
     def lane_state(self, name: str) -> LaneState:
         """One lane's state; LaneError for an unknown lane."""
@@ -375,7 +417,7 @@ class Supervisor:
             self._guard_watch = asyncio.create_task(self._guard.watch(), name="orphan-guard")
         await self._adopt()
         for runner in self._runners.values():
-            if runner.cfg.group is not None:
+            if runner.cfg.group is not None or runner.cfg.runs_on is not None:
                 continue  # started by its group's coordinator, in the group's order
             if self._active.get(runner.cfg.role) == runner.name:
                 await runner.start()
@@ -443,6 +485,9 @@ class Supervisor:
     async def start_member(self, name: str) -> None:
         """Start (or reset) this host's lane itself, group member or not."""
         runner = self._runner(name)
+        group = runner.cfg.runs_on
+        if group is not None and group not in self._group_ready:
+            raise LaneError(self._group_not_ready(name, group))
         if runner.state is LaneState.FAILED:
             await runner.reset()
         else:
@@ -558,7 +603,8 @@ class Supervisor:
         # 4. Start again what was running, then the new active lanes (a group member is
         # started by its group, in the group's order: the daemon's groups re-sync next).
         for name in (*plan.restart, *plan.start):
-            if self._runners[name].cfg.group is None:
+            cfg = self._runners[name].cfg
+            if cfg.group is None and (cfg.runs_on is None or cfg.runs_on in self._group_ready):
                 await self._runners[name].start()
 
     async def _drain_wait(self, names: list[str], timeout: float) -> None:

@@ -119,7 +119,7 @@ def test_a_group_member_on_this_host() -> None:
     assert big.group.start_sequence == ("node0", "node1")
 
 
-def test_a_follower_may_omit_its_port_but_a_leader_may_not() -> None:
+def test_a_follower_may_omit_its_port_a_leader_only_when_a_lane_runs_on_it() -> None:
     follower = group_lane(["node0", "node1"])
     del follower["lane"]["port"]
     config = parse(main({"name": "node1", **TOKEN}, [node1(name="node0")]), {"b.toml": follower})
