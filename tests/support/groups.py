@@ -3,6 +3,7 @@ members (leader lane and ``--headless`` follower lane), and the peer link betwee
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,3 +104,56 @@ def pid(host: Host) -> int | None:
 def routed(host: Host) -> bool:
     lane = host.table.get("big")
     return lane is not None and lane.accepting
+
+
+def ray_node_lane(this: str, state_dir: Path) -> LaneConfig:
+    """The headless member ``ray`` of host ``this``: a process that runs until stopped
+    (the stand-in of a ``ray start --block`` node; the sim's own Ray mode is exercised by
+    the multi-host tests)."""
+    return LaneConfig(
+        name="ray",
+        role="raycluster",
+        variant="ray",
+        npus=(1,),
+        port=0,
+        model="qwen3.5-9b",
+        command=(sys.executable, "-c", "import time; time.sleep(3600)"),
+        env={"QWEND_SIM_STATE_DIR": str(state_dir)},
+        health=FAST_HEALTH,
+        restart=FAST_RESTART,
+        group=GroupConfig(members=HOSTS, this=this, start_order=StartOrder.LEADER_FIRST),
+    )
+
+
+def engine_lane(port: int, state_dir: Path) -> LaneConfig:
+    """The lane ``engine`` on the leader's host, running on the group ``ray``."""
+    return LaneConfig(
+        name="engine",
+        role="stable",
+        variant="v3",
+        npus=(),
+        port=port,
+        model="qwen3.5-9b",
+        command=tuple(sim_command(port, lane_name="engine", startup_delay=0.2)),
+        env={"QWEND_SIM_STATE_DIR": str(state_dir)},
+        health=FAST_HEALTH,
+        restart=FAST_RESTART,
+        runs_on="ray",
+    )
+
+
+async def make_ray_hosts(tmp_path: Path) -> AsyncIterator[dict[str, Host]]:
+    """Both hosts' supervisors: the group ``ray`` of headless members, and on the
+    leader's host the lane ``engine`` that runs on it."""
+    state = tmp_path / "sim-state"
+    made: dict[str, Host] = {}
+    for name in HOSTS:
+        lanes: tuple[LaneConfig, ...] = (ray_node_lane(name, state),)
+        if name == HOSTS[0]:
+            lanes = (*lanes, engine_lane(free_port(), state))
+        cfg = Config(daemon=DaemonConfig(log_dir=tmp_path / name / "logs"), lanes=lanes)
+        table = LaneTable()
+        made[name] = Host(name, Supervisor(cfg, table), table)
+    yield made
+    for host in made.values():
+        await host.sup.shutdown(drain_timeout=0)
