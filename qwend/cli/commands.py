@@ -133,6 +133,9 @@ async def cmd_status(ctx: Context) -> int:
             ctx.emit(status, render.render_status(status))
             return ExitStatus.OK
     ctx.emit(view, render.render_cluster(view))
+    # Every host shown, yet a check script must not read a silent peer as a healthy one.
+    if any(host.status is None for host in view.hosts):
+        return ExitStatus.PEER_UNREACHABLE
     return ExitStatus.OK
 
 
