@@ -201,6 +201,36 @@ def ray_driver_settings(
     )
 
 
+UNMODELLED_RAY_FLAGS = (
+    "--dashboard-host",
+    "--dashboard-port",
+    "--include-dashboard",
+    "--temp-dir",
+    "--object-store-memory",
+    "--object-manager-port",
+    "--node-manager-port",
+    "--min-worker-port",
+    "--max-worker-port",
+    "--ray-client-server-port",
+)
+"""``ray start`` flags common in real recipes that the sim accepts and ignores (no
+dashboard, object store or worker port range here); the node logs them at start."""
+
+
+class _Unmodelled(argparse.Action):
+    """Collects the names of accepted-but-ignored flags in ``args.unmodelled``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        seen = list(getattr(namespace, self.dest, None) or [])
+        namespace.unmodelled = [*seen, option_string or self.dest]
+
+
 def _add_ray_parser(sub: Any) -> None:
     ray = sub.add_parser("ray", help="run a Ray head or worker node (like `ray start --block`)")
     ray_sub = ray.add_subparsers(dest="ray_command", required=True)
@@ -217,6 +247,11 @@ def _add_ray_parser(sub: Any) -> None:
     start.add_argument("--num-cpus", type=_non_negative_int, metavar="N", help="accepted, unused")
     start.add_argument("--resources", metavar="JSON", help="e.g. '{\"NPU\": 8}'")
     start.add_argument("--disable-usage-stats", action="store_true", help="accepted (no-op)")
+    for flag in UNMODELLED_RAY_FLAGS:
+        start.add_argument(flag, action=_Unmodelled, dest="unmodelled", help=argparse.SUPPRESS)
+    start.add_argument(
+        "--verbose", action=_Unmodelled, nargs=0, dest="unmodelled", help=argparse.SUPPRESS
+    )
     g = start.add_argument_group("sim tuning (real seconds)")
     _add_ray_link_flags(g)
     g.add_argument(
@@ -251,10 +286,12 @@ def ray_node_settings(args: argparse.Namespace, env: Mapping[str, str]) -> RayNo
         if not 0 < port < 65536:
             return f"--port must be 1..65535, got {port}"
         address: RayAddress | str = RayAddress(args.node_ip_address, port)
+        ignored: tuple[str, ...] = ()
     elif not args.address:
         return "a worker needs --address HEAD_IP:PORT (or --head to start the head)"
     else:
         address = parse_address(args.address)
+        ignored = () if args.port is None else ("--port (a worker's GCS is the head's)",)
     if isinstance(address, str):
         return f"--{address}"
     return RayNodeSettings(
@@ -265,6 +302,7 @@ def ray_node_settings(args: argparse.Namespace, env: Mapping[str, str]) -> RayNo
         npus=npus,
         link=RayLinkSettings(args.ray_heartbeat_s, args.ray_heartbeat_timeout_s),
         connect_timeout_s=args.ray_connect_timeout_s,
+        ignored=(*(args.unmodelled or ()), *ignored),
     )
 
 

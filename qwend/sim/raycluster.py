@@ -24,7 +24,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-MAX_LINE = 16_384
+MAX_LINE = 65_536
 """Longest message line accepted (anything longer is a protocol error)."""
 
 DEFAULT_PORT = 6379
@@ -146,6 +146,8 @@ class RayNodeSettings:
     link: RayLinkSettings = field(default_factory=RayLinkSettings)
     connect_timeout_s: float = 60.0
     """A worker: how long it keeps trying to reach a head that is not up yet."""
+    ignored: tuple[str, ...] = ()
+    """Flags accepted as Ray's but not modelled (logged at start)."""
 
 
 @dataclass(frozen=True)

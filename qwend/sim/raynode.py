@@ -23,6 +23,7 @@ from qwend.logs import lane_logger
 from qwend.sim import state
 from qwend.sim.raycluster import (
     HEAD_KEY,
+    MAX_LINE,
     ClusterTable,
     Hosting,
     NodeInfo,
@@ -94,6 +95,8 @@ async def run_node(settings: RayNodeSettings, state_dir: Any) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     record = NodeRecord(settings, state_dir, log)
+    if settings.ignored:
+        log.info("accepted but not modelled by the sim", flags=list(settings.ignored))
     with contextlib.suppress(OSError):
         state.prune(state_dir)
     try:
@@ -118,7 +121,7 @@ class RayHead:
         s = self.settings
         try:
             server = await asyncio.start_server(
-                self._serve_link, s.address.host, s.address.port, limit=2**16
+                self._serve_link, s.address.host, s.address.port, limit=MAX_LINE + 2
             )
         except OSError as exc:
             self._log.error(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -198,12 +199,44 @@ def test_a_silent_worker_is_declared_dead_after_the_heartbeat_timeout(
 
 def test_stopped_nodes_exit_zero(ray_node: RayNodeFactory) -> None:
     port = free_port()
-    head = ray_node("head", head_flags(port))
+    unmodelled = [
+        "--dashboard-host=0.0.0.0",
+        "--include-dashboard",
+        "true",
+        "--disable-usage-stats",
+    ]
+    head = ray_node("head", [*head_flags(port), *unmodelled])
     worker = ray_node("w1", worker_flags(port, "127.0.0.2"))
     wait_for(lambda: joined(head) == 1, what="the worker's join")
     assert worker.stop() == 0
     wait_for(lambda: "Ray node dead" in head.log_text(), what="the head to drop the worker")
     assert head.stop() == 0
+    assert '"--dashboard-host", "--include-dashboard"' in head.log_text()
+    assert "accepted but not modelled by the sim" in head.log_text()
+
+
+def closed_by(port: int, payload: bytes) -> bytes:
+    """Send ``payload`` to the head and read until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(payload)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+
+def test_a_hostile_client_is_dropped_and_the_head_keeps_serving(ray_node: RayNodeFactory) -> None:
+    port = free_port()
+    head = ray_node("head", head_flags(port))
+    wait_for(lambda: "Ray head started" in head.log_text(), what="the head")
+    assert closed_by(port, b"GET / HTTP/1.1\r\n\r\n") == b""
+    assert closed_by(port, b'{"type": "ping"}' + b" " * 100_000 + b"\n") == b""
+    refused = closed_by(port, b'{"type": "hosting", "npus": 1}\n')
+    assert b"expected register or place first" in refused
+    assert closed_by(port, b"") == b"", "a silent client was never dropped"
+    worker = ray_node("w1", worker_flags(port, "127.0.0.2"))
+    wait_for(lambda: "Ray worker joined" in worker.log_text(), what="a join after the junk")
+    assert head.proc.poll() is None
 
 
 def test_a_worker_without_a_head_gives_up_after_the_connect_timeout(

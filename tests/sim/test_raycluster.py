@@ -207,7 +207,7 @@ def test_every_message_round_trips(message: Message) -> None:
         (b'{"type": "hosting", "npus": true}\n', "'npus' must be an integer"),
         (b'{"type": "register", "node": {"node_id": 1}}\n', "'node_id' must be a string"),
         (b'{"type": "placed", "bundles": {}}\n', "'bundles' must be a list"),
-        (b'{"type": "reject", "error": "x", "pad": "' + b"x" * 20_000 + b'"}\n', "longer than"),
+        (b'{"type": "reject", "error": "x", "pad": "' + b"x" * 70_000 + b'"}\n', "longer than"),
     ],
 )
 def test_malformed_lines_are_protocol_errors(line: bytes, expected: str) -> None:
