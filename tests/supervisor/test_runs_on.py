@@ -158,3 +158,33 @@ async def test_an_operator_stop_of_the_group_stops_the_engine_before_any_member(
         assert host.sup.lane_state("ray") is S.STOPPED
     assert lead.sup.lane_state("engine") is S.STOPPED
     assert stopped_at["engine"] <= stopped_at["ray"]
+
+
+@pytest.fixture
+async def sim_ray_hosts(tmp_path: Path) -> AsyncIterator[dict[str, Host]]:
+    async for made in make_ray_hosts(tmp_path, sim_ray=True):
+        yield made
+
+
+async def test_on_the_sims_ray_cluster_the_engine_serves_only_with_every_node(
+    sim_ray_hosts: dict[str, Host],
+) -> None:
+    lead, follow = sim_ray_hosts["node0"], sim_ray_hosts["node1"]
+    coord, task = await started(sim_ray_hosts)
+    try:
+        await until(lambda: lead.sup.lane_state("engine") is S.READY, 30, "the engine ready")
+        old = engine_pid(lead)
+        worker = follow.sup.snapshot("ray").pid
+        assert worker is not None
+        os.kill(worker, signal.SIGKILL)
+        await until(lambda: not engine_routed(lead), 15, "the engine out of routing")
+        await until(lambda: coord.machine.restarts == 1, 30, "a cluster restart")
+        await until(
+            lambda: lead.sup.lane_state("engine") is S.READY and engine_pid(lead) != old,
+            30,
+            "the engine back on the new cluster",
+        )
+        assert coord.machine.state is GroupState.READY
+        assert engine_routed(lead)
+    finally:
+        await finish(coord, task)

@@ -13,7 +13,8 @@ from qwend.routing.lanetable import LaneTable
 from qwend.supervisor.states import LaneState
 from qwend.supervisor.supervisor import Supervisor
 from tests.support.lanescripts.factory import FAST_HEALTH, FAST_RESTART
-from tests.support.simlane import free_port, sim_command
+from tests.support.simlane import free_port, sim_command, sim_executable
+from tests.support.simray import FAST_LINK
 
 HOSTS = ("node0", "node1")
 
@@ -106,10 +107,19 @@ def routed(host: Host) -> bool:
     return lane is not None and lane.accepting
 
 
-def ray_node_lane(this: str, state_dir: Path) -> LaneConfig:
-    """The headless member ``ray`` of host ``this``: a process that runs until stopped
-    (the stand-in of a ``ray start --block`` node; the sim's own Ray mode is exercised by
-    the multi-host tests)."""
+def ray_node_lane(this: str, state_dir: Path, head_port: int | None = None) -> LaneConfig:
+    """The headless member ``ray`` of host ``this``. With ``head_port``, a real
+    ``qwend-sim ray start --block`` node (the head on node0, a worker joining it); else a
+    process that runs until stopped, a stand-in that tests qwend's own rules apart from
+    any engine's behaviour."""
+    if head_port is None:
+        command: tuple[str, ...] = (sys.executable, "-c", "import time; time.sleep(3600)")
+    else:
+        role = ["--head", "--port", str(head_port)] if this == HOSTS[0] else [
+            "--address", f"127.0.0.1:{head_port}"
+        ]  # fmt: skip
+        command = (sim_executable(), "ray", "start", "--block", "--node-name", this,
+                   "--num-gpus", "1", *FAST_LINK, *role)  # fmt: skip
     return LaneConfig(
         name="ray",
         role="raycluster",
@@ -117,7 +127,7 @@ def ray_node_lane(this: str, state_dir: Path) -> LaneConfig:
         npus=(1,),
         port=0,
         model="qwen3.5-9b",
-        command=(sys.executable, "-c", "import time; time.sleep(3600)"),
+        command=command,
         env={"QWEND_SIM_STATE_DIR": str(state_dir)},
         health=FAST_HEALTH,
         restart=FAST_RESTART,
@@ -125,8 +135,15 @@ def ray_node_lane(this: str, state_dir: Path) -> LaneConfig:
     )
 
 
-def engine_lane(port: int, state_dir: Path) -> LaneConfig:
-    """The lane ``engine`` on the leader's host, running on the group ``ray``."""
+def engine_lane(port: int, state_dir: Path, head_port: int | None = None) -> LaneConfig:
+    """The lane ``engine`` on the leader's host, running on the group ``ray`` (with
+    ``head_port``: on the sim's Ray cluster, tensor parallel over both nodes)."""
+    on_ray = [] if head_port is None else [
+        "--distributed-executor-backend", "ray", "--tensor-parallel-size", "2", *FAST_LINK
+    ]  # fmt: skip
+    env = {"QWEND_SIM_STATE_DIR": str(state_dir)}
+    if head_port is not None:
+        env["RAY_ADDRESS"] = f"127.0.0.1:{head_port}"
     return LaneConfig(
         name="engine",
         role="stable",
@@ -134,23 +151,27 @@ def engine_lane(port: int, state_dir: Path) -> LaneConfig:
         npus=(),
         port=port,
         model="qwen3.5-9b",
-        command=tuple(sim_command(port, lane_name="engine", startup_delay=0.2)),
-        env={"QWEND_SIM_STATE_DIR": str(state_dir)},
+        command=tuple(sim_command(port, lane_name="engine", startup_delay=0.2, extra=on_ray)),
+        env=env,
         health=FAST_HEALTH,
         restart=FAST_RESTART,
         runs_on="ray",
     )
 
 
-async def make_ray_hosts(tmp_path: Path) -> AsyncIterator[dict[str, Host]]:
+async def make_ray_hosts(
+    tmp_path: Path, *, sim_ray: bool = False
+) -> AsyncIterator[dict[str, Host]]:
     """Both hosts' supervisors: the group ``ray`` of headless members, and on the
-    leader's host the lane ``engine`` that runs on it."""
+    leader's host the lane ``engine`` that runs on it (``sim_ray``: real sim Ray nodes and
+    an engine on them, else stand-ins)."""
     state = tmp_path / "sim-state"
+    head = free_port() if sim_ray else None
     made: dict[str, Host] = {}
     for name in HOSTS:
-        lanes: tuple[LaneConfig, ...] = (ray_node_lane(name, state),)
+        lanes: tuple[LaneConfig, ...] = (ray_node_lane(name, state, head),)
         if name == HOSTS[0]:
-            lanes = (*lanes, engine_lane(free_port(), state))
+            lanes = (*lanes, engine_lane(free_port(), state, head))
         cfg = Config(daemon=DaemonConfig(log_dir=tmp_path / name / "logs"), lanes=lanes)
         table = LaneTable()
         made[name] = Host(name, Supervisor(cfg, table), table)
