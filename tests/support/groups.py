@@ -4,11 +4,18 @@ members (leader lane and ``--headless`` follower lane), and the peer link betwee
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from qwend.config.model import Config, DaemonConfig, GroupConfig, LaneConfig, StartOrder
+from qwend.config.model import (
+    Config,
+    DaemonConfig,
+    GroupConfig,
+    LaneConfig,
+    RestartConfig,
+    StartOrder,
+)
 from qwend.routing.lanetable import LaneTable
 from qwend.supervisor.states import LaneState
 from qwend.supervisor.supervisor import Supervisor
@@ -82,20 +89,22 @@ def member_lane(this: str, port: int, rpc: int, state_dir: Path) -> LaneConfig:
 
 
 async def make_hosts(
-    tmp_path: Path, lead_extra: tuple[LaneConfig, ...] = ()
-) -> AsyncIterator[dict[str, Host]]:
+    tmp_path: Path, lead_extra: tuple[LaneConfig, ...] = (), restart: RestartConfig = FAST_RESTART
+) -> AsyncGenerator[dict[str, Host], None]:
     """Both hosts' supervisors (``lead_extra``: more lanes on the leader's host)."""
     port, rpc = free_port(), free_port()
     made: dict[str, Host] = {}
     for name in HOSTS:
-        lane = member_lane(name, port, rpc, tmp_path / "sim-state")
+        lane = replace(member_lane(name, port, rpc, tmp_path / "sim-state"), restart=restart)
         lanes = (lane, *lead_extra) if name == HOSTS[0] else (lane,)
         cfg = Config(daemon=DaemonConfig(log_dir=tmp_path / name / "logs"), lanes=lanes)
         table = LaneTable()
         made[name] = Host(name, Supervisor(cfg, table), table)
-    yield made
-    for host in made.values():
-        await host.sup.shutdown(drain_timeout=0)
+    try:
+        yield made
+    finally:
+        for host in made.values():
+            await host.sup.shutdown(drain_timeout=0)
 
 
 def pid(host: Host) -> int | None:
@@ -160,8 +169,8 @@ def engine_lane(port: int, state_dir: Path, head_port: int | None = None) -> Lan
 
 
 async def make_ray_hosts(
-    tmp_path: Path, *, sim_ray: bool = False
-) -> AsyncIterator[dict[str, Host]]:
+    tmp_path: Path, *, sim_ray: bool = False, restart: RestartConfig = FAST_RESTART
+) -> AsyncGenerator[dict[str, Host], None]:
     """Both hosts' supervisors: the group ``ray`` of headless members, and on the
     leader's host the lane ``engine`` that runs on it (``sim_ray``: real sim Ray nodes and
     an engine on them, else stand-ins)."""
@@ -172,9 +181,12 @@ async def make_ray_hosts(
         lanes: tuple[LaneConfig, ...] = (ray_node_lane(name, state, head),)
         if name == HOSTS[0]:
             lanes = (*lanes, engine_lane(free_port(), state, head))
+        lanes = tuple(replace(lane, restart=restart) for lane in lanes)
         cfg = Config(daemon=DaemonConfig(log_dir=tmp_path / name / "logs"), lanes=lanes)
         table = LaneTable()
         made[name] = Host(name, Supervisor(cfg, table), table)
-    yield made
-    for host in made.values():
-        await host.sup.shutdown(drain_timeout=0)
+    try:
+        yield made
+    finally:
+        for host in made.values():
+            await host.sup.shutdown(drain_timeout=0)
