@@ -132,6 +132,8 @@ class DaemonInfo(Message):
     """Where the OpenAI-compatible router listens."""
     config_errors: tuple[ConfigIssueInfo, ...] = ()
     """Issues of the last failed reload (empty once a reload succeeds)."""
+    peers: tuple[str, ...] = ()
+    """The ``[[peers]]`` names this daemon reaches (what ``--host`` accepts)."""
 
 
 @dataclass(frozen=True)

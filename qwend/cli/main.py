@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         subs, "completion", "print a shell completion script (bash, zsh, fish)", peer=False
     )
     completion.add_argument("shell", nargs="?", choices=list(SHELLS))
-    completion.add_argument(  # what the scripts call for live lane and role names
+    completion.add_argument(  # what the scripts call for live lane, role and host names
         "--names", choices=NAME_KINDS, help=argparse.SUPPRESS
     )
     # bench and verify send traffic to a lane's own address: not through a peer link.

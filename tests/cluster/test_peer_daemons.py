@@ -254,6 +254,10 @@ async def test_hostile_clients_of_the_peer_listener(tmp_path: Path) -> None:
         assert "node1: unreachable" in out.getvalue()
         local = await asyncio.to_thread(qwenctl, ["status", "--local"], env, out, io.StringIO())
         assert local == ExitStatus.OK
+        names = io.StringIO()  # what `qwenctl stop --host <TAB>` offers
+        argv = ["completion", "--names", "hosts"]
+        assert await asyncio.to_thread(qwenctl, argv, env, names, io.StringIO()) == 0
+        assert names.getvalue().split() == ["node1"]
         async with ControlClient(d0.control_socket, timeout_s=60, host="node1") as remote:
             with pytest.raises(RemoteError) as down:
                 await remote.status()
