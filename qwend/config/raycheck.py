@@ -138,10 +138,11 @@ def ray_notes(config: Config) -> list[str]:
         if layout is None or problems:
             continue
         group = next((g for g in config.lanes if g.name == lane.runs_on), None)
-        here = f"; this host gives it {len(group.npus)}" if group is not None else ""
+        here = f", {len(group.npus)} of them on this host" if group is not None else ""
         notes.append(
-            f"lane {lane.name}: {layout.describe()} on the NPUs of lane group"
-            f" {lane.runs_on}'s members{here} (checked across hosts with --cluster)"
+            f"lane {lane.name} runs {layout.describe()} on the NPUs of lane group"
+            f" {lane.runs_on}'s members{here}: their sum over the hosts is checked with"
+            " --cluster"
         )
     return notes
 

@@ -3,6 +3,7 @@ what it declares to Ray, and the engine lane that runs on it."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from qwend.config.load import check_config
 from qwend.config.model import Config
 from qwend.config.parse import parse_config
 from qwend.config.raycheck import ray_notes, ray_warnings
+from qwend.config.summary import render_summary
 from qwend.errors import ConfigError
 from tests.support.config_fixtures import Data, lane, valid_lanes, valid_main, write_config
 
@@ -158,8 +160,9 @@ def test_the_engines_layout_is_a_note_not_a_local_error() -> None:
     config = parse({"ray.toml": member(*HEAD), "big.toml": engine(*RAY)})
     (note,) = ray_notes(config)
     assert note == (
-        "lane big: tensor 2 x pipeline 2 x data 1 = 4 NPUs on the NPUs of lane group ray's"
-        " members; this host gives it 2 (checked across hosts with --cluster)"
+        "lane big runs tensor 2 x pipeline 2 x data 1 = 4 NPUs on the NPUs of lane group"
+        " ray's members, 2 of them on this host: their sum over the hosts is checked with"
+        " --cluster"
     )
 
 
@@ -172,4 +175,36 @@ def test_check_config_prints_the_warnings_and_the_note(tmp_path: Path) -> None:
     assert check.ok, check.issues
     text = render_check(check)
     assert "warning: lane ray (ray.toml): --num-gpus 3 declares 3 NPUs" in text
-    assert "note: lane big: tensor 2 x pipeline 2" in text
+    assert "note: lane big runs tensor 2 x pipeline 2" in text
+
+
+def _rows(text: str) -> dict[str, dict[str, str]]:
+    """The summary's lane table: lane -> column -> cell (cells are two spaces apart)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("LANE "))
+    header = re.split(r"\s{2,}", lines[start].strip())
+    rows = {}
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        cells = dict(zip(header, re.split(r"\s{2,}", line.strip()), strict=True))
+        rows[cells["LANE"]] = cells
+    return rows
+
+
+def test_the_summary_names_the_ray_head_worker_and_engine() -> None:
+    rows = _rows(render_summary(parse({"ray.toml": member(*HEAD), "big.toml": engine(*RAY)})))
+    assert {k: rows["ray"][k] for k in ("STATE", "NPUS", "PORT", "SERVES")} == {
+        "STATE": "Ray head, leads node1",
+        "NPUS": "10,11",
+        "PORT": "-",
+        "SERVES": "-",
+    }
+    assert {k: rows["big"][k] for k in ("STATE", "NPUS", "PORT", "SERVES")} == {
+        "STATE": "active, runs on ray",
+        "NPUS": "ray's",
+        "PORT": "18095",
+        "SERVES": "text",
+    }
+    worker = _rows(render_summary(parse({"ray.toml": member(*WORKER)}, this="node1")))
+    assert worker["ray"]["STATE"] == "Ray worker, joins node0"
