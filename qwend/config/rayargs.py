@@ -52,6 +52,8 @@ class RayStart:
     """``--address``: the head's GCS a worker joins (``HOST:PORT``)."""
     port: int = RAY_HEAD_PORT_DEFAULT
     """``--port``: the head's GCS port (6379 when not given)."""
+    port_given: bool = False
+    """Whether ``--port`` was written (else ``port`` is Ray's default)."""
     node_ip: str | None = None
     """``--node-ip-address``: the address this node is known by in the cluster."""
     num_gpus: int | None = None
@@ -129,6 +131,7 @@ def parse_ray_start(argv: Sequence[str]) -> RayStart | None:
         block="--block" in flags,
         address=values.get("--address"),
         port=RAY_HEAD_PORT_DEFAULT if port is None else port,
+        port_given=port is not None,
         node_ip=values.get("--node-ip-address"),
         num_gpus=_count(values, "--num-gpus", problems),
         npu_resource=_npu_resource(values.get("--resources"), problems),

@@ -16,7 +16,7 @@ from qwend.config.rayargs import (
 def test_the_recipes_head_and_worker() -> None:
     head = parse_ray_start(["ray", "start", "--head", "--num-gpus=8", "--block"])
     assert head == RayStart(head=True, block=True, num_gpus=8)
-    assert head.port == RAY_HEAD_PORT_DEFAULT == 6379
+    assert head.port == RAY_HEAD_PORT_DEFAULT == 6379 and not head.port_given
     assert head.declared_npus == (8, "--num-gpus")
     worker = parse_ray_start(
         [
@@ -33,7 +33,7 @@ def test_the_simulators_ray_mode_is_read_alike() -> None:
     argv = ["qwend-sim", "ray", "start", "--head", "--block", "--port", "24601"]
     assert ray_start_args(argv) == ["--head", "--block", "--port", "24601"]
     ray = parse_ray_start(argv)
-    assert ray is not None and ray.head and ray.port == 24601
+    assert ray is not None and ray.head and ray.port == 24601 and ray.port_given
 
 
 @pytest.mark.parametrize(
