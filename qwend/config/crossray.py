@@ -23,8 +23,9 @@ from collections.abc import Mapping, Sequence
 
 from qwend.config.crossbase import Host, Report
 from qwend.config.model import LaneConfig
-from qwend.config.parallel import option
+from qwend.config.parallel import is_vllm, option
 from qwend.config.rayargs import RayStart, parse_ray_start
+from qwend.config.raycheck import EXECUTOR
 
 _PARALLEL = (
     ("--tensor-parallel-size", "-tp"),
@@ -156,12 +157,14 @@ def _check_engine(
     report: Report,
 ) -> None:
     argv = lane.argv()
+    # vLLM, or an engine speaking its flags (qwend-sim): another program's are unknown.
+    vllm_like = is_vllm(argv) or option(argv, EXECUTOR) is not None
     sizes = [(names[0], _size(option(argv, names))) for names in _PARALLEL]
     world = 1
     for _, size in sizes:
         world *= size
     total = sum(count for _, count in npus)
-    if world != total:
+    if vllm_like and world != total:
         shown = " x ".join(f"{flag.removeprefix('--')} {size}" for flag, size in sizes if size > 1)
         parts = " + ".join(f"{count} ({member})" for member, count in npus)
         msg = (

@@ -232,3 +232,28 @@ def test_check_config_cluster_prints_a_ray_mistake(tmp_path: Path) -> None:
     assert check_main(["--cluster", *dirs], stdout=out, stderr=err) == ExitStatus.CONFIG
     line = f"{tmp_path}/node1/lanes.d/ray.toml: lane.command --address: [node1]"
     assert line in err.getvalue()
+
+
+def test_an_engine_of_another_kind_is_not_held_to_vllms_sizes(tmp_path: Path) -> None:
+    dirs = _render(tmp_path)
+    engine = tmp_path / "node0/lanes.d/stable.toml"
+    _edit(engine, '"vllm", "serve",', '"my-engine", "serve",')
+    _edit(engine, '"--distributed-executor-backend", "ray",', "")
+    _edit(engine, '"--pipeline-parallel-size", "2"', '"--pipeline-parallel-size", "3"')
+    assert check_cluster(dirs).ok
+    # Its environment still has to point at the head.
+    _edit(engine, 'VLLM_HOST_IP = "10.0.0.1"', 'VLLM_HOST_IP = "10.0.0.2"')
+    cross = check_cluster(dirs).cross
+    assert cross is not None and [i.key for i in cross.issues] == ["lane.env.VLLM_HOST_IP"]
+
+
+def test_the_simulators_engine_is_held_to_the_sizes(tmp_path: Path) -> None:
+    dirs = _render(tmp_path)
+    engine = tmp_path / "node0/lanes.d/stable.toml"
+    _edit(engine, '"vllm", "serve",', '"qwend-sim", "serve",')
+    assert check_cluster(dirs).ok
+    _edit(engine, '"--tensor-parallel-size", "16"', '"--tensor-parallel-size", "8"')
+    cross = check_cluster(dirs).cross
+    assert cross is not None
+    (issue,) = cross.issues
+    assert "8 x pipeline-parallel-size 2 = 16 NPUs" in issue.message
