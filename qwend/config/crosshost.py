@@ -16,6 +16,9 @@ checks what must agree between them:
 - the network environment of a member or PD lane: ``HCCL_IF_IP`` is its own host's
   address, ``GLOO_SOCKET_IFNAME``/``TP_SOCKET_IFNAME``/``HCCL_SOCKET_IFNAME`` name one
   interface and are set on every member alike;
+- Ray-backed lane groups (``qwend.config.crossray``): the workers join the head's
+  address and port, an engine on the group uses every NPU the members give Ray, its
+  ``RAY_ADDRESS``/``VLLM_HOST_IP``/``HCCL_IF_IP`` are the head's;
 - prefill/decode: ``kv_role`` agrees with the ``--kv-transfer-config`` kv_role, every
   PD lane uses one connector and states the real prefill and decode DP x TP layouts,
   Mooncake's port range (``kv_port`` + rank x TP x PP from the first local DP rank on)
@@ -33,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from qwend.config.crossbase import CrossHostCheck, Host, Report, wildcard
 from qwend.config.crossgroups import check_groups, check_network_env
 from qwend.config.crosskv import check_kv
+from qwend.config.crossray import check_ray
 from qwend.config.model import Config, PeerConfig
 
 __all__ = ["CrossHostCheck", "check_hosts"]
@@ -45,6 +49,7 @@ def check_hosts(configs: Sequence[Config]) -> CrossHostCheck:
     addresses = _addresses(hosts, report)
     _check_peers(hosts, report)
     check_groups(hosts, addresses, report)
+    check_ray(hosts, addresses, report)
     check_network_env(hosts, addresses, report)
     check_kv(hosts, addresses, report)
     return CrossHostCheck(tuple(report.issues), tuple(report.warnings))

@@ -18,6 +18,7 @@ from qwend.config.crosshost import check_hosts
 from qwend.config.model import Config
 from qwend.config.parse import parse_config
 from qwend.config.peering import cluster_warnings
+from qwend.config.raycheck import ray_notes, ray_warnings
 from qwend.errors import ConfigError, ConfigIssue
 
 DEFAULT_CONFIG_PATH = Path("/etc/qwend/qwend.toml")
@@ -115,7 +116,8 @@ def check_config(path: Path) -> ConfigCheck:
         missing = "is not a file" if path.exists() else "does not exist"
     try:
         config = load_config(path)
-        return ConfigCheck(path, config=config, warnings=tuple(cluster_warnings(config)))
+        warnings = (*cluster_warnings(config), *ray_warnings(config))
+        return ConfigCheck(path, config=config, warnings=warnings, notes=tuple(ray_notes(config)))
     except ConfigError as error:
         return ConfigCheck(path, issues=error.issues, missing=missing)
     except OSError as error:

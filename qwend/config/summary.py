@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from qwend.config.model import Config, LaneConfig, promotes_in_place
+from qwend.config.rayargs import parse_ray_start
 from qwend.text import table
 
 
@@ -93,21 +94,36 @@ def _lane_row(lane: LaneConfig) -> tuple[str, ...]:
     )
     if lane.kv_role is not None:
         serves += f" ({lane.kv_role.value})"
+    if lane.is_headless:
+        serves = "-"  # no API: never routed
+    if lane.remote is not None:
+        npus = "remote"
+    elif lane.runs_on is not None:
+        npus = f"{lane.runs_on}'s"  # the group members' NPUs, on every member host
+    else:
+        npus = ",".join(str(n) for n in lane.npus)
     return (
         lane.name,
         lane.role,
         lane.variant,
         _state(lane),
-        "remote" if lane.remote is not None else ",".join(str(n) for n in lane.npus),
-        lane.remote.url if lane.remote is not None else str(lane.port),
+        npus,
+        lane.remote.url if lane.remote is not None else str(lane.port or "-"),
         serves,
     )
 
 
 def _state(lane: LaneConfig) -> str:
     state = "standby" if lane.standby else "active"
+    if lane.runs_on is not None:
+        return f"{state}, runs on {lane.runs_on}"
     if lane.group is None:
         return state
+    ray = parse_ray_start(lane.command) if lane.remote is None else None
+    if ray is not None and ray.head:
+        return f"Ray head, leads {'+'.join(lane.group.followers)}"
+    if ray is not None:
+        return f"Ray worker, joins {lane.group.leader}"
     if lane.group.is_leader:
         return f"{state}, leads {'+'.join(lane.group.followers)}"
     return f"member, led by {lane.group.leader}"

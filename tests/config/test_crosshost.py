@@ -26,8 +26,10 @@ from qwend.daemon.exit import ExitStatus
 
 DP = "qwen3.5-397b-a17b-dp-2node"
 PD = "qwen3.5-397b-a17b-1p2d"
+RAY = "qwen3.5-397b-a17b-ray-2node"
 ADDRESSES = {
     DP: ["node0=10.0.0.1", "node1=10.0.0.2"],
+    RAY: ["node0=10.0.0.1", "node1=10.0.0.2"],
     PD: ["prefill=10.0.0.1", "decode0=10.0.0.2", "decode1=10.0.0.3"],
 }
 
@@ -46,13 +48,13 @@ def _render(name: str, target: Path) -> list[Path]:
 
 def test_the_multi_host_presets_are_the_recipes_layouts() -> None:
     presets = {p.name: p for p in list_cluster_presets()}
-    assert sorted(presets) == [PD, DP]
-    assert presets[DP].hosts == ("node0", "node1")
+    assert sorted(presets) == [PD, DP, RAY]
+    assert presets[DP].hosts == presets[RAY].hosts == ("node0", "node1")
     assert presets[PD].hosts == ("prefill", "decode0", "decode1")
     assert all(p.summary for p in presets.values())
 
 
-@pytest.mark.parametrize("name", [DP, PD])
+@pytest.mark.parametrize("name", [DP, PD, RAY])
 def test_each_host_and_the_cluster_pass_check_config(name: str, tmp_path: Path) -> None:
     dirs = _render(name, tmp_path)
     for directory in dirs:
@@ -64,7 +66,7 @@ def test_each_host_and_the_cluster_pass_check_config(name: str, tmp_path: Path) 
     assert cluster.cross is not None and cluster.cross.warnings == ()
 
 
-@pytest.mark.parametrize("name", [DP, PD])
+@pytest.mark.parametrize("name", [DP, PD, RAY])
 def test_no_placeholder_or_invented_address_is_left(name: str, tmp_path: Path) -> None:
     dirs = _render(name, tmp_path)
     texts = [f.read_text() for d in dirs for f in [d / "qwend.toml", *d.glob("lanes.d/*")]]
@@ -437,7 +439,7 @@ def test_fill_refuses_a_placeholder_without_a_value() -> None:
         fill("@nic:node3@", {}, "x")
 
 
-@pytest.mark.parametrize("name", [DP, PD])
+@pytest.mark.parametrize("name", [DP, PD, RAY])
 def test_every_placeholder_names_a_host_of_the_preset(name: str) -> None:
     preset = _preset(name)
     values = {f"{kind}:{host}": "v" for kind in ("address", "nic") for host in preset.hosts}

@@ -79,7 +79,7 @@ def _qwenctl(*argv: str) -> tuple[int, str, str]:
 
 
 def test_init_lists_the_presets() -> None:
-    multi = ["qwen3.5-397b-a17b-1p2d", "qwen3.5-397b-a17b-dp-2node"]
+    multi = ["qwen3.5-397b-a17b-1p2d", "qwen3.5-397b-a17b-dp-2node", "qwen3.5-397b-a17b-ray-2node"]
     status, out, _ = _qwenctl("init", "--list")
     assert status == ExitStatus.OK
     rows = [line.split() for line in out.splitlines()[1:]]
@@ -90,7 +90,7 @@ def test_init_lists_the_presets() -> None:
     status, out, _ = _qwenctl("--json", "init", "--list")
     listed = json.loads(out)["presets"]
     assert [p["name"] for p in listed] == [*NAMES, *multi]
-    assert listed[-2]["hosts"] == ["prefill", "decode0", "decode1"]
+    assert listed[-3]["hosts"] == ["prefill", "decode0", "decode1"]
 
 
 def test_init_copies_a_preset_and_refuses_to_overwrite(tmp_path: Path) -> None:
