@@ -86,11 +86,14 @@ def joined(head: RayNodeProcess) -> int:
 def cluster(
     ray_node: RayNodeFactory, sim_lane: SimLaneFactory, tp: int = 2, pp: int = 3
 ) -> tuple[RayNodeProcess, RayNodeProcess, RayNodeProcess, SimLaneProcess]:
-    """Head + two workers (2 NPUs each) and a serving engine spanning them."""
+    """Head + two workers (2 NPUs each, joined in this order: placement packs the head's
+    NPUs first, then w1's) and a serving engine on them."""
     port = free_port()
     head = ray_node("head", head_flags(port))
     w1 = ray_node("w1", worker_flags(port, "127.0.0.2"))
+    wait_for(lambda: joined(head) == 1, what="w1's join")
     w2 = ray_node("w2", worker_flags(port, "127.0.0.3"))
+    wait_for(lambda: joined(head) == 2, what="w2's join")
     engine = start_engine(sim_lane, port, tp, pp)
     engine.wait_serving()
     return head, w1, w2, engine
@@ -142,16 +145,31 @@ def test_a_killed_worker_ends_the_engine_naming_the_lost_node(
     assert head.proc.poll() is None and w1.proc.poll() is None
 
 
-def test_a_killed_head_ends_the_workers_and_the_engine(
-    ray_node: RayNodeFactory, sim_lane: SimLaneFactory
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGKILL, -9), (signal.SIGTERM, 0)])
+def test_a_lost_head_ends_the_workers_and_the_engine(
+    ray_node: RayNodeFactory, sim_lane: SimLaneFactory, signum: int, status: int
 ) -> None:
     head, w1, w2, engine = cluster(ray_node, sim_lane)
-    head.proc.send_signal(signal.SIGKILL)
+    head.proc.send_signal(signum)
+    assert head.wait_exit() == status
     for node in (w1, w2):
         assert node.wait_exit(timeout=15) == 1
         assert "Ray head lost" in node.log_text()
     assert engine.wait_exit(timeout=15) == 1
     assert "Ray head at 127.0.0.1:" in engine.log_text()
+
+
+def test_a_node_without_the_engines_workers_may_die(
+    ray_node: RayNodeFactory, sim_lane: SimLaneFactory
+) -> None:
+    _, _, w2, engine = cluster(ray_node, sim_lane, tp=2, pp=2)
+    w2.proc.send_signal(signal.SIGKILL)  # the head's and w1's NPUs hold the 4 workers
+    wait_for(
+        lambda: "a Ray node without workers of this engine died" in engine.log_text(),
+        what="the engine to hear of w2",
+    )
+    assert health(engine) == 200
+    assert engine.proc.poll() is None
 
 
 def test_a_worker_started_before_its_head_joins_once_the_head_is_up(
