@@ -116,6 +116,7 @@ class RayHead:
         self._record = record
         self._log = log
         self._links: dict[object, RayLink] = {}
+        self._stopping = False
 
     async def run(self, stop: asyncio.Event) -> int:
         s = self.settings
@@ -141,6 +142,7 @@ class RayHead:
             await stop.wait()
             self._log.info("Ray head stopping", reason="signal")
         finally:
+            self._stopping = True
             server.close()
             for link in list(self._links.values()):
                 link.writer.close()
@@ -200,6 +202,8 @@ class RayHead:
             cluster_npus=self.table.total,
         )
         why = await self._hold(link)
+        if self._stopping:
+            return  # the head closed the link itself: nothing died
         self._log.error("Ray node dead", node=message.node.describe(), why=why)
         self._deliver(self.table.remove_node(key, why))
 

@@ -157,6 +157,7 @@ def test_a_lost_head_ends_the_workers_and_the_engine(
         assert "Ray head lost" in node.log_text()
     assert engine.wait_exit(timeout=15) == 1
     assert "Ray head at 127.0.0.1:" in engine.log_text()
+    assert "Ray node dead" not in head.log_text(), "the head's own shutdown reported as deaths"
 
 
 def test_a_node_without_the_engines_workers_may_die(
