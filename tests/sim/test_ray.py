@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import pytest
 
@@ -83,9 +83,17 @@ def joined(head: RayNodeProcess) -> int:
     return head.log_text().count("Ray node joined")
 
 
+class Cluster(NamedTuple):
+    head: RayNodeProcess
+    w1: RayNodeProcess
+    w2: RayNodeProcess
+    engine: SimLaneProcess
+    port: int
+
+
 def cluster(
     ray_node: RayNodeFactory, sim_lane: SimLaneFactory, tp: int = 2, pp: int = 3
-) -> tuple[RayNodeProcess, RayNodeProcess, RayNodeProcess, SimLaneProcess]:
+) -> Cluster:
     """Head + two workers (2 NPUs each, joined in this order: placement packs the head's
     NPUs first, then w1's) and a serving engine on them."""
     port = free_port()
@@ -96,7 +104,7 @@ def cluster(
     wait_for(lambda: joined(head) == 2, what="w2's join")
     engine = start_engine(sim_lane, port, tp, pp)
     engine.wait_serving()
-    return head, w1, w2, engine
+    return Cluster(head, w1, w2, engine, port)
 
 
 def test_the_engine_serves_only_once_the_cluster_has_t_x_p_npus(
@@ -136,7 +144,7 @@ def test_the_engine_serves_only_once_the_cluster_has_t_x_p_npus(
 def test_a_killed_worker_ends_the_engine_naming_the_lost_node(
     ray_node: RayNodeFactory, sim_lane: SimLaneFactory
 ) -> None:
-    head, w1, w2, engine = cluster(ray_node, sim_lane)
+    head, w1, w2, engine, _ = cluster(ray_node, sim_lane)
     w2.proc.send_signal(signal.SIGKILL)
     assert engine.wait_exit(timeout=15) == 1
     log = engine.log_text()
@@ -149,7 +157,7 @@ def test_a_killed_worker_ends_the_engine_naming_the_lost_node(
 def test_a_lost_head_ends_the_workers_and_the_engine(
     ray_node: RayNodeFactory, sim_lane: SimLaneFactory, signum: int, status: int
 ) -> None:
-    head, w1, w2, engine = cluster(ray_node, sim_lane)
+    head, w1, w2, engine, _ = cluster(ray_node, sim_lane)
     head.proc.send_signal(signum)
     assert head.wait_exit() == status
     for node in (w1, w2):
@@ -160,10 +168,22 @@ def test_a_lost_head_ends_the_workers_and_the_engine(
     assert "Ray node dead" not in head.log_text(), "the head's own shutdown reported as deaths"
 
 
+def test_a_killed_engine_frees_its_npus_for_the_next_one(
+    ray_node: RayNodeFactory, sim_lane: SimLaneFactory, sim_state_dir: Path
+) -> None:
+    head, w1, w2, engine, port = cluster(ray_node, sim_lane)  # all 6 NPUs
+    engine.proc.send_signal(signal.SIGKILL)
+    wait_for(lambda: "Ray driver gone" in head.log_text(), what="the head to free the NPUs")
+    again = start_engine(sim_lane, port, tp=2, pp=3)
+    again.wait_serving()
+    assert run_npu_smi(sim_state_dir, "info").stdout.count(WORKER_PROCESS) == 6
+    assert all(n.proc.poll() is None for n in (head, w1, w2)), "the cluster went down"
+
+
 def test_a_node_without_the_engines_workers_may_die(
     ray_node: RayNodeFactory, sim_lane: SimLaneFactory
 ) -> None:
-    _, _, w2, engine = cluster(ray_node, sim_lane, tp=2, pp=2)
+    _, _, w2, engine, _ = cluster(ray_node, sim_lane, tp=2, pp=2)
     w2.proc.send_signal(signal.SIGKILL)  # the head's and w1's NPUs hold the 4 workers
     wait_for(
         lambda: "a Ray node without workers of this engine died" in engine.log_text(),
@@ -205,7 +225,7 @@ def test_an_engine_with_too_few_npus_exits_after_its_placement_timeout(
 def test_a_silent_worker_is_declared_dead_after_the_heartbeat_timeout(
     ray_node: RayNodeFactory, sim_lane: SimLaneFactory
 ) -> None:
-    head, w1, w2, engine = cluster(ray_node, sim_lane)
+    head, w1, w2, engine, _ = cluster(ray_node, sim_lane)
     w1.proc.send_signal(signal.SIGSTOP)
     wait_for(lambda: "Ray node dead" in head.log_text(), what="the head to notice the silence")
     assert "no heartbeat for 1.5s" in head.log_text()
