@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import urllib.error
@@ -79,6 +80,12 @@ def health(lane: SimLaneProcess) -> int | None:
         return None
 
 
+def on_npus(state_dir: Path, pid: int) -> bool:
+    """npu-smi shows a process ``pid`` on some NPU."""
+    table = run_npu_smi(state_dir, "info").stdout
+    return re.search(rf"\|\s*{pid}\s*\|", table) is not None
+
+
 def joined(head: RayNodeProcess) -> int:
     return head.log_text().count("Ray node joined")
 
@@ -128,10 +135,9 @@ def test_the_engine_serves_only_once_the_cluster_has_t_x_p_npus(
     assert "Ray placement group ready" in log
     for name in ("head", "w1", "w2"):
         assert f'"{name} (' in log, f"{name} holds none of the 6 workers"
-    smi = run_npu_smi(sim_state_dir, "info").stdout
     for node in (head, w1, w2):
-        assert f"{node.pid}" in smi, "a node's workers are missing from npu-smi"
-    assert smi.count(WORKER_PROCESS[:24]) == 6
+        assert on_npus(sim_state_dir, node.pid), "a node's workers are missing from npu-smi"
+    assert run_npu_smi(sim_state_dir, "info").stdout.count(WORKER_PROCESS[:24]) == 6
     assert engine.stop() == 0
     wait_for(
         lambda: WORKER_PROCESS not in run_npu_smi(sim_state_dir, "info").stdout,
@@ -178,6 +184,22 @@ def test_a_killed_engine_frees_its_npus_for_the_next_one(
     again.wait_serving()
     assert run_npu_smi(sim_state_dir, "info").stdout.count(WORKER_PROCESS) == 6
     assert all(n.proc.poll() is None for n in (head, w1, w2)), "the cluster went down"
+
+
+def test_a_node_may_leave_its_workers_hbm_behind_for_a_while(
+    ray_node: RayNodeFactory, sim_lane: SimLaneFactory, sim_state_dir: Path
+) -> None:
+    port = free_port()
+    head = ray_node("head", head_flags(port))
+    leaky = ray_node("leaky", [*worker_flags(port, "127.0.0.2"), "--leak-npu-memory-s=2"])
+    wait_for(lambda: joined(head) == 1, what="the worker's join")
+    engine = start_engine(sim_lane, port, tp=2, pp=2)
+    engine.wait_serving()
+    assert leaky.stop() == 0
+    assert engine.wait_exit() == 1
+    assert on_npus(sim_state_dir, leaky.pid), "the leaking node's HBM vanished with it"
+    wait_for(lambda: not on_npus(sim_state_dir, leaky.pid), what="the leak window to end")
+    assert not on_npus(sim_state_dir, head.pid), "the head kept the freed workers' HBM"
 
 
 def test_a_node_without_the_engines_workers_may_die(
