@@ -261,6 +261,13 @@ def _add_ray_parser(sub: Any) -> None:
         metavar="S",
         help="a worker: how long it keeps trying to reach a head that is not up yet",
     )
+    g.add_argument(
+        "--leak-npu-memory-s",
+        type=_non_negative,
+        default=0.0,
+        metavar="S",
+        help="after exit, npu-smi keeps showing the engine workers' HBM this long",
+    )
     g.add_argument("--log-format", choices=[f.value for f in LogFormat], default="auto")
     g.add_argument("--log-level", default="info")
 
@@ -302,6 +309,7 @@ def ray_node_settings(args: argparse.Namespace, env: Mapping[str, str]) -> RayNo
         npus=npus,
         link=RayLinkSettings(args.ray_heartbeat_s, args.ray_heartbeat_timeout_s),
         connect_timeout_s=args.ray_connect_timeout_s,
+        leak_npu_memory_s=args.leak_npu_memory_s,
         ignored=(*(args.unmodelled or ()), *ignored),
     )
 

@@ -146,6 +146,9 @@ class RayNodeSettings:
     link: RayLinkSettings = field(default_factory=RayLinkSettings)
     connect_timeout_s: float = 60.0
     """A worker: how long it keeps trying to reach a head that is not up yet."""
+    leak_npu_memory_s: float = 0.0
+    """After exit, the fake npu-smi keeps showing the workers' HBM this long (fault
+    injection: a slow HBM release, as ``serve --leak-npu-memory-s``)."""
     ignored: tuple[str, ...] = ()
     """Flags accepted as Ray's but not modelled (logged at start)."""
 

@@ -17,6 +17,7 @@ import os
 import secrets
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from qwend.logs import lane_logger
@@ -46,32 +47,48 @@ WORKER_PROCESS_NAME = "ray::RayWorkerWrapper"
 class NodeRecord:
     """The node's entry in the sim's NPU state: the engine workers placed on it."""
 
-    def __init__(self, settings: RayNodeSettings, state_dir: Any, log: Any) -> None:
+    def __init__(self, settings: RayNodeSettings, state_dir: Path, log: Any) -> None:
         self._settings = settings
         self._dir = state_dir
         self._log = log
         self._started = state.process_start(os.getpid())
+        self._record: state.LaneRecord | None = None
 
     def hosting(self, npus: int) -> None:
         """Show ``npus`` workers on this node's first NPUs (0: none)."""
+        self._record = None if npus == 0 else self._make(npus)
         try:
-            if npus == 0:
+            if self._record is None:
                 state.remove_record(self._dir, os.getpid())
-                return
-            record = state.LaneRecord(
-                pid=os.getpid(),
-                lane=self._settings.name,
-                variant="ray",
-                npus=self._settings.npus[:npus],
-                process_name=WORKER_PROCESS_NAME,
-                hbm_mb=state.hbm_mb(1.0, 0, 0),
-                aicore_pct=0,
-                updated=time.time(),
-                started=self._started,
-            )
-            state.write_record(self._dir, record)
+            else:
+                state.write_record(self._dir, self._record)
         except OSError as exc:
             self._log.warning("cannot write sim state", dir=str(self._dir), error=str(exc))
+
+    def exit(self) -> None:
+        """At exit: remove the record, or leave it leaking for ``--leak-npu-memory-s``
+        (workers whose HBM the driver has not released yet)."""
+        leak = self._settings.leak_npu_memory_s
+        try:
+            if leak > 0 and self._record is not None:
+                state.mark_leaking(self._dir, self._record, leak)
+            else:
+                state.remove_record(self._dir, os.getpid())
+        except OSError as exc:
+            self._log.warning("cannot update sim state", dir=str(self._dir), error=str(exc))
+
+    def _make(self, npus: int) -> state.LaneRecord:
+        return state.LaneRecord(
+            pid=os.getpid(),
+            lane=self._settings.name,
+            variant="ray",
+            npus=self._settings.npus[:npus],
+            process_name=WORKER_PROCESS_NAME,
+            hbm_mb=state.hbm_mb(1.0, 0, 0),
+            aicore_pct=0,
+            updated=time.time(),
+            started=self._started,
+        )
 
 
 def node_info(settings: RayNodeSettings) -> NodeInfo:
@@ -86,7 +103,7 @@ def node_info(settings: RayNodeSettings) -> NodeInfo:
     )
 
 
-async def run_node(settings: RayNodeSettings, state_dir: Any) -> int:
+async def run_node(settings: RayNodeSettings, state_dir: Path) -> int:
     """Run a head or a worker until SIGTERM/SIGINT or a lost head; the exit status."""
     role = "head" if settings.head else "worker"
     log = lane_logger(settings.name, component=f"sim-ray-{role}", pid=os.getpid())
@@ -104,7 +121,7 @@ async def run_node(settings: RayNodeSettings, state_dir: Any) -> int:
             return await RayHead(settings, record, log).run(stop)
         return await RayWorker(settings, record, log).run(stop)
     finally:
-        record.hosting(0)
+        record.exit()
 
 
 class RayHead:
@@ -116,6 +133,7 @@ class RayHead:
         self._record = record
         self._log = log
         self._links: dict[object, RayLink] = {}
+        self._stopping = False
 
     async def run(self, stop: asyncio.Event) -> int:
         s = self.settings
@@ -141,6 +159,7 @@ class RayHead:
             await stop.wait()
             self._log.info("Ray head stopping", reason="signal")
         finally:
+            self._stopping = True
             server.close()
             for link in list(self._links.values()):
                 link.writer.close()
@@ -200,6 +219,8 @@ class RayHead:
             cluster_npus=self.table.total,
         )
         why = await self._hold(link)
+        if self._stopping:
+            return  # the head closed the link itself: nothing died
         self._log.error("Ray node dead", node=message.node.describe(), why=why)
         self._deliver(self.table.remove_node(key, why))
 

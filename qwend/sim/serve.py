@@ -71,7 +71,7 @@ def _log_load(lane: SimLane) -> None:
         "loading model",
         model=s.served_model_name,
         variant=s.variant,
-        npus=s.visible_devices or "unset",
+        npus=(s.visible_devices or "unset") if s.ray is None else "the Ray workers'",
         startup_delay_s=s.startup_delay,
         time_scale=s.time_scale,
         dp_ranks=list(s.dp.layout.ranks),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import pytest
 
@@ -79,21 +80,38 @@ def health(lane: SimLaneProcess) -> int | None:
         return None
 
 
+def on_npus(state_dir: Path, pid: int) -> bool:
+    """npu-smi shows a process ``pid`` on some NPU."""
+    table = run_npu_smi(state_dir, "info").stdout
+    return re.search(rf"\|\s*{pid}\s*\|", table) is not None
+
+
 def joined(head: RayNodeProcess) -> int:
     return head.log_text().count("Ray node joined")
 
 
+class Cluster(NamedTuple):
+    head: RayNodeProcess
+    w1: RayNodeProcess
+    w2: RayNodeProcess
+    engine: SimLaneProcess
+    port: int
+
+
 def cluster(
     ray_node: RayNodeFactory, sim_lane: SimLaneFactory, tp: int = 2, pp: int = 3
-) -> tuple[RayNodeProcess, RayNodeProcess, RayNodeProcess, SimLaneProcess]:
-    """Head + two workers (2 NPUs each) and a serving engine spanning them."""
+) -> Cluster:
+    """Head + two workers (2 NPUs each, joined in this order: placement packs the head's
+    NPUs first, then w1's) and a serving engine on them."""
     port = free_port()
     head = ray_node("head", head_flags(port))
     w1 = ray_node("w1", worker_flags(port, "127.0.0.2"))
+    wait_for(lambda: joined(head) == 1, what="w1's join")
     w2 = ray_node("w2", worker_flags(port, "127.0.0.3"))
+    wait_for(lambda: joined(head) == 2, what="w2's join")
     engine = start_engine(sim_lane, port, tp, pp)
     engine.wait_serving()
-    return head, w1, w2, engine
+    return Cluster(head, w1, w2, engine, port)
 
 
 def test_the_engine_serves_only_once_the_cluster_has_t_x_p_npus(
@@ -117,10 +135,9 @@ def test_the_engine_serves_only_once_the_cluster_has_t_x_p_npus(
     assert "Ray placement group ready" in log
     for name in ("head", "w1", "w2"):
         assert f'"{name} (' in log, f"{name} holds none of the 6 workers"
-    smi = run_npu_smi(sim_state_dir, "info").stdout
     for node in (head, w1, w2):
-        assert f"{node.pid}" in smi, "a node's workers are missing from npu-smi"
-    assert smi.count(WORKER_PROCESS[:24]) == 6
+        assert on_npus(sim_state_dir, node.pid), "a node's workers are missing from npu-smi"
+    assert run_npu_smi(sim_state_dir, "info").stdout.count(WORKER_PROCESS[:24]) == 6
     assert engine.stop() == 0
     wait_for(
         lambda: WORKER_PROCESS not in run_npu_smi(sim_state_dir, "info").stdout,
@@ -133,7 +150,7 @@ def test_the_engine_serves_only_once_the_cluster_has_t_x_p_npus(
 def test_a_killed_worker_ends_the_engine_naming_the_lost_node(
     ray_node: RayNodeFactory, sim_lane: SimLaneFactory
 ) -> None:
-    head, w1, w2, engine = cluster(ray_node, sim_lane)
+    head, w1, w2, engine, _ = cluster(ray_node, sim_lane)
     w2.proc.send_signal(signal.SIGKILL)
     assert engine.wait_exit(timeout=15) == 1
     log = engine.log_text()
@@ -142,16 +159,60 @@ def test_a_killed_worker_ends_the_engine_naming_the_lost_node(
     assert head.proc.poll() is None and w1.proc.poll() is None
 
 
-def test_a_killed_head_ends_the_workers_and_the_engine(
-    ray_node: RayNodeFactory, sim_lane: SimLaneFactory
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGKILL, -9), (signal.SIGTERM, 0)])
+def test_a_lost_head_ends_the_workers_and_the_engine(
+    ray_node: RayNodeFactory, sim_lane: SimLaneFactory, signum: int, status: int
 ) -> None:
-    head, w1, w2, engine = cluster(ray_node, sim_lane)
-    head.proc.send_signal(signal.SIGKILL)
+    head, w1, w2, engine, _ = cluster(ray_node, sim_lane)
+    head.proc.send_signal(signum)
+    assert head.wait_exit() == status
     for node in (w1, w2):
         assert node.wait_exit(timeout=15) == 1
         assert "Ray head lost" in node.log_text()
     assert engine.wait_exit(timeout=15) == 1
     assert "Ray head at 127.0.0.1:" in engine.log_text()
+    assert "Ray node dead" not in head.log_text(), "the head's own shutdown reported as deaths"
+
+
+def test_a_killed_engine_frees_its_npus_for_the_next_one(
+    ray_node: RayNodeFactory, sim_lane: SimLaneFactory, sim_state_dir: Path
+) -> None:
+    head, w1, w2, engine, port = cluster(ray_node, sim_lane)  # all 6 NPUs
+    engine.proc.send_signal(signal.SIGKILL)
+    wait_for(lambda: "Ray driver gone" in head.log_text(), what="the head to free the NPUs")
+    again = start_engine(sim_lane, port, tp=2, pp=3)
+    again.wait_serving()
+    assert run_npu_smi(sim_state_dir, "info").stdout.count(WORKER_PROCESS) == 6
+    assert all(n.proc.poll() is None for n in (head, w1, w2)), "the cluster went down"
+
+
+def test_a_node_may_leave_its_workers_hbm_behind_for_a_while(
+    ray_node: RayNodeFactory, sim_lane: SimLaneFactory, sim_state_dir: Path
+) -> None:
+    port = free_port()
+    head = ray_node("head", head_flags(port))
+    leaky = ray_node("leaky", [*worker_flags(port, "127.0.0.2"), "--leak-npu-memory-s=2"])
+    wait_for(lambda: joined(head) == 1, what="the worker's join")
+    engine = start_engine(sim_lane, port, tp=2, pp=2)
+    engine.wait_serving()
+    assert leaky.stop() == 0
+    assert engine.wait_exit() == 1
+    assert on_npus(sim_state_dir, leaky.pid), "the leaking node's HBM vanished with it"
+    wait_for(lambda: not on_npus(sim_state_dir, leaky.pid), what="the leak window to end")
+    assert not on_npus(sim_state_dir, head.pid), "the head kept the freed workers' HBM"
+
+
+def test_a_node_without_the_engines_workers_may_die(
+    ray_node: RayNodeFactory, sim_lane: SimLaneFactory
+) -> None:
+    _, _, w2, engine, _ = cluster(ray_node, sim_lane, tp=2, pp=2)
+    w2.proc.send_signal(signal.SIGKILL)  # the head's and w1's NPUs hold the 4 workers
+    wait_for(
+        lambda: "a Ray node without workers of this engine died" in engine.log_text(),
+        what="the engine to hear of w2",
+    )
+    assert health(engine) == 200
+    assert engine.proc.poll() is None
 
 
 def test_a_worker_started_before_its_head_joins_once_the_head_is_up(
@@ -186,7 +247,7 @@ def test_an_engine_with_too_few_npus_exits_after_its_placement_timeout(
 def test_a_silent_worker_is_declared_dead_after_the_heartbeat_timeout(
     ray_node: RayNodeFactory, sim_lane: SimLaneFactory
 ) -> None:
-    head, w1, w2, engine = cluster(ray_node, sim_lane)
+    head, w1, w2, engine, _ = cluster(ray_node, sim_lane)
     w1.proc.send_signal(signal.SIGSTOP)
     wait_for(lambda: "Ray node dead" in head.log_text(), what="the head to notice the silence")
     assert "no heartbeat for 1.5s" in head.log_text()
