@@ -155,6 +155,10 @@ class LaneGroups:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
                 self._tasks.remove(task)
+                if name in self.coordinators:
+                    # The group starts anew: what runs on it waits for it, as at a restart.
+                    self._sup.set_group_ready(name, False)
+                    await self._sup.stop_dependents(name, drain=True)
         self.coordinators = {n: c for n, c in self.coordinators.items() if n in kept}
         self._watches = {n: w for n, w in self._watches.items() if n in kept}
         await self._take_up([lane for name, lane in current.items() if name not in kept])

@@ -11,12 +11,12 @@ import pytest
 from qwend.api.messages import LaneAction, LaneActionResult, LaneInfo
 from qwend.config.model import Config, DaemonConfig, GroupConfig, LaneConfig
 from qwend.daemon.groups import LaneGroups, PeerMemberLink
-from qwend.errors import ControlError, QwendError
+from qwend.errors import ControlError, LaneError, QwendError
 from qwend.routing.lanetable import LaneTable
 from qwend.supervisor.group import GroupState, MemberStatus
 from qwend.supervisor.states import LaneState
 from qwend.supervisor.supervisor import Supervisor
-from tests.support.groups import FakeLink, Host, make_hosts, pid, routed
+from tests.support.groups import FakeLink, Host, make_hosts, make_ray_hosts, pid, routed
 from tests.support.polling import until
 
 
@@ -170,3 +170,47 @@ async def test_a_reload_that_changes_the_leader_member_restarts_the_group_as_a_u
     await groups.reload()  # nothing changed: the running group is kept as it is
     assert groups.coordinators["big"] is new
     await groups.stop("test over")
+
+
+@pytest.fixture
+async def ray_hosts(tmp_path: Path) -> AsyncIterator[dict[str, Host]]:
+    async for made in make_ray_hosts(tmp_path):
+        yield made
+
+
+async def test_a_lane_on_a_group_follows_the_operators_stop_start_and_a_reload_of_it(
+    ray_hosts: dict[str, Host],
+) -> None:
+    lead = ray_hosts["node0"]
+    groups = LaneGroups(lead.sup, FakeLink(ray_hosts))
+    await lead.sup.start()
+    with pytest.raises(LaneError, match="not ready"):
+        await lead.sup.start_lane("engine")  # what qwenctl start engine does
+    await groups.start()
+    await until(lambda: lead.sup.lane_state("engine") is LaneState.READY, 30, "engine ready")
+    await lead.sup.stop_lane("ray")  # qwenctl stop ray: the engine goes first, then the group
+    assert lead.sup.lane_state("engine") is LaneState.STOPPED
+    assert groups.coordinators["ray"].machine.state is GroupState.STOPPED
+    await lead.sup.start_lane("ray")
+    await until(lambda: lead.sup.lane_state("engine") is LaneState.READY, 30, "engine back")
+    engine_pid = lead.sup.snapshot("engine").pid
+
+    # A reload that changes the head restarts the cluster: the engine waits for it again.
+    head = lead.sup.config.lane("ray")
+    changed = replace(head, command=(*head.command, "# changed"))
+    config = lead.sup.config
+    lanes = tuple(changed if lane.name == "ray" else lane for lane in config.lanes)
+    await lead.sup.reload(replace(config, lanes=lanes))
+    await groups.reload()
+    assert lead.sup.snapshot("engine").pid != engine_pid
+    await until(
+        lambda: (
+            lead.sup.lane_state("engine") is LaneState.READY
+            and lead.sup.snapshot("engine").pid != engine_pid
+        ),
+        30,
+        "the engine on the new cluster",
+    )
+    assert groups.coordinators["ray"].machine.state is GroupState.READY
+    await groups.stop("test over")
+    assert lead.sup.lane_state("engine") is LaneState.STOPPED
