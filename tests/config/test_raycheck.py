@@ -208,3 +208,18 @@ def test_the_summary_names_the_ray_head_worker_and_engine() -> None:
     }
     worker = _rows(render_summary(parse({"ray.toml": member(*WORKER)}, this="node1")))
     assert worker["ray"]["STATE"] == "Ray worker, joins node0"
+
+
+def test_the_heads_gcs_port_is_a_port_of_this_host() -> None:
+    """The head's GCS port (6379 unless --port) clashes like any side port (filed on the
+    later of the two files)."""
+    found = issues({"ray.toml": member(*HEAD), "big.toml": engine(*RAY, "--master-port", "6379")})
+    assert [(f, k) for f, k, _ in found] == [("big.toml", "lane.command")]
+    assert "6379 (--master-port) collides with lane ray (ray.toml)" in found[0][2]
+    assert "6379 (ray start --head (Ray's default))" in found[0][2]
+    found = issues({"ray.toml": member(*HEAD, "--port=18095"), "big.toml": engine(*RAY)})
+    assert [(f, k) for f, k, _ in found] == [("big.toml", "lane.port")]
+    assert (
+        "port 18095 is a side port of lane ray (ray.toml): 18095 (ray start --port)"
+        in (found[0][2])
+    )
