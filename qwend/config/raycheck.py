@@ -17,10 +17,11 @@ What one host's files can tell:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import PurePath
 
 from qwend.config.draft import LaneDraft
 from qwend.config.model import Config, GroupConfig, LaneConfig
-from qwend.config.parallel import option, vllm_layout
+from qwend.config.parallel import is_vllm, option, vllm_layout
 from qwend.config.rayargs import RayStart, parse_ray_start
 from qwend.errors import ConfigIssue
 
@@ -95,8 +96,9 @@ def ray_warnings(config: Config) -> list[str]:
             warnings += _member_warnings(lane, ray)
         if lane.runs_on is None or _ray_group(config, lane.runs_on) is None:
             continue
-        executor = option(lane.argv(), EXECUTOR)
-        if executor != "ray":
+        argv = lane.argv()
+        executor = option(argv, EXECUTOR)
+        if _serves_like_vllm(argv) and executor != "ray":
             given = f"--distributed-executor-backend {executor}" if executor else "no executor"
             warnings.append(
                 f"lane {lane.name} ({_where(lane)}) runs on Ray lane group {lane.runs_on}"
@@ -105,6 +107,13 @@ def ray_warnings(config: Config) -> list[str]:
                 " --distributed-executor-backend ray"
             )
     return warnings
+
+
+def _serves_like_vllm(argv: Sequence[str]) -> bool:
+    """vLLM's server, or the simulator's (same flags): another program, such as a Ray
+    driver of its own, has no executor flag to check."""
+    simulated = len(argv) > 1 and PurePath(argv[0]).name == "qwend-sim" and argv[1] == "serve"
+    return is_vllm(argv) or simulated
 
 
 def _member_warnings(lane: LaneConfig, ray: RayStart) -> list[str]:

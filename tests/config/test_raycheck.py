@@ -223,3 +223,16 @@ def test_the_heads_gcs_port_is_a_port_of_this_host() -> None:
         "port 18095 is a side port of lane ray (ray.toml): 18095 (ray start --port)"
         in (found[0][2])
     )
+
+
+def test_an_engine_of_its_own_kind_has_no_executor_flag_to_check() -> None:
+    """A Ray driver of its own (not vLLM's server nor the simulator's) is left alone; the
+    simulator's server, speaking vLLM's flags, is held to them."""
+    driver = engine()
+    driver["lane"]["command"] = ["python3", "driver.py", "--port", "{port}"]
+    config = parse({"ray.toml": member(*HEAD), "big.toml": driver})
+    assert ray_warnings(config) == []
+    driver["lane"]["command"] = ["qwend-sim", "serve", "--port", "{port}"]
+    config = parse({"ray.toml": member(*HEAD), "big.toml": driver})
+    (warning,) = ray_warnings(config)
+    assert "add --distributed-executor-backend ray" in warning
