@@ -52,6 +52,26 @@ def check_ray_members(issues: list[ConfigIssue], drafts: Sequence[LaneDraft]) ->
             _check_member_role(issues, d.file, ray, group)
 
 
+def check_engines_per_group(issues: list[ConfigIssue], drafts: Sequence[LaneDraft]) -> None:
+    """One active lane runs on a group: each engine asks the cluster for every NPU its
+    members give it, so a second one would wait for NPUs that never come free."""
+    first: dict[str, LaneDraft] = {}
+    for d in drafts:
+        group = d.values.get("runs_on")
+        if not isinstance(group, str) or d.standby:
+            continue
+        if group not in first:
+            first[group] = d
+            continue
+        other = first[group]
+        msg = (
+            f"lane {other.name} ({other.file}) already runs on lane group {group}: an engine"
+            " takes every NPU of the group's members, so a second active one never gets"
+            " any; set standby = true on one of them"
+        )
+        issues.append(ConfigIssue(d.file, "lane.runs_on", msg))
+
+
 def _check_member_role(
     issues: list[ConfigIssue], file: str, ray: RayStart, group: GroupConfig
 ) -> None:

@@ -236,3 +236,13 @@ def test_an_engine_of_its_own_kind_has_no_executor_flag_to_check() -> None:
     config = parse({"ray.toml": member(*HEAD), "big.toml": driver})
     (warning,) = ray_warnings(config)
     assert "add --distributed-executor-backend ray" in warning
+
+
+def test_one_active_engine_runs_on_a_group() -> None:
+    second = engine(*RAY, role="other", port=18096)
+    found = issues({"ray.toml": member(*HEAD), "big.toml": engine(*RAY), "big2.toml": second})
+    assert [(f, k) for f, k, _ in found] == [("big2.toml", "lane.runs_on")]
+    assert "lane big (big.toml) already runs on lane group ray" in found[0][2]
+    second["lane"]["standby"] = True
+    second["lane"]["role"] = "big"
+    parse({"ray.toml": member(*HEAD), "big.toml": engine(*RAY), "big2.toml": second})
