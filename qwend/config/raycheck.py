@@ -53,8 +53,9 @@ def check_ray_members(issues: list[ConfigIssue], drafts: Sequence[LaneDraft]) ->
 
 
 def check_engines_per_group(issues: list[ConfigIssue], drafts: Sequence[LaneDraft]) -> None:
-    """One active lane runs on a group: each engine asks the cluster for every NPU its
-    members give it, so a second one would wait for NPUs that never come free."""
+    """One active lane runs on a group, and standby lanes of its role only: each engine
+    asks the cluster for every NPU its members give it, so a second one would wait for
+    NPUs that never come free."""
     first: dict[str, LaneDraft] = {}
     for d in drafts:
         group = d.values.get("runs_on")
@@ -70,6 +71,16 @@ def check_engines_per_group(issues: list[ConfigIssue], drafts: Sequence[LaneDraf
             " any; set standby = true on one of them"
         )
         issues.append(ConfigIssue(d.file, "lane.runs_on", msg))
+    for d in drafts:
+        group = d.values.get("runs_on")
+        active = first.get(group) if isinstance(group, str) and d.standby else None
+        if active is not None and d.role is not None and d.role != active.role:
+            msg = (
+                f"standby lane of role {d.role!r} runs on lane group {group}, whose engine is"
+                f" lane {active.name} of role {active.role!r} ({active.file}): promoted, it"
+                " would need the NPUs that engine holds; run on it only a candidate of that role"
+            )
+            issues.append(ConfigIssue(d.file, "lane.runs_on", msg))
 
 
 def _check_member_role(

@@ -246,3 +246,8 @@ def test_one_active_engine_runs_on_a_group() -> None:
     second["lane"]["standby"] = True
     second["lane"]["role"] = "big"
     parse({"ray.toml": member(*HEAD), "big.toml": engine(*RAY), "big2.toml": second})
+    second["lane"]["role"] = "other"
+    found = issues({"ray.toml": member(*HEAD), "big.toml": engine(*RAY), "big2.toml": second})
+    found = [(f, k, m) for f, k, m in found if k == "lane.runs_on"]  # not "no active lane"
+    assert [(f, k) for f, k, _ in found] == [("big2.toml", "lane.runs_on")]
+    assert "standby lane of role 'other'" in found[0][2] and "lane big of role 'big'" in found[0][2]
