@@ -30,6 +30,7 @@ SPAWNING_FIXTURES = frozenset({"sim_lane"})
 SPAWNING_MODULES = (
     "subprocess",
     "tests.support.simlane",
+    "tests.support.simray",
     "tests.support.daemonproc",
     "tests.support.lanescripts",
     "tests.support.groups",

@@ -185,7 +185,7 @@ def _lane_impact(action: Action, lane: LaneInfo) -> Impact:
 
 
 def _npus(lane: LaneInfo) -> str:
-    return ",".join(map(str, lane.npus)) or "-"
+    return lane.npus_text
 
 
 def _promote_lines(frame: StatsFrame | None, lane: LaneInfo) -> tuple[str, ...]:

@@ -88,7 +88,7 @@ def detail_text(
     _field(text, "role", lane.role)
     _field(text, "variant", lane.variant)
     _field(text, "model", lane.model or "-")
-    _field(text, "npus", ",".join(map(str, lane.npus)) or "-")
+    _field(text, "npus", lane.npus_text)
     _field(text, "port", str(lane.port) if lane.port else "-")
     state = lane.state + (" (degraded)" if lane.degraded else "")
     _field(text, "state", state, STATE_STYLES.get(lane.state, ""))

@@ -128,7 +128,7 @@ def lane_row(lane: LaneInfo, now: float | None = None) -> LaneRow:
         "tok/s": ("-" if toks is None else f"{toks:.1f}", _num(toks)),
         "reason": (why or "-", _text(why)),
         "variant": (lane.variant, _text(lane.variant)),
-        "npus": (",".join(map(str, lane.npus)) or "-", _num(min(lane.npus, default=None))),
+        "npus": (lane.npus_text, _num(min(lane.npus, default=None))),
         "pid": (lane.pid_text, _num(lane.pid)),
         "port": (str(lane.port), _num(lane.port)),
         "up": (duration(uptime), _num(uptime)),

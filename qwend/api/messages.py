@@ -132,6 +132,8 @@ class DaemonInfo(Message):
     """Where the OpenAI-compatible router listens."""
     config_errors: tuple[ConfigIssueInfo, ...] = ()
     """Issues of the last failed reload (empty once a reload succeeds)."""
+    peers: tuple[str, ...] = ()
+    """The ``[[peers]]`` names this daemon reaches (what ``--host`` accepts)."""
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,15 @@ class LaneInfo(Message):
     """A remote lane's url (it runs on another host, so it has no PID); empty when local."""
     group: GroupInfo | None = None
     """Set for a member of a multi-node lane group."""
+    runs_on: str = ""
+    """The lane group whose members this lane's engine runs on (it holds no NPUs itself)."""
+
+    @property
+    def npus_text(self) -> str:
+        """The NPUS column: ``3,5``, ``on GROUP`` for a lane that runs on a group, or ``-``."""
+        if self.npus:
+            return ",".join(map(str, self.npus))
+        return f"on {self.runs_on}" if self.runs_on else "-"
 
     @property
     def pid_text(self) -> str:

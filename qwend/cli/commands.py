@@ -133,6 +133,9 @@ async def cmd_status(ctx: Context) -> int:
             ctx.emit(status, render.render_status(status))
             return ExitStatus.OK
     ctx.emit(view, render.render_cluster(view))
+    # Every host shown, yet a check script must not read a silent peer as a healthy one.
+    if any(host.status is None for host in view.hosts):
+        return ExitStatus.PEER_UNREACHABLE
     return ExitStatus.OK
 
 
@@ -338,9 +341,13 @@ async def cmd_completion(ctx: Context) -> int:
 
 
 async def _print_names(ctx: Context, kind: str) -> int:
-    """Lane or role names of the running daemon, one a line (for completion scripts)."""
+    """Lane, role or peer host names of the running daemon, one a line (for completion
+    scripts)."""
     client = ControlClient(discover_socket(ctx.args.socket, ctx.env), timeout_s=NAMES_TIMEOUT_S)
     async with client:
+        if kind == completion.HOSTS:
+            ctx.out("\n".join((await client.status()).daemon.peers))
+            return ExitStatus.OK
         lanes = (await client.lanes()).lanes
     field = "name" if kind == completion.LANES else "role"
     names = {str(getattr(lane, field)) for lane in lanes}

@@ -2,8 +2,9 @@
 
 ``spec(parser)`` reads the commands, options and positionals off the parser, so a new
 command or option is completed without anyone editing a script; ``render(shell, spec)``
-writes the script. Lane and role names are live: the scripts ask the running daemon
-through ``qwenctl completion --names lanes|roles`` (silent and quick when it is down).
+writes the script. Lane, role and peer names are live: the scripts ask the running daemon
+through ``qwenctl completion --names lanes|roles|hosts`` (silent and quick when it is
+down); ``--host`` completes the daemon's peers.
 Pure: argparse only.
 """
 
@@ -17,7 +18,8 @@ PROG = "qwenctl"
 FILES = "files"
 LANES = "lanes"
 ROLES = "roles"
-NAME_KINDS = (LANES, ROLES)
+HOSTS = "hosts"
+NAME_KINDS = (LANES, ROLES, HOSTS)
 """What ``qwenctl completion --names KIND`` lists."""
 
 
@@ -73,19 +75,25 @@ class Spec:
 
 PATH_OPTIONS = frozenset({"--socket", "--parse"})
 """Options whose value is a file."""
+HOST_OPTION = "--host"
+"""The peer to act on (``[[peers]]`` names, live); ``init --host`` names a preset's host."""
 
 
-def _option(action: argparse.Action) -> Option | None:
+def _option(action: argparse.Action, command: str = "") -> Option | None:
     if not action.option_strings or action.help == argparse.SUPPRESS:
         return None
     takes_value = action.nargs != 0
-    path = any(flag in PATH_OPTIONS for flag in action.option_strings)
+    complete = ""
+    if any(flag in PATH_OPTIONS for flag in action.option_strings):
+        complete = FILES
+    elif HOST_OPTION in action.option_strings and command != "init":
+        complete = HOSTS
     return Option(
         flags=tuple(action.option_strings),
         help=_first_line(action.help or ""),
         takes_value=takes_value,
         values=tuple(str(c) for c in action.choices or ()),
-        complete=FILES if path else "",
+        complete=complete,
     )
 
 
@@ -108,7 +116,7 @@ def spec(parser: argparse.ArgumentParser) -> Spec:
     helps = {choice.dest: str(choice.help or "") for choice in subs._choices_actions}
     commands = []
     for name, sub in subs.choices.items():
-        options = tuple(o for a in sub._actions if (o := _option(a)) is not None)
+        options = tuple(o for a in sub._actions if (o := _option(a, name)) is not None)
         positionals = tuple(
             _positional(a) for a in sub._actions if not a.option_strings and a.nargs != 0
         )
@@ -149,7 +157,7 @@ def bash(completion: Spec) -> str:
 # (the Debian package puts it in /usr/share/bash-completion/completions/{PROG}).
 
 _{PROG}_names() {{
-    # Lane or role names from the running daemon; silent when it is unreachable.
+    # Lane, role or peer host names from the running daemon; silent when it is unreachable.
     {PROG} ${{_{PROG}_socket:+--socket "$_{PROG}_socket"}} completion --names "$1" 2>/dev/null
 }}
 
@@ -169,6 +177,9 @@ _{PROG}() {{
     COMPREPLY=()
     case $prev in
         {file_flags}) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        {HOST_OPTION})
+            [[ $command != init ]] && COMPREPLY=($(compgen -W "$(_{PROG}_names {HOSTS})" -- "$cur"))
+            return ;;
         {value_flags}) return ;;
     esac
     if [[ -z $command ]]; then
@@ -298,6 +309,8 @@ def _fish_option(condition: str, option: Option) -> str:
             parts.append(f"-a '{' '.join(option.values)}'")
         elif option.complete == FILES:
             parts.append("-F")
+        elif option.complete in NAME_KINDS:
+            parts.append(f"-a '(__{PROG}_names {option.complete})'")
     parts.append(f"-d '{_fish_text(option.help)}'")
     return " ".join(parts)
 
@@ -341,7 +354,7 @@ def fish(completion: Spec) -> str:
         "    contains -- $argv[1] $words[2..-1]",
         "end",
         "",
-        f"function __{PROG}_names --description 'lane or role names from the daemon'",
+        f"function __{PROG}_names --description 'lane, role or host names from the daemon'",
         f"    {PROG} completion --names $argv[1] 2>/dev/null",
         "end",
         "",

@@ -33,6 +33,8 @@ class ExitStatus(IntEnum):
     """The daemon did not answer in time."""
     GATE_REFUSED = 9
     """The latency gate found the candidate slower than allowed; the incumbent serves on."""
+    PEER_UNREACHABLE = 10
+    """``status`` across hosts: shown, but some peer did not answer (its line says why)."""
 
 
 _REMOTE = {

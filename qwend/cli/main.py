@@ -30,7 +30,7 @@ exit status:
   0 ok, 1 error, 2 usage (or invalid configuration for check-config),
   3 daemon unreachable, 4 permission denied on the socket,
   5 promotion failed and rolled back, 6 conflict, 7 not found, 8 timeout,
-  9 latency gate refused the candidate,
+  9 latency gate refused the candidate, 10 a peer did not answer (status),
   130 interrupted (Ctrl-C; an operation already sent goes on in the daemon)
 
 timeout: read-only commands wait 5 s for the daemon, actions
@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         subs, "completion", "print a shell completion script (bash, zsh, fish)", peer=False
     )
     completion.add_argument("shell", nargs="?", choices=list(SHELLS))
-    completion.add_argument(  # what the scripts call for live lane and role names
+    completion.add_argument(  # what the scripts call for live lane, role and host names
         "--names", choices=NAME_KINDS, help=argparse.SUPPRESS
     )
     # bench and verify send traffic to a lane's own address: not through a peer link.

@@ -18,10 +18,6 @@ from qwend.api.messages import (
 from qwend.text import duration, milliseconds, table
 
 
-def _npus(npus: Sequence[int]) -> str:
-    return ",".join(map(str, npus)) or "-"
-
-
 def _lane_row(lane: LaneInfo) -> list[str]:
     role = lane.role + ("*" if lane.active else "") + (f" [{lane.kv_role}]" if lane.kv_role else "")
     state = lane.state + (" (degraded)" if lane.degraded else "")
@@ -39,7 +35,7 @@ def _lane_row(lane: LaneInfo) -> list[str]:
         state,
         lane.pid_text,
         str(lane.port),
-        _npus(lane.npus),
+        lane.npus_text,
         duration(lane.uptime_s),
         str(lane.restarts),
         lane.last_exit or "-",
@@ -118,7 +114,11 @@ def render_status(status: StatusResponse) -> str:
     groups = [lane for lane in status.lanes if lane.group is not None]
     if groups:
         out.append("")
-        out.extend(f"group {lane.name}: {lane.group.line()}" for lane in groups if lane.group)
+        for lane in groups:
+            assert lane.group is not None
+            engines = [other.name for other in status.lanes if other.runs_on == lane.name]
+            runs = f"; {', '.join(engines)} run{'s' if len(engines) == 1 else ''} on it"
+            out.append(f"group {lane.name}: {lane.group.line()}{runs if engines else ''}")
     for lane in status.lanes:
         if lane.log_tail:
             out.append(quote_log(lane.name, lane.log_tail).removeprefix("\n"))

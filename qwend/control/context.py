@@ -92,6 +92,7 @@ class ControlContext:
             control_socket=self.control_socket,
             router_url=self.router_url,
             config_errors=self.config_errors,
+            peers=self.peers.names if self.peers is not None else (),
         )
 
     def router_snapshot(self) -> Any:

@@ -94,6 +94,7 @@ def lane_info(
         stats=stats.get(snap.name),
         url=snap.url,
         group=group_info(snap.group),
+        runs_on=snap.runs_on,
     )
 
 

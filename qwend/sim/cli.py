@@ -1,4 +1,5 @@
-"""``qwend-sim``: ``serve`` (a lane emulator) and ``npu-smi`` (a fake npu-smi).
+"""``qwend-sim``: ``serve`` (a lane emulator), ``ray start`` (a Ray head or worker node)
+and ``npu-smi`` (a fake npu-smi).
 
 Data goes to stdout, diagnostics to stderr; ``main(argv, env)`` is injectable
 for tests.
@@ -12,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from qwend.logs import LogFormat, configure_logging
 from qwend.sim import npusmi, state
@@ -20,6 +21,17 @@ from qwend.sim.dpranks import DpLayout, DpSettings
 from qwend.sim.kvtransfer import ROLES, WITHOUT_KV
 from qwend.sim.lane import FaultSettings, KvSettings, SimSettings
 from qwend.sim.latency import VARIANTS, profile_for
+from qwend.sim.raycluster import (
+    DEFAULT_PORT,
+    RayAddress,
+    RayDriverSettings,
+    RayLinkSettings,
+    RayNodeSettings,
+    driver_address,
+    node_npus,
+    parse_address,
+)
+from qwend.sim.raynode import run_node
 
 USAGE_ERROR = 2
 
@@ -131,6 +143,177 @@ def dp_settings(args: argparse.Namespace) -> DpSettings | str:
     )
 
 
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return number
+
+
+def _add_ray_link_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--ray-heartbeat-s", type=_positive, default=0.5, metavar="S")
+    g.add_argument(
+        "--ray-heartbeat-timeout-s",
+        type=_positive,
+        default=5.0,
+        metavar="S",
+        help="silence after which a link to the head (or a node's link) counts as lost",
+    )
+
+
+def _add_ray_driver_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("an engine on Ray (vLLM's --distributed-executor-backend ray)")
+    g.add_argument(
+        "--distributed-executor-backend",
+        choices=("mp", "ray", "uni", "external_launcher"),
+        help="ray: place the engine's workers on the Ray cluster at $RAY_ADDRESS",
+    )
+    g.add_argument("--tensor-parallel-size", "-tp", type=_positive_int, default=1, metavar="T")
+    g.add_argument("--pipeline-parallel-size", "-pp", type=_positive_int, default=1, metavar="P")
+    g.add_argument(
+        "--ray-placement-timeout-s",
+        type=_positive,
+        default=1800.0,
+        metavar="S",
+        help="how long to wait for the cluster to have T x P NPUs (vLLM: 1800)",
+    )
+    _add_ray_link_flags(g)
+
+
+def ray_driver_settings(
+    args: argparse.Namespace, env: Mapping[str, str]
+) -> RayDriverSettings | str | None:
+    """The Ray settings of parsed ``serve`` arguments (None: not on Ray), or why they
+    cannot work."""
+    if args.distributed_executor_backend != "ray":
+        return None
+    if args.data_parallel_size > 1 or args.headless:
+        return "the sim's Ray mode places tensor x pipeline parallel workers; drop the DP flags"
+    address = driver_address(env)
+    if isinstance(address, str):
+        return address
+    return RayDriverSettings(
+        address=address,
+        tensor_parallel=args.tensor_parallel_size,
+        pipeline_parallel=args.pipeline_parallel_size,
+        placement_timeout_s=args.ray_placement_timeout_s,
+        link=RayLinkSettings(args.ray_heartbeat_s, args.ray_heartbeat_timeout_s),
+    )
+
+
+UNMODELLED_RAY_FLAGS = (
+    "--dashboard-host",
+    "--dashboard-port",
+    "--include-dashboard",
+    "--temp-dir",
+    "--object-store-memory",
+    "--object-manager-port",
+    "--node-manager-port",
+    "--min-worker-port",
+    "--max-worker-port",
+    "--ray-client-server-port",
+)
+"""``ray start`` flags common in real recipes that the sim accepts and ignores (no
+dashboard, object store or worker port range here); the node logs them at start."""
+
+
+class _Unmodelled(argparse.Action):
+    """Collects the names of accepted-but-ignored flags in ``args.unmodelled``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        seen = list(getattr(namespace, self.dest, None) or [])
+        namespace.unmodelled = [*seen, option_string or self.dest]
+
+
+def _add_ray_parser(sub: Any) -> None:
+    ray = sub.add_parser("ray", help="run a Ray head or worker node (like `ray start --block`)")
+    ray_sub = ray.add_subparsers(dest="ray_command", required=True)
+    start = ray_sub.add_parser("start", help="start a node and block until stopped")
+    start.add_argument("--head", action="store_true", help="run the head (the GCS) here")
+    start.add_argument("--block", action="store_true", help="required: stay in the foreground")
+    start.add_argument("--address", metavar="HOST:PORT", help="a worker: the head's GCS")
+    start.add_argument(
+        "--port", type=int, metavar="PORT", help=f"the head's GCS port (default {DEFAULT_PORT})"
+    )
+    start.add_argument("--node-ip-address", default="127.0.0.1", metavar="IP")
+    start.add_argument("--node-name", metavar="NAME", help="default: the node IP")
+    start.add_argument("--num-gpus", type=_non_negative_int, metavar="N", help="NPUs given to Ray")
+    start.add_argument("--num-cpus", type=_non_negative_int, metavar="N", help="accepted, unused")
+    start.add_argument("--resources", metavar="JSON", help="e.g. '{\"NPU\": 8}'")
+    start.add_argument("--disable-usage-stats", action="store_true", help="accepted (no-op)")
+    for flag in UNMODELLED_RAY_FLAGS:
+        start.add_argument(flag, action=_Unmodelled, dest="unmodelled", help=argparse.SUPPRESS)
+    start.add_argument(
+        "--verbose", action=_Unmodelled, nargs=0, dest="unmodelled", help=argparse.SUPPRESS
+    )
+    g = start.add_argument_group("sim tuning (real seconds)")
+    _add_ray_link_flags(g)
+    g.add_argument(
+        "--ray-connect-timeout-s",
+        type=_positive,
+        default=60.0,
+        metavar="S",
+        help="a worker: how long it keeps trying to reach a head that is not up yet",
+    )
+    g.add_argument(
+        "--leak-npu-memory-s",
+        type=_non_negative,
+        default=0.0,
+        metavar="S",
+        help="after exit, npu-smi keeps showing the engine workers' HBM this long",
+    )
+    g.add_argument("--log-format", choices=[f.value for f in LogFormat], default="auto")
+    g.add_argument("--log-level", default="info")
+
+
+def ray_node_settings(args: argparse.Namespace, env: Mapping[str, str]) -> RayNodeSettings | str:
+    """The settings of parsed ``ray start`` arguments, or why they cannot work."""
+    if not args.block:
+        return (
+            "ray start needs --block: without it Ray detaches its daemons and exits, and"
+            " the sim does not daemonize (nothing would be left to supervise)"
+        )
+    if args.head and args.address:
+        return "--head runs the GCS here; drop --address (that is for workers)"
+    npus = node_npus(
+        args.num_gpus,
+        args.resources,
+        state.parse_visible_devices(env.get("ASCEND_RT_VISIBLE_DEVICES")),
+    )
+    if isinstance(npus, str):
+        return npus
+    if args.head:
+        port = DEFAULT_PORT if args.port is None else args.port
+        if not 0 < port < 65536:
+            return f"--port must be 1..65535, got {port}"
+        address: RayAddress | str = RayAddress(args.node_ip_address, port)
+        ignored: tuple[str, ...] = ()
+    elif not args.address:
+        return "a worker needs --address HEAD_IP:PORT (or --head to start the head)"
+    else:
+        address = parse_address(args.address)
+        ignored = () if args.port is None else ("--port (a worker's GCS is the head's)",)
+    if isinstance(address, str):
+        return f"--{address}"
+    return RayNodeSettings(
+        head=args.head,
+        address=address,
+        node_ip=args.node_ip_address,
+        name=args.node_name or args.node_ip_address,
+        npus=npus,
+        link=RayLinkSettings(args.ray_heartbeat_s, args.ray_heartbeat_timeout_s),
+        connect_timeout_s=args.ray_connect_timeout_s,
+        leak_npu_memory_s=args.leak_npu_memory_s,
+        ignored=(*(args.unmodelled or ()), *ignored),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``qwend-sim`` argument parser."""
     parser = argparse.ArgumentParser(prog="qwend-sim", description=__doc__)
@@ -154,7 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     _add_kv_flags(serve)
     _add_dp_flags(serve)
+    _add_ray_driver_flags(serve)
     _add_fault_flags(serve)
+    _add_ray_parser(sub)
     smi = sub.add_parser("npu-smi", help="fake npu-smi showing the running sim lanes")
     smi.add_argument("smi_args", nargs=argparse.REMAINDER)
     return parser
@@ -166,6 +351,9 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> SimS
     dp = dp_settings(args)
     if isinstance(dp, str):
         raise ValueError(dp)
+    ray = ray_driver_settings(args, env)
+    if isinstance(ray, str):
+        raise ValueError(ray)
     faults = FaultSettings(
         fail_startup=args.fail_startup,
         exit_code=args.exit_code,
@@ -201,6 +389,7 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> SimS
             engine_id=args.kv_engine_id,
         ),
         dp=dp,
+        ray=ray,
     )
 
 
@@ -257,10 +446,26 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     if args.command == "npu-smi":
         return npu_smi(args.smi_args, environ, sys.stdout, sys.stderr)
+    if args.command == "ray":
+        return ray_start(parser, args, environ)
     dp = dp_settings(args)
     if isinstance(dp, str):
         parser.error(dp)
+    ray = ray_driver_settings(args, environ)
+    if isinstance(ray, str):
+        parser.error(ray)
     configure_logging(LogFormat(args.log_format), args.log_level, env=environ)
     from qwend.sim.serve import serve  # aiohttp only for the server
 
     return asyncio.run(serve(settings_from_args(args, environ)))
+
+
+def ray_start(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, env: Mapping[str, str]
+) -> int:
+    """``qwend-sim ray start``: usage errors exit 2, then the node runs in the foreground."""
+    settings = ray_node_settings(args, env)
+    if isinstance(settings, str):
+        parser.error(f"ray start: {settings}")
+    configure_logging(LogFormat(args.log_format), args.log_level, env=env)
+    return asyncio.run(run_node(settings, state.state_dir(env)))

@@ -17,6 +17,7 @@ from qwend.sim.engine import Engine, SimSequence
 from qwend.sim.kvtransfer import KvStore
 from qwend.sim.latency import profile_for
 from qwend.sim.metrics import SimMetrics
+from qwend.sim.raycluster import RayDriverSettings
 from qwend.sim.requests import ApiError, GenerationRequest
 
 PROCESS_NAME = "python3"
@@ -91,6 +92,9 @@ class SimSettings:
     """Prefill/decode disaggregation (default: a whole-request lane)."""
     dp: DpSettings = field(default_factory=lambda: DpSettings(DpLayout(1, 1, 0)))
     """Multi-node data parallelism (default: one process holds every rank)."""
+    ray: RayDriverSettings | None = None
+    """An engine on a Ray cluster: its workers run on the Ray nodes, and the process itself
+    (the driver) holds no NPU, so it publishes no NPU state record."""
 
     @property
     def npus(self) -> tuple[int, ...]:
@@ -212,7 +216,7 @@ class SimLane:
 
     def publish(self, force: bool = False) -> None:
         """Write the state record if the load changed (or ``force``)."""
-        if not (self._dirty or force):
+        if not (self._dirty or force) or self.settings.ray is not None:
             return
         self._dirty = False
         try:
@@ -225,6 +229,8 @@ class SimLane:
     def unpublish(self) -> None:
         """At exit: remove the record, or leave it leaking for ``--leak-npu-memory-s``."""
         leak = self.settings.faults.leak_npu_memory_s
+        if self.settings.ray is not None:
+            return
         try:
             if leak > 0:
                 state.mark_leaking(self.settings.state_dir, self.record(), leak)

@@ -23,6 +23,7 @@ from qwend.logs import lane_logger
 from qwend.sim.app import make_sim_app
 from qwend.sim.dp import DpFollower, DpJoinError, DpLeader
 from qwend.sim.lane import SimLane, SimSettings
+from qwend.sim.raydriver import RayDriver, RayPlacementError
 
 LOAD_STEPS = 10
 """How many times the state record is refreshed while the model loads."""
@@ -41,6 +42,8 @@ async def serve(settings: SimSettings) -> int:
         loop.add_signal_handler(signum, stop.set)
     lane = SimLane(settings, log, on_exit_request=lambda: _schedule_crash(lane, "requests", 0.05))
     lane.tidy_state_dir()
+    if settings.ray is not None:
+        return await _serve_ray(lane, stop)
     if settings.dp.headless:
         return await _serve_headless(lane, stop)
     leader = DpLeader(settings.dp, log) if settings.dp.coordinates else None
@@ -68,7 +71,7 @@ def _log_load(lane: SimLane) -> None:
         "loading model",
         model=s.served_model_name,
         variant=s.variant,
-        npus=s.visible_devices or "unset",
+        npus=(s.visible_devices or "unset") if s.ray is None else "the Ray workers'",
         startup_delay_s=s.startup_delay,
         time_scale=s.time_scale,
         dp_ranks=list(s.dp.layout.ranks),
@@ -108,6 +111,74 @@ async def _serve_api(lane: SimLane, stop: asyncio.Event, leader: DpLeader | None
         await stop.wait()
         log.info("shutting down", reason="signal")
     lane.unpublish()
+    log.info("stopped")
+    return 0
+
+
+async def _serve_ray(lane: SimLane, stop: asyncio.Event) -> int:
+    """An engine on Ray: place its workers, load, serve until stopped or a worker's node dies."""
+    settings, log = lane.settings, lane.log
+    assert settings.ray is not None
+    driver = RayDriver(settings.ray, settings.lane_name, log)
+    log.info(
+        "connecting to the Ray cluster",
+        address=str(settings.ray.address),
+        workers=settings.ray.world_size,
+        placement_timeout_s=settings.ray.placement_timeout_s,
+    )
+    try:
+        placing = asyncio.create_task(driver.place())
+        try:
+            if await _first(stop, placing):
+                log.info("stopped while waiting for the Ray placement group")
+                return 0
+            placed = placing.result()
+        except RayPlacementError as exc:
+            log.error("cannot place the engine's workers on Ray", error=str(exc))
+            return 1
+        finally:
+            placing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RayPlacementError):
+                await placing
+        log.info(
+            "Ray placement group ready",
+            workers={b.node.describe(): b.npus for b in placed.bundles},
+        )
+        return await _serve_placed(lane, stop, driver)
+    finally:
+        await driver.close()
+
+
+async def _serve_placed(lane: SimLane, stop: asyncio.Event, driver: RayDriver) -> int:
+    """A placed Ray engine: load the model on its workers, then serve."""
+    settings, log = lane.settings, lane.log
+    _log_load(lane)
+    loading = asyncio.create_task(_load(lane, stop))
+    if not await _first(loading, driver.failed):
+        loading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loading
+        log.error("model load failed: a Ray worker is lost", reason=driver.failure)
+        return 1
+    if not loading.result():
+        log.info("stopped during model load")
+        return 0
+    if settings.faults.fail_startup:
+        log.error(
+            "model load failed (injected fault --fail-startup)", exit_code=settings.faults.exit_code
+        )
+        return settings.faults.exit_code
+    async with _serving(lane) as bound:
+        if not bound:
+            return 1
+        if settings.faults.exit_after_seconds is not None:
+            _schedule_crash(lane, "seconds", settings.faults.exit_after_seconds)
+        if await _first(driver.failed, stop):
+            # vLLM's Ray executor fails when an actor's node dies and the server exits.
+            lane.failure = driver.failure
+            log.error("shutting down: a Ray worker is lost", reason=driver.failure)
+            return 1
+        log.info("shutting down", reason="signal")
     log.info("stopped")
     return 0
 

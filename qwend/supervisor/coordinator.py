@@ -36,6 +36,9 @@ from qwend.supervisor.supervisor import LaneEvent, Supervisor
 
 POLL_S = 1.0
 """Seconds between polls of a group's members (a local lane change wakes it sooner)."""
+SILENT_MEMBER_S = 3.0
+"""How long a stop waits for a member host that does not answer before it counts the
+member stopped (that host stops it itself without its leader)."""
 STOP_WAIT_S = 120.0
 """Longest wait for every member to confirm it stopped when the group is stopped."""
 
@@ -112,6 +115,7 @@ class GroupCoordinator:
         after ``timeout_s``: an unreachable host stops its member itself, see
         ``FollowerWatch``)."""
         deadline = time.monotonic() + timeout_s
+        silent_since: float | None = None
         async with self._lock:
             # The lanes running on the group go first, their requests drained: asked-for.
             await self._sup.stop_dependents(self.lane, drain=True)
@@ -123,7 +127,23 @@ class GroupCoordinator:
                     )
                     return
                 await asyncio.sleep(min(self.poll_s, 0.2))
-                await self._carry(self.machine.observe(time.monotonic(), await self.poll()))
+                members = await self.poll()
+                now = time.monotonic()
+                if _only_silent_left(members):
+                    # A host that does not answer cannot confirm, and need not: its own qwend
+                    # stops its member once the leader is gone (FollowerWatch), and a qwend
+                    # that is down has stopped it already. Waiting the whole deadline would
+                    # only hold up this host's stop.
+                    silent_since = now if silent_since is None else silent_since
+                    if now - silent_since >= SILENT_MEMBER_S:
+                        self._log.warning(
+                            "group stopped without confirmation from unreachable member hosts",
+                            members=self._statuses(),
+                        )
+                        members = dict.fromkeys(members, MemberStatus.STOPPED)
+                else:
+                    silent_since = None
+                await self._carry(self.machine.observe(now, members))
 
     async def tick(self) -> None:
         """One poll and what it implies."""
@@ -196,6 +216,15 @@ class GroupCoordinator:
             self._log.warning(
                 "group member action failed", action=action.kind.value, member=host, error=str(exc)
             )
+
+
+def _only_silent_left(members: dict[str, MemberStatus]) -> bool:
+    """Every member is stopped but some whose host does not answer."""
+    statuses = set(members.values())
+    return MemberStatus.UNREACHABLE in statuses and statuses <= {
+        MemberStatus.STOPPED,
+        MemberStatus.UNREACHABLE,
+    }
 
 
 async def _next_local(changes: Subscription[LaneEvent], lane: str) -> None:

@@ -238,6 +238,11 @@ class LaneProcess:
                 f"lane {self.lane.name}: cannot run {argv[0]!r}: {exc.strerror or exc}{where};"
                 " check lane.command and PATH"
             ) from exc
+        except BaseException:
+            # Cancelled mid-spawn (a stop while starting): asyncio kills the child; the log
+            # file is ours to close.
+            logfile.close()
+            raise
         proc = asyncio.subprocess.Process(transport, protocol, loop)
         self._transport = transport
         self._proc = proc

@@ -98,6 +98,8 @@ class LaneSnapshot:
     """The ``model`` the lane's backend expects (its ``served_model``, else ``model``)."""
     url: str = ""
     """A remote lane's url (it has no PID here); empty for a local lane."""
+    runs_on: str = ""
+    """The lane group this lane's engine runs on (``runs_on``); empty: none."""
     group: GroupView | None = None
     """The lane group this lane is a member of, as this host sees it."""
 
@@ -353,6 +355,7 @@ class Supervisor:
             failure_log=runner.failure_log,
             url=cfg.remote.url if cfg.remote is not None else "",
             group=self._group_view(cfg),
+            runs_on=cfg.runs_on or "",
         )
 
     def _group_view(self, cfg: LaneConfig) -> GroupView | None:

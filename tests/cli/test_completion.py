@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from qwend.cli.completion import FILES, LANES, ROLES, spec
+from qwend.cli.completion import FILES, HOSTS, LANES, ROLES, spec
 from qwend.cli.main import build_parser
 from tests.cli.test_main import qwenctl
 from tests.support.control_fakes import Served, serve_control
@@ -81,6 +81,10 @@ def test_the_spec_follows_the_parser() -> None:
     assert commands["check-config"].positionals[0].complete == FILES
     assert {"--force", "--now", "--timeout"} <= {f for o in stop.options for f in o.flags}
     assert "--socket" in completion.value_flags and "--json" not in completion.value_flags
+    host = next(o for o in stop.options if "--host" in o.flags)
+    assert host.complete == HOSTS, "--host completes the daemon's peers"
+    init = next(o for o in commands["init"].options if "--host" in o.flags)
+    assert init.complete == "", "init --host names a preset's host, not a peer"
 
 
 async def test_bash_completes_commands_options_and_live_lane_names(tmp_path: Path) -> None:
@@ -97,6 +101,10 @@ async def test_bash_completes_commands_options_and_live_lane_names(tmp_path: Pat
         assert await bash_complete(srv, path, "qwenctl stop lane stable --f") == ["--force"]
         assert await bash_complete(srv, path, "qwenctl completion ") == ["bash", "fish", "zsh"]
         assert await bash_complete(srv, path, "qwenctl --socket /x logs mu") == []
+        # --host asks the daemon for its peers (none here: nothing, and no error).
+        assert "_qwenctl_names hosts" in path.read_text()
+        assert await bash_complete(srv, path, "qwenctl stop --host ") == []
+        assert await bash_complete(srv, path, "qwenctl init --host ") == []
 
 
 async def test_fish_completes_commands_and_live_lane_names(tmp_path: Path) -> None:

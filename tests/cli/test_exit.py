@@ -23,6 +23,7 @@ def test_exit_statuses_are_stable() -> None:
         "NOT_FOUND": 7,
         "TIMEOUT": 8,
         "GATE_REFUSED": 9,
+        "PEER_UNREACHABLE": 10,
     }
 
 

@@ -9,6 +9,7 @@ shown unreachable while the local part still answers at once.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import secrets
@@ -27,6 +28,8 @@ from qwend.api.client import (
     RemoteError,
 )
 from qwend.api.messages import ErrorCode, LaneAction
+from qwend.cli.exit import ExitStatus
+from qwend.cli.main import main as qwenctl
 from tests.cluster.peerrig import free_port, host_config, token_file
 from tests.support.daemonproc import run_daemon
 from tests.support.lanescripts.factory import make_lane
@@ -244,6 +247,17 @@ async def test_hostile_clients_of_the_peer_listener(tmp_path: Path) -> None:
         assert "unreachable" in node1.error and "node1" in node1.error
         assert view.hosts[0].reachable and view.hosts[0].status is not None
         assert elapsed < 3.0, elapsed  # refused at once: no deadline spent
+        out = io.StringIO()
+        env = {"QWEND_SOCKET": str(d0.control_socket)}
+        status = await asyncio.to_thread(qwenctl, ["status"], env, out, io.StringIO())
+        assert status == ExitStatus.PEER_UNREACHABLE, out.getvalue()
+        assert "node1: unreachable" in out.getvalue()
+        local = await asyncio.to_thread(qwenctl, ["status", "--local"], env, out, io.StringIO())
+        assert local == ExitStatus.OK
+        names = io.StringIO()  # what `qwenctl stop --host <TAB>` offers
+        argv = ["completion", "--names", "hosts"]
+        assert await asyncio.to_thread(qwenctl, argv, env, names, io.StringIO()) == 0
+        assert names.getvalue().split() == ["node1"]
         async with ControlClient(d0.control_socket, timeout_s=60, host="node1") as remote:
             with pytest.raises(RemoteError) as down:
                 await remote.status()

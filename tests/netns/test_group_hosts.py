@@ -16,14 +16,14 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from qwend.api.messages import LaneInfo
 from tests.cluster.peerrig import add_cluster, token_file
-from tests.support.daemonproc import DaemonProc, run_daemon, write_config, write_lane
+from tests.support.daemonproc import run_daemon, write_config, write_lane
 from tests.support.netload import assert_none_failed_early, start_load, stop_load
 from tests.support.netns import HEALTH, Cluster, cluster_hosts, namespaces, require_netns
 from tests.support.simlane import DEFAULT_MODEL, sim_executable
@@ -95,14 +95,10 @@ def front_config(base: Path, net: Cluster) -> Path:
     return cfg
 
 
-async def until_lane(daemon: DaemonProc, lane: str, check: Any, what: str, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        info = (await daemon.lanes())[lane]
-        if check(info):
-            return info
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g}s: {info}")
+def group_ready(info: LaneInfo, restarts: int = 0) -> bool:
+    """The lane's group is ready, after at least ``restarts`` restarts."""
+    group = info.group
+    return group is not None and group.state == "ready" and group.restarts >= restarts
 
 
 async def test_a_killed_follower_restarts_its_group_while_the_front_serves_elsewhere(
@@ -123,11 +119,8 @@ async def test_a_killed_follower_restarts_its_group_while_the_front_serves_elsew
                     )
                     for host in MEMBERS
                 }
-                leader = await until_lane(
-                    d["node0"], "big",
-                    lambda i: i.group is not None and i.group.state == "ready", "group ready", 60,
-                )  # fmt: skip
-                assert leader.group.restarts == 0, leader.group
+                leader = await d["node0"].until_lane("big", group_ready, "group ready", 60)
+                assert leader.group is not None and leader.group.restarts == 0, leader.group
                 assert [(m.host, m.status) for m in leader.group.members] == [
                     ("node0", "ready"), ("node1", "ready"),
                 ]  # fmt: skip
@@ -142,8 +135,7 @@ async def test_a_killed_follower_restarts_its_group_while_the_front_serves_elsew
                 load = start_load(
                     net.exec_in("front"), f"http://127.0.0.1:{ROUTER_PORT}", MODEL, stop
                 )
-                await until_lane(front, "big", lambda i: i.stats and i.stats.requests > 5,
-                                 "the group's leader serving the front", 30)  # fmt: skip
+                await front.served("big", more_than=5)
 
                 now = (await d["node0"].lanes())["big"]
                 assert now.group is not None
@@ -151,20 +143,15 @@ async def test_a_killed_follower_restarts_its_group_while_the_front_serves_elsew
                 follower = (await d["node1"].lanes())["big"]
                 assert follower.pid is not None
                 os.kill(follower.pid, signal.SIGKILL)
-                restarted = await until_lane(
-                    d["node0"], "big",
-                    lambda i: i.group.restarts > restarts and i.group.state == "ready",
-                    "group back", 60,
-                )  # fmt: skip
+                restarted = await d["node0"].until_lane(
+                    "big", lambda i: group_ready(i, restarts + 1), "group back", 60
+                )
                 assert restarted.pid not in (None, old_leader_pid), "the leader restarted too"
                 again = (await d["node1"].lanes())["big"]
                 assert again.pid not in (None, follower.pid)
                 assert restarted.started_at is not None and again.started_at is not None
                 assert restarted.started_at <= again.started_at, "leader first"
-                served = (await front.lanes())["big"].stats
-                before = served.requests if served else 0
-                await until_lane(front, "big", lambda i: i.stats.requests > before + 5,
-                                 "the leader serving the front again", 30)  # fmt: skip
+                await front.served("big", more_than=await front.completed("big") + 5)
                 records = stop_load(load, stop)
             for host, daemon in d.items():
                 assert daemon.leftovers() == [], f"qwend on {host} left lane processes behind"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -130,3 +131,40 @@ async def test_a_group_member_that_ends_is_not_restarted_by_its_own_host(
         await follow.sup.wait_ready("big", 4 * FAST_RESTART.backoff_max_s)
     assert follow.sup.snapshot("big").pid is None
     assert follow.sup.lane_state("big") is S.BACKOFF
+
+
+async def test_a_stop_does_not_wait_its_whole_deadline_for_a_member_host_that_is_gone(
+    hosts: dict[str, Host],
+) -> None:
+    lead, follow = hosts["node0"], hosts["node1"]
+    link = FakeLink(hosts)
+    coord = GroupCoordinator(lead.sup, lead.sup.config.lanes[0], link, poll_s=0.2)
+    task = await run_group(coord)
+    try:
+        await until(lambda: coord.machine.state is GroupState.READY, 30, "the group ready")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        link.cut.add("node1")  # its qwend is down (or cut off): it stops its member itself
+        started = time.monotonic()
+        await coord.stop("qwend shutting down", timeout_s=60)
+        took = time.monotonic() - started
+        assert coord.machine.state is GroupState.STOPPED
+        assert pid(lead) is None
+        assert took < 30, f"waited {took:.1f}s for a host that cannot answer"
+    finally:
+        link.cut.clear()
+        await coord.stop("test over")
+        await follow.sup.stop_member("big")
+
+
+async def test_a_group_stopped_while_its_first_member_spawns_leaves_nothing_open(
+    hosts: dict[str, Host],
+) -> None:
+    # A stop that cancels a spawn in flight: the child is killed by asyncio, and the lane
+    # log opened for it must be closed too (pytest turns a leaked file into an error).
+    lead, follow = hosts["node0"], hosts["node1"]
+    coord = GroupCoordinator(lead.sup, lead.sup.config.lanes[0], FakeLink(hosts), poll_s=0.2)
+    await coord.start()
+    await coord.stop("stopped at once")
+    assert coord.machine.state is GroupState.STOPPED
+    assert pid(lead) is None and pid(follow) is None

@@ -234,6 +234,19 @@ class DaemonProc:
                 raise AssertionError(f"{lane} not {want} in {timeout:g}s: {infos[lane]}")
             await asyncio.sleep(0.05)
 
+    async def until_lane(
+        self, lane: str, check: Callable[[LaneInfo], object], what: str, timeout: float
+    ) -> LaneInfo:
+        """Poll until ``check`` holds for ``lane``; the lane as it then was."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = (await self.lanes())[lane]
+            if check(info):
+                return info
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: not within {timeout:g}s: {info}")
+            await asyncio.sleep(0.05)
+
     async def completed(self, lane: str) -> int:
         """Requests ``lane`` completed so far (the router's stats)."""
         stats = (await self.lanes())[lane].stats

@@ -1,0 +1,204 @@
+"""A Ray-backed lane on two hosts behind a front host, each host with its own qwend.
+
+Three network namespaces on a bridge: node0 runs the Ray head (a ``qwend-sim ray start
+--head --block`` member of the lane group ``ray``) and the engine lane ``big`` that runs
+on the group (``qwend-sim serve --distributed-executor-backend ray``, tensor parallel 2:
+one worker on each host's NPU), node1 runs a Ray worker node (``--address`` node0's head).
+The front host's qwend routes the role to node0's engine as a remote lane and has a lane
+of its own; streaming load runs inside the front throughout.
+
+Killing node1's Ray node: the engine loses a worker and is stopped, the cluster restarts
+as a unit (head first, new PIDs), the engine is started again only once the cluster is
+whole, and the front serves on its own lane meanwhile. Pulling node1's cable: the engine
+leaves rotation, node1's node ends without its head, and once the cable is back the
+cluster restarts as a unit and the engine returns. No request fails before its first byte;
+stopping every qwend leaves no process and no namespace. Root only (CI runs it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from qwend.api.messages import LaneInfo
+from tests.cluster.peerrig import add_cluster, token_file
+from tests.support.daemonproc import run_daemon, write_config, write_lane
+from tests.support.netload import assert_none_failed_early, start_load, stop_load
+from tests.support.netns import HEALTH, Cluster, cluster_hosts, namespaces, require_netns
+from tests.support.simlane import DEFAULT_MODEL, sim_executable
+
+pytestmark = pytest.mark.netns
+
+MODEL = "Qwen3.5-9B"
+LANE_PORT = 18330
+RAY_PORT = 16379
+PEER_PORT = 7712
+ROUTER_PORT = 18399
+RESTART = {"backoff_min_s": 0.1, "backoff_max_s": 0.5}
+MEMBERS = ("node0", "node1")
+LINK = ["--ray-heartbeat-s", "0.2", "--ray-heartbeat-timeout-s", "1.5"]
+
+
+def ray_node(net: Cluster, host: str) -> list[str]:
+    """The Ray node of ``host``: the head on node0, a worker joining it on node1."""
+    argv = [sim_executable(), "ray", "start", "--block", "--node-ip-address", net.addr[host],
+            "--num-gpus", "1", *LINK]  # fmt: skip
+    if host == "node0":
+        return [*argv, "--head", "--port", str(RAY_PORT)]
+    return [*argv, "--address", f"{net.addr['node0']}:{RAY_PORT}"]
+
+
+def member_config(base: Path, net: Cluster, host: str, token: Path) -> Path:
+    """qwend.toml of a member host: its Ray node, the other member as a peer, and on node0
+    the engine that runs on the cluster."""
+    cfg = write_config(base / host, [], drain_timeout_s=1.0)
+    other = next(m for m in MEMBERS if m != host)
+    add_cluster(
+        cfg,
+        {"name": host, "listen": f"{net.addr[host]}:{PEER_PORT}", "token_file": str(token)},
+        [{"name": other, "url": f"http://{net.addr[other]}:{PEER_PORT}", "timeout_s": 1.0}],
+    )
+    lanes = cfg.parent / "lanes.d"
+    write_lane(
+        lanes,
+        "ray",
+        {"role": "raycluster", "model": MODEL, "npus": [0], "command": ray_node(net, host),
+         "health": HEALTH, "restart": RESTART, "group": {"members": list(MEMBERS)}},
+    )  # fmt: skip
+    if host == "node0":
+        engine = [
+            sim_executable(), "serve", "--host", "0.0.0.0", "--port", "{port}",
+            "--served-model-name", DEFAULT_MODEL, "--variant", "v3", "--lane-name", "{name}",
+            "--time-scale", "50", "--startup-delay", "0.2",
+            "--distributed-executor-backend", "ray", "--tensor-parallel-size", "2",
+            "--ray-placement-timeout-s", "10", *LINK,
+        ]  # fmt: skip
+        write_lane(
+            lanes,
+            "big",
+            {"role": "stable", "model": MODEL, "served_model": DEFAULT_MODEL, "port": LANE_PORT,
+             "runs_on": "ray", "command": engine, "health": HEALTH, "restart": RESTART,
+             "env": {"RAY_ADDRESS": f"{net.addr['node0']}:{RAY_PORT}"}},
+        )  # fmt: skip
+    return cfg
+
+
+def front_config(base: Path, net: Cluster) -> Path:
+    """qwend.toml of the front: node0's engine as a remote lane, and a lane of its own."""
+    cfg = write_config(base / "front", [], router_port=ROUTER_PORT)
+    lanes = cfg.parent / "lanes.d"
+    write_lane(
+        lanes,
+        "big",
+        {"role": "stable", "model": MODEL, "served_model": DEFAULT_MODEL,
+         "url": f"http://{net.addr['node0']}:{LANE_PORT}", "connect_timeout_s": 0.5,
+         "health": HEALTH, "restart": RESTART},
+    )  # fmt: skip
+    own = [
+        sim_executable(), "serve", "--host", "127.0.0.1", "--port", "{port}",
+        "--served-model-name", DEFAULT_MODEL, "--variant", "v3", "--lane-name", "{name}",
+        "--time-scale", "50",
+    ]  # fmt: skip
+    write_lane(
+        lanes,
+        "own",
+        {"role": "throughput", "model": MODEL, "served_model": DEFAULT_MODEL, "npus": [0],
+         "port": LANE_PORT, "command": own, "health": HEALTH},
+    )  # fmt: skip
+    return cfg
+
+
+def group_ready(info: LaneInfo, restarts: int = 0) -> bool:
+    """The lane's group is ready, after at least ``restarts`` restarts."""
+    group = info.group
+    return group is not None and group.state == "ready" and group.restarts >= restarts
+
+
+@pytest.mark.timeout(300)
+async def test_a_ray_backed_lane_restarts_with_its_cluster_while_the_front_serves_elsewhere(
+    tmp_path: Path,
+) -> None:
+    require_netns()
+    token = token_file(tmp_path)
+    with cluster_hosts(["front", *MEMBERS]) as net:
+        made = {*net.namespace.values(), net.bridge}
+        load: subprocess.Popen[bytes] | None = None
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                d = {
+                    host: await stack.enter_async_context(
+                        run_daemon(
+                            member_config(tmp_path, net, host, token), prefix=net.exec_in(host)
+                        )
+                    )
+                    for host in MEMBERS
+                }
+                head = await d["node0"].until_lane("ray", group_ready, "cluster ready", 60)
+                assert head.group is not None
+                assert [(m.host, m.status) for m in head.group.members] == [
+                    ("node0", "ready"), ("node1", "ready"),
+                ]  # fmt: skip
+                engine = await d["node0"].until_lane(
+                    "big", lambda i: i.state == "ready", "engine ready", 60
+                )
+                assert engine.runs_on == "ray" and engine.npus == ()
+                assert engine.started_at is not None and head.started_at is not None
+                worker = (await d["node1"].lanes())["ray"]
+                assert worker.started_at is not None
+                assert engine.started_at >= worker.started_at, "the engine waits for its cluster"
+
+                front = await stack.enter_async_context(
+                    run_daemon(front_config(tmp_path, net), prefix=net.exec_in("front"))
+                )
+                await front.wait_lanes({"big": "ready", "own": "ready"}, timeout=60)
+                stop = tmp_path / "stop-load"
+                load = start_load(
+                    net.exec_in("front"), f"http://127.0.0.1:{ROUTER_PORT}", MODEL, stop
+                )
+                await front.served("big", more_than=5)
+
+                # 1. node1's Ray node killed: the engine and the cluster restart, in order.
+                assert worker.pid is not None
+                os.kill(worker.pid, signal.SIGKILL)
+                back = await d["node0"].until_lane(
+                    "ray", lambda i: group_ready(i, 1), "cluster back", 60
+                )
+                assert back.pid not in (None, head.pid), "the head restarted with its worker"
+                again = await d["node0"].until_lane(
+                    "big", lambda i: i.state == "ready" and i.pid != engine.pid, "engine back", 60
+                )
+                new_worker = (await d["node1"].lanes())["ray"]
+                assert new_worker.pid not in (None, worker.pid)
+                assert again.started_at is not None and new_worker.started_at is not None
+                assert again.started_at >= new_worker.started_at, "engine after its cluster"
+                await front.served("big", more_than=await front.completed("big") + 5)
+
+                # 2. node1's cable pulled: the engine leaves rotation; back with the cable.
+                net.link("node1", up=False)
+                await front.wait_state("big", {"unhealthy", "backoff", "starting"}, 60)
+                # Cut off from its head, node1's node ends (Ray's raylet does without its
+                # GCS; else node1's qwend would stop it): no half cluster keeps its NPUs.
+                await d["node1"].until_lane(
+                    "ray", lambda i: i.pid is None, "node1's node ended without its head", 60
+                )
+                net.link("node1", up=True)
+                await d["node0"].until_lane("ray", lambda i: group_ready(i, 2), "cluster", 90)
+                await front.wait_lanes({"big": "ready"}, timeout=90)
+                await front.served("big", more_than=await front.completed("big") + 5)
+                records = stop_load(load, stop)
+            for host, daemon in d.items():
+                assert daemon.leftovers() == [], f"qwend on {host} left lane processes behind"
+            assert front.leftovers() == []
+        finally:
+            if load is not None and load.poll() is None:
+                load.kill()
+                load.wait(timeout=15)
+    assert not made & set(namespaces()), "namespaces left behind"
+    assert_none_failed_early(records)
+    lanes = {r["lane"] for r in records}
+    assert {"big", "own"} <= lanes, lanes
