@@ -14,7 +14,7 @@ from qwend.config.draft import LaneDraft
 from qwend.config.kvconfig import kv_role_problem
 from qwend.config.model import GroupConfig, KvRole, PublicConfig, RouterConfig
 from qwend.config.parallel import SidePort, side_ports, vllm_layout
-from qwend.config.raycheck import check_ray_members
+from qwend.config.raycheck import check_engines_per_group, check_ray_members
 from qwend.errors import ConfigIssue
 
 
@@ -40,6 +40,7 @@ def check_all(
     check_lane_resources(issues, drafts)
     check_runs_on(issues, drafts)
     check_ray_members(issues, drafts)
+    check_engines_per_group(issues, drafts)
     check_parallel(issues, drafts)
     check_kv_roles(issues, drafts)
     check_side_ports(issues, drafts)

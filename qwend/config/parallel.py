@@ -8,10 +8,11 @@ no other lane may use. Expert parallelism (``--enable-expert-parallel``) spreads
 experts over those same ranks and adds no NPU.
 
 Besides its HTTP port a multi-NPU backend opens side ports on the host: vLLM's data
-parallel RPC port and torch's master port, HCCL's host socket ports. Two lanes that run
-at the same time must not share them. Only what the command and environment say is
-known here; vLLM's defaults count where a feature is on (the DP RPC port once DP > 1),
-HCCL's own default (60000 + 16) does not, as HCCL picks a free range by itself then.
+parallel RPC port and torch's master port, HCCL's host socket ports, a Ray head's GCS
+port. Two lanes that run at the same time must not share them. Only what the command
+and environment say is known here; vLLM's defaults count where a feature is on (the DP
+RPC port once DP > 1), HCCL's own default (60000 + 16) does not, as HCCL picks a free
+range by itself then.
 
 The argv is read as vLLM's ``FlexibleArgumentParser`` reads it: ``--flag VALUE`` or
 ``--flag=VALUE``, underscores in long names equal to dashes, the last occurrence wins.
@@ -23,6 +24,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
+
+from qwend.config.rayargs import parse_ray_start
 
 VLLM_DP_RPC_PORT_DEFAULT = 29550
 """vLLM's ``--data-parallel-rpc-port`` when not given (vllm.config.ParallelConfig)."""
@@ -210,6 +213,10 @@ def side_ports(argv: Sequence[str], env: Mapping[str, str]) -> tuple[list[SidePo
         master = option(argv, _MASTER_PORT)
         if master is not None:
             add(_MASTER_PORT[0], master)
+    ray = parse_ray_start(argv)
+    if ray is not None and ray.head:  # the GCS, which every Ray node and driver joins
+        origin = "ray start --port" if ray.port_given else "ray start --head (Ray's default)"
+        ports.append(SidePort(origin, ray.port, ray.port))
     if "HCCL_IF_BASE_PORT" in env:
         add("env HCCL_IF_BASE_PORT", env["HCCL_IF_BASE_PORT"], HCCL_BASE_PORT_SPAN)
     for name in _ENV_PORTS:

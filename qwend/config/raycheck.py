@@ -17,10 +17,11 @@ What one host's files can tell:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import PurePath
 
 from qwend.config.draft import LaneDraft
 from qwend.config.model import Config, GroupConfig, LaneConfig
-from qwend.config.parallel import option, vllm_layout
+from qwend.config.parallel import is_vllm, option, vllm_layout
 from qwend.config.rayargs import RayStart, parse_ray_start
 from qwend.errors import ConfigIssue
 
@@ -49,6 +50,37 @@ def check_ray_members(issues: list[ConfigIssue], drafts: Sequence[LaneDraft]) ->
         group = d.values.get("group")
         if isinstance(group, GroupConfig):
             _check_member_role(issues, d.file, ray, group)
+
+
+def check_engines_per_group(issues: list[ConfigIssue], drafts: Sequence[LaneDraft]) -> None:
+    """One active lane runs on a group, and standby lanes of its role only: each engine
+    asks the cluster for every NPU its members give it, so a second one would wait for
+    NPUs that never come free."""
+    first: dict[str, LaneDraft] = {}
+    for d in drafts:
+        group = d.values.get("runs_on")
+        if not isinstance(group, str) or d.standby:
+            continue
+        if group not in first:
+            first[group] = d
+            continue
+        other = first[group]
+        msg = (
+            f"lane {other.name} ({other.file}) already runs on lane group {group}: an engine"
+            " takes every NPU of the group's members, so a second active one never gets"
+            " any; set standby = true on one of them"
+        )
+        issues.append(ConfigIssue(d.file, "lane.runs_on", msg))
+    for d in drafts:
+        group = d.values.get("runs_on")
+        active = first.get(group) if isinstance(group, str) and d.standby else None
+        if active is not None and d.role is not None and d.role != active.role:
+            msg = (
+                f"standby lane of role {d.role!r} runs on lane group {group}, whose engine is"
+                f" lane {active.name} of role {active.role!r} ({active.file}): promoted, it"
+                " would need the NPUs that engine holds; run on it only a candidate of that role"
+            )
+            issues.append(ConfigIssue(d.file, "lane.runs_on", msg))
 
 
 def _check_member_role(
@@ -95,8 +127,9 @@ def ray_warnings(config: Config) -> list[str]:
             warnings += _member_warnings(lane, ray)
         if lane.runs_on is None or _ray_group(config, lane.runs_on) is None:
             continue
-        executor = option(lane.argv(), EXECUTOR)
-        if executor != "ray":
+        argv = lane.argv()
+        executor = option(argv, EXECUTOR)
+        if _serves_like_vllm(argv) and executor != "ray":
             given = f"--distributed-executor-backend {executor}" if executor else "no executor"
             warnings.append(
                 f"lane {lane.name} ({_where(lane)}) runs on Ray lane group {lane.runs_on}"
@@ -105,6 +138,13 @@ def ray_warnings(config: Config) -> list[str]:
                 " --distributed-executor-backend ray"
             )
     return warnings
+
+
+def _serves_like_vllm(argv: Sequence[str]) -> bool:
+    """vLLM's server, or the simulator's (same flags): another program, such as a Ray
+    driver of its own, has no executor flag to check."""
+    simulated = len(argv) > 1 and PurePath(argv[0]).name == "qwend-sim" and argv[1] == "serve"
+    return is_vllm(argv) or simulated
 
 
 def _member_warnings(lane: LaneConfig, ray: RayStart) -> list[str]:

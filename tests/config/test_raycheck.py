@@ -208,3 +208,46 @@ def test_the_summary_names_the_ray_head_worker_and_engine() -> None:
     }
     worker = _rows(render_summary(parse({"ray.toml": member(*WORKER)}, this="node1")))
     assert worker["ray"]["STATE"] == "Ray worker, joins node0"
+
+
+def test_the_heads_gcs_port_is_a_port_of_this_host() -> None:
+    """The head's GCS port (6379 unless --port) clashes like any side port (filed on the
+    later of the two files)."""
+    found = issues({"ray.toml": member(*HEAD), "big.toml": engine(*RAY, "--master-port", "6379")})
+    assert [(f, k) for f, k, _ in found] == [("big.toml", "lane.command")]
+    assert "6379 (--master-port) collides with lane ray (ray.toml)" in found[0][2]
+    assert "6379 (ray start --head (Ray's default))" in found[0][2]
+    found = issues({"ray.toml": member(*HEAD, "--port=18095"), "big.toml": engine(*RAY)})
+    assert [(f, k) for f, k, _ in found] == [("big.toml", "lane.port")]
+    assert (
+        "port 18095 is a side port of lane ray (ray.toml): 18095 (ray start --port)"
+        in (found[0][2])
+    )
+
+
+def test_an_engine_of_its_own_kind_has_no_executor_flag_to_check() -> None:
+    """A Ray driver of its own (not vLLM's server nor the simulator's) is left alone; the
+    simulator's server, speaking vLLM's flags, is held to them."""
+    driver = engine()
+    driver["lane"]["command"] = ["python3", "driver.py", "--port", "{port}"]
+    config = parse({"ray.toml": member(*HEAD), "big.toml": driver})
+    assert ray_warnings(config) == []
+    driver["lane"]["command"] = ["qwend-sim", "serve", "--port", "{port}"]
+    config = parse({"ray.toml": member(*HEAD), "big.toml": driver})
+    (warning,) = ray_warnings(config)
+    assert "add --distributed-executor-backend ray" in warning
+
+
+def test_one_active_engine_runs_on_a_group() -> None:
+    second = engine(*RAY, role="other", port=18096)
+    found = issues({"ray.toml": member(*HEAD), "big.toml": engine(*RAY), "big2.toml": second})
+    assert [(f, k) for f, k, _ in found] == [("big2.toml", "lane.runs_on")]
+    assert "lane big (big.toml) already runs on lane group ray" in found[0][2]
+    second["lane"]["standby"] = True
+    second["lane"]["role"] = "big"
+    parse({"ray.toml": member(*HEAD), "big.toml": engine(*RAY), "big2.toml": second})
+    second["lane"]["role"] = "other"
+    found = issues({"ray.toml": member(*HEAD), "big.toml": engine(*RAY), "big2.toml": second})
+    found = [(f, k, m) for f, k, m in found if k == "lane.runs_on"]  # not "no active lane"
+    assert [(f, k) for f, k, _ in found] == [("big2.toml", "lane.runs_on")]
+    assert "standby lane of role 'other'" in found[0][2] and "lane big of role 'big'" in found[0][2]
