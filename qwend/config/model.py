@@ -571,13 +571,16 @@ def promotes_in_place(candidate: LaneConfig, incumbent: LaneConfig) -> bool:
     """Whether promoting ``candidate`` over ``incumbent`` is in place (else blue/green).
 
     In place when the two cannot run side by side: they share an NPU or the port, so the
-    incumbent must stop first. The port alone decides, whatever ``host`` says: ``host`` is
-    where qwend reaches a lane, while the process binds what its command says (there is no
-    ``{host}`` placeholder, and vLLM binds every address by default); the config checks
-    likewise refuse a port shared across hosts. Blue/green when the candidate has NPUs and
-    a port of its own.
+    incumbent must stop first; two engines on one lane group (``runs_on``) share all of
+    its NPUs. The port alone decides, whatever ``host`` says: ``host`` is where qwend
+    reaches a lane, while the process binds what its command says (there is no ``{host}``
+    placeholder, and vLLM binds every address by default); the config checks likewise
+    refuse a port shared across hosts. Blue/green when the candidate has NPUs and a port
+    of its own.
     """
     if candidate.is_remote or incumbent.is_remote:
         return False  # qwend cannot stop or start a remote lane: they always run side by side
+    if candidate.runs_on is not None and candidate.runs_on == incumbent.runs_on:
+        return True  # engines on one lane group: each takes every NPU its members give
     shares_npus = bool(set(candidate.npus) & set(incumbent.npus))
     return shares_npus or candidate.port == incumbent.port

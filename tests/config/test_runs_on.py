@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from qwend.config.model import Config
+from qwend.config.model import Config, promotes_in_place
 from qwend.config.parse import parse_config
 from qwend.errors import ConfigError
 from tests.support.config_fixtures import Data, lane, valid_lanes, valid_main
@@ -117,3 +117,11 @@ def test_a_group_member_or_a_remote_lane_cannot_run_on_a_group() -> None:
 def test_a_runs_on_change_restarts_the_lane() -> None:
     big = parse({"ray.toml": ray_member(), "big.toml": engine()}).lane("big")
     assert big.spawn_key() != replace(big, runs_on=None).spawn_key()
+
+
+def test_two_engines_on_one_group_promote_in_place() -> None:
+    # Each takes every NPU the group's members give: the incumbent must stop first.
+    candidate = engine(port=18096, standby=True, variant="v2")
+    config = parse({"ray.toml": ray_member(), "big.toml": engine(), "big2.toml": candidate})
+    assert promotes_in_place(config.lane("big2"), config.lane("big"))
+    assert not promotes_in_place(config.lane("big2"), config.lane("stable"))
