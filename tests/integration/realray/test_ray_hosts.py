@@ -282,7 +282,7 @@ async def test_qwend_supervises_a_real_ray_cluster_on_two_hosts(tmp_path: Path) 
             for found in ray_processes(venv, made):  # a failed run must not leak a cluster
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(found.pid, signal.SIGKILL)
+            shutil.rmtree(temp, ignore_errors=True)
             for what, seconds in timings.items():
                 print(f"real-ray timing: {what} = {seconds:.2f} s")
     assert not made & set(namespaces()), "namespaces left behind"
-    shutil.rmtree(temp, ignore_errors=True)
