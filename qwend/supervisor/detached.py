@@ -127,7 +127,8 @@ class LaneRegistry:
 
 
 async def stop_group(pid: int, sig: int, timeout: float) -> None:
-    """Signal process group ``pid``, SIGKILL it after ``timeout``; return when it is gone."""
+    """Signal the lane led by ``pid`` (its group and session), SIGKILL it after ``timeout``;
+    return when every process of it is gone."""
     kill_lane(pid, sig)
     deadline = time.monotonic() + timeout
     killed = False

@@ -10,6 +10,11 @@ so two mechanisms make sure lanes die with qwend, even after ``kill -9``:
   pipe from qwend and the list of lane process groups. When qwend dies, for any
   reason, the pipe reaches EOF and the guard SIGKILLs every registered group.
 
+A lane is started as the leader of a session of its own, and "its processes" are its
+process group plus its session (``lane_members``): a child may move to a process group of
+its own (Ray's raylet does it for every worker, the actors that hold the devices) but only
+``setsid`` leaves the session. Stops, reaps and the guard reach both.
+
 Output goes to ``log_dir/NAME.log`` (the previous starts kept as ``NAME.log.1``
 .. ``.N``) and to an in-memory ring of the last lines for ``log_tail``/``follow``.
 """
