@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck slow netns chaos browser system deb clean observability completion real real-vllm
+.PHONY: demo test lint typecheck slow netns chaos browser system deb clean observability completion real real-vllm real-ray
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,15 @@ real: $(STAMP)
 real-vllm: $(STAMP)
 	QWEND_REAL_VLLM=1 tests/integration/real/provision.sh
 	QWEND_REAL_REQUIRED=1 $(BIN)/pytest -q -s -m real tests/integration/real
+
+# Real Ray (PyPI's ray, CPU) in its own cached virtualenv, supervised by real qwends on two
+# network namespaces: a Ray head and worker as a lane group, an engine lane on it (root and
+# iproute2, as `make netns`; a missing venv or namespace support fails, never skips).
+real-ray: $(STAMP)
+	command -v ip >/dev/null || { apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends iproute2; }
+	tests/integration/realray/provision.sh
+	QWEND_REAL_REQUIRED=1 QWEND_REQUIRE_NETNS=1 $(BIN)/pytest -q -s -m real_ray tests/integration/realray
 
 system: deb
 	$(BIN)/pytest -q -m system

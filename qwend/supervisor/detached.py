@@ -47,7 +47,7 @@ from qwend.supervisor.output import (
     rotate_by_copy,
     rotate_logs,
 )
-from qwend.supervisor.process import describe_returncode, group_members, kill_group
+from qwend.supervisor.process import describe_returncode, kill_lane, lane_members
 
 FOLLOW_PERIOD_S = 0.25
 """How often the lane's log file is read for new output (ring and followers)."""
@@ -127,18 +127,19 @@ class LaneRegistry:
 
 
 async def stop_group(pid: int, sig: int, timeout: float) -> None:
-    """Signal process group ``pid``, SIGKILL it after ``timeout``; return when it is gone."""
-    kill_group(pid, sig)
+    """Signal the lane led by ``pid`` (its group and session), SIGKILL it after ``timeout``;
+    return when every process of it is gone."""
+    kill_lane(pid, sig)
     deadline = time.monotonic() + timeout
     killed = False
-    while members := group_members(pid):
+    while members := lane_members(pid):
         if time.monotonic() > deadline:
             if killed:
                 get_logger("supervisor").error(
                     "lane processes survive SIGKILL", pgid=pid, pids=members
                 )
                 return
-            kill_group(pid, signal.SIGKILL)
+            kill_lane(pid, signal.SIGKILL)
             killed, deadline = True, time.monotonic() + 5.0
         await asyncio.sleep(0.05)
 
@@ -330,7 +331,7 @@ class DetachedLaneProcess:
     def _on_exit(self, pid: int, code: int | None) -> None:
         self.returncode = code
         # The leader is gone; whatever it left in its group goes with it.
-        kill_group(pid, signal.SIGKILL)
+        kill_lane(pid, signal.SIGKILL)
         self._registry.drop(self.lane.name, pid)
         self._exited.set()
         status = UNKNOWN_EXIT if code is None else describe_returncode(code)
@@ -374,7 +375,7 @@ class DetachedLaneProcess:
             self._log.info(
                 "stopping lane", pid=pid, signal=signal.Signals(sig).name, timeout_s=timeout
             )
-            kill_group(pid, sig)
+            kill_lane(pid, sig)
             try:
                 await asyncio.wait_for(self._exited.wait(), timeout)
             except TimeoutError:
@@ -383,7 +384,7 @@ class DetachedLaneProcess:
                     pid=pid,
                     timeout_s=timeout,
                 )
-                kill_group(pid, signal.SIGKILL)
+                kill_lane(pid, signal.SIGKILL)
                 await self._exited.wait()
         await self.finish()
         return self.exit_description
@@ -402,8 +403,8 @@ class DetachedLaneProcess:
         if pid is None or not self._exited.is_set():
             return
         deadline = time.monotonic() + 5.0
-        while members := group_members(pid):
-            kill_group(pid, signal.SIGKILL)
+        while members := lane_members(pid):
+            kill_lane(pid, signal.SIGKILL)
             if time.monotonic() > deadline:
                 self._log.error("lane processes survive SIGKILL", pgid=pid, pids=members)
                 break

@@ -3,7 +3,9 @@
 PDEATHSIG only reaches a lane's direct child; its own children (vLLM workers,
 helpers) would survive a ``kill -9`` of qwend. The guard holds the read end of
 a pipe whose only writer is qwend and the list of lane process groups; EOF on
-the pipe (qwend exited for any reason) means SIGKILL every registered group.
+the pipe (qwend exited for any reason) means SIGKILL every registered group, and every
+process of the sessions those groups lead (a lane's main process is both: a process
+that moved to a group of its own, as Ray's workers do, is still in the session).
 
 The guard itself may die (an operator's ``kill``, the OOM killer); ``watch``
 restarts it the moment it exits and hands the new one every registered group,
@@ -38,6 +40,27 @@ for pgid in groups:
         os.killpg(pgid, signal.SIGKILL)
     except OSError:
         pass
+# A lane's leader is also its session's: processes that left its group for one of their
+# own (Ray's workers) are still in the session. A few rounds: one may have been forking.
+for _ in range(20):
+    found = False
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/" + name + "/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 3 and fields[0] not in "ZX" and int(fields[3]) in groups:
+            found = True
+            try:
+                os.kill(int(name), signal.SIGKILL)
+            except OSError:
+                pass
+    if not found:
+        break
 """
 
 

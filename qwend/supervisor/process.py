@@ -10,6 +10,11 @@ so two mechanisms make sure lanes die with qwend, even after ``kill -9``:
   pipe from qwend and the list of lane process groups. When qwend dies, for any
   reason, the pipe reaches EOF and the guard SIGKILLs every registered group.
 
+A lane is started as the leader of a session of its own, and "its processes" are its
+process group plus its session (``lane_members``): a child may move to a process group of
+its own (Ray's raylet does it for every worker, the actors that hold the devices) but only
+``setsid`` leaves the session. Stops, reaps and the guard reach both.
+
 Output goes to ``log_dir/NAME.log`` (the previous starts kept as ``NAME.log.1``
 .. ``.N``) and to an in-memory ring of the last lines for ``log_tail``/``follow``.
 """
@@ -23,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import cast
 
@@ -110,27 +115,97 @@ def describe_requested_stop(description: str, sig: int) -> str:
     return f"{STOPPED} ({description})"
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group ``pgid``, from /proc."""
-    members = []
+def _processes() -> Iterator[tuple[int, int, int]]:
+    """``(pid, pgid, sid)`` of every live (non-zombie) process, from /proc."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the parenthesised command: state ppid pgrp ...
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) >= 3 and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
+        ids = _ids(entry.path)
+        if ids is not None:
+            yield int(entry.name), *ids
+
+
+def _ids(proc_dir: str) -> tuple[int, int] | None:
+    """``(pgid, sid)`` of a live process from its /proc directory; None when it is gone
+    or a zombie."""
+    try:
+        stat = Path(proc_dir, "stat").read_text()
+    except OSError:
+        return None
+    # Fields after the parenthesised command: state ppid pgrp session ...
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if len(fields) < 4 or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[2]), int(fields[3])
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``, from /proc."""
+    return [pid for pid, group, _ in _processes() if group == pgid]
+
+
+def lane_members(leader: int) -> list[int]:
+    """Live processes of the lane whose main process ``leader`` was started as a session
+    leader (``start_new_session``): its process group and its session.
+
+    A process that moves to a process group of its own leaves the group but stays in the
+    session: Ray's raylet puts every worker (the actors that hold the devices) in a group
+    of its own, so a ``killpg`` of ``ray start``'s group misses them. Only ``setsid``
+    leaves the session (a daemon on purpose; nothing short of a cgroup follows it).
+    """
+    return [pid for pid, group, session in _processes() if leader in (group, session)]
 
 
 def kill_group(pgid: int, sig: int) -> bool:
     """Signal a whole process group; False when it no longer exists."""
     try:
         os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_lane(leader: int, sig: int) -> bool:
+    """Signal the lane's process group, then each process of its session outside that
+    group (see ``lane_members``; each one once: a second SIGTERM means "now" to many
+    servers); False when none is left."""
+    alive = kill_group(leader, sig)
+    for pid, group, session in _processes():
+        if session == leader and group != leader:
+            alive = _signal_session_member(pid, leader, sig) or alive
+    return alive
+
+
+def _signal_session_member(pid: int, sid: int, sig: int) -> bool:
+    """Signal ``pid`` if it is still in session ``sid``: through a pidfd opened before the
+    check, so a PID reused since the scan is never signalled."""
+    if not hasattr(os, "pidfd_open"):  # pragma: no cover - not Linux
+        return _kill(pid, sig)
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except OSError:  # ENOSYS (Linux < 5.3) or no fd left: the scan's word must do
+        return _kill(pid, sig)
+    try:
+        ids = _ids(f"/proc/{pid}")
+        if ids is None or ids[1] != sid:
+            return False
+        signal.pidfd_send_signal(fd, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _kill(pid: int, sig: int) -> bool:
+    try:
+        os.kill(pid, sig)
     except ProcessLookupError:
         return False
     except PermissionError:
@@ -268,8 +343,8 @@ class LaneProcess:
         # Called by the protocol as soon as the main process is reaped; asyncio's own
         # Process.wait() also waits for the pipes, which grandchildren may hold open.
         self.returncode = code
-        # The leader is gone; whatever it left in its group goes with it.
-        kill_group(pid, signal.SIGKILL)
+        # The leader is gone; whatever it left in its group and session goes with it.
+        kill_lane(pid, signal.SIGKILL)
         self._exited.set()
         self._log.info("lane process exited", pid=pid, status=describe_returncode(code))
 
@@ -282,7 +357,8 @@ class LaneProcess:
         return self.returncode
 
     async def stop(self, sig: int, timeout: float) -> str | None:
-        """Signal the group, SIGKILL it after ``timeout``; returns when the group is gone."""
+        """Signal the lane (its group and session), SIGKILL it after ``timeout``; returns
+        when every process of it is gone."""
         proc = self._proc
         if proc is None:
             return None
@@ -290,7 +366,7 @@ class LaneProcess:
             self._log.info(
                 "stopping lane", pid=proc.pid, signal=signal.Signals(sig).name, timeout_s=timeout
             )
-            kill_group(proc.pid, sig)
+            kill_lane(proc.pid, sig)
             try:
                 await asyncio.wait_for(self._exited.wait(), timeout)
             except TimeoutError:
@@ -299,15 +375,15 @@ class LaneProcess:
                     pid=proc.pid,
                     timeout_s=timeout,
                 )
-                kill_group(proc.pid, signal.SIGKILL)
+                kill_lane(proc.pid, signal.SIGKILL)
                 await self._exited.wait()
         await self._reap_group(proc.pid)
         return self.exit_description
 
     async def _reap_group(self, pgid: int) -> None:
         deadline = time.monotonic() + 5.0
-        while members := group_members(pgid):
-            kill_group(pgid, signal.SIGKILL)
+        while members := lane_members(pgid):
+            kill_lane(pgid, signal.SIGKILL)
             if time.monotonic() > deadline:
                 self._log.error("lane processes survive SIGKILL", pgid=pgid, pids=members)
                 break

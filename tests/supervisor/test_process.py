@@ -21,7 +21,9 @@ from qwend.supervisor.process import (
     describe_requested_stop,
     describe_returncode,
     group_members,
+    kill_lane,
     lane_environment,
+    lane_members,
 )
 from tests.support.lanescripts.factory import get_json, make_lane, pid_alive, wait_json
 from tests.support.paths import REPO
@@ -156,6 +158,54 @@ async def test_kill_9_of_the_leader_takes_its_group_down(tmp_path: Path) -> None
     assert proc.exit_description == "signal SIGKILL"
 
 
+async def grouped_child(tmp_path: Path) -> tuple[LaneProcess, int]:
+    """A lane whose grandchild ignores SIGTERM in a process group of its own (Ray's raylet
+    does that to every worker): outside the lane's group, still in its session."""
+    proc = await spawn(tmp_path, "--spawn-child", "--child-own-group")
+    assert proc.pid is not None
+    info = await get_json(f"{proc.lane.base_url}/env")
+    assert isinstance(info, dict)
+    child = info["child_pid"]
+    assert isinstance(child, int) and pid_alive(child)
+    assert os.getpgid(child) == child and os.getsid(child) == proc.pid
+    assert child not in group_members(proc.pid)
+    assert child in lane_members(proc.pid)
+    return proc, child
+
+
+async def test_stop_kills_a_grandchild_that_left_the_lanes_group(tmp_path: Path) -> None:
+    proc, child = await grouped_child(tmp_path)
+    assert proc.pid is not None
+    assert await proc.stop(signal.SIGTERM, 5.0) == "signal SIGTERM"
+    assert not pid_alive(child), "gone when stop returns, not some time later"
+    assert lane_members(proc.pid) == []
+
+
+async def test_kill_9_of_the_leader_takes_a_grandchild_in_its_own_group(tmp_path: Path) -> None:
+    proc, child = await grouped_child(tmp_path)
+    assert proc.pid is not None
+    os.kill(proc.pid, signal.SIGKILL)
+    assert await asyncio.wait_for(proc.wait(), 5) == -signal.SIGKILL
+    await proc.finish()
+    assert not pid_alive(child)
+
+
+def test_kill_lane_signals_each_process_once_and_spares_strangers() -> None:
+    lane = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert lane_members(lane.pid) == [lane.pid]
+        assert kill_lane(lane.pid, signal.SIGKILL)
+        assert lane.wait(timeout=5) == -signal.SIGKILL
+        assert not kill_lane(lane.pid, signal.SIGKILL), "nothing left to signal"
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
 async def test_previous_logs_are_rotated(tmp_path: Path) -> None:
     for _ in range(3):
         proc = await spawn(tmp_path, keep=1)
@@ -183,7 +233,7 @@ from qwend.supervisor.guard import OrphanGuard
 async def main():
     configure_logging(stream=sys.stderr)
     guard = OrphanGuard() if sys.argv[3] == "guard" else None
-    lane = make_lane("orphan", extra=["--spawn-child"])
+    lane = make_lane("orphan", extra=["--spawn-child", *sys.argv[4:]])
     proc = LaneProcess(lane, log_dir=Path(sys.argv[2]), log_keep=1,
                        env=lane_environment(lane), guard=guard)
     await proc.start()
@@ -197,11 +247,17 @@ asyncio.run(main())
 """
 
 
-@pytest.mark.parametrize("mode", ["guard", "pdeathsig-only"])
-def test_sigkilled_parent_leaves_no_lane_behind(tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "extra"),
+    [("guard", ()), ("guard", ("--child-own-group",)), ("pdeathsig-only", ())],
+    ids=["guard", "guard-child-in-own-group", "pdeathsig-only"],
+)
+def test_sigkilled_parent_leaves_no_lane_behind(
+    tmp_path: Path, mode: str, extra: tuple[str, ...]
+) -> None:
     repo = str(REPO)
     parent = subprocess.Popen(
-        [sys.executable, "-c", ORPHAN_SCRIPT, repo, str(tmp_path), mode],
+        [sys.executable, "-c", ORPHAN_SCRIPT, repo, str(tmp_path), mode, *extra],
         stdout=subprocess.PIPE,
         text=True,
     )

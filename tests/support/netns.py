@@ -118,11 +118,15 @@ class Cluster:
 
 
 @contextmanager
-def cluster_hosts(names: Sequence[str]) -> Iterator[Cluster]:
-    """One namespace per name on a bridge, addresses 10.214.X.1, .2 ... in ``names`` order;
-    every namespace is deleted at exit (with the cable ends and the bridge in them)."""
-    tag = f"qwc{os.getpid() % 100000}"
-    subnet = f"10.214.{os.getpid() % 250}"
+def cluster_hosts(
+    names: Sequence[str], *, prefix: str = "qwc", net: str = "10.214"
+) -> Iterator[Cluster]:
+    """One namespace per name on a bridge, addresses NET.X.1, .2 ... in ``names`` order
+    (X from the PID, as the namespace names ``PREFIX<pid>-i``: suites running side by side
+    use prefixes and nets of their own); every namespace is deleted at exit (with the cable
+    ends and the bridge in them)."""
+    tag = f"{prefix}{os.getpid() % 100000}"
+    subnet = f"{net}.{os.getpid() % 250}"
     cluster = Cluster(
         bridge=f"{tag}-br",
         names=tuple(names),

@@ -1,7 +1,8 @@
 """A tiny OpenAI-ish lane for supervisor tests (stdlib only, runs as a real process).
 
 Faults: --crash-on-start, --ignore-term, --hang-health-file PATH (while PATH exists,
-/health never answers), --spawn-child (a grandchild in the same process group).
+/health never answers), --spawn-child (a grandchild in the same process group; with
+--child-own-group in a process group of its own, as Ray's raylet puts its workers).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main() -> int:
     ap.add_argument("--ignore-term", action="store_true")
     ap.add_argument("--hang-health-file", default="")
     ap.add_argument("--spawn-child", action="store_true")
+    ap.add_argument("--child-own-group", action="store_true")
     args = ap.parse_args()
 
     if args.ignore_term:
@@ -44,7 +46,8 @@ def main() -> int:
                 "import signal,time\n"
                 "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
                 "while True: time.sleep(60)",
-            ]
+            ],
+            process_group=0 if args.child_own_group else None,
         )
         child_pid = child.pid
         print(f"grandchild pid={child_pid}", flush=True)
