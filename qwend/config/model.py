@@ -263,14 +263,25 @@ class HealthConfig:
     """Skip the inference probe while real traffic succeeded within this window."""
 
 
+class StopMode(StrEnum):
+    """Who gets a lane's stop signal (systemd's ``KillMode=control-group`` / ``mixed``)."""
+
+    GROUP = "group"
+    """Every process of the lane (its process group and session) at once."""
+    MAIN = "main"
+    """The lane's main process only: it stops its own children in its order (``ray start
+    --block`` does); whatever is left when it exits, or at the timeout, is killed."""
+
+
 @dataclass(frozen=True)
 class StopConfig:
     """``[stop]`` of a lane."""
 
     signal: signal.Signals = signal.SIGTERM
-    """Sent to the lane's whole process group first."""
+    """Sent to the lane's processes first (``mode`` says which)."""
     timeout_s: float = 30.0
     """Then SIGKILL after this long."""
+    mode: StopMode = StopMode.GROUP
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from qwend.config.model import (
     RestartConfig,
     RouterConfig,
     StopConfig,
+    StopMode,
     TextPolicy,
 )
 from qwend.config.peering import parse_cluster, parse_group, parse_peers
@@ -513,9 +514,11 @@ def parse_health(t: Table) -> HealthConfig:
 def parse_stop(t: Table) -> StopConfig:
     """``[lane.stop]``."""
     d = StopConfig()
+    mode = t.get("mode", Choice(tuple(m.value for m in StopMode)), d.mode.value)
     result = StopConfig(
         signal=t.get("signal", SignalConv(), d.signal) or d.signal,
         timeout_s=_num(t, "timeout_s", NONNEG, d.timeout_s),
+        mode=StopMode(mode or d.mode.value),
     )
     t.finish()
     return result

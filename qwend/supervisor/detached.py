@@ -47,7 +47,7 @@ from qwend.supervisor.output import (
     rotate_by_copy,
     rotate_logs,
 )
-from qwend.supervisor.process import describe_returncode, kill_lane, lane_members
+from qwend.supervisor.process import describe_returncode, kill_lane, lane_members, signal_stop
 
 FOLLOW_PERIOD_S = 0.25
 """How often the lane's log file is read for new output (ring and followers)."""
@@ -375,7 +375,7 @@ class DetachedLaneProcess:
             self._log.info(
                 "stopping lane", pid=pid, signal=signal.Signals(sig).name, timeout_s=timeout
             )
-            kill_lane(pid, sig)
+            signal_stop(pid, sig, self.lane.stop.mode)
             try:
                 await asyncio.wait_for(self._exited.wait(), timeout)
             except TimeoutError:

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import cast
 
-from qwend.config.model import LaneConfig
+from qwend.config.model import LaneConfig, StopMode
 from qwend.errors import LaneError
 from qwend.logs import lane_logger
 from qwend.supervisor.environment import merged_lane_env
@@ -203,6 +203,14 @@ def _signal_session_member(pid: int, sid: int, sig: int) -> bool:
         os.close(fd)
 
 
+def signal_stop(leader: int, sig: int, mode: StopMode) -> bool:
+    """The first step of a lane's stop: ``sig`` to every process of the lane, or to its
+    main process only (``StopMode.MAIN``: it stops its children in its own order)."""
+    if mode is StopMode.MAIN:
+        return _kill(leader, sig)
+    return kill_lane(leader, sig)
+
+
 def _kill(pid: int, sig: int) -> bool:
     try:
         os.kill(pid, sig)
@@ -366,7 +374,7 @@ class LaneProcess:
             self._log.info(
                 "stopping lane", pid=proc.pid, signal=signal.Signals(sig).name, timeout_s=timeout
             )
-            kill_lane(proc.pid, sig)
+            signal_stop(proc.pid, sig, self.lane.stop.mode)
             try:
                 await asyncio.wait_for(self._exited.wait(), timeout)
             except TimeoutError:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from qwend.config.model import StopMode
 from qwend.errors import LaneError
 from qwend.supervisor.guard import OrphanGuard
 from qwend.supervisor.output import LogRing, read_log_tail, rotate_logs
@@ -93,9 +94,13 @@ async def test_log_ring_tail_and_follow() -> None:
 
 
 async def spawn(
-    tmp_path: Path, *extra: str, stop_timeout: float = 5.0, keep: int = 3
+    tmp_path: Path,
+    *extra: str,
+    stop_timeout: float = 5.0,
+    keep: int = 3,
+    stop_mode: StopMode = StopMode.GROUP,
 ) -> LaneProcess:
-    lane = make_lane("t", npus=(2, 0), extra=extra, stop_timeout=stop_timeout)
+    lane = make_lane("t", npus=(2, 0), extra=extra, stop_timeout=stop_timeout, stop_mode=stop_mode)
     proc = LaneProcess(
         lane, log_dir=tmp_path, log_keep=keep, env=lane_environment(lane, extra={"X_EXTRA": "1"})
     )
@@ -325,3 +330,23 @@ def test_a_requested_stop_reads_as_stopped() -> None:
     assert describe_requested_stop("signal SIGKILL", term) == "stopped (signal SIGKILL)"
     assert describe_requested_stop("exit 1", term) == "stopped (exit 1)"
     assert describe_requested_stop("signal SIGINT", int(signal.SIGINT)) == "stopped"
+
+
+@pytest.mark.parametrize(
+    ("mode", "child_signalled"), [(StopMode.GROUP, True), (StopMode.MAIN, False)]
+)
+async def test_stop_mode_says_who_gets_the_stop_signal(
+    tmp_path: Path, mode: StopMode, child_signalled: bool
+) -> None:
+    # main: only the lane's main process is asked (it stops its children its own way, as
+    # `ray start --block` does); what it leaves behind is killed once it has exited.
+    term = tmp_path / "child-got-sigterm"
+    proc = await spawn(tmp_path, "--spawn-child", "--child-term-file", str(term), stop_mode=mode)
+    assert proc.pid is not None
+    info = await get_json(f"{proc.lane.base_url}/env")
+    assert isinstance(info, dict)
+    child = info["child_pid"]
+    assert isinstance(child, int) and pid_alive(child)
+    assert await proc.stop(signal.SIGTERM, 5.0) == "signal SIGTERM"
+    assert not pid_alive(child) and lane_members(proc.pid) == []
+    assert term.exists() is child_signalled

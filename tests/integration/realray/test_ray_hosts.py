@@ -51,9 +51,9 @@ PEER_PORT = 25711
 ROUTER_PORT = 25389
 MODEL = "ray-engine"
 RESTART = {"backoff_min_s": 0.2, "backoff_max_s": 1.0}
-RAY_STOP = {"timeout_s": 5.0}
-"""``ray start`` shuts its daemons down gracefully on SIGTERM, slowly (tens of seconds on a
-loaded machine): the test does not wait for that; SIGKILL follows after this long."""
+RAY_STOP = {"mode": "main", "timeout_s": 15.0}
+"""SIGTERM to ``ray start`` alone: it shuts its node's daemons down itself (a few seconds;
+tens when every Ray process gets the signal at once), then qwend kills what is left."""
 ENGINE_HEALTH = {"interval_s": 0.5, "timeout_s": 2.0, "failure_threshold": 2,
                  "startup_timeout_s": 90.0}  # fmt: skip
 WAIT_S = 90.0

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from qwend.config.model import HealthConfig, LaneConfig, RestartConfig, StopConfig
+from qwend.config.model import HealthConfig, LaneConfig, RestartConfig, StopConfig, StopMode
 
 LANE_SCRIPT = Path(__file__).with_name("lane.py")
 
@@ -53,6 +53,7 @@ def make_lane(
     restart: RestartConfig = FAST_RESTART,
     stop_timeout: float = 5.0,
     stop_signal: signal.Signals = signal.SIGTERM,
+    stop_mode: StopMode = StopMode.GROUP,
     model: str | None = None,
 ) -> LaneConfig:
     """A lane running ``lane.py`` on a free port, serving ``model`` (``model-NAME``)."""
@@ -67,7 +68,7 @@ def make_lane(
         standby=standby,
         env=dict(env or {}),
         health=health,
-        stop=StopConfig(signal=stop_signal, timeout_s=stop_timeout),
+        stop=StopConfig(signal=stop_signal, timeout_s=stop_timeout, mode=stop_mode),
         restart=restart,
     )
 

@@ -29,6 +29,7 @@ def main() -> int:
     ap.add_argument("--hang-health-file", default="")
     ap.add_argument("--spawn-child", action="store_true")
     ap.add_argument("--child-own-group", action="store_true")
+    ap.add_argument("--child-term-file", default="", help="the grandchild writes it on SIGTERM")
     args = ap.parse_args()
 
     if args.ignore_term:
@@ -39,12 +40,17 @@ def main() -> int:
     )
     child_pid = None
     if args.spawn_child:
+        on_term = (
+            f"lambda *_: (open({args.child_term_file!r}, 'w').close(), sys.exit(0))"
+            if args.child_term_file
+            else "signal.SIG_IGN"
+        )
         child = subprocess.Popen(
             [
                 sys.executable,
                 "-c",
-                "import signal,time\n"
-                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "import signal,sys,time\n"
+                f"signal.signal(signal.SIGTERM, {on_term})\n"
                 "while True: time.sleep(60)",
             ],
             process_group=0 if args.child_own_group else None,
