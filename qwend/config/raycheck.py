@@ -8,8 +8,8 @@ What one host's files can tell:
 - errors: a member that does not stay in the foreground (``--block``), a leader that is
   not the head, a follower that is the head or joins no address, a value Ray refuses;
 - warnings: a member declaring Ray a different number of NPUs than its ``npus``, a member
-  without ``RAY_EXPERIMENTAL_NOSET_ASCEND_RT_VISIBLE_DEVICES=1``, an engine on a Ray group
-  not using Ray as its executor;
+  without ``RAY_EXPERIMENTAL_NOSET_ASCEND_RT_VISIBLE_DEVICES=1`` or stopped as a whole
+  group (``[lane.stop] mode``), an engine on a Ray group not using Ray as its executor;
 - notes: the engine's NPUs are its group's members', on every member host, so its
   tensor x pipeline size is compared across hosts (``check-config --cluster``), not here.
 """
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import PurePath
 
 from qwend.config.draft import LaneDraft
-from qwend.config.model import Config, GroupConfig, LaneConfig
+from qwend.config.model import Config, GroupConfig, LaneConfig, StopMode
 from qwend.config.parallel import is_vllm, option, vllm_layout
 from qwend.config.rayargs import RayStart, parse_ray_start
 from qwend.errors import ConfigIssue
@@ -164,6 +164,13 @@ def _member_warnings(lane: LaneConfig, ray: RayStart) -> list[str]:
             " vLLM-Ascend's Ray recipe does: otherwise Ray sets each worker's"
             " ASCEND_RT_VISIBLE_DEVICES to the NPUs it assigned that worker, which"
             " vLLM-Ascend's workers do not expect"
+        )
+    if lane.stop.mode is not StopMode.MAIN:
+        warnings.append(
+            f'lane {lane.name} ({_where(lane)}): set [lane.stop] mode = "main": given the'
+            " stop signal alone, ray start shuts its node down itself in seconds; sent to"
+            " every Ray process at once, the shutdown can outlast timeout_s, and each group"
+            " restart waits for it"
         )
     return warnings
 

@@ -34,6 +34,7 @@ def member(*args: str, env: dict[str, str] | None = None, npus: int = 2) -> Data
     table["lane"]["command"] = ["ray", "start", *args]
     table["lane"]["group"] = {"members": ["node0", "node1"]}
     table["lane"]["env"] = NOSET if env is None else env
+    table["lane"]["stop"] = {"mode": "main"}
     return table
 
 
@@ -128,6 +129,14 @@ def test_npus_declared_to_ray_against_the_lanes_npus_is_a_warning(flag: str, sho
 def test_undeclared_npus_are_counted_by_ray_itself() -> None:
     config = parse({"ray.toml": member("--head", "--block"), "big.toml": engine(*RAY)})
     assert ray_warnings(config) == []
+
+
+def test_a_member_stopped_as_a_whole_group_is_warned() -> None:
+    stopped_together = member(*HEAD)
+    del stopped_together["lane"]["stop"]
+    config = parse({"ray.toml": stopped_together, "big.toml": engine(*RAY)})
+    (warning,) = ray_warnings(config)
+    assert '[lane.stop] mode = "main"' in warning and "lane ray" in warning
 
 
 def test_a_member_without_the_noset_variable_is_warned() -> None:
