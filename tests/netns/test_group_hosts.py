@@ -21,29 +21,19 @@ from typing import Any
 
 import pytest
 
-from qwend.api.messages import LaneInfo
 from tests.cluster.peerrig import add_cluster, token_file
+from tests.netns.front import MEMBERS, MODEL, RESTART, front_config, group_ready, sim
 from tests.support.daemonproc import run_daemon, write_config, write_lane
 from tests.support.netload import assert_none_failed_early, start_load, stop_load
 from tests.support.netns import HEALTH, Cluster, cluster_hosts, namespaces, require_netns
-from tests.support.simlane import DEFAULT_MODEL, sim_executable
+from tests.support.simlane import DEFAULT_MODEL
 
 pytestmark = pytest.mark.netns
 
-MODEL = "Qwen3.5-9B"
 LANE_PORT = 18320
 RPC_PORT = 18321
 PEER_PORT = 7711
 ROUTER_PORT = 18389
-RESTART = {"backoff_min_s": 0.1, "backoff_max_s": 0.5}
-MEMBERS = ("node0", "node1")
-
-
-def sim(*extra: str) -> list[str]:
-    return [
-        sim_executable(), "serve", "--served-model-name", DEFAULT_MODEL, "--variant", "v3",
-        "--lane-name", "{name}", "--time-scale", "50", "--startup-delay", "0.2", *extra,
-    ]  # fmt: skip
 
 
 def member_config(base: Path, net: Cluster, host: str, token: Path) -> Path:
@@ -74,33 +64,6 @@ def member_config(base: Path, net: Cluster, host: str, token: Path) -> Path:
     return cfg
 
 
-def front_config(base: Path, net: Cluster) -> Path:
-    """qwend.toml of the front: node0's group leader as a remote lane, and a lane of its own."""
-    cfg = write_config(base / "front", [], router_port=ROUTER_PORT)
-    lanes = cfg.parent / "lanes.d"
-    write_lane(
-        lanes,
-        "big",
-        {"role": "stable", "model": MODEL, "served_model": DEFAULT_MODEL,
-         "url": f"http://{net.addr['node0']}:{LANE_PORT}", "connect_timeout_s": 0.5,
-         "health": HEALTH, "restart": RESTART},
-    )  # fmt: skip
-    write_lane(
-        lanes,
-        "own",
-        {"role": "throughput", "model": MODEL, "served_model": DEFAULT_MODEL, "npus": [0],
-         "port": LANE_PORT, "command": sim("--host", "127.0.0.1", "--port", "{port}"),
-         "health": HEALTH},
-    )  # fmt: skip
-    return cfg
-
-
-def group_ready(info: LaneInfo, restarts: int = 0) -> bool:
-    """The lane's group is ready, after at least ``restarts`` restarts."""
-    group = info.group
-    return group is not None and group.state == "ready" and group.restarts >= restarts
-
-
 async def test_a_killed_follower_restarts_its_group_while_the_front_serves_elsewhere(
     tmp_path: Path,
 ) -> None:
@@ -128,7 +91,10 @@ async def test_a_killed_follower_restarts_its_group_while_the_front_serves_elsew
                 assert follower.state == "ready" and follower.pid is not None
                 assert follower.group is not None and follower.group.leader == "node0"
                 front = await stack.enter_async_context(
-                    run_daemon(front_config(tmp_path, net), prefix=net.exec_in("front"))
+                    run_daemon(
+                        front_config(tmp_path, net, LANE_PORT, ROUTER_PORT),
+                        prefix=net.exec_in("front"),
+                    )
                 )
                 await front.wait_lanes({"big": "ready", "own": "ready"}, timeout=60)
                 stop = tmp_path / "stop-load"

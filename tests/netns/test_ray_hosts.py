@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from qwend.api.messages import LaneInfo
 from tests.cluster.peerrig import add_cluster, token_file
+from tests.netns.front import MEMBERS, MODEL, RESTART, front_config, group_ready, sim
 from tests.support.daemonproc import run_daemon, write_config, write_lane
 from tests.support.netload import assert_none_failed_early, start_load, stop_load
 from tests.support.netns import HEALTH, Cluster, cluster_hosts, namespaces, require_netns
@@ -34,13 +34,10 @@ from tests.support.simlane import DEFAULT_MODEL, sim_executable
 
 pytestmark = pytest.mark.netns
 
-MODEL = "Qwen3.5-9B"
 LANE_PORT = 18330
 RAY_PORT = 16379
 PEER_PORT = 7712
 ROUTER_PORT = 18399
-RESTART = {"backoff_min_s": 0.1, "backoff_max_s": 0.5}
-MEMBERS = ("node0", "node1")
 LINK = ["--ray-heartbeat-s", "0.2", "--ray-heartbeat-timeout-s", "1.5"]
 
 
@@ -71,13 +68,11 @@ def member_config(base: Path, net: Cluster, host: str, token: Path) -> Path:
          "health": HEALTH, "restart": RESTART, "group": {"members": list(MEMBERS)}},
     )  # fmt: skip
     if host == "node0":
-        engine = [
-            sim_executable(), "serve", "--host", "0.0.0.0", "--port", "{port}",
-            "--served-model-name", DEFAULT_MODEL, "--variant", "v3", "--lane-name", "{name}",
-            "--time-scale", "50", "--startup-delay", "0.2",
+        engine = sim(
+            "--host", "0.0.0.0", "--port", "{port}",
             "--distributed-executor-backend", "ray", "--tensor-parallel-size", "2",
             "--ray-placement-timeout-s", "10", *LINK,
-        ]  # fmt: skip
+        )  # fmt: skip
         write_lane(
             lanes,
             "big",
@@ -86,37 +81,6 @@ def member_config(base: Path, net: Cluster, host: str, token: Path) -> Path:
              "env": {"RAY_ADDRESS": f"{net.addr['node0']}:{RAY_PORT}"}},
         )  # fmt: skip
     return cfg
-
-
-def front_config(base: Path, net: Cluster) -> Path:
-    """qwend.toml of the front: node0's engine as a remote lane, and a lane of its own."""
-    cfg = write_config(base / "front", [], router_port=ROUTER_PORT)
-    lanes = cfg.parent / "lanes.d"
-    write_lane(
-        lanes,
-        "big",
-        {"role": "stable", "model": MODEL, "served_model": DEFAULT_MODEL,
-         "url": f"http://{net.addr['node0']}:{LANE_PORT}", "connect_timeout_s": 0.5,
-         "health": HEALTH, "restart": RESTART},
-    )  # fmt: skip
-    own = [
-        sim_executable(), "serve", "--host", "127.0.0.1", "--port", "{port}",
-        "--served-model-name", DEFAULT_MODEL, "--variant", "v3", "--lane-name", "{name}",
-        "--time-scale", "50",
-    ]  # fmt: skip
-    write_lane(
-        lanes,
-        "own",
-        {"role": "throughput", "model": MODEL, "served_model": DEFAULT_MODEL, "npus": [0],
-         "port": LANE_PORT, "command": own, "health": HEALTH},
-    )  # fmt: skip
-    return cfg
-
-
-def group_ready(info: LaneInfo, restarts: int = 0) -> bool:
-    """The lane's group is ready, after at least ``restarts`` restarts."""
-    group = info.group
-    return group is not None and group.state == "ready" and group.restarts >= restarts
 
 
 @pytest.mark.timeout(300)
@@ -153,7 +117,10 @@ async def test_a_ray_backed_lane_restarts_with_its_cluster_while_the_front_serve
                 assert engine.started_at >= worker.started_at, "the engine waits for its cluster"
 
                 front = await stack.enter_async_context(
-                    run_daemon(front_config(tmp_path, net), prefix=net.exec_in("front"))
+                    run_daemon(
+                        front_config(tmp_path, net, LANE_PORT, ROUTER_PORT),
+                        prefix=net.exec_in("front"),
+                    )
                 )
                 await front.wait_lanes({"big": "ready", "own": "ready"}, timeout=60)
                 stop = tmp_path / "stop-load"
