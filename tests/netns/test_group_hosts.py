@@ -12,20 +12,17 @@ leaves no lane process on any host and no namespace. Root only (CI runs it).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.cluster.peerrig import add_cluster, token_file
-from tests.netns.front import MEMBERS, MODEL, RESTART, front_config, group_ready, sim
-from tests.support.daemonproc import run_daemon, write_config, write_lane
-from tests.support.netload import assert_none_failed_early, start_load, stop_load
-from tests.support.netns import HEALTH, Cluster, cluster_hosts, namespaces, require_netns
+from tests.netns.front import MEMBERS, MODEL, RESTART, group_ready, members_behind_a_front, sim
+from tests.support.daemonproc import write_config, write_lane
+from tests.support.netns import HEALTH, Cluster
 from tests.support.simlane import DEFAULT_MODEL
 
 pytestmark = pytest.mark.netns
@@ -67,66 +64,37 @@ def member_config(base: Path, net: Cluster, host: str, token: Path) -> Path:
 async def test_a_killed_follower_restarts_its_group_while_the_front_serves_elsewhere(
     tmp_path: Path,
 ) -> None:
-    require_netns()
     token = token_file(tmp_path)
-    with cluster_hosts(["front", *MEMBERS]) as net:
-        made = {*net.namespace.values(), net.bridge}
-        load: subprocess.Popen[bytes] | None = None
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                d = {
-                    host: await stack.enter_async_context(
-                        run_daemon(
-                            member_config(tmp_path, net, host, token), prefix=net.exec_in(host)
-                        )
-                    )
-                    for host in MEMBERS
-                }
-                leader = await d["node0"].until_lane("big", group_ready, "group ready", 60)
-                assert leader.group is not None and leader.group.restarts == 0, leader.group
-                assert [(m.host, m.status) for m in leader.group.members] == [
-                    ("node0", "ready"), ("node1", "ready"),
-                ]  # fmt: skip
-                follower = (await d["node1"].lanes())["big"]
-                assert follower.state == "ready" and follower.pid is not None
-                assert follower.group is not None and follower.group.leader == "node0"
-                front = await stack.enter_async_context(
-                    run_daemon(
-                        front_config(tmp_path, net, LANE_PORT, ROUTER_PORT),
-                        prefix=net.exec_in("front"),
-                    )
-                )
-                await front.wait_lanes({"big": "ready", "own": "ready"}, timeout=60)
-                stop = tmp_path / "stop-load"
-                load = start_load(
-                    net.exec_in("front"), f"http://127.0.0.1:{ROUTER_PORT}", MODEL, stop
-                )
-                await front.served("big", more_than=5)
+    async with members_behind_a_front(
+        tmp_path,
+        lambda net, host: member_config(tmp_path, net, host, token),
+        lane_port=LANE_PORT,
+        router_port=ROUTER_PORT,
+    ) as rig:
+        d = rig.members
+        leader = await d["node0"].until_lane("big", group_ready, "group ready", 60)
+        assert leader.group is not None and leader.group.restarts == 0, leader.group
+        assert [(m.host, m.status) for m in leader.group.members] == [
+            ("node0", "ready"), ("node1", "ready"),
+        ]  # fmt: skip
+        follower = (await d["node1"].lanes())["big"]
+        assert follower.state == "ready" and follower.pid is not None
+        assert follower.group is not None and follower.group.leader == "node0"
+        front = await rig.start_front()
+        await front.served("big", more_than=5)
 
-                now = (await d["node0"].lanes())["big"]
-                assert now.group is not None
-                old_leader_pid, restarts = now.pid, now.group.restarts
-                follower = (await d["node1"].lanes())["big"]
-                assert follower.pid is not None
-                os.kill(follower.pid, signal.SIGKILL)
-                restarted = await d["node0"].until_lane(
-                    "big", lambda i: group_ready(i, restarts + 1), "group back", 60
-                )
-                assert restarted.pid not in (None, old_leader_pid), "the leader restarted too"
-                again = (await d["node1"].lanes())["big"]
-                assert again.pid not in (None, follower.pid)
-                assert restarted.started_at is not None and again.started_at is not None
-                assert restarted.started_at <= again.started_at, "leader first"
-                await front.served("big", more_than=await front.completed("big") + 5)
-                records = stop_load(load, stop)
-            for host, daemon in d.items():
-                assert daemon.leftovers() == [], f"qwend on {host} left lane processes behind"
-            assert front.leftovers() == []
-        finally:
-            if load is not None and load.poll() is None:
-                load.kill()
-                load.wait(timeout=15)
-    assert not made & set(namespaces()), "namespaces left behind"
-    assert_none_failed_early(records)
-    lanes = {r["lane"] for r in records}
-    assert {"big", "own"} <= lanes, lanes
+        now = (await d["node0"].lanes())["big"]
+        assert now.group is not None
+        old_leader_pid, restarts = now.pid, now.group.restarts
+        follower = (await d["node1"].lanes())["big"]
+        assert follower.pid is not None
+        os.kill(follower.pid, signal.SIGKILL)
+        restarted = await d["node0"].until_lane(
+            "big", lambda i: group_ready(i, restarts + 1), "group back", 60
+        )
+        assert restarted.pid not in (None, old_leader_pid), "the leader restarted too"
+        again = (await d["node1"].lanes())["big"]
+        assert again.pid not in (None, follower.pid)
+        assert restarted.started_at is not None and again.started_at is not None
+        assert restarted.started_at <= again.started_at, "leader first"
+        await front.served("big", more_than=await front.completed("big") + 5)

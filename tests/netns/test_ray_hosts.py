@@ -17,19 +17,16 @@ stopping every qwend leaves no process and no namespace. Root only (CI runs it).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.cluster.peerrig import add_cluster, token_file
-from tests.netns.front import MEMBERS, MODEL, RESTART, front_config, group_ready, sim
-from tests.support.daemonproc import run_daemon, write_config, write_lane
-from tests.support.netload import assert_none_failed_early, start_load, stop_load
-from tests.support.netns import HEALTH, Cluster, cluster_hosts, namespaces, require_netns
+from tests.netns.front import MEMBERS, MODEL, RESTART, group_ready, members_behind_a_front, sim
+from tests.support.daemonproc import write_config, write_lane
+from tests.support.netns import HEALTH, Cluster
 from tests.support.simlane import DEFAULT_MODEL, sim_executable
 
 pytestmark = pytest.mark.netns
@@ -87,85 +84,53 @@ def member_config(base: Path, net: Cluster, host: str, token: Path) -> Path:
 async def test_a_ray_backed_lane_restarts_with_its_cluster_while_the_front_serves_elsewhere(
     tmp_path: Path,
 ) -> None:
-    require_netns()
     token = token_file(tmp_path)
-    with cluster_hosts(["front", *MEMBERS]) as net:
-        made = {*net.namespace.values(), net.bridge}
-        load: subprocess.Popen[bytes] | None = None
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                d = {
-                    host: await stack.enter_async_context(
-                        run_daemon(
-                            member_config(tmp_path, net, host, token), prefix=net.exec_in(host)
-                        )
-                    )
-                    for host in MEMBERS
-                }
-                head = await d["node0"].until_lane("ray", group_ready, "cluster ready", 60)
-                assert head.group is not None
-                assert [(m.host, m.status) for m in head.group.members] == [
-                    ("node0", "ready"), ("node1", "ready"),
-                ]  # fmt: skip
-                engine = await d["node0"].until_lane(
-                    "big", lambda i: i.state == "ready", "engine ready", 60
-                )
-                assert engine.runs_on == "ray" and engine.npus == ()
-                assert engine.started_at is not None and head.started_at is not None
-                worker = (await d["node1"].lanes())["ray"]
-                assert worker.started_at is not None
-                assert engine.started_at >= worker.started_at, "the engine waits for its cluster"
+    async with members_behind_a_front(
+        tmp_path,
+        lambda net, host: member_config(tmp_path, net, host, token),
+        lane_port=LANE_PORT,
+        router_port=ROUTER_PORT,
+    ) as rig:
+        net, d = rig.net, rig.members
+        head = await d["node0"].until_lane("ray", group_ready, "cluster ready", 60)
+        assert head.group is not None
+        assert [(m.host, m.status) for m in head.group.members] == [
+            ("node0", "ready"), ("node1", "ready"),
+        ]  # fmt: skip
+        engine = await d["node0"].until_lane(
+            "big", lambda i: i.state == "ready", "engine ready", 60
+        )
+        assert engine.runs_on == "ray" and engine.npus == ()
+        assert engine.started_at is not None and head.started_at is not None
+        worker = (await d["node1"].lanes())["ray"]
+        assert worker.started_at is not None
+        assert engine.started_at >= worker.started_at, "the engine waits for its cluster"
+        front = await rig.start_front()
+        await front.served("big", more_than=5)
 
-                front = await stack.enter_async_context(
-                    run_daemon(
-                        front_config(tmp_path, net, LANE_PORT, ROUTER_PORT),
-                        prefix=net.exec_in("front"),
-                    )
-                )
-                await front.wait_lanes({"big": "ready", "own": "ready"}, timeout=60)
-                stop = tmp_path / "stop-load"
-                load = start_load(
-                    net.exec_in("front"), f"http://127.0.0.1:{ROUTER_PORT}", MODEL, stop
-                )
-                await front.served("big", more_than=5)
+        # 1. node1's Ray node killed: the engine and the cluster restart, in order.
+        assert worker.pid is not None
+        os.kill(worker.pid, signal.SIGKILL)
+        back = await d["node0"].until_lane("ray", lambda i: group_ready(i, 1), "cluster back", 60)
+        assert back.pid not in (None, head.pid), "the head restarted with its worker"
+        again = await d["node0"].until_lane(
+            "big", lambda i: i.state == "ready" and i.pid != engine.pid, "engine back", 60
+        )
+        new_worker = (await d["node1"].lanes())["ray"]
+        assert new_worker.pid not in (None, worker.pid)
+        assert again.started_at is not None and new_worker.started_at is not None
+        assert again.started_at >= new_worker.started_at, "engine after its cluster"
+        await front.served("big", more_than=await front.completed("big") + 5)
 
-                # 1. node1's Ray node killed: the engine and the cluster restart, in order.
-                assert worker.pid is not None
-                os.kill(worker.pid, signal.SIGKILL)
-                back = await d["node0"].until_lane(
-                    "ray", lambda i: group_ready(i, 1), "cluster back", 60
-                )
-                assert back.pid not in (None, head.pid), "the head restarted with its worker"
-                again = await d["node0"].until_lane(
-                    "big", lambda i: i.state == "ready" and i.pid != engine.pid, "engine back", 60
-                )
-                new_worker = (await d["node1"].lanes())["ray"]
-                assert new_worker.pid not in (None, worker.pid)
-                assert again.started_at is not None and new_worker.started_at is not None
-                assert again.started_at >= new_worker.started_at, "engine after its cluster"
-                await front.served("big", more_than=await front.completed("big") + 5)
-
-                # 2. node1's cable pulled: the engine leaves rotation; back with the cable.
-                net.link("node1", up=False)
-                await front.wait_state("big", {"unhealthy", "backoff", "starting"}, 60)
-                # Cut off from its head, node1's node ends (Ray's raylet does without its
-                # GCS; else node1's qwend would stop it): no half cluster keeps its NPUs.
-                await d["node1"].until_lane(
-                    "ray", lambda i: i.pid is None, "node1's node ended without its head", 60
-                )
-                net.link("node1", up=True)
-                await d["node0"].until_lane("ray", lambda i: group_ready(i, 2), "cluster", 90)
-                await front.wait_lanes({"big": "ready"}, timeout=90)
-                await front.served("big", more_than=await front.completed("big") + 5)
-                records = stop_load(load, stop)
-            for host, daemon in d.items():
-                assert daemon.leftovers() == [], f"qwend on {host} left lane processes behind"
-            assert front.leftovers() == []
-        finally:
-            if load is not None and load.poll() is None:
-                load.kill()
-                load.wait(timeout=15)
-    assert not made & set(namespaces()), "namespaces left behind"
-    assert_none_failed_early(records)
-    lanes = {r["lane"] for r in records}
-    assert {"big", "own"} <= lanes, lanes
+        # 2. node1's cable pulled: the engine leaves rotation; back with the cable.
+        net.link("node1", up=False)
+        await front.wait_state("big", {"unhealthy", "backoff", "starting"}, 60)
+        # Cut off from its head, node1's node ends (Ray's raylet does without its GCS;
+        # else node1's qwend would stop it): no half cluster keeps its NPUs.
+        await d["node1"].until_lane(
+            "ray", lambda i: i.pid is None, "node1's node ended without its head", 60
+        )
+        net.link("node1", up=True)
+        await d["node0"].until_lane("ray", lambda i: group_ready(i, 2), "cluster", 90)
+        await front.wait_lanes({"big": "ready"}, timeout=90)
+        await front.served("big", more_than=await front.completed("big") + 5)
