@@ -12,7 +12,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import aiohttp
@@ -185,10 +185,21 @@ class Supervisor:
             guard=self._guard,
             session=self._http,
             preflight=self._preflight,
-            pre_start=self._pre_start,
+            pre_start=self._release_wait if self._pre_start is not None else None,
             on_change=self._on_change,
             registry=self._registry if self._survive else None,
         )
+
+    async def _release_wait(self, lane: LaneConfig) -> str | None:
+        """The pre-start check (HBM released by earlier holders) on the NPUs the lane's
+        processes will use here: its own, or for a lane on a group the group member's
+        (its workers are that member's Ray actors, and a previous engine's let go of those
+        NPUs only as they exit)."""
+        assert self._pre_start is not None
+        group = self._runners.get(lane.runs_on) if lane.runs_on is not None else None
+        if group is not None:
+            lane = replace(lane, npus=group.cfg.npus)
+        return await self._pre_start(lane)
 
     def _environment(self, lane: LaneConfig) -> dict[str, str]:
         return lane_environment(lane, extra=self._extra_env, chip_family=self.chip_family)

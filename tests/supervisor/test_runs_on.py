@@ -7,17 +7,24 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from qwend.config.model import MonitorConfig
 from qwend.errors import LaneError
+from qwend.npu.monitor import NpuMonitor
 from qwend.supervisor.coordinator import GroupCoordinator
 from qwend.supervisor.group import GroupState
 from qwend.supervisor.states import LaneState
 from qwend.supervisor.supervisor import LaneEvent
+from tests.npu.test_monitor import FakeNpuSmi, table_with
 from tests.support.groups import FakeLink, Host, make_ray_hosts
+from tests.support.lanescripts.factory import FAST_RESTART
 from tests.support.polling import until
 
 S = LaneState
@@ -187,4 +194,49 @@ async def test_on_the_sims_ray_cluster_the_engine_serves_only_with_every_node(
         assert coord.machine.state is GroupState.READY
         assert engine_routed(lead)
     finally:
+        await finish(coord, task)
+
+
+@pytest.fixture
+async def watched(tmp_path: Path) -> AsyncIterator[tuple[dict[str, Host], FakeNpuSmi]]:
+    """The Ray hosts with the leader host's NPU check on a fake npu-smi (the engine's
+    failed starts are retried without a crash loop)."""
+    (tmp_path / "npu-smi").mkdir()
+    fake = FakeNpuSmi(tmp_path / "npu-smi")
+    fake.table(table_with([]))
+    monitor = NpuMonitor(
+        MonitorConfig(npu_smi=str(fake.script), interval_s=0.1, release_wait_s=0.5), dict, dict
+    )
+    patient = replace(FAST_RESTART, crash_loop_limit=1000)
+    async for made in make_ray_hosts(tmp_path, pre_start=monitor.pre_start, restart=patient):
+        yield made, fake
+
+
+async def test_a_restarted_engine_waits_for_its_predecessors_workers_to_release_the_npus(
+    watched: tuple[dict[str, Host], FakeNpuSmi],
+) -> None:
+    # The engine holds no NPU itself, but its workers run on the group member's NPUs
+    # here (NPU 1): a dead engine's worker still holding HBM there must let go first.
+    hosts, fake = watched
+    lead = hosts["node0"]
+    coord, task = await started(hosts)
+    old_worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        await until(lambda: lead.sup.lane_state("engine") is S.READY, 30, "the engine ready")
+        fake.table(table_with([(1, 0, old_worker.pid, "ray::RayWorkerWrapper", 30000)]))
+        old = engine_pid(lead)
+        assert old is not None
+        os.kill(old, signal.SIGKILL)
+        await until(
+            lambda: "NPUs 1 still in use" in (lead.sup.snapshot("engine").reason or ""),
+            30,
+            "the engine held back by the old worker's HBM",
+        )
+        assert engine_pid(lead) is None
+        assert coord.machine.state is GroupState.READY, "the cluster is not restarted"
+        fake.table(table_with([]))  # the old worker let go
+        await until(lambda: lead.sup.lane_state("engine") is S.READY, 30, "the engine back")
+    finally:
+        old_worker.kill()
+        old_worker.wait(timeout=10)
         await finish(coord, task)

@@ -4,7 +4,7 @@ members (leader lane and ``--headless`` follower lane), and the peer link betwee
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -169,7 +169,11 @@ def engine_lane(port: int, state_dir: Path, head_port: int | None = None) -> Lan
 
 
 async def make_ray_hosts(
-    tmp_path: Path, *, sim_ray: bool = False, restart: RestartConfig = FAST_RESTART
+    tmp_path: Path,
+    *,
+    sim_ray: bool = False,
+    restart: RestartConfig = FAST_RESTART,
+    pre_start: Callable[[LaneConfig], Awaitable[str | None]] | None = None,
 ) -> AsyncGenerator[dict[str, Host], None]:
     """Both hosts' supervisors: the group ``ray`` of headless members, and on the
     leader's host the lane ``engine`` that runs on it (``sim_ray``: real sim Ray nodes and
@@ -184,7 +188,8 @@ async def make_ray_hosts(
         lanes = tuple(replace(lane, restart=restart) for lane in lanes)
         cfg = Config(daemon=DaemonConfig(log_dir=tmp_path / name / "logs"), lanes=lanes)
         table = LaneTable()
-        made[name] = Host(name, Supervisor(cfg, table), table)
+        check = pre_start if name == HOSTS[0] else None  # the leader host's NPU check
+        made[name] = Host(name, Supervisor(cfg, table, pre_start=check), table)
     try:
         yield made
     finally:
