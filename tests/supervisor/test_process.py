@@ -338,15 +338,24 @@ def test_a_requested_stop_reads_as_stopped() -> None:
 async def test_stop_mode_says_who_gets_the_stop_signal(
     tmp_path: Path, mode: StopMode, child_signalled: bool
 ) -> None:
-    # main: only the lane's main process is asked (it stops its children its own way, as
-    # `ray start --block` does); what it leaves behind is killed once it has exited.
+    # "main": only the lane's main process is asked (it stops its children its own way, as
+    # `ray start --block` does). The main process here ignores SIGTERM, so the child has
+    # the whole stop timeout to note a SIGTERM of its own before SIGKILL ends them both.
     term = tmp_path / "child-got-sigterm"
-    proc = await spawn(tmp_path, "--spawn-child", "--child-term-file", str(term), stop_mode=mode)
+    proc = await spawn(
+        tmp_path,
+        "--ignore-term",
+        "--spawn-child",
+        "--child-term-file",
+        str(term),
+        stop_mode=mode,
+        stop_timeout=1.0,
+    )
     assert proc.pid is not None
     info = await get_json(f"{proc.lane.base_url}/env")
     assert isinstance(info, dict)
     child = info["child_pid"]
     assert isinstance(child, int) and pid_alive(child)
-    assert await proc.stop(signal.SIGTERM, 5.0) == "signal SIGTERM"
+    assert await proc.stop(signal.SIGTERM, 1.0) == "signal SIGKILL"
     assert not pid_alive(child) and lane_members(proc.pid) == []
     assert term.exists() is child_signalled
