@@ -105,6 +105,9 @@ def detail_text(
     _field(text, "restarts", str(lane.restarts))
     if lane.group is not None:
         _field(text, "group", lane.group.line())
+    if lane.runs_on:
+        # Its NPUs are the group's members' (Ray's workers): started and stopped with it.
+        _field(text, "runs on", f"lane group {lane.runs_on} (started once it is ready)")
     in_flight = "-" if lane.stats is None else str(lane.stats.in_flight)
     _field(text, "in flight", in_flight)
     for warning in lane.warnings:

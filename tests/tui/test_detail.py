@@ -12,12 +12,15 @@ from textual.widgets import Static
 
 from qwen_tui.app import QwenTui
 from qwen_tui.commands import QwendCommands
+from qwen_tui.detail import detail_text as detail_view
 from qwen_tui.detail import last_promotion, promotion_lines
+from qwen_tui.history import History
 from qwen_tui.lastbench import about_lane, bench_lines, last_bench, summarise
 from qwen_tui.screens.confirm import ConfirmScreen
 from qwen_tui.screens.detail import DetailScreen
 from qwend.api.messages import (
     GateResult,
+    LaneInfo,
     PromotionAccepted,
     PromotionMode,
     PromotionOutcome,
@@ -235,3 +238,15 @@ async def test_the_detail_view_greys_and_says_since_when_qwend_is_away() -> None
             title = screen.query_one("#detail-title", Static).render()
             assert "qwend unreachable since" in str(title)
             assert "lane stable (active lane of stable)" in detail_text(app)  # last values
+
+
+def test_a_lane_on_a_group_says_so_and_whose_npus_it_uses() -> None:
+    engine = LaneInfo(
+        name="stable", role="stable", variant="v3", state="ready", active=True,
+        standby=False, port=18084, runs_on="ray",
+    )  # fmt: skip
+    text = detail_view(engine, 0.0, History(), None, None, True).plain
+    assert "on ray" in text, "its NPUs are the group's"
+    assert "lane group ray (started once it is ready)" in text
+    plain = LaneInfo(name="a", role="r", variant="v", state="ready", active=True, standby=False)
+    assert "runs on" not in detail_view(plain, 0.0, History(), None, None, True).plain
