@@ -356,6 +356,8 @@ async def test_stop_mode_says_who_gets_the_stop_signal(
     assert isinstance(info, dict)
     child = info["child_pid"]
     assert isinstance(child, int) and pid_alive(child)
+    # A SIGTERM before the child set its handler would end it without a word.
+    await until(lambda: Path(f"{term}.armed").exists(), 20, "the child's SIGTERM handler")
     assert await proc.stop(signal.SIGTERM, 1.0) == "signal SIGKILL"
     assert not pid_alive(child) and lane_members(proc.pid) == []
     assert term.exists() is child_signalled

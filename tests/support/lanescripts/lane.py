@@ -29,7 +29,11 @@ def main() -> int:
     ap.add_argument("--hang-health-file", default="")
     ap.add_argument("--spawn-child", action="store_true")
     ap.add_argument("--child-own-group", action="store_true")
-    ap.add_argument("--child-term-file", default="", help="the grandchild writes it on SIGTERM")
+    ap.add_argument(
+        "--child-term-file",
+        default="",
+        help="the grandchild writes it on SIGTERM (and FILE.armed once its handler is set)",
+    )
     args = ap.parse_args()
 
     if args.ignore_term:
@@ -51,7 +55,12 @@ def main() -> int:
                 "-c",
                 "import signal,sys,time\n"
                 f"signal.signal(signal.SIGTERM, {on_term})\n"
-                "while True: time.sleep(60)",
+                + (
+                    f"open({args.child_term_file + '.armed'!r}, 'w').close()\n"
+                    if args.child_term_file
+                    else ""
+                )
+                + "while True: time.sleep(60)",
             ],
             process_group=0 if args.child_own_group else None,
         )
